@@ -1,0 +1,135 @@
+"""Bearer-token authentication for the FHIR API and the JSON API: one indexed query per request.
+
+django-oauth-toolkit's own resource-server check loads the token, its application and
+its user through the ORM with several queries. Here one cached SQL statement finds the
+token by its SHA-256 (DOT's indexed `token_checksum`; with RFC 9700 storage on, the
+token itself is never stored) together with the acting user and the bound purpose. Nothing
+is cached between requests: a revoked token (DOT deletes the row) or a deactivated user is
+refused by the very next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from django.db import connection
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from oauth2_provider.models import AccessToken, Application
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from accounts.models import User
+from api.models import TokenPurpose
+from api.outcomes import NotAuthenticated
+from api.scopes import ScopeSet
+
+
+@dataclass(frozen=True)
+class TokenContext:
+    """Who the token acts for, what its scopes allow, and the purpose bound to it ("" when none)."""
+
+    user: User
+    scopes: ScopeSet
+    token_id: int
+    application_id: int | None
+    purpose: str
+    client_credentials: bool
+    expires: Any
+
+
+# In the model's field order: Model.from_db assigns values by position among the concrete fields.
+_USER_FIELDS = ("id", "username", "is_active", "role")
+_SQL: dict[str, str] = {}
+
+
+def _lookup_sql() -> str:
+    sql = _SQL.get(connection.vendor)
+    if sql is None:
+        quote = connection.ops.quote_name
+        token, app, user, purpose = (quote(m._meta.db_table) for m in (AccessToken, Application, User, TokenPurpose))
+        # A client-credentials token has no user of its own: it acts as the application's owner.
+        sql = _SQL[connection.vendor] = (
+            "SELECT t.id, t.expires, t.scope, t.application_id, t.user_id IS NULL,"  # noqa: S608 (model tables)
+            " u.id, u.username, u.role, u.is_active, p.purpose"
+            f" FROM {token} t LEFT JOIN {app} a ON a.id = t.application_id"
+            f" JOIN {user} u ON u.id = COALESCE(t.user_id, a.user_id)"
+            f" LEFT JOIN {purpose} p ON p.access_token_id = t.id"
+            " WHERE t.token_checksum = %s"
+        )
+    return sql
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def token_context(token: str) -> TokenContext | None:
+    """The live token's context, or None when it is unknown, expired, revoked or its user inactive."""
+    if len(token) > 512:
+        return None
+    checksum = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    with connection.cursor() as cursor:
+        cursor.execute(_lookup_sql(), [checksum])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token_id, expires, scope, application_id, no_user, uid, username, role, is_active, purpose = row
+    if not is_active:
+        return None
+    if isinstance(expires, str):  # SQLite hands raw cursors text
+        expires = parse_datetime(expires)
+    if expires is None or timezone.now() >= _aware(expires):
+        return None
+    user = User.from_db(connection.alias, list(_USER_FIELDS), [uid, username, bool(is_active), role])
+    return TokenContext(
+        user=user,
+        scopes=ScopeSet.from_string(scope or ""),
+        token_id=token_id,
+        application_id=application_id,
+        purpose=purpose or "",
+        client_credentials=bool(no_user),
+        expires=_aware(expires),
+    )
+
+
+def _aware(value: Any) -> Any:
+    if timezone.is_naive(value):
+        return timezone.make_aware(value, UTC)
+    return value
+
+
+def bearer_authenticate(request: HttpRequest) -> TokenContext:
+    """The request's token context; NotAuthenticated (401) without a live bearer token."""
+    token = bearer_token(request)
+    if token is None:
+        raise NotAuthenticated("a bearer access token is required (Authorization: Bearer <token>)")
+    context = token_context(token)
+    if context is None:
+        raise NotAuthenticated("the access token is unknown, expired or revoked", token_given=True)
+    return context
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """DRF authentication with the same lookup: `request.user` is the acting user, `request.auth` the context."""
+
+    def authenticate(self, request: Request) -> tuple[User, TokenContext] | None:
+        token = bearer_token(request._request)
+        if token is None:
+            return None
+        context = token_context(token)
+        if context is None:
+            raise AuthenticationFailed("the access token is unknown, expired or revoked")
+        return context.user, context
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="HealthLedger API"'

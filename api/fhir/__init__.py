@@ -1,0 +1,1 @@
+"""The clinician's FHIR REST API (R4B, FHIR 4.3.0) under /fhir."""

@@ -1,0 +1,172 @@
+"""What the server supports, said exactly: the CapabilityStatement and the SMART configuration.
+
+Both are built from the same constants the views use (types, search parameters, sorts),
+so the statement cannot drift from the behaviour.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from api.access import fhir_endpoint
+from api.fhir import audit_events, consents, records
+from api.fhir.params import COUNT_DEFAULT, COUNT_MAX
+from api.outcomes import FHIR_CONTENT_TYPE
+from api.scopes import PLAIN_SCOPES
+
+FHIR_VERSION = "4.3.0"
+SOFTWARE_VERSION = "0.1.0"
+RELEASE_DATE = "2026-01-01"
+_SMART_CAPABILITIES = [
+    "launch-standalone",
+    "client-public",
+    "client-confidential-symmetric",
+    "permission-v1",
+    "permission-v2",
+]
+_PARAM_DOCS = {
+    "patient": (
+        "reference",
+        "The patient whose record is searched (Patient/<id> or <id>); patients default to their own",
+    ),
+    "subject": ("reference", "Same as patient: subject=Patient/<id>"),
+    "_id": ("token", "Resource ids, comma-separated"),
+    "code": ("token", "system|code, comma-separated alternatives; repeat the parameter to require several"),
+    "category": ("token", "system|code, comma-separated alternatives"),
+    "date": ("date", "The resource's clinical dates, by calendar day; prefixes eq, ge, gt, le, lt"),
+    "_lastUpdated": ("date", "When the server stored the current version; prefixes eq, ge, gt, le, lt"),
+    "status": ("token", "Consent status: proposed, active, inactive, rejected"),
+    "outcome": ("token", "0 permitted, 4 denied"),
+}
+_RESULT_DOCS = (
+    f"_count (default {COUNT_DEFAULT}, at most {COUNT_MAX}; 0 returns only the total), _offset (paging; "
+    "next/previous links carry the query), _sort=date|-date (clinical date, then id), _format=json"
+)
+
+
+def _search_params(names: frozenset[str]) -> list[dict[str, str]]:
+    return [
+        {"name": name, "type": _PARAM_DOCS[name][0], "documentation": _PARAM_DOCS[name][1]}
+        for name in sorted(names)
+        if name in _PARAM_DOCS
+    ]
+
+
+def _oauth_uris(base: str) -> dict[str, Any]:
+    return {
+        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+        "extension": [
+            {"url": "authorize", "valueUri": f"{base}/oauth/authorize/"},
+            {"url": "token", "valueUri": f"{base}/oauth/token/"},
+            {"url": "revoke", "valueUri": f"{base}/oauth/revoke_token/"},
+            {"url": "introspect", "valueUri": f"{base}/api/token/introspect"},
+        ],
+    }
+
+
+def _record_resource(resource_type: str) -> dict[str, Any]:
+    interactions = ["read", "vread", "search-type"] + ([] if resource_type == "Patient" else ["create"])
+    return {
+        "type": resource_type,
+        "interaction": [{"code": code} for code in interactions],
+        "versioning": "versioned",
+        "readHistory": True,
+        "updateCreate": False,
+        "conditionalCreate": False,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchParam": _search_params(records.SEARCH_PARAMETERS - {"_sort"}),
+    }
+
+
+@lru_cache(maxsize=8)
+def capability_statement(base: str) -> bytes:
+    """The CapabilityStatement for a server reached at `base` (scheme://host), as JSON bytes."""
+    resources = [_record_resource(t) for t in sorted(records.RECORD_TYPES)]
+    resources += [
+        {
+            "type": "Consent",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": _search_params(consents.SEARCH_PARAMETERS),
+        },
+        {
+            "type": "AuditEvent",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": _search_params(audit_events.SEARCH_PARAMETERS - {"_sort"}),
+        },
+    ]
+    resources.sort(key=lambda r: r["type"])
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": RELEASE_DATE,
+        "publisher": "HealthLedger",
+        "kind": "instance",
+        "software": {"name": "HealthLedger", "version": SOFTWARE_VERSION},
+        "implementation": {
+            "description": "HealthLedger FHIR API: patient-controlled, consent-gated",
+            "url": f"{base}/fhir",
+        },
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": "Every read is decided against the patient's consent and logged. " + _RESULT_DOCS,
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "extension": [_oauth_uris(base)],
+                    "description": "OAuth2 bearer tokens (authorization code with PKCE, client credentials); "
+                    "SMART scopes narrow what the patient's grant allows. Purpose of use: X-Purpose-Of-Use "
+                    "header or the purpose_of_use token parameter; break-glass: ETREAT with X-Break-Glass-Reason.",
+                },
+                "resource": resources,
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            }
+        ],
+    }
+    return orjson.dumps(statement)
+
+
+def _origin(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+@fhir_endpoint("GET", authenticated=False)
+def metadata(request: HttpRequest, context: None) -> HttpResponse:
+    return HttpResponse(capability_statement(_origin(request)), content_type=FHIR_CONTENT_TYPE)
+
+
+@fhir_endpoint("GET", authenticated=False)
+def smart_configuration(request: HttpRequest, context: None) -> HttpResponse:
+    base = _origin(request)
+    return JsonResponse(
+        {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/oauth/authorize/",
+            "token_endpoint": f"{base}/oauth/token/",
+            "revocation_endpoint": f"{base}/oauth/revoke_token/",
+            "introspection_endpoint": f"{base}/api/token/introspect",
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": [*sorted(PLAIN_SCOPES), "patient/*.cruds", "user/*.cruds", "system/*.cruds"],
+            "response_types_supported": ["code"],
+            "capabilities": _SMART_CAPABILITIES,
+        }
+    )

@@ -1,0 +1,279 @@
+"""Read, vread, search and create of record resources; the patient's transaction import.
+
+Every read goes through the gate (consent.gate) and every write through consent.writes.
+A resource the caller may not see answers exactly like one that does not exist: the same
+404 and the same OperationOutcome bytes; a search of a patient the caller may not see
+answers exactly like a search of a patient that does not exist: an empty searchset.
+
+Patient resolution in searches: `patient=<id>` (or `subject=Patient/<id>`); a patient user
+defaults to their own record; anyone else must name the patient (400 otherwise), so no
+search ever spans records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.http import http_date
+
+from accounts.models import Role
+from api import selectors
+from api.access import fhir_endpoint, gate_caller, scope_require
+from api.auth import TokenContext
+from api.fhir import params
+from api.fhir.bundles import searchset
+from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, NotSupported, ScopeDenied
+from consent import gate, writes
+from healthledger.errors import DocumentTooLarge, InvalidFHIR, ResourceNotFound
+from records.fhir import canonical_json
+from records.fhir.index import patient_references
+from records.fhir.resource_types import RESOURCE_TYPES
+from records.models import Patient
+
+# Served by their own modules (api.fhir.consents, api.fhir.audit_events) or not resources of a record.
+NOT_RECORD_TYPES = frozenset({"Consent", "AuditEvent", "Bundle", "CapabilityStatement", "OperationOutcome"})
+RECORD_TYPES = frozenset(RESOURCE_TYPES - NOT_RECORD_TYPES)
+SEARCH_PARAMETERS = frozenset({"patient", "subject", "_id", "code", "category", "date", "_lastUpdated", "_sort"})
+SORTS = frozenset({"date", "-date"})
+_JSON_BODIES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
+MAX_QUERY_LOGGED = 2000
+
+
+def _record_type(resource_type: str) -> str:
+    if resource_type not in RECORD_TYPES:
+        # Unknown types and types served elsewhere answer like a missing resource: nothing to see here.
+        raise ResourceNotFound("resource not found")
+    return resource_type
+
+
+def _served(body: bytes, version: int, updated_at: datetime, status: int = 200) -> HttpResponse:
+    response = HttpResponse(body, status=status, content_type=FHIR_CONTENT_TYPE)
+    response["ETag"] = f'W/"{version}"'
+    response["Last-Modified"] = http_date(updated_at.timestamp())
+    return response
+
+
+def _read(
+    request: HttpRequest, context: TokenContext, resource_type: str, resource_id: str, version: int | None
+) -> HttpResponse:
+    _record_type(resource_type)
+    scope_require(context, resource_type, "r")
+    caller = gate_caller(request, context)
+    # One query finds the version, its owner and keys; the ETag and time are the very version served.
+    read = gate.resource_read_by_id(
+        caller=caller, resource_type=resource_type, resource_id=resource_id, version=version
+    )
+    return _served(read.body, read.version, read.created_at)
+
+
+@fhir_endpoint("GET")
+def resource_read(request: HttpRequest, context: TokenContext, resource_type: str, resource_id: str) -> HttpResponse:
+    return _read(request, context, resource_type, resource_id, None)
+
+
+@fhir_endpoint("GET")
+def resource_vread(
+    request: HttpRequest, context: TokenContext, resource_type: str, resource_id: str, version: str
+) -> HttpResponse:
+    if not version.isdigit() or not 0 < int(version) < 2**31:
+        raise ResourceNotFound("resource not found")
+    return _read(request, context, resource_type, resource_id, int(version))
+
+
+def search_patient(request: HttpRequest, context: TokenContext, resource_type: str) -> Patient | None:
+    """The one record a search runs on; None when the named patient does not exist."""
+    named = params.patient_param(request.GET)
+    if named is None and resource_type == "Patient":
+        ids = params.id_list("_id", request.GET.getlist("_id"))
+        named = ids[0] if len(ids) == 1 else None
+    if named is None:
+        if context.user.role == Role.PATIENT:
+            return selectors.patient_of_user(user_id=context.user.pk)
+        raise BadRequest("name the patient: patient=<id> (or subject=Patient/<id>)")
+    return selectors.patient_by_fhir_id(fhir_id=named)
+
+
+def _criteria(request: HttpRequest) -> tuple[gate.SearchCriteria, bool]:
+    """The search's criteria, and whether they can match anything at all."""
+    query = request.GET
+    days = params.day_range("date", query.getlist("date"))
+    updated = params.instant_range("_lastUpdated", query.getlist("_lastUpdated"))
+    criteria = gate.SearchCriteria(
+        ids=params.id_list("_id", query.getlist("_id")),
+        codes=params.token_groups("code", query.getlist("code")),
+        categories=params.token_groups("category", query.getlist("category")),
+        date_ge=days.ge,
+        date_le=days.le,
+        updated_ge=updated.ge,
+        updated_lt=updated.lt,
+    )
+    return criteria, not updated.empty
+
+
+@fhir_endpoint("GET")
+def resource_search(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
+    _record_type(resource_type)
+    scope_require(context, resource_type, "s")
+    params.unknown_check(request.GET, SEARCH_PARAMETERS)
+    paging = params.paging(request.GET, SORTS)
+    criteria, satisfiable = _criteria(request)
+    caller = gate_caller(request, context)
+    patient = search_patient(request, context, resource_type)
+    if patient is None or not satisfiable:
+        return searchset(request, paging, 0, [])
+    try:
+        page = gate.resource_search_counted(
+            caller=caller,
+            patient=patient,
+            resource_type=resource_type,
+            criteria=criteria,
+            sort=paging.sort,
+            limit=paging.count,
+            offset=paging.offset,
+            query=request.META.get("QUERY_STRING", "")[:MAX_QUERY_LOGGED],
+        )
+    except ResourceNotFound:
+        # Denied: exactly what a search of a patient that does not exist returns.
+        return searchset(request, paging, 0, [])
+    refs = [ref.rsplit("/_history/", 1)[0] for ref in page.references]
+    return searchset(request, paging, page.total or 0, list(zip(refs, page.bodies, strict=True)))
+
+
+# --- Writes -------------------------------------------------------------------------------
+
+
+def _body(request: HttpRequest) -> bytes:
+    """The request body as JSON bytes: 415 for another media type, 413 past the limits, before reading it all."""
+    media = (request.content_type or "").lower()
+    if media not in _JSON_BODIES:
+        raise NotSupported("send FHIR JSON (Content-Type: application/fhir+json)", status=415)
+    limit = min(settings.FHIR_MAX_DOCUMENT_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise DocumentTooLarge(f"the document is larger than {limit} bytes")
+    body = request.body
+    if len(body) > limit:
+        raise DocumentTooLarge(f"the document is larger than {limit} bytes")
+    return body
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """400 for a body that is not a JSON object with a resourceType (422 is for FHIR that fails validation)."""
+    try:
+        data = orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("the body is not valid JSON", issue_code="structure") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        raise BadRequest("the body must be a FHIR resource: a JSON object with a resourceType", issue_code="structure")
+    return data
+
+
+def _unprocessable(error: InvalidFHIR) -> InvalidFHIR:
+    # Parsed, but not acceptable FHIR: 422. A too-large document keeps its 413.
+    if isinstance(error, DocumentTooLarge):
+        return error
+    return InvalidFHIR(error.message, found=error.issues, status=422)
+
+
+def _write(caller: gate.Caller, patient: Patient, body: bytes) -> writes.WriteResult:
+    try:
+        return writes.record_write(caller=caller, patient=patient, payload=body)
+    except InvalidFHIR as error:
+        raise _unprocessable(error) from None
+
+
+def _create_target(context: TokenContext, resource: dict[str, Any]) -> Patient:
+    refs = [ref for ref in patient_references(resource) if ref.startswith("Patient/")]
+    if len(set(refs)) > 1:
+        raise BadRequest("the resource refers to more than one patient")
+    if refs:
+        patient = selectors.patient_by_fhir_id(fhir_id=refs[0].removeprefix("Patient/"))
+    elif context.user.role == Role.PATIENT:
+        patient = selectors.patient_of_user(user_id=context.user.pk)
+    else:
+        raise BadRequest("the resource must refer to its patient (subject or patient: Patient/<id>)")
+    if patient is None:
+        raise ResourceNotFound("resource not found")
+    return patient
+
+
+def _representation(resource: dict[str, Any], reference: str, updated_at: datetime) -> bytes:
+    """The stored resource as the store wrote it: the submitted content with the server's id and meta."""
+    _, resource_id, _, version = reference.split("/")
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    meta["versionId"] = version
+    meta["lastUpdated"] = updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return canonical_json({**resource, "id": resource_id, "meta": meta})
+
+
+@fhir_endpoint("POST")
+def resource_create(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
+    """POST /fhir/<type>: one resource into the record of the patient it refers to (a write grant, or one's own)."""
+    _record_type(resource_type)
+    scope_require(context, resource_type, "c")
+    if resource_type == "Patient":
+        raise ScopeDenied("Patient resources are created by importing a record, not by create")
+    body = _body(request)
+    resource = _json_object(body)
+    if resource["resourceType"] != resource_type:
+        raise BadRequest(f"the body is a {resource['resourceType']}, the URL says {resource_type}")
+    caller = gate_caller(request, context)
+    patient = _create_target(context, resource)
+    written = _write(caller, patient, body).ingest.patients[patient.pk]
+    if written.created or written.updated:
+        reference = (written.created or written.updated)[0]
+        status = 201 if written.created else 200
+    else:
+        # The same content again: nothing new was stored; answer with the current version.
+        current = selectors.resource_locate(resource_type=resource_type, resource_id=written.unchanged[0].split("/")[1])
+        if current is None:
+            raise ResourceNotFound("resource not found")
+        reference, status = f"{written.unchanged[0]}/_history/{current.version}", 200
+    _, resource_id, _, version = reference.split("/")
+    located = selectors.resource_locate(resource_type=resource_type, resource_id=resource_id, version=int(version))
+    if located is None:  # erased between the write and this lookup
+        raise ResourceNotFound("resource not found")
+    prefer = request.headers.get("Prefer", "")
+    content = b"" if "return=minimal" in prefer else _representation(resource, reference, located.updated_at)
+    response = _served(content, located.version, located.updated_at, status=status)
+    response["Location"] = request.build_absolute_uri(f"/fhir/{reference}")
+    return response
+
+
+@fhir_endpoint("POST")
+def transaction(request: HttpRequest, context: TokenContext) -> HttpResponse:
+    """POST /fhir: a patient imports a transaction or batch Bundle into their own record, all or nothing."""
+    body = _body(request)
+    bundle = _json_object(body)
+    if bundle["resourceType"] != "Bundle" or bundle.get("type") not in ("transaction", "batch"):
+        raise BadRequest("POST to the base takes a transaction or batch Bundle")
+    entries = bundle["entry"] if isinstance(bundle.get("entry"), list) else []
+    resources = [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    types = {r["resourceType"] for r in resources if isinstance(r.get("resourceType"), str)}
+    for resource_type in sorted(types):
+        scope_require(context, resource_type, "c")
+    if context.user.role != Role.PATIENT:
+        raise ScopeDenied("a transaction imports a patient's own record; clinicians create single resources")
+    caller = gate_caller(request, context)
+    patient = selectors.patient_of_user(user_id=context.user.pk)
+    if patient is None:
+        raise ResourceNotFound("resource not found")
+    result = _write(caller, patient, body)
+    written = result.ingest.patients.get(patient.pk)
+    outcome: list[dict[str, Any]] = []
+    if written is not None:
+        outcome += [{"response": {"status": "201 Created", "location": ref}} for ref in written.created]
+        outcome += [{"response": {"status": "200 OK", "location": ref}} for ref in written.updated]
+        outcome += [{"response": {"status": "200 OK", "location": ref}} for ref in written.unchanged]
+    kind = "transaction-response" if bundle.get("type") == "transaction" else "batch-response"
+    response: dict[str, Any] = {"resourceType": "Bundle", "type": kind}
+    if outcome:
+        response["entry"] = outcome
+    return HttpResponse(orjson.dumps(response), content_type=FHIR_CONTENT_TYPE)

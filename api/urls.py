@@ -1,0 +1,83 @@
+"""The API's URLs: FHIR under /fhir, OAuth2 under /oauth, the JSON API and its OpenAPI docs under /api.
+
+To add FHIR endpoints from another module (operations such as Patient/{id}/$diagnose, or
+types served elsewhere such as Task), add one line to FHIR_EXTENSIONS: they are matched
+before the generic <type> and <type>/<id> routes, which would otherwise take them.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from oauth2_provider import views as oauth_views
+
+from api.access import fhir_endpoint
+from api.fhir import audit_events, capability, consents, records
+from api.oauth import SmartRevokeTokenView, SmartTokenView
+from api.outcomes import NotSupported
+from api.rest import TokenIntrospectView
+from healthledger.errors import ResourceNotFound
+
+TYPE = r"(?P<resource_type>[A-Z][A-Za-z]{1,63})"
+ID = r"(?P<resource_id>[A-Za-z0-9\-.]{1,64})"
+
+# Other modules' FHIR routes, e.g. path("", include("api.fhir_diagnostics")).
+FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [path("", include("api.fhir_diagnostics"))]
+
+
+@csrf_exempt  # bearer tokens only: no ambient (cookie) authority to forge
+def resource_type_endpoint(request: HttpRequest, resource_type: str) -> HttpResponse:
+    """GET searches the type, POST creates an instance of it."""
+    if request.method == "POST":
+        return records.resource_create(request, resource_type=resource_type)
+    if request.method == "GET":
+        return records.resource_search(request, resource_type=resource_type)
+    return _unsupported(request)
+
+
+@fhir_endpoint("GET", "POST", authenticated=False)
+def _unsupported(request: HttpRequest, context: None, **kwargs: object) -> HttpResponse:
+    raise NotSupported(f"{request.method} is not supported here", status=405, allow="GET, POST")
+
+
+@fhir_endpoint("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", authenticated=False)
+def fhir_not_found(request: HttpRequest, context: None, **kwargs: object) -> HttpResponse:
+    raise ResourceNotFound("resource not found")
+
+
+fhir_patterns: list[URLPattern | URLResolver] = [
+    path("", records.transaction, name="fhir-base-slash"),
+    path("metadata", capability.metadata, name="fhir-metadata"),
+    path(".well-known/smart-configuration", capability.smart_configuration, name="fhir-smart-configuration"),
+    path("Consent", consents.consent_search, name="fhir-consent-search"),
+    re_path(rf"^Consent/{ID}$", consents.consent_read, name="fhir-consent-read"),
+    path("AuditEvent", audit_events.audit_event_search, name="fhir-auditevent-search"),
+    re_path(rf"^AuditEvent/{ID}$", audit_events.audit_event_read, name="fhir-auditevent-read"),
+    *FHIR_EXTENSIONS,
+    re_path(rf"^{TYPE}$", resource_type_endpoint, name="fhir-type"),
+    re_path(rf"^{TYPE}/{ID}$", records.resource_read, name="fhir-read"),
+    re_path(rf"^{TYPE}/{ID}/_history/(?P<version>[0-9]{{1,10}})$", records.resource_vread, name="fhir-vread"),
+    re_path(r"^.*$", fhir_not_found),
+]
+
+oauth_patterns = [
+    path("authorize/", oauth_views.AuthorizationView.as_view(), name="authorize"),
+    path("token/", SmartTokenView.as_view(), name="token"),
+    path("revoke_token/", SmartRevokeTokenView.as_view(), name="revoke-token"),
+    path("introspect/", oauth_views.IntrospectTokenView.as_view(), name="introspect"),
+]
+
+api_patterns = [
+    path("token/introspect", TokenIntrospectView.as_view(), name="api-token-introspect"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("fhir", records.transaction, name="fhir-base"),
+    path("fhir/", include(fhir_patterns)),
+    path("oauth/", include((oauth_patterns, "oauth2_provider"))),
+    path("api/", include(api_patterns)),
+]

@@ -1,0 +1,88 @@
+"""A grant as a FHIR R4B Consent resource (what the patient and the grantee read through the API)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils import timezone
+
+from consent.models import Grant
+from consent.purposes import ALL_RESOURCE_TYPES, PURPOSE_SYSTEM, Action
+
+GRANT_ID_SYSTEM = "urn:healthledger:grant"
+USER_ID_SYSTEM = "urn:healthledger:user"
+CHAIN_TX_SYSTEM = "urn:healthledger:chain-tx"
+_ACTION_CODES = {Action.READ: "access", Action.WRITE: "correct", Action.RUN_MODEL: "use"}
+_ACTION_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentaction"
+
+
+def _status(grant: Grant, now: datetime) -> str:
+    effective = grant.effective_status(now)
+    return {
+        "pending": "proposed",
+        "recorded": "active",
+        "not yet valid": "active",
+        "expired": "inactive",
+        "revoked": "inactive",
+        "failed": "rejected",
+    }[effective]
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def consent_id(grant: Grant) -> str:
+    """FHIR ids are at most 64 characters: the grant id without its 0x prefix."""
+    return grant.id[2:]
+
+
+def grant_as_consent(grant: Grant, *, now: datetime | None = None) -> dict[str, Any]:
+    """Render one grant; the output validates as an R4B Consent."""
+    now = now or timezone.now()
+    identifiers: list[dict[str, Any]] = [{"system": GRANT_ID_SYSTEM, "value": grant.id}]
+    if grant.tx_hash:
+        identifiers.append({"system": CHAIN_TX_SYSTEM, "value": grant.tx_hash})
+    provision: dict[str, Any] = {
+        "type": "permit",
+        "period": {"start": _instant(grant.not_before), "end": _instant(grant.not_after)},
+        "actor": [
+            {
+                "role": {
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]
+                },
+                "reference": {
+                    "identifier": {"system": USER_ID_SYSTEM, "value": str(grant.grantee_id)},
+                    "display": grant.grantee.get_full_name() or grant.grantee.get_username(),
+                },
+            }
+        ],
+        "action": [
+            {"coding": [{"system": _ACTION_SYSTEM, "code": _ACTION_CODES[a], "display": a}]} for a in grant.actions
+        ],
+        "purpose": [{"system": PURPOSE_SYSTEM, "code": grant.purpose}],
+    }
+    if ALL_RESOURCE_TYPES not in grant.resource_types:
+        provision["class"] = [{"system": "http://hl7.org/fhir/resource-types", "code": t} for t in grant.resource_types]
+    if grant.categories:
+        provision["code"] = [
+            {"coding": [{"system": c.split("|", 1)[0], "code": c.split("|", 1)[1]}]} for c in grant.categories
+        ]
+    return {
+        "resourceType": "Consent",
+        "id": consent_id(grant),
+        "meta": {"lastUpdated": _instant(grant.revoked_at or grant.recorded_at or grant.created_at)},
+        "identifier": identifiers,
+        "status": _status(grant, now),
+        "scope": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}]}],
+        "patient": {"reference": f"Patient/{grant.patient.fhir_id}"}
+        if grant.patient.fhir_id
+        else {"display": "patient"},
+        "dateTime": _instant(grant.created_at),
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": provision,
+    }

@@ -1,0 +1,310 @@
+"""THE GATE: the only path from stored ciphertext to plaintext.
+
+Every read of patient data, by the patient, a clinician, a worker or a research run,
+comes through here: the policy decision point decides; the decision, permit or deny,
+is appended to the access log (a permit in the same transaction as the read, a deny
+in a transaction of its own that commits before the caller answers); only a permit
+decrypts. A deny looks exactly like a missing resource.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from django.db import connection, transaction
+
+from accounts.models import User
+from audit.models import Outcome
+from audit.services import LogEvent, access_log_commit, access_log_insert
+from consent.pdp import Decision, decide
+from consent.purposes import Action, Purpose
+from healthledger.errors import IntegrityFailure, KeyDestroyed, ResourceNotFound
+from records import decrypt
+from records.models import Patient
+from records.selectors import (
+    SEARCH_LIMIT_MAX,
+    SearchCriteria,
+    StoredVersion,
+    resource_ids_by_date,
+    resource_in_categories,
+    resource_matching,
+    resource_search_stored,
+    stored_version_get,
+    stored_version_locate,
+    stored_versions_by_ids,
+    stored_versions_current,
+)
+
+logger = logging.getLogger(__name__)
+
+PURPOSE_PATIENT_REQUEST = Purpose.PATRQT.value
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, why, and on whose behalf: what every gate function needs to decide and to log."""
+
+    actor: User | None
+    purpose: str = PURPOSE_PATIENT_REQUEST
+    reason: str = ""  # the written reason break-glass needs
+    job_id: str = ""  # set when a worker acts for a job
+
+    @property
+    def ref(self) -> str:
+        if self.actor is None:
+            return "anonymous"
+        return f"job:{self.job_id}" if self.job_id else f"user:{self.actor.pk}"
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    references: list[str]
+    bodies: list[bytes]
+    # How many resources in all match and the caller may see (resource_search_counted); None when not counted.
+    total: int | None = None
+
+
+def _decide(caller: Caller, patient: Patient, action: str, resource_types: Sequence[str]) -> Decision:
+    return decide(
+        actor=caller.actor,
+        patient_id=patient.pk,
+        patient_user_id=patient.user_id,
+        action=action,
+        resource_types=resource_types,
+        purpose=caller.purpose,
+        reason=caller.reason,
+    )
+
+
+def _event(caller: Caller, patient: Patient, action: str, decision: Decision, **details: object) -> LogEvent:
+    return LogEvent(
+        actor=caller.ref,
+        action=action,
+        outcome=Outcome.PERMIT if decision.permit else Outcome.DENY,
+        patient_ref=patient.pk,
+        purpose=caller.purpose,
+        grant_ref=decision.grant_id,
+        job_id=caller.job_id,
+        reason=caller.reason if decision.break_glass else "",
+        break_glass=decision.break_glass,
+        **details,  # type: ignore[arg-type]
+    )
+
+
+def _deny(caller: Caller, patient: Patient, action: str, decision: Decision, **details: object) -> ResourceNotFound:
+    # Its own transaction, committed before the caller answers, so a deny is never rolled back with the request.
+    access_log_commit(event=_event(caller, patient, action, decision, **details))
+    logger.info("gate deny action=%s basis=%s", action, decision.basis)
+    return ResourceNotFound("resource not found")
+
+
+def _open(stored: StoredVersion, patient: Patient) -> bytes:
+    try:
+        return decrypt.stored_version_decrypt(stored)
+    except IntegrityFailure:
+        logger.error("integrity failure reading a stored version of patient %s", patient.pk)
+        raise
+
+
+def _narrowed(decision: Decision, patient: Patient, resource_type: str, resource_id: str) -> Decision:
+    """A permit under a grant narrowed to categories holds only for a resource indexed under one of them."""
+    if decision.permit and decision.categories:
+        in_scope = resource_in_categories(
+            patient=patient, resource_type=resource_type, resource_id=resource_id, categories=decision.categories
+        )
+        if not in_scope:
+            return Decision(permit=False, basis="category-not-granted", grant_id=decision.grant_id)
+    return decision
+
+
+def _read_permitted(caller: Caller, patient: Patient, decision: Decision, stored: StoredVersion) -> bytes:
+    """Decrypt in memory, commit the permit entry, and only then hand the bytes out.
+
+    The order is the guarantee: a version that fails to decrypt is never logged as read, and no
+    byte leaves before its entry is committed. One autocommit INSERT does it, without the
+    BEGIN/COMMIT round trips a transaction around the read would add to every request.
+    """
+    body = _open(stored, patient)
+    access_log_commit(event=_event(caller, patient, "records.read", decision, resource_ids=(stored.reference,)))
+    return body
+
+
+def resource_read(
+    *,
+    caller: Caller,
+    patient: Patient,
+    resource_type: str,
+    resource_id: str,
+    version: int | None = None,
+    action: str = Action.READ,
+) -> bytes:
+    """One resource's stored canonical JSON (current version, or `version`), decided and logged.
+
+    Raises ResourceNotFound when denied or missing (indistinguishable), KeyDestroyed
+    when the record was erased, IntegrityFailure when the stored bytes were tampered with.
+    """
+    asked = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version is not None else "")
+    decision = _narrowed(_decide(caller, patient, action, [resource_type]), patient, resource_type, resource_id)
+    if not decision.permit:
+        raise _deny(caller, patient, "records.read", decision, resource_ids=(asked,))
+    stored = stored_version_get(patient=patient, resource_type=resource_type, resource_id=resource_id, version=version)
+    if stored is None:
+        # Nothing was read, so nothing is logged as read; the caller sees what a stranger sees.
+        raise ResourceNotFound("resource not found")
+    return _read_permitted(caller, patient, decision, stored)
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    body: bytes
+    version: int
+    created_at: datetime
+
+
+def resource_read_by_id(
+    *, caller: Caller, resource_type: str, resource_id: str, version: int | None = None, action: str = Action.READ
+) -> ReadResult:
+    """Type/id (or that version of it) wherever it is stored: the API's read, where only the row names the patient.
+
+    One query finds the version with its owner and keys, then the same decision, narrowing,
+    logging and decryption as resource_read. A missing resource and a denied one raise the
+    same ResourceNotFound; only the deny is logged (a missing one names no patient).
+    """
+    located = stored_version_locate(resource_type=resource_type, resource_id=resource_id, version=version)
+    if located is None:
+        raise ResourceNotFound("resource not found")
+    patient = Patient.from_db(connection.alias, ["id", "user_id"], [located.stored.patient_id, located.patient_user_id])
+    asked = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version is not None else "")
+    decision = _narrowed(_decide(caller, patient, action, [resource_type]), patient, resource_type, resource_id)
+    if not decision.permit:
+        raise _deny(caller, patient, "records.read", decision, resource_ids=(asked,))
+    body = _read_permitted(caller, patient, decision, located.stored)
+    return ReadResult(body=body, version=located.stored.version, created_at=located.created_at)
+
+
+def resource_search(
+    *,
+    caller: Caller,
+    patient: Patient,
+    resource_type: str,
+    code: str | None = None,
+    category: str | None = None,
+    date_ge: date | None = None,
+    date_le: date | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    query: str = "",
+    action: str = Action.READ,
+) -> SearchPage:
+    """One page of the patient's resources of a type matching the criteria, narrowed to what the caller may see.
+
+    The narrowing happens before the search runs, so a denied caller learns nothing,
+    not even a count. `query` is the request's own text, logged as asked.
+    """
+    decision = _decide(caller, patient, action, [resource_type])
+    if not decision.permit:
+        raise _deny(caller, patient, "records.search", decision, query=query)
+    with transaction.atomic():
+        stored = resource_search_stored(
+            patient=patient,
+            resource_type=resource_type,
+            code=code,
+            category=category,
+            date_ge=date_ge,
+            date_le=date_le,
+            categories_any=decision.categories,
+            limit=limit,
+            offset=offset,
+        )
+        references = [item.reference for item in stored]
+        access_log_insert(
+            event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
+        )
+        return SearchPage(references=references, bodies=[_open(item, patient) for item in stored])
+
+
+def resource_search_counted(
+    *,
+    caller: Caller,
+    patient: Patient,
+    resource_type: str,
+    criteria: SearchCriteria,
+    sort: str = "",
+    limit: int = 50,
+    offset: int = 0,
+    query: str = "",
+    action: str = Action.READ,
+) -> SearchPage:
+    """One page of a search, in a stable order, with the total of what the caller may see.
+
+    The grant's narrowing (categories) is part of the query before it runs, so neither the
+    page nor `total` counts anything the caller may not see; a deny raises ResourceNotFound
+    and is logged. `sort` is "" (storage order), "date" or "-date" (the resource's clinical
+    date, then id; undated last). `limit` 0 counts only. The page's references are logged
+    with `query`, in the read's transaction.
+    """
+    decision = _decide(caller, patient, action, [resource_type])
+    if not decision.permit:
+        raise _deny(caller, patient, "records.search", decision, query=query)
+    limit = max(0, min(limit, SEARCH_LIMIT_MAX))
+    offset = max(0, offset)
+    with transaction.atomic():
+        matching = resource_matching(
+            patient=patient, resource_type=resource_type, criteria=criteria, categories_any=decision.categories
+        )
+        total = matching.count()
+        stored: list[StoredVersion] = []
+        if limit and offset < total and sort in ("date", "-date"):
+            # Ordered by blind-index sort tokens: nothing but the returned page is ever decrypted.
+            ordered = resource_ids_by_date(patient=patient, matching=matching, descending=sort == "-date")
+            stored = stored_versions_by_ids(ordered[offset : offset + limit])
+        elif limit and offset < total:
+            stored = stored_versions_by_ids(
+                list(matching.order_by("pk").values_list("pk", flat=True)[offset : offset + limit])
+            )
+        references = [item.reference for item in stored]
+        access_log_insert(
+            event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
+        )
+        bodies = [_open(item, patient) for item in stored]
+        return SearchPage(references=references, bodies=bodies, total=total)
+
+
+def record_export(*, caller: Caller, patient: Patient) -> bytes:
+    """The current version of every resource of the record as one FHIR collection Bundle, logged as one entry.
+
+    Only the patient exports a whole record: a grant never covers "everything, in one go".
+    """
+    decision = _decide(caller, patient, Action.READ, ["*"])
+    if decision.basis != "own-record":
+        decision = Decision(permit=False, basis=decision.basis if not decision.permit else "export-own-record-only")
+    if not decision.permit:
+        raise _deny(caller, patient, "records.export", decision)
+    with transaction.atomic():
+        if Patient.objects.filter(pk=patient.pk, erased_at__isnull=False).exists():
+            raise KeyDestroyed("this patient's record was erased; its data can never be decrypted again")
+        stored = stored_versions_current(patient=patient)
+        access_log_insert(
+            event=_event(caller, patient, "records.export", decision, resource_ids=[s.reference for s in stored])
+        )
+        bodies = decrypt.stored_versions_decrypt(stored)
+    # Built from the stored bytes without parsing them; type and id are FHIR ids, safe inside a JSON string.
+    timestamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    entries = b",".join(
+        b'{"fullUrl":"' + f"{item.resource_type}/{item.fhir_id}".encode("ascii") + b'","resource":' + body + b"}"
+        for item, body in zip(stored, bodies, strict=True)
+    )
+    head = f'{{"resourceType":"Bundle","type":"collection","timestamp":"{timestamp}","entry":['.encode("ascii")
+    return head + entries + b"]}"
+
+
+def patient_signing_key(*, patient: Patient) -> bytes:
+    """The patient's chain signing key, for consent services to sign the patient's own grants and revocations.
+
+    Not patient data and not logged as a read: what it signs is logged by the service that signs.
+    """
+    fresh = Patient.objects.only("id", "wrapped_key", "master_key_id", "wallet_ciphertext").get(pk=patient.pk)
+    return decrypt.patient_signing_key(fresh)

@@ -1,0 +1,19 @@
+"""Outbox callbacks: the chain's answer to a grant or a revocation, applied to the mirror."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consent import services
+
+
+def grant_landed(message: Any) -> None:
+    services.grant_confirmed(grant_id=message.ref, tx_hash=message.tx_hash, block_number=message.block_number)
+
+
+def grant_refused(message: Any) -> None:
+    services.grant_chain_failed(grant_id=message.ref, error=message.last_error or "")
+
+
+def revocation_landed(message: Any) -> None:
+    services.revocation_confirmed(grant_id=message.ref, tx_hash=message.tx_hash, block_number=message.block_number)

@@ -1,0 +1,84 @@
+"""Grants: a patient's signed, time-limited, scoped, purpose-bound permission, mirrored from the chain.
+
+The row is the database's mirror of what the ConsentRegistry contract records. The
+policy decision point reads only these rows (never the chain) on the request path.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from consent.purposes import Purpose
+
+
+class GrantStatus(models.TextChoices):
+    PENDING = "pending", "Pending (waiting for the chain)"
+    RECORDED = "recorded", "Recorded on chain"
+    REVOKED = "revoked", "Revoked"
+    FAILED = "failed", "Rejected by the chain"
+
+
+class Grant(models.Model):
+    # The EIP-712 struct hash of the signed grant, 0x-prefixed hex: the same id on chain and here.
+    id = models.CharField(primary_key=True, max_length=66)
+    patient = models.ForeignKey("records.Patient", on_delete=models.PROTECT, related_name="grants")
+    grantee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants_received")
+    resource_types = models.JSONField(help_text='FHIR resource types, or ["*"] for all')
+    categories = models.JSONField(
+        default=list, blank=True, help_text='optional "system|code" categories narrowing the types'
+    )
+    actions = models.JSONField(help_text="read, write, run-model")
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    # What the chain sees: pseudonymous addresses and a salted commitment to the scope, never PHI.
+    patient_address = models.CharField(max_length=42)
+    grantee_address = models.CharField(max_length=42)
+    # Public nonce signed into the grant (it travels on chain).
+    salt = models.CharField(max_length=66)
+    # Secret salt of the scope commitment: never leaves the database, or the small scope space could be guessed.
+    commitment_salt = models.CharField(max_length=66)
+    scope_commitment = models.CharField(max_length=66)
+    signature = models.CharField(max_length=132)
+    status = models.CharField(max_length=16, choices=GrantStatus.choices, default=GrantStatus.PENDING)
+    tx_hash = models.CharField(max_length=66, blank=True, default="")
+    block_number = models.BigIntegerField(null=True, blank=True)
+    recorded_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_signature = models.CharField(max_length=132, blank=True, default="")
+    revocation_tx_hash = models.CharField(max_length=66, blank=True, default="")
+    revocation_block_number = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # The decision point's one query: this grantee, this patient, live grants.
+            models.Index(fields=["grantee", "patient", "status"], name="consent_grant_decide"),
+            models.Index(fields=["patient", "created_at"], name="consent_grant_patient"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(not_before__lt=models.F("not_after")), name="consent_grant_window_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in GrantStatus]), name="consent_grant_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status=GrantStatus.REVOKED) | Q(revoked_at__isnull=True),
+                name="consent_grant_revoked_iff_revoked_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"grant {self.id[:10]}… {self.purpose} {self.status}"
+
+    def effective_status(self, now: object) -> str:
+        """pending / recorded / revoked / failed, or expired and not-yet-valid, as a person would say it."""
+        if self.status == GrantStatus.RECORDED:
+            if now >= self.not_after:  # type: ignore[operator]
+                return "expired"
+            if now < self.not_before:  # type: ignore[operator]
+                return "not yet valid"
+        return self.status

@@ -1,0 +1,515 @@
+"""10-year risk of a first hard ASCVD event: the ACC/AHA 2013 Pooled Cohort Equations.
+
+Source: Goff DC Jr et al. 2013 ACC/AHA Guideline on the Assessment of
+Cardiovascular Risk. Circulation 2014;129(suppl 2):S49-S73, Table A (the
+coefficients, the group mean of the individual sum, the baseline survival at 10
+years and a worked example). Risk = 1 - S10 ** exp(individual sum - group mean),
+where the individual sum adds coefficient x term over ln(age), ln(total
+cholesterol), ln(HDL), ln(systolic pressure, treated or not), current smoking,
+diabetes and their interactions with ln(age).
+
+Inputs from FHIR:
+- age and sex: Patient.birthDate (a full date), Patient.gender (female | male);
+- race: the us-core-race extension. An OMB category 2054-5 (Black or African
+  American) selects the African American equations; any other race, or none
+  recorded, the white equations, as the guideline advises for other groups;
+- total cholesterol 2093-3 and HDL 2085-9 in mg/dL (mmol/L converted: x 38.67);
+- systolic pressure 8480-6, alone or as a component of a blood pressure panel
+  (85354-9, or 55284-4 as Synthea writes it), in mm[Hg];
+- treated hypertension: an active MedicationRequest for a drug on
+  ANTIHYPERTENSIVES (RxNorm; the ingredients and the clinical drugs seen in
+  Synthea records and the project's demo records). None on record = untreated;
+- diabetes: an active Condition on DIABETES (SNOMED CT, type 1 and 2 and the
+  Synthea complication codes). Prediabetes is not diabetes and does not count;
+- current smoker: the latest tobacco smoking status 72166-2; its answer must
+  be one of SMOKING_ANSWERS (an unknown status is missing, never "non-smoker");
+- established ASCVD: an active Condition on ESTABLISHED_ASCVD (myocardial
+  infarction, coronary heart disease, stroke, peripheral arterial disease)
+  stops the score: the equations are for primary prevention only.
+
+The equations were derived for ages 40 to 79, total cholesterol 130-320 mg/dL,
+HDL 20-100 mg/dL and systolic pressure 90-200 mm Hg: outside these the result
+is insufficient-data naming the input (values are never clamped).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from diagnostics.inference import base, values
+from diagnostics.inference.base import Contribution, InputSpec, ModelResult, ModelSpec
+from diagnostics.inference.values import Absent, Reading, loinc, rxnorm, snomed
+
+MODEL_ID = "ascvd-pce-2013"
+VERSION = "1.0.0"
+TITLE = "10-year ASCVD risk (ACC/AHA 2013 Pooled Cohort Equations)"
+
+MG_DL_PER_MMOL_L_CHOLESTEROL = 38.67
+CHOLESTEROL_UNITS = {"mg/dL": values.same, "mmol/L": lambda v: v * MG_DL_PER_MMOL_L_CHOLESTEROL}
+PRESSURE_UNITS = {"mm[Hg]": values.same, "mmHg": values.same}
+
+AGE_RANGE = (40, 79)
+TOTAL_CHOLESTEROL_RANGE = (130.0, 320.0)
+HDL_RANGE = (20.0, 100.0)
+SYSTOLIC_RANGE = (90.0, 200.0)
+
+LIPID_LOOKBACK_DAYS = 3 * 365
+PRESSURE_LOOKBACK_DAYS = 365
+SMOKING_LOOKBACK_DAYS = 3 * 365
+
+AFRICAN_AMERICAN = "2054-5"
+BP_PANELS = (loinc("85354-9"), loinc("55284-4"))
+
+# RxNorm: ingredients, and the clinical drugs Synthea and records/demo.py write.
+ANTIHYPERTENSIVES: dict[str, str] = {
+    "29046": "lisinopril",
+    "314076": "lisinopril 10 MG Oral Tablet",
+    "3827": "enalapril",
+    "1998": "captopril",
+    "833036": "captopril 25 MG Oral Tablet",
+    "35296": "ramipril",
+    "52175": "losartan",
+    "69749": "valsartan",
+    "83818": "irbesartan",
+    "5487": "hydrochlorothiazide",
+    "316049": "hydrochlorothiazide 25 MG",
+    "316052": "hydrochlorothiazide 6.25 MG",
+    "2409": "chlorthalidone",
+    "4603": "furosemide",
+    "315971": "furosemide 40 MG (Lasix)",
+    "9997": "spironolactone",
+    "17767": "amlodipine",
+    "197361": "amlodipine 5 MG Oral Tablet",
+    "3443": "diltiazem",
+    "11170": "verapamil",
+    "897718": "verapamil hydrochloride 40 MG",
+    "6918": "metoprolol",
+    "866414": "metoprolol succinate 100 MG extended release (Toprol)",
+    "1202": "atenolol",
+    "20352": "carvedilol",
+}
+DIABETES: dict[str, str] = {
+    "44054006": "diabetes mellitus type 2",
+    "46635009": "diabetes mellitus type 1",
+    "73211009": "diabetes mellitus",
+    "127013003": "diabetic renal disease",
+    "90781000119102": "microalbuminuria due to type 2 diabetes mellitus",
+    "157141000119108": "proteinuria due to type 2 diabetes mellitus",
+    "368581000119106": "neuropathy due to type 2 diabetes mellitus",
+    "422034002": "diabetic retinopathy associated with type 2 diabetes mellitus",
+    "1551000119108": "nonproliferative diabetic retinopathy due to type 2 diabetes mellitus",
+}
+# Established ASCVD (SNOMED CT): the equations are for primary prevention only, so these stop the score.
+ESTABLISHED_ASCVD: dict[str, str] = {
+    "22298006": "myocardial infarction",
+    "399211009": "history of myocardial infarction",
+    "401303003": "acute ST segment elevation myocardial infarction",
+    "401314000": "acute non-ST segment elevation myocardial infarction",
+    "53741008": "coronary arteriosclerosis (coronary heart disease)",
+    "414545008": "ischemic heart disease",
+    "230690007": "cerebrovascular accident (stroke)",
+    "399957001": "peripheral arterial occlusive disease",
+}
+# 72166-2 answers (SNOMED CT, the CDC/US Core smoking status value set): True = current smoker.
+SMOKING_ANSWERS: dict[str, bool] = {
+    "449868002": True,  # current every day smoker
+    "428041000124106": True,  # current some day smoker
+    "77176002": True,  # smoker, current status unknown (a current smoker of unknown frequency)
+    "428071000124103": True,  # current heavy tobacco smoker
+    "428061000124105": True,  # current light tobacco smoker
+    "8517006": False,  # former smoker
+    "266919005": False,  # never smoker
+}
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One race and sex group of Table A: coefficient per term, group mean, baseline survival."""
+
+    name: str
+    coefficients: dict[str, float]
+    mean: float
+    baseline_survival: float
+
+
+# Terms: ln_age, ln_age_sq, ln_tc, ln_age_ln_tc, ln_hdl, ln_age_ln_hdl, ln_sbp_treated, ln_age_ln_sbp_treated,
+# ln_sbp_untreated, ln_age_ln_sbp_untreated, smoker, ln_age_smoker, diabetes. A term not listed is N/A (0).
+EQUATIONS: dict[tuple[str, bool], Equation] = {
+    ("female", False): Equation(
+        "white-female",
+        {
+            "ln_age": -29.799,
+            "ln_age_sq": 4.884,
+            "ln_tc": 13.540,
+            "ln_age_ln_tc": -3.114,
+            "ln_hdl": -13.578,
+            "ln_age_ln_hdl": 3.149,
+            "ln_sbp_treated": 2.019,
+            "ln_sbp_untreated": 1.957,
+            "smoker": 7.574,
+            "ln_age_smoker": -1.665,
+            "diabetes": 0.661,
+        },
+        mean=-29.18,
+        baseline_survival=0.9665,
+    ),
+    ("female", True): Equation(
+        "african-american-female",
+        {
+            "ln_age": 17.114,
+            "ln_tc": 0.940,
+            "ln_hdl": -18.920,
+            "ln_age_ln_hdl": 4.475,
+            "ln_sbp_treated": 29.291,
+            "ln_age_ln_sbp_treated": -6.432,
+            "ln_sbp_untreated": 27.820,
+            "ln_age_ln_sbp_untreated": -6.087,
+            "smoker": 0.691,
+            "diabetes": 0.874,
+        },
+        mean=86.61,
+        baseline_survival=0.9533,
+    ),
+    ("male", False): Equation(
+        "white-male",
+        {
+            "ln_age": 12.344,
+            "ln_tc": 11.853,
+            "ln_age_ln_tc": -2.664,
+            "ln_hdl": -7.990,
+            "ln_age_ln_hdl": 1.769,
+            "ln_sbp_treated": 1.797,
+            "ln_sbp_untreated": 1.764,
+            "smoker": 7.837,
+            "ln_age_smoker": -1.795,
+            "diabetes": 0.658,
+        },
+        mean=61.18,
+        baseline_survival=0.9144,
+    ),
+    ("male", True): Equation(
+        "african-american-male",
+        {
+            "ln_age": 2.469,
+            "ln_tc": 0.302,
+            "ln_hdl": -0.307,
+            "ln_sbp_treated": 1.916,
+            "ln_sbp_untreated": 1.809,
+            "smoker": 0.549,
+            "diabetes": 0.645,
+        },
+        mean=19.54,
+        baseline_survival=0.8954,
+    ),
+}
+
+# Which contribution each term belongs to: the inputs it reads.
+TERM_GROUPS = {
+    "ln_age": "age",
+    "ln_age_sq": "age",
+    "ln_tc": "total_cholesterol",
+    "ln_age_ln_tc": "age x total_cholesterol",
+    "ln_hdl": "hdl",
+    "ln_age_ln_hdl": "age x hdl",
+    "ln_sbp_treated": "systolic_bp",
+    "ln_sbp_untreated": "systolic_bp",
+    "ln_age_ln_sbp_treated": "age x systolic_bp",
+    "ln_age_ln_sbp_untreated": "age x systolic_bp",
+    "smoker": "smoker",
+    "ln_age_smoker": "age x smoker",
+    "diabetes": "diabetes",
+}
+
+# 2018 AHA/ACC cholesterol guideline risk categories, on the reported (one-decimal) percentage.
+CATEGORIES = ((5.0, "low"), (7.5, "borderline"), (20.0, "intermediate"), (math.inf, "high"))
+
+INPUTS = (
+    InputSpec("patient", "Patient", (), None),
+    InputSpec("total_cholesterol", "Observation", (loinc("2093-3"),), LIPID_LOOKBACK_DAYS),
+    InputSpec("hdl", "Observation", (loinc("2085-9"),), LIPID_LOOKBACK_DAYS),
+    InputSpec("systolic_bp", "Observation", (loinc("8480-6"),), PRESSURE_LOOKBACK_DAYS),
+    InputSpec("antihypertensive", "MedicationRequest", tuple(rxnorm(c) for c in ANTIHYPERTENSIVES), None, False),
+    InputSpec("diabetes", "Condition", tuple(snomed(c) for c in DIABETES), None, False),
+    InputSpec("smoking_status", "Observation", (loinc("72166-2"),), SMOKING_LOOKBACK_DAYS),
+    InputSpec("established_ascvd", "Condition", tuple(snomed(c) for c in ESTABLISHED_ASCVD), None, False),
+)
+
+
+def _spec() -> ModelSpec:
+    parameters = {
+        "equations": {f"{sex}-{aa}": vars(eq) for (sex, aa), eq in EQUATIONS.items()},
+        "ranges": [AGE_RANGE, TOTAL_CHOLESTEROL_RANGE, HDL_RANGE, SYSTOLIC_RANGE],
+        "antihypertensives": sorted(ANTIHYPERTENSIVES),
+        "diabetes": sorted(DIABETES),
+        "established_ascvd": sorted(ESTABLISHED_ASCVD),
+        "smoking": SMOKING_ANSWERS,
+        "inputs": [vars(i) for i in INPUTS],
+    }
+    return ModelSpec(
+        id=MODEL_ID,
+        version=VERSION,
+        version_hash=base.version_hash(
+            model_id=MODEL_ID, version=VERSION, parameters=parameters, modules=[sys.modules[__name__], base, values]
+        ),
+        title=TITLE,
+        intended_use=(
+            "Estimates the 10-year risk of a first atherosclerotic cardiovascular event (coronary death, "
+            "non-fatal myocardial infarction, fatal or non-fatal stroke) for adults aged 40 to 79 without known "
+            "cardiovascular disease, to inform a primary-prevention discussion. Not for patients with established "
+            f"ASCVD or LDL >= 190 mg/dL. {base.DECISION_SUPPORT}"
+        ),
+        purpose="TREAT",
+        inputs=INPUTS,
+        output_code=loinc("79423-0"),
+    )
+
+
+def category_of(percent: float) -> str:
+    """The 2018 guideline category of a reported 10-year risk percentage."""
+    return next(name for bound, name in CATEGORIES if percent < bound)
+
+
+def _smoking(node: dict[str, Any]) -> bool:
+    token = values.first_match(node.get("valueCodeableConcept"), [snomed(c) for c in SMOKING_ANSWERS])
+    if token is None:
+        raise values.Unusable("its answer is not a known current, former or never smoking status")
+    return SMOKING_ANSWERS[token.rsplit("|", 1)[1]]
+
+
+def _in_range(
+    name: str, reading: Reading, bounds: tuple[float, float], unit: str, problems: list[Contribution]
+) -> None:
+    low, high = bounds
+    if not low <= reading.value <= high:
+        problems.append(
+            Contribution(
+                name,
+                round(reading.value, 1),
+                None,
+                f"{reading.value:g} {unit} is outside the range the equations were derived on "
+                f"({low:g}-{high:g} {unit})",
+            )
+        )
+
+
+class AscvdPce2013:
+    """The Pooled Cohort Equations, with each term's share of the individual sum as a contribution."""
+
+    def __init__(self) -> None:
+        self.spec = _spec()
+
+    def run(self, inputs: Mapping[str, Sequence[dict[str, Any]]], *, as_of: date) -> ModelResult:
+        problems: list[Contribution] = []
+        patient = values.the_patient(inputs.get("patient", ()))
+        age: int | Absent = Absent("no Patient resource")
+        sex: str | Absent = Absent("no Patient resource")
+        race_codes: list[str] = []
+        if isinstance(patient, Absent):
+            problems.append(Contribution("patient", None, None, patient.reason))
+        elif values.deceased_by(patient, as_of):
+            problems.append(Contribution("patient", None, None, "the patient died on or before the score date"))
+        else:
+            age, sex, race_codes = values.age_at(patient, as_of), values.sex_of(patient), values.omb_race_codes(patient)
+            for name, got in (("age", age), ("sex", sex)):
+                if isinstance(got, Absent):
+                    problems.append(Contribution(name, None, None, got.reason))
+            if isinstance(age, int) and not AGE_RANGE[0] <= age <= AGE_RANGE[1]:
+                problems.append(
+                    Contribution("age", age, None, f"the equations are valid for ages 40 to 79 (age {age})")
+                )
+
+        def observed(name: str, read: Any, what: str) -> Reading | None:
+            spec = self.spec.input(name)
+            found = values.latest_observation(
+                inputs.get(name, ()),
+                codes=spec.codes,
+                as_of=as_of,
+                lookback_days=spec.lookback_days,
+                read=read,
+                what=what,
+            )
+            if isinstance(found, Absent):
+                problems.append(Contribution(name, None, None, found.reason))
+                return None
+            return found
+
+        tc = observed(
+            "total_cholesterol", values.quantity_reader(CHOLESTEROL_UNITS, "mg/dL or mmol/L"), "total cholesterol"
+        )
+        hdl = observed("hdl", values.quantity_reader(CHOLESTEROL_UNITS, "mg/dL or mmol/L"), "HDL cholesterol")
+        sbp = observed("systolic_bp", values.quantity_reader(PRESSURE_UNITS, "mm[Hg]"), "systolic blood pressure")
+        smoking = observed("smoking_status", _smoking, "tobacco smoking status")
+        for name, reading, bounds, unit in (
+            ("total_cholesterol", tc, TOTAL_CHOLESTEROL_RANGE, "mg/dL"),
+            ("hdl", hdl, HDL_RANGE, "mg/dL"),
+            ("systolic_bp", sbp, SYSTOLIC_RANGE, "mm Hg"),
+        ):
+            if reading is not None:
+                _in_range(name, reading, bounds, unit, problems)
+        established = values.active_condition(
+            inputs.get("established_ascvd", ()), codes=self.spec.input("established_ascvd").codes, as_of=as_of
+        )
+        if established is not None:
+            condition = values.display_of(inputs.get("established_ascvd", ()), established.source, established.code)
+            problems.append(
+                Contribution(
+                    "established_ascvd",
+                    condition,
+                    None,
+                    f"{established.source} ({condition}) is established ASCVD: the equations are for primary "
+                    "prevention and do not apply",
+                )
+            )
+        if problems or not isinstance(age, int) or not isinstance(sex, str):
+            return base.insufficient(TITLE, problems)
+        if tc is None or hdl is None or sbp is None or smoking is None:
+            return base.insufficient(TITLE, problems)  # unreachable: each None added a problem above
+        medication = values.active_medication(
+            inputs.get("antihypertensive", ()), codes=self.spec.input("antihypertensive").codes, as_of=as_of
+        )
+        diabetes = values.active_condition(
+            inputs.get("diabetes", ()), codes=self.spec.input("diabetes").codes, as_of=as_of
+        )
+        return self._score(
+            age=age,
+            sex=sex,
+            african_american=AFRICAN_AMERICAN in race_codes,
+            race_codes=race_codes,
+            tc=tc,
+            hdl=hdl,
+            sbp=sbp,
+            smoker=smoking,
+            medication=medication,
+            diabetes=diabetes,
+            inputs=inputs,
+        )
+
+    def _score(
+        self,
+        *,
+        age: int,
+        sex: str,
+        african_american: bool,
+        race_codes: list[str],
+        tc: Reading,
+        hdl: Reading,
+        sbp: Reading,
+        smoker: Reading,
+        medication: Reading | None,
+        diabetes: Reading | None,
+        inputs: Mapping[str, Sequence[dict[str, Any]]],
+    ) -> ModelResult:
+        equation = EQUATIONS[(sex, african_american)]
+        treated = medication is not None
+        ln_age, ln_tc, ln_hdl, ln_sbp = math.log(age), math.log(tc.value), math.log(hdl.value), math.log(sbp.value)
+        smokes, diabetic = float(smoker.value), float(diabetes is not None)
+        state = "treated" if treated else "untreated"
+        terms = {
+            "ln_age": ln_age,
+            "ln_age_sq": ln_age * ln_age,
+            "ln_tc": ln_tc,
+            "ln_age_ln_tc": ln_age * ln_tc,
+            "ln_hdl": ln_hdl,
+            "ln_age_ln_hdl": ln_age * ln_hdl,
+            f"ln_sbp_{state}": ln_sbp,
+            f"ln_age_ln_sbp_{state}": ln_age * ln_sbp,
+            "smoker": smokes,
+            "ln_age_smoker": ln_age * smokes,
+            "diabetes": diabetic,
+        }
+        effects: dict[str, float] = {}
+        for term, value in terms.items():
+            coefficient = equation.coefficients.get(term, 0.0)
+            if coefficient:
+                group = TERM_GROUPS[term]
+                effects[group] = effects.get(group, 0.0) + coefficient * value
+        individual_sum = sum(effects.values())
+        risk = 1.0 - equation.baseline_survival ** math.exp(individual_sum - equation.mean)
+        percent = values.half_up(risk * 100.0, 1)
+        category = category_of(percent)
+        rules = self._rules(age, tc, hdl, sbp, smoker, medication, diabetes, inputs, state)
+        contributions = [
+            Contribution(
+                "equation",
+                equation.name,
+                None,
+                _race_rule(sex, african_american, race_codes),
+            ),
+            *[
+                Contribution(group, rules[group][0], round(effect, 6), rules[group][1])
+                for group, effect in effects.items()
+            ],
+            Contribution(
+                "group_mean",
+                equation.mean,
+                round(-equation.mean, 6),
+                f"risk = 1 - {equation.baseline_survival} ^ exp(individual sum {individual_sum:.2f} - group mean "
+                f"{equation.mean}) = {risk * 100:.2f}%",
+            ),
+        ]
+        return ModelResult(
+            status=base.SUCCEEDED,
+            outputs={
+                "risk_10y_percent": percent,
+                "category": category,
+                "equation": equation.name,
+                "individual_sum": round(individual_sum, 4),
+                "treated_hypertension": treated,
+            },
+            contributions=tuple(contributions),
+            missing=(),
+            summary=(
+                f"Estimated 10-year risk of a first ASCVD event: {percent:.1f}% ({category}), "
+                f"by the {equation.name.replace('-', ' ')} Pooled Cohort Equation."
+            ),
+        )
+
+    @staticmethod
+    def _rules(
+        age: int,
+        tc: Reading,
+        hdl: Reading,
+        sbp: Reading,
+        smoker: Reading,
+        medication: Reading | None,
+        diabetes: Reading | None,
+        inputs: Mapping[str, Sequence[dict[str, Any]]],
+        state: str,
+    ) -> dict[str, tuple[object, str]]:
+        if medication is not None:
+            drug = values.display_of(inputs.get("antihypertensive", ()), medication.source, medication.code)
+            treatment = f"treated: active {medication.source} ({drug})"
+        else:
+            treatment = "untreated: no active antihypertensive MedicationRequest on record"
+        if diabetes is not None:
+            condition = values.display_of(inputs.get("diabetes", ()), diabetes.source, diabetes.code)
+            diabetes_rule = f"active {diabetes.source} ({condition})"
+        else:
+            diabetes_rule = "no active diabetes Condition on record (prediabetes does not count)"
+        smoking_rule = f"{'current' if smoker.value else 'not a current'} smoker per {smoker.source} ({smoker.day})"
+        return {
+            "age": (age, f"age {age} at the score date: ln(age) terms"),
+            "total_cholesterol": (round(tc.value, 1), f"{tc.value:g} mg/dL from {tc.source} ({tc.day})"),
+            "age x total_cholesterol": (None, "interaction ln(age) x ln(total cholesterol)"),
+            "hdl": (round(hdl.value, 1), f"{hdl.value:g} mg/dL from {hdl.source} ({hdl.day})"),
+            "age x hdl": (None, "interaction ln(age) x ln(HDL)"),
+            "systolic_bp": (round(sbp.value, 1), f"{sbp.value:g} mm Hg from {sbp.source} ({sbp.day}), {treatment}"),
+            "age x systolic_bp": (None, f"interaction ln(age) x ln({state} systolic pressure)"),
+            "smoker": (smoker.value, smoking_rule),
+            "age x smoker": (None, "interaction ln(age) x current smoker"),
+            "diabetes": (diabetes is not None, diabetes_rule),
+        }
+
+
+def _race_rule(sex: str, african_american: bool, race_codes: list[str]) -> str:
+    if african_american:
+        return f"{sex}; race recorded as Black or African American (OMB 2054-5): African American equation"
+    if race_codes:
+        recorded = ", ".join(race_codes)
+        return f"{sex}; race recorded as OMB {recorded}: the white equation, as the guideline advises for other groups"
+    return f"{sex}; race not recorded: the white equation, as the guideline advises when race is other or unknown"

@@ -1,0 +1,128 @@
+"""The contract every diagnostic model keeps: what it declares, what it returns.
+
+A model is pure computation. It declares which FHIR inputs it needs (resource
+type, codes, how far back), and turns the resources the gate released into a
+`ModelResult`: outputs with the contribution or rule behind each part, or an
+explicit insufficient-data result that names every missing or out-of-range
+input. It never fills a gap with a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from types import ModuleType
+from typing import Any, Protocol
+
+SUCCEEDED = "succeeded"
+INSUFFICIENT_DATA = "insufficient-data"
+
+DECISION_SUPPORT = (
+    "Clinical decision support for a clinician, not a diagnosis: it does not replace clinical judgement, "
+    "and its result must be read together with the patient's full clinical picture."
+)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input a model needs, as the worker fetches it through the gate."""
+
+    name: str  # "total_cholesterol"
+    resource_type: str  # "Observation" | "Condition" | "MedicationRequest" | "Patient"
+    codes: tuple[str, ...]  # "system|code" tokens the blind index knows; () for Patient
+    lookback_days: int | None  # how far back a value may come from; None = any time
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is, what it is for, and exactly what it reads."""
+
+    id: str
+    version: str  # semantic version of the code
+    version_hash: str  # sha256 over the model's source and parameters (and artifact)
+    title: str
+    intended_use: str  # says it is decision support, not a diagnosis
+    purpose: str  # the PurposeOfUse it serves: "TREAT"
+    inputs: tuple[InputSpec, ...]
+    output_code: str  # "system|code" of the RiskAssessment prediction
+
+    def input(self, name: str) -> InputSpec:
+        """The declared input called `name` (KeyError when the model declares none)."""
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one part contributed to the result, and the rule that made it so."""
+
+    name: str
+    value: object
+    effect: float | None
+    rule: str
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    status: str  # "succeeded" | "insufficient-data"
+    outputs: dict[str, object]
+    contributions: tuple[Contribution, ...]
+    missing: tuple[str, ...]  # names of missing, out-of-range or excluding inputs when insufficient
+    summary: str  # one plain-language sentence, no PHI beyond the numbers
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, for storing the result and hashing it into provenance."""
+        return {
+            "status": self.status,
+            "outputs": dict(self.outputs),
+            "contributions": [
+                {"name": c.name, "value": c.value, "effect": c.effect, "rule": c.rule} for c in self.contributions
+            ],
+            "missing": list(self.missing),
+            "summary": self.summary,
+        }
+
+
+class Model(Protocol):
+    spec: ModelSpec
+
+    def run(self, inputs: Mapping[str, Sequence[dict[str, Any]]], *, as_of: date) -> ModelResult: ...
+
+
+def insufficient(title: str, problems: Sequence[Contribution]) -> ModelResult:
+    """The explicit "cannot compute" result: every problem named, with the reason as its rule."""
+    names = tuple(dict.fromkeys(problem.name for problem in problems))
+    readable = ", ".join(name.replace("_", " ") for name in names)
+    return ModelResult(
+        status=INSUFFICIENT_DATA,
+        outputs={},
+        contributions=tuple(problems),
+        missing=names,
+        summary=f"{title} was not computed: missing, out-of-range or excluding input ({readable}).",
+    )
+
+
+def version_hash(*, model_id: str, version: str, parameters: Any, modules: Sequence[ModuleType]) -> str:
+    """sha256 over the model's identity, its parameters and the source of the modules that compute it.
+
+    Any change to a coefficient, a code list or a line of the computing code gives
+    a new hash, so a stored result always names exactly the code that produced it.
+    """
+    digest = hashlib.sha256()
+    header = {"id": model_id, "version": version, "parameters": parameters}
+    digest.update(json.dumps(header, sort_keys=True, separators=(",", ":"), default=str).encode())
+    for module in modules:
+        digest.update(b"\0" + module.__name__.encode() + b"\0")
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()

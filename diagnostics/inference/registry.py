@@ -1,0 +1,28 @@
+"""The models this project runs, by id."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from diagnostics.inference.ascvd import AscvdPce2013
+from diagnostics.inference.base import Model, ModelSpec
+from diagnostics.inference.diabetes_progression import DiabetesProgression
+from diagnostics.inference.egfr import EgfrCkdEpi2021
+from diagnostics.inference.news2 import News2
+
+
+@cache
+def _models() -> dict[str, Model]:
+    # Built once per process: specs hash their sources, the learned model reads its artifact.
+    models: list[Model] = [AscvdPce2013(), EgfrCkdEpi2021(), News2(), DiabetesProgression()]
+    return {model.spec.id: model for model in models}
+
+
+def get_model(model_id: str) -> Model:
+    """The model with this id; KeyError for an unknown one."""
+    return _models()[model_id]
+
+
+def list_models() -> list[ModelSpec]:
+    """Every model's spec, in a stable order."""
+    return [model.spec for model in _models().values()]

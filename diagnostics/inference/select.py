@@ -1,0 +1,53 @@
+"""Picking a model's inputs out of a set of resources, the way the blind index finds them.
+
+The worker fetches each input through the gate by resource type and code; this
+function does the same selection over resources already in hand (a parsed
+Bundle in a test or a benchmark): a resource joins an input when its type is the
+input's and one of its searchable codes (the main code, an Observation
+component's code, a MedicationRequest's medication) is among the input's codes.
+Dates, statuses and units are left to the model, as with the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from diagnostics.inference.base import ModelSpec
+from diagnostics.inference.values import concept_tokens
+
+SEARCHED_CONCEPTS: dict[str, tuple[str, ...]] = {
+    "Observation": ("code", "component.code"),
+    "Condition": ("code",),
+    "MedicationRequest": ("medicationCodeableConcept",),
+}
+
+
+def _searchable_tokens(resource: dict[str, Any]) -> set[str]:
+    tokens: set[str] = set()
+    for path in SEARCHED_CONCEPTS.get(resource.get("resourceType", ""), ("code",)):
+        nodes: list[Any] = [resource]
+        for step in path.split("."):
+            following: list[Any] = []
+            for node in nodes:
+                value = node.get(step) if type(node) is dict else None
+                following.extend(value if type(value) is list else [value])
+            nodes = following
+        for node in nodes:
+            tokens.update(concept_tokens(node))
+    return tokens
+
+
+def inputs_from_resources(spec: ModelSpec, resources: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each of the model's inputs -> the resources of its type carrying one of its codes (Patient: every Patient)."""
+    pool = [r for r in resources if type(r) is dict]
+    selected: dict[str, list[dict[str, Any]]] = {}
+    for item in spec.inputs:
+        wanted = set(item.codes)
+        selected[item.name] = [
+            resource
+            for resource in pool
+            if resource.get("resourceType") == item.resource_type
+            and (item.resource_type == "Patient" or _searchable_tokens(resource) & wanted)
+        ]
+    return selected

@@ -1,0 +1,364 @@
+"""Reading model inputs out of FHIR R4 resources, without ever guessing one.
+
+The worker hands each model the resources the gate released for an input's
+resource type and codes. The blind index narrowed them by code; everything else
+is checked here: the code again (a panel's component or the resource's own
+code), the status, the date (not after the score date, not older than the
+input's lookback), the unit (converted to the one the equation uses) and the
+value's type. Of the valid values the most recent wins. When none is valid the
+caller gets an `Absent` that says why, never a default.
+
+Dates compare as calendar dates as written (a dateTime keeps its own local
+date), the way the search index reads them; within one day, the later instant
+wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+OMB_RACE = "urn:oid:2.16.840.1.113883.6.238"
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+
+# Registered results only: a preliminary, cancelled or entered-in-error value never feeds a score.
+USABLE_OBSERVATION_STATUSES = frozenset({"final", "amended", "corrected"})
+ACTIVE_CONDITION_STATUSES = frozenset({"active", "recurrence", "relapse"})
+# A condition counts when confirmed, or when the record does not say (most EHR exports omit it).
+EXCLUDED_VERIFICATION_STATUSES = frozenset(
+    {"refuted", "entered-in-error", "unconfirmed", "provisional", "differential"}
+)
+
+Resource = dict[str, Any]
+
+
+def loinc(code: str) -> str:
+    return f"{LOINC}|{code}"
+
+
+def snomed(code: str) -> str:
+    return f"{SNOMED}|{code}"
+
+
+def rxnorm(code: str) -> str:
+    return f"{RXNORM}|{code}"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A valid value for an input, and where it came from."""
+
+    value: Any  # a number in the equation's unit, or a mapped code
+    day: date  # the calendar date it was measured (or recorded)
+    source: str  # "Observation/<id>", for the contribution's rule
+    code: str  # the "system|code" token that matched
+
+
+@dataclass(frozen=True)
+class Absent:
+    """No valid value: why, in words a clinician can act on."""
+
+    reason: str
+
+
+class Unusable(Exception):
+    """A matching element whose value cannot be used (wrong unit, no number, unknown answer)."""
+
+
+# --- codes and dates -------------------------------------------------------------------------
+
+
+def codings(concept: Any) -> list[dict[str, Any]]:
+    """The codings of a CodeableConcept (an empty list for anything else)."""
+    if type(concept) is not dict:
+        return []
+    found = concept.get("coding")
+    return [c for c in found if type(c) is dict] if type(found) is list else []
+
+
+def concept_tokens(concept: Any) -> list[str]:
+    """The "system|code" tokens of a CodeableConcept, in order."""
+    tokens = []
+    for coding in codings(concept):
+        code, system = coding.get("code"), coding.get("system")
+        if type(code) is str:
+            tokens.append(f"{system if type(system) is str else ''}|{code}")
+    return tokens
+
+
+def first_match(concept: Any, codes: Iterable[str]) -> str | None:
+    """The first token of `concept` that is among `codes`."""
+    wanted = set(codes)
+    return next((token for token in concept_tokens(concept) if token in wanted), None)
+
+
+def parse_day(value: Any) -> date | None:
+    """The calendar date a FHIR date or dateTime names as written; None for partial or malformed dates."""
+    if type(value) is not str or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """An aware datetime for ordering readings of one day; a bare date counts as its midnight UTC."""
+    if type(value) is not str or len(value) < 10:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if len(value) > 10 else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        day = parse_day(value)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def clinical_time(resource: Resource) -> str | None:
+    """When an Observation was true: effective[x], else when it was issued."""
+    for name in ("effectiveDateTime", "effectiveInstant"):
+        if type(resource.get(name)) is str:
+            return resource[name]
+    period = resource.get("effectivePeriod")
+    if type(period) is dict:
+        # A measurement over a period (a 24-hour collection) is known once the period ends.
+        when = period.get("end") or period.get("start")
+        if type(when) is str:
+            return when
+    issued = resource.get("issued")
+    return issued if type(issued) is str else None
+
+
+def reference(resource: Resource) -> str:
+    return f"{resource.get('resourceType', 'Resource')}/{resource.get('id', '?')}"
+
+
+def half_up(value: float, digits: int = 0) -> float:
+    """Round half away from zero, as charts and lab reports do (Python's round() is half-to-even)."""
+    quantum = Decimal(1).scaleb(-digits)
+    return float(Decimal(str(value)).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def window_text(lookback_days: int | None) -> str:
+    return (
+        "at any time up to the score date"
+        if lookback_days is None
+        else f"in the {lookback_days} days up to the score date"
+    )
+
+
+# --- quantities ------------------------------------------------------------------------------
+
+Conversion = Callable[[float], float]
+
+
+def same(value: float) -> float:
+    return value
+
+
+def quantity_reader(units: Mapping[str, Conversion], unit_label: str) -> Callable[[dict[str, Any]], float]:
+    """A reader of a valueQuantity in one of `units` (UCUM code, else the unit text), converted."""
+
+    def read(node: dict[str, Any]) -> float:
+        quantity = node.get("valueQuantity")
+        if type(quantity) is not dict:
+            raise Unusable("it carries no quantity")
+        number: Any = quantity.get("value")
+        if type(number) not in (int, float):  # a bool is not a measurement
+            raise Unusable("its quantity has no number")
+        if quantity.get("comparator") is not None:
+            raise Unusable(f"its value is bounded ({quantity['comparator']}{number}), not measured")
+        unit = quantity.get("code") if type(quantity.get("code")) is str else quantity.get("unit")
+        if type(unit) is not str or unit not in units:
+            raise Unusable(f"its unit {unit!r} is not {unit_label}")
+        return units[unit](float(number))
+
+    return read
+
+
+def latest_observation(
+    resources: Sequence[Resource],
+    *,
+    codes: Sequence[str],
+    as_of: date,
+    lookback_days: int | None,
+    read: Callable[[dict[str, Any]], Any],
+    what: str,
+) -> Reading | Absent:
+    """The most recent valid value of `codes` among Observations (their own code or a component's)."""
+    earliest = as_of - timedelta(days=lookback_days) if lookback_days is not None else None
+    best: tuple[datetime, int, Reading] | None = None
+    seen = too_old = too_new = 0
+    unusable: list[str] = []
+    for index, resource in enumerate(resources):
+        if type(resource) is not dict or resource.get("resourceType") != "Observation":
+            continue
+        if resource.get("status") not in USABLE_OBSERVATION_STATUSES:
+            continue
+        for node in [resource, *[c for c in resource.get("component") or () if type(c) is dict]]:
+            token = first_match(node.get("code"), codes)
+            if token is None:
+                continue
+            seen += 1
+            when = clinical_time(resource)
+            day, instant = parse_day(when), parse_instant(when)
+            if day is None or instant is None:
+                unusable.append("it has no full date")
+                continue
+            if day > as_of:
+                too_new += 1
+                continue
+            if earliest is not None and day < earliest:
+                too_old += 1
+                continue
+            try:
+                value = read(node)
+            except Unusable as problem:
+                unusable.append(str(problem))
+                continue
+            candidate = (instant, index, Reading(value=value, day=day, source=reference(resource), code=token))
+            if best is None or candidate[:2] > best[:2]:
+                best = candidate
+    if best is not None:
+        return best[2]
+    return Absent(
+        _absent_reason(what, seen=seen, too_old=too_old, too_new=too_new, unusable=unusable, lookback=lookback_days)
+    )
+
+
+def _absent_reason(
+    what: str, *, seen: int, too_old: int, too_new: int, unusable: list[str], lookback: int | None
+) -> str:
+    if seen == 0:
+        return f"no usable {what} is recorded"
+    if unusable:
+        return f"the {what} recorded {window_text(lookback)} cannot be used: {unusable[-1]}"
+    if too_old and lookback is not None:
+        return f"no {what} is recorded in the {lookback} days up to the score date (only older ones)"
+    return f"no {what} is recorded on or before the score date"
+
+
+# --- patient ---------------------------------------------------------------------------------
+
+
+def the_patient(resources: Sequence[Resource]) -> Resource | Absent:
+    """The one Patient resource the worker passed."""
+    patients = [r for r in resources if type(r) is dict and r.get("resourceType") == "Patient"]
+    if not patients:
+        return Absent("the Patient resource was not provided")
+    if len(patients) > 1:
+        return Absent("more than one Patient resource was provided")
+    patient = patients[0]
+    return patient
+
+
+def deceased_by(patient: Resource, as_of: date) -> bool:
+    if patient.get("deceasedBoolean") is True:
+        return True
+    day = parse_day(patient.get("deceasedDateTime"))
+    return day is not None and day <= as_of
+
+
+def age_at(patient: Resource, as_of: date) -> int | Absent:
+    """Age in whole years on `as_of`; a birth date without its day cannot give an exact age."""
+    birth = parse_day(patient.get("birthDate"))
+    if birth is None:
+        return Absent("the patient's full birth date (year, month and day) is not recorded")
+    if birth > as_of:
+        return Absent("the patient's birth date is after the score date")
+    return as_of.year - birth.year - ((as_of.month, as_of.day) < (birth.month, birth.day))
+
+
+def sex_of(patient: Resource) -> str | Absent:
+    """ "female" or "male" from Patient.gender; the equations are defined for these two only."""
+    gender = patient.get("gender")
+    if gender in ("female", "male"):
+        return str(gender)
+    if gender is None:
+        return Absent("the patient's administrative gender is not recorded")
+    return Absent(f"the equations are defined for female and male only (recorded: {gender})")
+
+
+def omb_race_codes(patient: Resource) -> list[str]:
+    """The OMB race category codes of the us-core-race extension, in order."""
+    found = []
+    for extension in patient.get("extension") or ():
+        if type(extension) is not dict or extension.get("url") != US_CORE_RACE:
+            continue
+        for part in extension.get("extension") or ():
+            if type(part) is dict and part.get("url") == "ombCategory":
+                coding = part.get("valueCoding")
+                if type(coding) is dict and type(coding.get("code")) is str:
+                    found.append(coding["code"])
+    return found
+
+
+# --- conditions and medications --------------------------------------------------------------
+
+
+def active_condition(resources: Sequence[Resource], *, codes: Sequence[str], as_of: date) -> Reading | None:
+    """An active, not refuted Condition with one of `codes` that had begun by `as_of`, if any."""
+    found: Reading | None = None
+    for resource in resources:
+        if type(resource) is not dict or resource.get("resourceType") != "Condition":
+            continue
+        token = first_match(resource.get("code"), codes)
+        if token is None:
+            continue
+        clinical = {c.get("code") for c in codings(resource.get("clinicalStatus"))}
+        verification = {c.get("code") for c in codings(resource.get("verificationStatus"))}
+        if not clinical & ACTIVE_CONDITION_STATUSES or verification & EXCLUDED_VERIFICATION_STATUSES:
+            continue
+        began = parse_day(resource.get("onsetDateTime")) or parse_day(resource.get("recordedDate"))
+        if began is not None and began > as_of:
+            continue
+        ended = parse_day(resource.get("abatementDateTime"))
+        if ended is not None and ended <= as_of:
+            continue
+        reading = Reading(value=True, day=began or as_of, source=reference(resource), code=token)
+        if found is None or reading.day > found.day:
+            found = reading
+    return found
+
+
+def active_medication(resources: Sequence[Resource], *, codes: Sequence[str], as_of: date) -> Reading | None:
+    """An active MedicationRequest (order or plan) for one of `codes`, written by `as_of`, if any."""
+    found: Reading | None = None
+    for resource in resources:
+        if type(resource) is not dict or resource.get("resourceType") != "MedicationRequest":
+            continue
+        if resource.get("status") != "active" or resource.get("doNotPerform") is True:
+            continue
+        token = first_match(resource.get("medicationCodeableConcept"), codes)
+        if token is None:
+            continue
+        authored = parse_day(resource.get("authoredOn"))
+        if authored is not None and authored > as_of:
+            continue
+        reading = Reading(value=True, day=authored or as_of, source=reference(resource), code=token)
+        if found is None or reading.day > found.day:
+            found = reading
+    return found
+
+
+def display_of(resources: Sequence[Resource], source: str, token: str) -> str:
+    """The display text of the coding `token` in the resource `source`, for a readable rule."""
+    for resource in resources:
+        if type(resource) is dict and reference(resource) == source:
+            for element in ("code", "medicationCodeableConcept"):
+                for coding in codings(resource.get(element)):
+                    if (
+                        f"{coding.get('system', '')}|{coding.get('code')}" == token
+                        and type(coding.get("display")) is str
+                    ):
+                        return str(coding["display"])
+    return token.rsplit("|", 1)[-1]

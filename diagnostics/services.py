@@ -1,0 +1,561 @@
+"""Diagnostic jobs: request one, run one (in a worker), and release its one result.
+
+The run is built for at-least-once delivery. Every step that changes the job takes the
+job's row lock and first checks the job is not already terminal, so a second delivery of
+a finished job does nothing, and the release (RiskAssessment, Provenance, JobResult, log
+entry and terminal state) is one transaction: it happens once or not at all.
+
+Consent is checked three times: when the job is requested (the grant is recorded on the
+job), when a delivery starts (database and chain), and right before the release
+(database under the grant's row lock, and chain). Between those, every input read goes
+through the gate, which decides again and logs the read with the job id: a revocation
+seen at any point ends the job denied, with nothing read after it and nothing released.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Role, User
+from audit.models import Outcome
+from audit.services import LogEvent, access_log_insert
+from consent.chain import grant_active_on_chain
+from consent.gate import Caller, SearchCriteria, resource_read, resource_search_counted
+from consent.models import Grant, GrantStatus
+from consent.pdp import decide
+from consent.purposes import Action, Purpose
+from diagnostics import fhir, inference
+from diagnostics.models import DiagnosticJob, JobResult, JobStatus
+from healthledger.errors import ChainUnavailable, HealthLedgerError, KeyDestroyed, ResourceNotFound
+from records.models import Patient
+from records.services import fhir_ingest
+
+logger = logging.getLogger(__name__)
+
+# A job whose deliveries were lost this many times (worker killed, crashed, timed out hard) is poison: failed.
+MAX_LOST_DELIVERIES = 5
+# Orderly retries while the chain cannot be asked; with the backoff below, about 20 minutes in all.
+MAX_CHAIN_RETRIES = 8
+CHAIN_RETRY_BASE_SECONDS = 5
+CHAIN_RETRY_MAX_SECONDS = 300
+# Page size of one gated search of an input; a model needing more pages reads them all.
+INPUT_PAGE = 500
+
+
+class UnknownModel(HealthLedgerError):
+    """No model has this id (400)."""
+
+
+class InvalidJobRequest(HealthLedgerError):
+    """A job request that cannot be honoured as asked (wrong purpose for the model ...) (400)."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one delivery did: the job's status afterwards, and when to try again if the chain was unreachable."""
+
+    status: str
+    retry_in: int | None = None
+    did_work: bool = True
+    soft_time_limited: bool = False
+
+
+@dataclass
+class _Inputs:
+    values: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    references: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+
+
+class _ConsentGone(Exception):
+    """The gate denied a read mid-run: consent ended while the job was reading."""
+
+
+def model_get(model_id: str) -> Any:
+    """The model for an id, or UnknownModel naming the ids there are."""
+    try:
+        return inference.get_model(model_id)
+    except KeyError:
+        known = ", ".join(sorted(spec.id for spec in inference.list_models()))
+        raise UnknownModel(f"unknown model {model_id!r}; known models: {known}", issue_code="not-supported") from None
+
+
+def _input_types(spec: Any) -> list[str]:
+    return sorted({item.resource_type for item in spec.inputs})
+
+
+def _owns(user: User, patient: Patient) -> bool:
+    return user.pk == patient.user_id and user.role == Role.PATIENT
+
+
+def _log(job: DiagnosticJob, *, actor: str, action: str, outcome: str, **details: Any) -> None:
+    access_log_insert(
+        event=LogEvent(
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            patient_ref=job.patient_id,
+            purpose=job.purpose,
+            grant_ref=job.grant_id or "",
+            job_id=str(job.id),
+            **details,
+        )
+    )
+
+
+# --- Request -------------------------------------------------------------------------------
+
+
+def diagnostic_job_request(
+    *,
+    requester: User,
+    patient: Patient,
+    model_id: str,
+    purpose: str | None = None,
+    as_of: date | None = None,
+    enqueue: bool = True,
+) -> DiagnosticJob:
+    """Queue a model run on a patient's record for the requester; the task is queued when this commits.
+
+    The patient runs models on their own record (purpose PATRQT); anyone else needs a
+    recorded grant with action run-model covering every resource type the model reads, for
+    the model's purpose. Without one the answer is ResourceNotFound, as for a record that
+    does not exist, and the refusal is logged. `enqueue=False` leaves queuing to the caller
+    (diagnostic_jobs_enqueue, for batches).
+    """
+    spec = model_get(model_id).spec
+    own = _owns(requester, patient)
+    expected = Purpose.PATRQT.value if own else spec.purpose
+    purpose = purpose or expected
+    if purpose != expected:
+        raise InvalidJobRequest(
+            f"model {spec.id} runs for purpose {spec.purpose}; on your own record the purpose is PATRQT",
+            issue_code="business-rule",
+        )
+    decision = decide(
+        actor=requester,
+        patient_id=patient.pk,
+        patient_user_id=patient.user_id,
+        action=Action.RUN_MODEL,
+        resource_types=_input_types(spec),
+        purpose=purpose,
+    )
+    if not decision.permit:
+        with transaction.atomic():
+            access_log_insert(
+                event=LogEvent(
+                    actor=f"user:{requester.pk}",
+                    action="diagnostics.job.request",
+                    outcome=Outcome.DENY,
+                    patient_ref=patient.pk,
+                    purpose=purpose,
+                    query=f"model={spec.id}",
+                )
+            )
+        logger.info("diagnostic job refused basis=%s", decision.basis)
+        raise ResourceNotFound("resource not found")
+    if Patient.objects.filter(pk=patient.pk, erased_at__isnull=False).exists():
+        raise KeyDestroyed("this patient's record was erased; no model can run on it")
+    with transaction.atomic():
+        job = DiagnosticJob.objects.create(
+            requester=requester,
+            patient=patient,
+            model_id=spec.id,
+            model_version=spec.version,
+            model_version_hash=spec.version_hash,
+            purpose=purpose,
+            grant_id=decision.grant_id or None,
+            as_of=as_of or timezone.now().date(),
+        )
+        _log(
+            job,
+            actor=f"user:{requester.pk}",
+            action="diagnostics.job.request",
+            outcome=Outcome.PERMIT,
+            query=f"model={spec.id}",
+        )
+        if enqueue:
+            job_id = str(job.id)
+            transaction.on_commit(lambda: _enqueue([job_id]))
+    logger.info("diagnostic job queued id=%s model=%s", job.id, spec.id)
+    return job
+
+
+def _enqueue(job_ids: list[str]) -> None:
+    from diagnostics.tasks import diagnostic_job_run, diagnostic_jobs_run_batch
+
+    if len(job_ids) == 1:
+        diagnostic_job_run.delay(job_ids[0])
+    else:
+        diagnostic_jobs_run_batch.delay(job_ids)
+
+
+def diagnostic_jobs_enqueue(*, job_ids: Sequence[str], batch_size: int = 1) -> int:
+    """Queue existing jobs on commit, `batch_size` job ids per task message; returns the number of messages.
+
+    Batching spreads one message's broker round trip over several jobs; each job in a batch
+    is still run, counted and released on its own, exactly as if it had its own message.
+    """
+    ids = [str(job_id) for job_id in job_ids]
+    batches = [ids[i : i + max(1, batch_size)] for i in range(0, len(ids), max(1, batch_size))]
+    for batch in batches:
+        transaction.on_commit(lambda batch=batch: _enqueue(batch))  # type: ignore[misc]
+    return len(batches)
+
+
+# --- Run ---------------------------------------------------------------------------------------
+
+
+def _delivery_begin(job_id: str) -> DiagnosticJob | None:
+    """Count this delivery and mark the job running, in a transaction of its own; None when there is nothing to do."""
+    with transaction.atomic():
+        # Locks the job row: two deliveries of one job (a redelivery racing a slow first one) must not
+        # both count themselves, both see "queued", or one start work on a job the other just finished.
+        job = DiagnosticJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.is_terminal:
+            return None
+        lost = job.deliveries - job.orderly_retries
+        if lost >= MAX_LOST_DELIVERIES:
+            _terminal(job, JobStatus.FAILED, f"poison: {lost} deliveries lost")
+            logger.warning("diagnostic job failed after %d lost deliveries id=%s", lost, job.id)
+            return None
+        job.deliveries += 1
+        job.status = JobStatus.RUNNING
+        job.started_at = job.started_at or timezone.now()
+        job.progress = 0
+        job.save(update_fields=["deliveries", "status", "started_at", "progress", "updated_at"])
+    return job
+
+
+def _terminal(job: DiagnosticJob, status: str, reason: str = "") -> None:
+    """Set a terminal state on a job whose row the caller holds locked."""
+    job.status = status
+    job.status_reason = reason[:255]
+    job.finished_at = timezone.now()
+    if status in (JobStatus.SUCCEEDED, JobStatus.INSUFFICIENT_DATA):
+        job.progress = 100
+    job.save(update_fields=["status", "status_reason", "finished_at", "progress", "updated_at"])
+
+
+def _finish(job_id: uuid.UUID | str, status: str, reason: str, *, log_deny: bool = False) -> str:
+    """End a job without a result (denied, failed), unless another delivery already ended it."""
+    with transaction.atomic():
+        # Same race as _delivery_begin: never overwrite a terminal state another delivery committed.
+        job = DiagnosticJob.objects.select_for_update().get(pk=job_id)
+        if job.is_terminal:
+            return str(job.status)
+        _terminal(job, status, reason)
+        if log_deny:
+            _log(job, actor=f"job:{job.id}", action="diagnostics.job.run", outcome=Outcome.DENY, reason=reason)
+    logger.info("diagnostic job %s id=%s reason=%s", status, job_id, reason)
+    return status
+
+
+def _consent_reason(job: DiagnosticJob, spec: Any, *, grant: Grant | None) -> str:
+    """Empty when the job may still run and release; else why not. Database only (the mirror of the chain)."""
+    patient = Patient.objects.only("id", "user_id", "erased_at").get(pk=job.patient_id)
+    requester = User.objects.get(pk=job.requester_id)
+    decision = decide(
+        actor=requester,
+        patient_id=patient.pk,
+        patient_user_id=patient.user_id,
+        action=Action.RUN_MODEL,
+        resource_types=_input_types(spec),
+        purpose=job.purpose,
+    )
+    if not decision.permit:
+        return f"consent-ended ({decision.basis})"
+    if job.grant_id is None:
+        return "" if decision.basis == "own-record" else "consent-ended (no grant)"
+    # The job runs under the grant that permitted it; another grant issued since does not adopt it.
+    if grant is None or grant.status != GrantStatus.RECORDED:
+        return "consent-ended (grant revoked)"
+    if grant.effective_status(timezone.now()) != GrantStatus.RECORDED:
+        return "consent-ended (grant outside its window)"
+    return ""
+
+
+def _chain_reason(job: DiagnosticJob, grant: Grant | None) -> str:
+    """Empty when the chain says the job's grant is active (or the job needs none). Raises ChainUnavailable."""
+    if job.grant_id is None or grant is None:
+        return ""
+    return "" if grant_active_on_chain(grant) else "consent-ended (not active on chain)"
+
+
+def _consent_check(job: DiagnosticJob, spec: Any) -> str:
+    grant = Grant.objects.filter(pk=job.grant_id).first() if job.grant_id else None
+    return _consent_reason(job, spec, grant=grant) or _chain_reason(job, grant)
+
+
+def _progress(job: DiagnosticJob, done: int, total: int) -> None:
+    # Its own tiny commit, so the portal sees it while the job is still reading; 90% tops until released.
+    DiagnosticJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+        progress=min(90, int(90 * done / max(1, total))), updated_at=timezone.now()
+    )
+
+
+def _input_searches(spec: Any, as_of: date) -> dict[tuple[str, date | None], set[str]]:
+    """The model's declared inputs as few searches: (resource type, earliest date) -> every code declared for them.
+
+    Inputs share a search only when they share both the type and the lookback, so a search never
+    reaches further back than some input of the model declares for those codes.
+    """
+    searches: dict[tuple[str, date | None], set[str]] = {}
+    for item in spec.inputs:
+        if item.resource_type == "Patient":
+            continue
+        since = as_of - timedelta(days=item.lookback_days) if item.lookback_days is not None else None
+        searches.setdefault((item.resource_type, since), set()).update(item.codes)
+    return searches
+
+
+def _inputs_read(job: DiagnosticJob, spec: Any, patient: Patient) -> _Inputs:
+    """Read the declared inputs through the gate as the job, each resource once and logged with the job id.
+
+    One gated search per (type, lookback) with all its declared codes, instead of one per code, then
+    each input gets the resources carrying its own codes (inference.inputs_from_resources).
+    """
+    caller = Caller(actor=User.objects.get(pk=job.requester_id), purpose=job.purpose, job_id=str(job.id))
+    read = _Inputs()
+    pool: list[dict[str, Any]] = []
+    searches = _input_searches(spec, job.as_of)
+    wants_patient = any(item.resource_type == "Patient" for item in spec.inputs)
+    total, done = len(searches) + int(wants_patient), 0
+    if wants_patient:
+        pool.extend(_patient_read(caller, patient, read))
+        done += 1
+        _progress(job, done, total)
+    seen: set[str] = set()
+    for (resource_type, since), codes in searches.items():
+        for reference, body in _search_all(caller, patient, resource_type, tuple(sorted(codes)), since, job.as_of):
+            if reference in seen:
+                continue
+            seen.add(reference)
+            read.references.append(reference)
+            read.bodies.append(body)
+            pool.append(orjson.loads(body))
+        done += 1
+        _progress(job, done, total)
+    read.values = inference.inputs_from_resources(spec, pool)
+    return read
+
+
+def _patient_read(caller: Caller, patient: Patient, read: _Inputs) -> list[dict[str, Any]]:
+    if not patient.fhir_id:
+        return []
+    try:
+        body = resource_read(
+            caller=caller,
+            patient=patient,
+            resource_type="Patient",
+            resource_id=patient.fhir_id,
+            action=Action.RUN_MODEL,
+        )
+    except ResourceNotFound:
+        raise _ConsentGone from None  # a permitted read of the record's own Patient cannot miss: it was a deny
+    resource = orjson.loads(body)
+    # Versioned like the search's references, so provenance names exactly the version read.
+    reference = f"Patient/{patient.fhir_id}/_history/{resource.get('meta', {}).get('versionId', '1')}"
+    read.references.append(reference)
+    read.bodies.append(body)
+    return [resource]
+
+
+def _search_all(
+    caller: Caller, patient: Patient, resource_type: str, codes: tuple[str, ...], since: date | None, as_of: date
+) -> Iterable[tuple[str, bytes]]:
+    offset = 0
+    criteria = SearchCriteria(codes=(codes,), date_ge=since, date_le=as_of if since else None)
+    query = f"{resource_type}?code={','.join(codes)}" + (
+        f"&date=ge{since.isoformat()}&date=le{as_of.isoformat()}" if since else ""
+    )
+    while True:
+        try:
+            page = resource_search_counted(
+                caller=caller,
+                patient=patient,
+                resource_type=resource_type,
+                criteria=criteria,
+                limit=INPUT_PAGE,
+                offset=offset,
+                query=query,
+                action=Action.RUN_MODEL,
+            )
+        except ResourceNotFound:
+            raise _ConsentGone from None  # a search never misses: ResourceNotFound is the gate's deny
+        yield from zip(page.references, page.bodies, strict=True)
+        if len(page.references) < INPUT_PAGE:
+            return
+        offset += INPUT_PAGE
+
+
+def _release(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, result: Any) -> str:
+    """Store the result and end the job, in one transaction, unless consent ended or the job already ended."""
+    grant = Grant.objects.filter(pk=job.grant_id).first() if job.grant_id else None
+    # The chain is asked before the transaction so no row lock waits on the network; the database
+    # check inside, under the grant's lock, is the one a revocation cannot slip past.
+    chain_reason = _chain_reason(job, grant)
+    with transaction.atomic():
+        # Locks the job row: of two deliveries that both got here, the second waits and then finds
+        # the job terminal, so a result is never released twice.
+        locked = DiagnosticJob.objects.select_for_update().get(pk=job.pk)
+        if locked.is_terminal:
+            return str(locked.status)
+        if job.grant_id:
+            # Locks the grant row, as grant_revoke does: a revocation either commits before this check
+            # (and the job is denied) or waits until the result is released (a release before the revocation).
+            grant = Grant.objects.select_for_update().get(pk=job.grant_id)
+        reason = _consent_reason(locked, spec, grant=grant) or chain_reason
+        if reason:
+            _terminal(locked, JobStatus.DENIED, reason)
+            _log(locked, actor=f"job:{locked.id}", action="diagnostics.job.run", outcome=Outcome.DENY, reason=reason)
+            return JobStatus.DENIED
+        if result.status == "succeeded":
+            released = _result_store(locked, spec, patient, inputs, result)
+            _terminal(locked, JobStatus.SUCCEEDED)
+            _log(
+                locked,
+                actor=f"job:{locked.id}",
+                action="diagnostics.result.release",
+                outcome=Outcome.PERMIT,
+                resource_ids=(released.risk_assessment_ref, released.provenance_ref),
+            )
+            return JobStatus.SUCCEEDED
+        missing = ",".join(result.missing)
+        _terminal(locked, JobStatus.INSUFFICIENT_DATA, f"missing: {missing}" if missing else "")
+        # What the requester learns is which inputs the record lacks: a release too, so it is logged.
+        _log(
+            locked,
+            actor=f"job:{locked.id}",
+            action="diagnostics.result.release",
+            outcome=Outcome.PERMIT,
+            query="insufficient-data",
+        )
+        return JobStatus.INSUFFICIENT_DATA
+
+
+def _created(result: Any, resource_type: str) -> str:
+    refs = [ref for writes in result.patients.values() for ref in writes.created + writes.updated]
+    return next(ref for ref in refs if ref.startswith(resource_type + "/"))
+
+
+def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, result: Any) -> JobResult:
+    now = timezone.now()
+    actor = f"job:{job.id}"
+    risk = fhir.risk_assessment(
+        # The id sent is the job's: the store derives the server id from it, so the same job always
+        # names the same RiskAssessment (a repeat could only version it, and the JobResult key refuses that).
+        resource_id=str(job.id),
+        job_id=str(job.id),
+        spec=spec,
+        patient_fhir_id=patient.fhir_id,
+        occurrence=now,
+        outputs=result.outputs,
+        contributions=result.contributions,
+        summary=result.summary,
+        basis=inputs.references,
+    )
+    risk_ref = _created(fhir_ingest(payload=orjson.dumps(risk), actor=actor, patient=patient), "RiskAssessment")
+    risk_id = risk_ref.split("/")[1]
+    stored_risk = {**risk, "id": risk_id}
+    output_hash = fhir.output_hash(stored_risk)
+    commitment = fhir.input_commitment(inputs.bodies)
+    prov = fhir.provenance(
+        job_id=str(job.id),
+        spec=spec,
+        target=risk_ref,
+        sources=inputs.references,
+        recorded=now,
+        purpose=job.purpose,
+        requester_ref=f"user:{job.requester_id}",
+        input_commitment_hex=commitment,
+        output_hash_hex=output_hash,
+    )
+    prov["id"] = str(job.id)
+    prov_ref = _created(fhir_ingest(payload=orjson.dumps(prov), actor=actor, patient=patient), "Provenance")
+    return JobResult.objects.create(
+        job=job,
+        risk_assessment_ref=risk_ref,
+        provenance_ref=prov_ref,
+        input_commitment=commitment,
+        output_hash=output_hash,
+        input_refs=inputs.references,
+        released_at=now,
+    )
+
+
+def _where(exc: BaseException) -> str:
+    # Type and place only: an exception's message may quote the data it choked on.
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}{place}"
+
+
+def diagnostic_job_execute(*, job_id: str) -> RunOutcome:
+    """One delivery of a job: check consent, read the declared inputs through the gate, run the model, release.
+
+    Idempotent: a job already terminal does nothing. When the chain cannot be asked, the job
+    goes back to queued and the outcome says when to retry (never runs unchecked).
+    """
+    job = _delivery_begin(job_id)
+    if job is None:
+        status = DiagnosticJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        return RunOutcome(status=status or "missing", did_work=False)
+    try:
+        model = model_get(job.model_id)
+        spec = model.spec
+        if spec.version_hash != job.model_version_hash:
+            return RunOutcome(status=_finish(job.pk, JobStatus.FAILED, "model version changed since the request"))
+        reason = _consent_check(job, spec)
+        if reason:
+            return RunOutcome(status=_finish(job.pk, JobStatus.DENIED, reason, log_deny=True))
+        patient = Patient.objects.get(pk=job.patient_id)
+        if patient.is_erased:
+            return RunOutcome(status=_finish(job.pk, JobStatus.FAILED, "record erased"))
+        try:
+            inputs = _inputs_read(job, spec, patient)
+        except _ConsentGone:
+            return RunOutcome(status=_finish(job.pk, JobStatus.DENIED, "consent-ended (read denied)", log_deny=True))
+        result = model.run(inputs.values, as_of=job.as_of)
+        return RunOutcome(status=_release(job, spec, patient, inputs, result))
+    except ChainUnavailable as exc:
+        return _retry_later(job, exc)
+    except KeyDestroyed:
+        return RunOutcome(status=_finish(job.pk, JobStatus.FAILED, "record erased"))
+    except UnknownModel:
+        return RunOutcome(status=_finish(job.pk, JobStatus.FAILED, "model no longer available"))
+
+
+def _retry_later(job: DiagnosticJob, exc: ChainUnavailable) -> RunOutcome:
+    with transaction.atomic():
+        locked = DiagnosticJob.objects.select_for_update().get(pk=job.pk)  # same race as _delivery_begin
+        if locked.is_terminal:
+            return RunOutcome(status=str(locked.status))
+        if locked.orderly_retries >= MAX_CHAIN_RETRIES:
+            _terminal(locked, JobStatus.FAILED, "chain unavailable")
+            return RunOutcome(status=JobStatus.FAILED)
+        delay = min(CHAIN_RETRY_MAX_SECONDS, CHAIN_RETRY_BASE_SECONDS * 2**locked.orderly_retries)
+        locked.orderly_retries += 1
+        locked.status = JobStatus.QUEUED
+        locked.progress = 0
+        locked.save(update_fields=["orderly_retries", "status", "progress", "updated_at"])
+    logger.warning("diagnostic job waits for the chain id=%s retry_in=%ss (%s)", job.pk, delay, type(exc).__name__)
+    return RunOutcome(status=JobStatus.QUEUED, retry_in=delay)
+
+
+def diagnostic_job_fail(*, job_id: str, error: BaseException) -> RunOutcome:
+    """End a job failed after an unexpected error or its soft time limit; logs where, never what."""
+    timed_out = type(error).__name__ == "SoftTimeLimitExceeded"
+    reason = "time limit exceeded" if timed_out else f"error: {_where(error)}"
+    logger.error("diagnostic job failed id=%s %s", job_id, reason)
+    return RunOutcome(status=_finish(job_id, JobStatus.FAILED, reason), soft_time_limited=timed_out)

@@ -1,0 +1,286 @@
+"""HealthLedger settings: one file, driven by the environment (see .env.example).
+
+Defaults work out of the box for development: SQLite under var/, key files under
+var/keys/, Redis at REDIS_URL. With DEBUG off, missing secrets are an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from healthledger.lib.env import database_from_url, envbool, envint, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("HEALTHLEDGER_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = envbool("DJANGO_DEBUG", True)
+SECRET_KEY = envstr("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = [h for h in envstr("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "oauth2_provider",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "accounts",
+    "ledger",
+    "audit",
+    "records",
+    "consent",
+    "diagnostics",
+    "research",
+    "api",
+    "portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Static files straight from gunicorn (make run); right after SecurityMiddleware, as WhiteNoise documents.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Content-Security-Policy on every response (the portal runs no inline script or style).
+    "csp.middleware.CSPMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Marks a session whose second factor (TOTP) was checked: request.user.is_verified().
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "healthledger.urls"
+WSGI_APPLICATION = "healthledger.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database_url = envstr("DATABASE_URL")
+if _database_url:
+    DATABASES = {"default": database_from_url(_database_url)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(VAR_DIR / "healthledger.sqlite3"),
+            # WAL lets the web server and the worker read while the other writes. IMMEDIATE transactions take
+            # the write lock at BEGIN and wait for it (timeout): a deferred one that reads and then writes gets
+            # "database is locked" at once when another process writes (two worker processes did, every time).
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
+    }
+DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+# Fixed at import: pytest-django turns DEBUG off for tests, and WhiteNoise would then want a collected STATIC_ROOT.
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Largest request body accepted anywhere; FHIR bundles above it get 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("HEALTHLEDGER_MAX_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
+
+# --- Broker and workers -------------------------------------------------------
+REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
+CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 150, minimum=1)
+# Redis redelivers an unacknowledged task after this; it must exceed the hard time limit.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 300, minimum=10)}
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "audit-seal": {
+        "task": "audit.tasks.access_log_seal_task",
+        "schedule": float(envint("AUDIT_CHECKPOINT_SECONDS", 10, minimum=1)),
+    },
+    # Checks every sealing interval whether an anchor is due (AUDIT_ANCHOR_ENTRIES / AUDIT_ANCHOR_SECONDS).
+    "audit-anchor": {
+        "task": "audit.tasks.access_log_anchor_task",
+        "schedule": float(envint("AUDIT_CHECKPOINT_SECONDS", 10, minimum=1)),
+    },
+    # The relay is also queued on commit by every outbox write; beat is the safety net and the retry clock.
+    "ledger-outbox-relay": {
+        "task": "ledger.tasks.outbox_relay_task",
+        "schedule": float(envint("OUTBOX_RELAY_SECONDS", 2, minimum=1)),
+    },
+}
+
+# --- Keys (never in the database) -----------------------------------------------
+KEYS_DIR = Path(envstr("HEALTHLEDGER_KEYS_DIR", str(VAR_DIR / "keys")))
+# Base64 (urlsafe) 32-byte keys. When unset, key files under KEYS_DIR are created on first use.
+HEALTHLEDGER_MASTER_KEY = envstr("HEALTHLEDGER_MASTER_KEY")
+HEALTHLEDGER_INDEX_KEY = envstr("HEALTHLEDGER_INDEX_KEY")
+HEALTHLEDGER_AUDIT_KEY = envstr("HEALTHLEDGER_AUDIT_KEY")
+HEALTHLEDGER_PSEUDONYM_KEY = envstr("HEALTHLEDGER_PSEUDONYM_KEY")
+if not DEBUG and not (HEALTHLEDGER_MASTER_KEY or envbool("HEALTHLEDGER_ALLOW_KEY_FILES", False)):
+    raise ImproperlyConfigured(
+        "HEALTHLEDGER_MASTER_KEY must be set when DJANGO_DEBUG is off "
+        "(or set HEALTHLEDGER_ALLOW_KEY_FILES=true to keep keys in files under HEALTHLEDGER_KEYS_DIR)"
+    )
+
+# --- FHIR ingest limits ------------------------------------------------------------
+FHIR_MAX_DOCUMENT_BYTES = envint("FHIR_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024, minimum=1024)
+FHIR_MAX_DEPTH = envint("FHIR_MAX_DEPTH", 32, minimum=4)
+FHIR_MAX_BUNDLE_ENTRIES = envint("FHIR_MAX_BUNDLE_ENTRIES", 20000, minimum=1)
+
+# --- Access log -------------------------------------------------------------------
+AUDIT_CHECKPOINT_ENTRIES = envint("AUDIT_CHECKPOINT_ENTRIES", 4096, minimum=1)
+AUDIT_CHECKPOINT_SECONDS = envint("AUDIT_CHECKPOINT_SECONDS", 10, minimum=1)
+# Anchor the sealed log on chain once this many entries wait, or once the oldest waiting checkpoint is this old.
+AUDIT_ANCHOR_ENTRIES = envint("AUDIT_ANCHOR_ENTRIES", 4096, minimum=1)
+AUDIT_ANCHOR_SECONDS = envint("AUDIT_ANCHOR_SECONDS", 60, minimum=1)
+
+# --- Chain ----------------------------------------------------------------------
+CHAIN_RPC_URL = envstr("CHAIN_RPC_URL")
+CHAIN_CONFIRMATIONS = envint("CHAIN_CONFIRMATIONS", 1, minimum=0)
+# "rpc" talks to CHAIN_RPC_URL; "tester" runs an in-process EVM (unit tests) when CHAIN_RPC_URL is unset.
+CHAIN_BACKEND = envstr("CHAIN_BACKEND", "rpc")
+if CHAIN_BACKEND not in {"rpc", "tester"}:
+    raise ImproperlyConfigured(f"CHAIN_BACKEND must be rpc or tester, got {CHAIN_BACKEND!r}")
+CHAIN_TIMEOUT_SECONDS = envint("CHAIN_TIMEOUT_SECONDS", 10, minimum=1)
+# The relayer's secp256k1 key (0x-hex or urlsafe base64); when unset, a key file under KEYS_DIR.
+HEALTHLEDGER_CHAIN_OPERATOR_KEY = envstr("HEALTHLEDGER_CHAIN_OPERATOR_KEY")
+# The outbox relay: retry delay after a failed attempt doubles from BASE up to MAX; a sent transaction
+# that no receipt shows after REBROADCAST seconds is sent again (same bytes, same hash).
+OUTBOX_BACKOFF_BASE_SECONDS = envint("OUTBOX_BACKOFF_BASE_SECONDS", 2, minimum=1)
+OUTBOX_BACKOFF_MAX_SECONDS = envint("OUTBOX_BACKOFF_MAX_SECONDS", 300, minimum=1)
+OUTBOX_REBROADCAST_SECONDS = envint("OUTBOX_REBROADCAST_SECONDS", 15, minimum=1)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.rest.exception_handler",
+}
+
+# --- OAuth2 (django-oauth-toolkit) and the API's OpenAPI schema --------------------------
+OAUTH2_PROVIDER = {
+    "OAUTH2_VALIDATOR_CLASS": "api.oauth.SmartValidator",
+    "SCOPES_BACKEND_CLASS": "api.scopes.SmartScopes",
+    "PKCE_REQUIRED": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": envint("OAUTH_ACCESS_TOKEN_SECONDS", 3600, minimum=60),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": envint("OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600, minimum=60),
+    "ROTATE_REFRESH_TOKEN": True,
+    # Tokens are stored as SHA-256 checksums only (RFC 9700): a database dump holds no usable token.
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"] if DEBUG else ["https"],
+}
+# Named so the API's migration can point at DOT's token model the way DOT's own migrations do.
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HealthLedger API",
+    "DESCRIPTION": "The non-FHIR endpoints (token introspection; jobs and research). The FHIR API's "
+    "CapabilityStatement is at /fhir/metadata.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": "/api",
+    # Swagger UI from the drf-spectacular-sidecar package, served by this server: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+SESSION_COOKIE_HTTPONLY = True
+# An idle timeout: the session ends SESSION_IDLE_SECONDS after the last request (every request renews it),
+# and with the browser.
+SESSION_COOKIE_AGE = envint("SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Portal: sign-in, second factor, Content-Security-Policy -----------------------
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:home"
+LOGOUT_REDIRECT_URL = "portal:login"
+# Failed sign-ins counted per username and client address; past the limit, sign-in waits out the window.
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
+OTP_TOTP_ISSUER = "HealthLedger"
+# django-csp 4 format. No inline script or style anywhere: scripts and styles are static files, htmx is
+# configured by a meta tag, charts read their data from JSON endpoints.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Request bodies can carry PHI: Django's request logger must never log them.
+    "loggers": {"django.request": {"level": "ERROR", "propagate": True}},
+}

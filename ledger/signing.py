@@ -1,0 +1,192 @@
+"""EIP-712 typed data for consent grants and revocations, computed exactly as ConsentRegistry.sol does.
+
+The patient signs with a per-patient pseudonymous secp256k1 key; the operator's relayer pays the gas.
+A grant's id is its EIP-712 struct hash (no domain), so one grant has one id everywhere; the signature,
+whose domain binds the chain id and the contract address, is what cannot be replayed elsewhere.
+
+Two salts, on purpose: `commitment_salt` hides the scope inside `scope_commitment` and never leaves the
+database (the scope space is small enough to brute-force otherwise); `Grant.salt` is a public nonce that
+travels on chain so that two otherwise identical grants get distinct ids.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak, to_checksum_address
+
+DOMAIN_NAME = "HealthLedger ConsentRegistry"
+DOMAIN_VERSION = "1"
+
+_GRANT_FIELDS = [
+    {"name": "patient", "type": "address"},
+    {"name": "terms", "type": "Terms"},
+]
+_TERMS_FIELDS = [
+    {"name": "grantee", "type": "address"},
+    {"name": "scopeCommitment", "type": "bytes32"},
+    {"name": "notBefore", "type": "uint64"},
+    {"name": "notAfter", "type": "uint64"},
+    {"name": "salt", "type": "bytes32"},
+]
+_REVOKE_FIELDS = [{"name": "grantId", "type": "bytes32"}]
+_DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+_TERMS_TYPE = "Terms(address grantee,bytes32 scopeCommitment,uint64 notBefore,uint64 notAfter,bytes32 salt)"
+TERMS_TYPEHASH = keccak(text=_TERMS_TYPE)
+GRANT_TYPEHASH = keccak(text="Grant(address patient,Terms terms)" + _TERMS_TYPE)
+REVOKE_TYPEHASH = keccak(text="Revoke(bytes32 grantId)")
+UINT64_MAX = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A grant as the patient signs it and the contract records it. Addresses are checksummed hex."""
+
+    patient: str
+    grantee: str
+    scope_commitment: bytes
+    not_before: int
+    not_after: int
+    salt: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patient", to_checksum_address(self.patient))
+        object.__setattr__(self, "grantee", to_checksum_address(self.grantee))
+        if len(self.scope_commitment) != 32 or len(self.salt) != 32:
+            raise ValueError("scope_commitment and salt must be exactly 32 bytes")
+        if not (0 <= self.not_before < self.not_after <= UINT64_MAX):
+            raise ValueError("a grant needs 0 <= not_before < not_after < 2**64")
+
+    def as_message(self) -> dict[str, object]:
+        return {
+            "patient": self.patient,
+            "terms": {
+                "grantee": self.grantee,
+                "scopeCommitment": self.scope_commitment,
+                "notBefore": self.not_before,
+                "notAfter": self.not_after,
+                "salt": self.salt,
+            },
+        }
+
+    def terms_abi_tuple(self) -> tuple[str, bytes, int, int, bytes]:
+        return (self.grantee, self.scope_commitment, self.not_before, self.not_after, self.salt)
+
+    def as_abi_tuple(self) -> tuple[str, tuple[str, bytes, int, int, bytes]]:
+        """The contract's Grant struct: (patient, (grantee, scopeCommitment, notBefore, notAfter, salt))."""
+        return (self.patient, self.terms_abi_tuple())
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A 65-byte secp256k1 signature split the way the contract takes it (v is 27 or 28, s is low)."""
+
+    v: int
+    r: bytes
+    s: bytes
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Signature:
+        if len(raw) != 65:
+            raise ValueError("a signature is 65 bytes: r || s || v")
+        return cls(v=raw[64], r=raw[:32], s=raw[32:64])
+
+    def to_bytes(self) -> bytes:
+        return self.r + self.s + bytes([self.v])
+
+
+def new_salt() -> bytes:
+    """32 random bytes, for either salt."""
+    return secrets.token_bytes(32)
+
+
+def canonical_scope_bytes(scope: Mapping[str, object]) -> bytes:
+    """One byte string per scope: JSON with sorted keys, no whitespace, UTF-8 (lists keep their order)."""
+    return json.dumps(scope, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def scope_commitment(*, commitment_salt: bytes, scope: bytes) -> bytes:
+    """keccak256(commitment_salt || canonical scope bytes); the salt must stay secret and off chain."""
+    if len(commitment_salt) != 32:
+        raise ValueError("commitment_salt must be 32 bytes")
+    return keccak(commitment_salt + scope)
+
+
+def patient_address(*, private_key: bytes) -> str:
+    """The checksummed address of a per-patient signing key."""
+    return str(Account.from_key(private_key).address)
+
+
+def terms_hash(grant: Grant) -> bytes:
+    """The EIP-712 struct hash of the grant's terms, as ConsentRegistry.hashTerms computes it."""
+    encoded = abi_encode(
+        ["bytes32", "address", "bytes32", "uint64", "uint64", "bytes32"], [TERMS_TYPEHASH, *grant.terms_abi_tuple()]
+    )
+    return keccak(encoded)
+
+
+def grant_id(grant: Grant) -> bytes:
+    """The grant's id: its EIP-712 struct hash, as ConsentRegistry.hashGrant computes it."""
+    return keccak(abi_encode(["bytes32", "address", "bytes32"], [GRANT_TYPEHASH, grant.patient, terms_hash(grant)]))
+
+
+def _domain(chain_id: int, verifying_contract: str) -> dict[str, object]:
+    return {
+        "name": DOMAIN_NAME,
+        "version": DOMAIN_VERSION,
+        "chainId": chain_id,
+        "verifyingContract": to_checksum_address(verifying_contract),
+    }
+
+
+def grant_typed_data(grant: Grant, *, chain_id: int, verifying_contract: str) -> dict[str, object]:
+    """The full EIP-712 message a wallet would show the patient for this grant."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_FIELDS, "Grant": _GRANT_FIELDS, "Terms": _TERMS_FIELDS},
+        "primaryType": "Grant",
+        "domain": _domain(chain_id, verifying_contract),
+        "message": grant.as_message(),
+    }
+
+
+def revoke_typed_data(grant_id_: bytes, *, chain_id: int, verifying_contract: str) -> dict[str, object]:
+    """The full EIP-712 message for revoking the grant with this id."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_FIELDS, "Revoke": _REVOKE_FIELDS},
+        "primaryType": "Revoke",
+        "domain": _domain(chain_id, verifying_contract),
+        "message": {"grantId": grant_id_},
+    }
+
+
+def _sign(typed: dict[str, object], private_key: bytes) -> Signature:
+    signed = Account.sign_message(encode_typed_data(full_message=typed), private_key=private_key)
+    return Signature.from_bytes(bytes(signed.signature))
+
+
+def grant_sign(grant: Grant, *, private_key: bytes, chain_id: int, verifying_contract: str) -> Signature:
+    """The patient's signature over a grant, bound to one chain and one contract."""
+    return _sign(grant_typed_data(grant, chain_id=chain_id, verifying_contract=verifying_contract), private_key)
+
+
+def revoke_sign(grant_id_: bytes, *, private_key: bytes, chain_id: int, verifying_contract: str) -> Signature:
+    """The patient's signature revoking a grant, bound to one chain and one contract."""
+    return _sign(revoke_typed_data(grant_id_, chain_id=chain_id, verifying_contract=verifying_contract), private_key)
+
+
+def patient_key_new() -> tuple[bytes, str]:
+    """A fresh per-patient secp256k1 signing key and its checksummed address."""
+    account = Account.create()
+    return bytes(account.key), str(account.address)

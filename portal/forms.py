@@ -1,0 +1,174 @@
+"""Portal forms: they parse and check input only; the views hand the result to one service."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+from django.utils import timezone
+
+from accounts.models import User
+from consent.purposes import ALL_RESOURCE_TYPES, GRANTABLE_PURPOSES, Action, Purpose
+from portal.plain import OBSERVATION_CATEGORY, type_words
+from portal.selectors import CATEGORY_WORDS, clinicians_directory, person_name
+
+SHAREABLE_TYPES = (
+    "Observation",
+    "Condition",
+    "MedicationRequest",
+    "AllergyIntolerance",
+    "Immunization",
+    "Procedure",
+    "Encounter",
+    "DiagnosticReport",
+    "CarePlan",
+    "Patient",
+)
+SHAREABLE_CATEGORIES = ("vital-signs", "laboratory", "social-history", "survey")
+DURATIONS = {
+    "24h": ("24 hours", timedelta(hours=24)),
+    "7d": ("7 days", timedelta(days=7)),
+    "30d": ("30 days", timedelta(days=30)),
+    "90d": ("90 days", timedelta(days=90)),
+    "1y": ("1 year", timedelta(days=365)),
+}
+CONFIRM_ERASE = "erase my record"
+
+
+class LoginForm(forms.Form):
+    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username"}))
+    password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+
+
+class SignupForm(UserCreationForm):  # type: ignore[type-arg]
+    first_name = forms.CharField(max_length=150, required=False, label="First name")
+    last_name = forms.CharField(max_length=150, required=False, label="Last name")
+    email = forms.EmailField(required=False, label="Email (optional)")
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "first_name", "last_name", "email")
+
+
+class TokenForm(forms.Form):
+    token = forms.RegexField(
+        regex=r"^\d{6}$",
+        label="Six-digit code from your authenticator app",
+        error_messages={"invalid": "Enter the six digits your app shows."},
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "maxlength": "6"}),
+    )
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="FHIR file: a Bundle or resource (.json), or one resource per line (.ndjson)",
+        widget=forms.ClearableFileInput(attrs={"accept": ".json,.ndjson,.jsonl,application/fhir+json"}),
+    )
+
+
+class ClinicianChoice(forms.ModelChoiceField):  # type: ignore[type-arg]
+    def label_from_instance(self, obj: Any) -> str:
+        return person_name(obj)
+
+
+class GrantForm(forms.Form):
+    grantee = ClinicianChoice(queryset=clinicians_directory(), label="Clinician", empty_label="Choose a clinician")
+    scope = forms.ChoiceField(
+        choices=[("types", "Kinds of records"), ("categories", "Only some kinds of results")],
+        widget=forms.RadioSelect,
+        initial="types",
+        label="What to share",
+    )
+    resource_types = forms.MultipleChoiceField(
+        choices=[(ALL_RESOURCE_TYPES, "Everything in my record")] + [(t, type_words(t)) for t in SHAREABLE_TYPES],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Kinds of records",
+    )
+    categories = forms.MultipleChoiceField(
+        choices=[(c, CATEGORY_WORDS[c]) for c in SHAREABLE_CATEGORIES],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Kinds of results",
+    )
+    purpose = forms.ChoiceField(
+        choices=[(p.value, p.label) for p in Purpose if p in GRANTABLE_PURPOSES], initial=Purpose.TREAT.value
+    )
+    actions = forms.MultipleChoiceField(
+        choices=[(a.value, a.label) for a in Action],
+        widget=forms.CheckboxSelectMultiple,
+        initial=[Action.READ.value],
+        label="What they may do",
+    )
+    starts = forms.DateTimeField(
+        required=False,
+        label="Starts (UTC; empty means now)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    duration = forms.ChoiceField(
+        choices=[(k, v[0]) for k, v in DURATIONS.items()] + [("custom", "Until a date I choose")],
+        initial="30d",
+        widget=forms.RadioSelect,
+        label="For how long",
+    )
+    ends = forms.DateTimeField(
+        required=False,
+        label="Ends (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("scope") == "categories":
+            if not data.get("categories"):
+                self.add_error("categories", "Choose at least one kind of result.")
+            data["grant_types"] = ["Observation"]
+            data["grant_categories"] = [f"{OBSERVATION_CATEGORY}|{c}" for c in data.get("categories", [])]
+        else:
+            types = data.get("resource_types") or []
+            if not types:
+                self.add_error("resource_types", "Choose at least one kind of record.")
+            data["grant_types"] = [ALL_RESOURCE_TYPES] if ALL_RESOURCE_TYPES in types else types
+            data["grant_categories"] = []
+        now = timezone.now()
+        starts: datetime = data.get("starts") or now
+        data["not_before"] = starts
+        if data.get("duration") == "custom":
+            if not data.get("ends"):
+                self.add_error("ends", "Choose when access ends.")
+            data["not_after"] = data.get("ends")
+        elif data.get("duration") in DURATIONS:
+            data["not_after"] = starts + DURATIONS[data["duration"]][1]
+        ends = data.get("not_after")
+        if ends is not None and ends <= now:
+            self.add_error("ends", "That end is already in the past.")
+        elif ends is not None and ends <= starts:
+            self.add_error("ends", "Access must end after it starts.")
+        return data
+
+
+class EraseForm(forms.Form):
+    confirmation = forms.CharField(
+        label=f"Type “{CONFIRM_ERASE}” to confirm", widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
+    password = forms.CharField(
+        strip=False, label="Your password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_confirmation(self) -> str:
+        value = str(self.cleaned_data["confirmation"]).strip().lower()
+        if value != CONFIRM_ERASE:
+            raise forms.ValidationError(f"Type exactly: {CONFIRM_ERASE}")
+        return value
+
+    def clean_password(self) -> str:
+        value = str(self.cleaned_data["password"])
+        if not self.user.check_password(value):
+            raise forms.ValidationError("That is not your password.")
+        return value

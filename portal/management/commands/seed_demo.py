@@ -1,0 +1,191 @@
+"""`manage.py seed_demo`: the demo users of `make run` and a generated record for the demo patient.
+
+Idempotent: users that exist are left as they are (their passwords too), and a
+record is imported only into a demo patient whose record is still empty, so a
+second run writes nothing, not even an access-log entry. Prints the logins.
+
+When ConsentRegistry is deployed (make run deploys it first), the demo patient also
+shares with the demo clinician, so the dashboard is alive: a year-long grant, one
+ending in a few days, one revoked; the clinician reads under the grant, once by
+break-glass, and the researcher's attempt is denied. Only into a demo patient who
+has made no grant yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Role, User
+from accounts.services import user_create
+from consent import gate
+from consent.models import Grant, GrantStatus
+from consent.services import grant_issue, grant_revoke
+from healthledger.errors import ChainError, ChainUnavailable, ResourceNotFound
+from healthledger.lib.env import envstr
+from ledger.outbox import outbox_relay
+from ledger.selectors import signing_domain
+from records.demo import DEMO_PATIENT_SEED, generate_patient_bundle
+from records.models import Patient, Resource
+from records.selectors import patient_for_user, resource_search
+from records.services import fhir_ingest, patient_create
+
+DEFAULT_DEMO_PASSWORD = "healthledger-demo"
+ACTOR = "system:seed_demo"
+DEMO_USERS = (
+    ("demo.patient", Role.PATIENT),
+    ("dr.demo", Role.CLINICIAN),
+    ("demo.researcher", Role.RESEARCHER),
+    ("demo.steward", Role.STEWARD),
+)
+COHORT_SEED_BASE = 1000  # cohort patients use seeds 1000, 1001, ... so none repeats the demo patient
+
+
+@dataclass
+class SeedReport:
+    """What a run found and did, per username."""
+
+    created_users: list[str] = field(default_factory=list)
+    existing_users: list[str] = field(default_factory=list)
+    imported: dict[str, int] = field(default_factory=dict)  # username -> resources imported now
+    stale_passwords: list[str] = field(default_factory=list)  # existing users whose password is not the given one
+    sharing: str = ""  # what the sharing demo did, in one line (empty: nothing to do)
+
+
+def demo_seed(*, password: str, cohort: int = 0) -> SeedReport:
+    """Create what is missing of the demo users and records; change nothing that exists."""
+    report = SeedReport()
+    users: dict[str, User] = {}
+    demo_patient: Patient | None = None
+    for username, role in DEMO_USERS:
+        user = users[username] = _user_ensure(username=username, role=role, password=password, report=report)
+        if role == Role.PATIENT:
+            demo_patient = _record_ensure(user=user, seed=DEMO_PATIENT_SEED, report=report)
+    if demo_patient is not None:
+        report.sharing = _sharing_ensure(
+            patient=demo_patient,
+            owner=users["demo.patient"],
+            clinician=users["dr.demo"],
+            researcher=users["demo.researcher"],
+        )
+    for number in range(cohort):
+        # Research cohort members never log in: their accounts have no usable password.
+        user = _user_ensure(username=f"demo.cohort.{number + 1:03d}", role=Role.PATIENT, password=None, report=report)
+        _record_ensure(user=user, seed=COHORT_SEED_BASE + number, report=report)
+    return report
+
+
+def _user_ensure(*, username: str, role: str, password: str | None, report: SeedReport) -> User:
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        report.created_users.append(username)
+        return user_create(username=username, password=password, role=role)
+    report.existing_users.append(username)
+    if password is not None and not user.check_password(password):
+        report.stale_passwords.append(username)
+    return user
+
+
+def _record_ensure(*, user: User, seed: int, report: SeedReport) -> Patient:
+    with transaction.atomic():
+        patient = patient_for_user(user_id=user.pk) or patient_create(user=user)
+        if resource_search(patient=patient, limit=1).exists():
+            return patient
+        payload = json.dumps(generate_patient_bundle(seed), separators=(",", ":")).encode()
+        result = fhir_ingest(payload=payload, actor=ACTOR, patient=patient)
+    report.imported[user.username] = result.resources
+    return patient
+
+
+def _sharing_ensure(*, patient: Patient, owner: User, clinician: User, researcher: User) -> str:
+    """Grants and accesses for the demo dashboard, once; a one-line account of what happened."""
+    if Grant.objects.filter(patient=patient).exists():
+        return ""
+    try:
+        signing_domain()
+    except ChainUnavailable:
+        return "sharing demo skipped: ConsentRegistry is not deployed (run manage.py deploy_contracts)"
+    now = timezone.now()
+
+    def share(types: list[str], purpose: str, days: int, categories: tuple[str, ...] = ()) -> Grant:
+        return grant_issue(
+            patient=patient,
+            by=owner,
+            grantee=clinician,
+            resource_types=types,
+            categories=categories,
+            actions=["read"],
+            purpose=purpose,
+            not_before=now - timedelta(minutes=1),
+            not_after=now + timedelta(days=days),
+        )
+
+    share(["Observation", "Condition", "MedicationRequest", "AllergyIntolerance", "Immunization"], "TREAT", 365)
+    share(["Observation"], "CAREMGT", 4, ("http://terminology.hl7.org/CodeSystem/observation-category|laboratory",))
+    ended = share(["Encounter"], "TREAT", 30)
+    try:
+        for _ in range(3):  # send, then see it mined: the relay a worker would run
+            outbox_relay()
+    except (ChainUnavailable, ChainError):
+        return "sharing demo: 3 grants signed; the chain did not answer, so the worker will record them"
+    grant_revoke(grant=ended, by=owner)
+    reads = _demo_accesses(patient=patient, clinician=clinician, researcher=researcher)
+    recorded = Grant.objects.filter(patient=patient, status=GrantStatus.RECORDED).count()
+    return f"sharing demo: 3 grants ({recorded} recorded on chain, 1 revoked), {reads} accesses logged"
+
+
+def _demo_accesses(*, patient: Patient, clinician: User, researcher: User) -> int:
+    """The clinician reads under the grant and once by break-glass; the researcher is refused."""
+    observations = list(
+        Resource.objects.filter(patient=patient, resource_type="Observation")
+        .order_by("-pk")
+        .values_list("fhir_id", flat=True)[:3]
+    )
+    condition = (
+        Resource.objects.filter(patient=patient, resource_type="Condition").values_list("fhir_id", flat=True).first()
+    )
+    asks = [(gate.Caller(actor=clinician, purpose="TREAT"), "Observation", fhir_id) for fhir_id in observations]
+    if condition:
+        reason = "Brought in unconscious to the emergency department; checking known conditions."
+        asks.append((gate.Caller(actor=clinician, purpose="ETREAT", reason=reason), "Condition", condition))
+    if observations:
+        asks.append((gate.Caller(actor=researcher, purpose="TREAT"), "Observation", observations[0]))
+    for caller, resource_type, fhir_id in asks:
+        # A denied attempt raises ResourceNotFound after the gate logged it: what the demo wants to show.
+        with contextlib.suppress(ResourceNotFound):
+            gate.resource_read(caller=caller, patient=patient, resource_type=resource_type, resource_id=fhir_id)
+    return len(asks)
+
+
+class Command(BaseCommand):
+    help = "Create the demo users and the demo patient's generated record (idempotent); print the logins."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--cohort", type=int, default=0, help="also create N research-cohort patients with generated records"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        password = envstr("DEMO_PASSWORD", DEFAULT_DEMO_PASSWORD)
+        report = demo_seed(password=password, cohort=max(0, options["cohort"]))
+        roles = dict(DEMO_USERS)
+        self.stdout.write(f"Demo logins (password: {password}):")
+        for username, role in roles.items():
+            state = "created" if username in report.created_users else "already there"
+            if username in report.stale_passwords:
+                state += ", with another password (DEMO_PASSWORD changed since it was created)"
+            imported = report.imported.get(username)
+            record = f", record of {imported} resources imported" if imported else ""
+            self.stdout.write(f"  {username:<16} {role!s:<11} {state}{record}")
+        if report.sharing:
+            self.stdout.write(f"  {report.sharing}")
+        if options["cohort"]:
+            cohort_imported = sum(n for name, n in report.imported.items() if name.startswith("demo.cohort."))
+            self.stdout.write(f"  cohort: {options['cohort']} patients, {cohort_imported} resources imported now")

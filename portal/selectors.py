@@ -1,0 +1,623 @@
+"""Reads the portal composes for its pages. Patient data only ever comes through consent.gate.
+
+Rows that are not health data (grants, access-log entries, user names) are read
+from their own apps' models and selectors; every FHIR body is a gate read, so each
+page a patient opens is itself in their access log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import orjson
+from django.db.models import Count, Q, QuerySet
+
+from accounts.models import Role, User
+from audit.chain_check import AnchoredProof, access_log_anchored_proof
+from audit.models import AccessLogEntry, Outcome
+from audit.selectors import access_log_entries_for_patient
+from consent import gate
+from consent.models import Grant, GrantStatus
+from consent.purposes import ALL_RESOURCE_TYPES, Purpose
+from diagnostics.inference import list_models
+from healthledger.errors import ChainError, ChainUnavailable, HealthLedgerError, ResourceNotFound
+from ledger.client import ChainClient, chain_client
+from portal.metrics import CREATININE, Metric, Point, egfr_from_creatinine, points_for
+from portal.plain import TimelineView, resource_title, resource_value, resource_when, type_words
+from records.models import Patient, Resource, ResourceVersion
+from records.selectors import SEARCH_LIMIT_MAX
+
+EXPIRING_SOON = timedelta(days=7)
+LIVE_STATUSES = (GrantStatus.PENDING, GrantStatus.RECORDED)
+
+ACTION_WORDS = {
+    "records.read": "Read",
+    "records.search": "Searched",
+    "records.export": "Downloaded the whole record",
+    "records.write": "Added or updated",
+    "records.erase": "Erased the record",
+    "consent.grant.issue": "Granted access",
+    "consent.grant.revoke": "Revoked access",
+}
+CATEGORY_WORDS = {
+    "vital-signs": "Vital signs",
+    "laboratory": "Lab results",
+    "social-history": "Social history",
+    "survey": "Surveys and questionnaires",
+    "imaging": "Imaging",
+    "procedure": "Procedures",
+    "exam": "Examinations",
+}
+
+
+# --- people ------------------------------------------------------------------------------
+
+
+def person_name(user: User) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def clinicians_directory() -> QuerySet[User]:
+    """Clinicians a patient can share with, by name."""
+    return User.objects.filter(role=Role.CLINICIAN, is_active=True).order_by("last_name", "first_name", "username")
+
+
+# --- grants ------------------------------------------------------------------------------
+
+
+def scope_words(grant: Grant) -> str:
+    """What a grant covers, in words: "everything", or types, narrowed to categories."""
+    if ALL_RESOURCE_TYPES in grant.resource_types:
+        what = "Your whole record"
+    else:
+        what = ", ".join(type_words(t) for t in grant.resource_types)
+    if grant.categories:
+        cats = ", ".join(CATEGORY_WORDS.get(c.split("|", 1)[1], c.split("|", 1)[1]) for c in grant.categories)
+        what += f" (only: {cats})"
+    return what
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    grant: Grant
+    status: str  # pending / recorded / expired / revoked / failed / not yet valid
+    grantee_name: str
+    scope: str
+    purpose: str
+    revocable: bool
+
+
+def grant_row(grant: Grant, now: datetime) -> GrantRow:
+    status = grant.effective_status(now)
+    return GrantRow(
+        grant=grant,
+        status=status,
+        grantee_name=person_name(grant.grantee),
+        scope=scope_words(grant),
+        purpose=Purpose(grant.purpose).label,
+        revocable=grant.status in LIVE_STATUSES,
+    )
+
+
+def patient_grants(*, patient: Patient, now: datetime) -> list[GrantRow]:
+    """Every grant the patient made, newest first, with the status a person would give it."""
+    grants = Grant.objects.filter(patient=patient).select_related("grantee").order_by("-created_at")
+    return [grant_row(g, now) for g in grants]
+
+
+def patient_grant_get(*, patient: Patient, grant_id: str) -> Grant:
+    """One of the patient's own grants; another patient's id is as missing as an invented one."""
+    grant = Grant.objects.select_related("grantee").filter(patient=patient, pk=grant_id).first()
+    if grant is None:
+        raise ResourceNotFound("grant not found")
+    return grant
+
+
+# --- the access log ---------------------------------------------------------------------------
+
+
+class ChainSnapshot:
+    """A chain client that reads the anchor events once per page, not once per row.
+
+    Wraps the real client; a failure is remembered too, so a chain that is down costs one
+    timeout for the whole page and every row then says "not verifiable right now".
+    """
+
+    def __init__(self, client: ChainClient | None, error: HealthLedgerError | None = None) -> None:
+        self._client = client
+        self._error = error
+        self._anchors: dict[int, Any] = {}
+        self._head: bytes | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            raise self._error or ChainUnavailable("no chain")
+        return getattr(self._client, name)
+
+    def anchors(self, from_block: int = 0) -> Any:
+        if self._error is not None:
+            raise self._error
+        if from_block not in self._anchors:
+            try:
+                self._anchors[from_block] = self.__getattr__("anchors")(from_block)
+            except (ChainUnavailable, ChainError) as exc:
+                self._error = exc
+                raise
+        return self._anchors[from_block]
+
+    def anchor_head(self) -> bytes:
+        if self._error is not None:
+            raise self._error
+        if self._head is None:
+            try:
+                self._head = self.__getattr__("anchor_head")()
+            except (ChainUnavailable, ChainError) as exc:
+                self._error = exc
+                raise
+        return self._head
+
+
+def chain_snapshot() -> ChainSnapshot:
+    try:
+        return ChainSnapshot(chain_client())
+    except (ChainUnavailable, ChainError) as exc:
+        return ChainSnapshot(None, exc)
+
+
+def entry_proof(entry: AccessLogEntry, snapshot: ChainSnapshot | None = None) -> AnchoredProof:
+    """The entry's inclusion proof into the root anchored on chain (never raises for a chain that is down)."""
+    return access_log_anchored_proof(entry=entry, client=snapshot or chain_snapshot())  # type: ignore[arg-type]
+
+
+@dataclass
+class AccessRow:
+    entry: AccessLogEntry
+    who: str
+    is_self: bool
+    what: str
+    why: str
+    grant_ref: str
+    permitted: bool
+    proof_status: str  # verified / pending / failed / unavailable
+    resource_links: list[tuple[str, str]] = field(default_factory=list)  # (label, "Type/id")
+
+
+def _actor_names(actors: Iterable[str], *, me: User) -> dict[str, str]:
+    ids = {int(a.split(":", 1)[1]) for a in actors if a.startswith("user:") and a.split(":", 1)[1].isdigit()}
+    users = {u.pk: u for u in User.objects.filter(pk__in=ids)}
+    names: dict[str, str] = {}
+    for actor in actors:
+        kind, _, ident = actor.partition(":")
+        if kind == "user" and ident.isdigit() and int(ident) in users:
+            user = users[int(ident)]
+            names[actor] = "You" if user.pk == me.pk else f"{person_name(user)} ({user.get_role_display()})"
+        elif kind == "job":
+            names[actor] = f"AI model job {ident}"
+        elif kind == "system":
+            names[actor] = f"HealthLedger ({ident.replace('_', ' ')})"
+        else:
+            names[actor] = "Unknown (not signed in)" if actor == "anonymous" else actor
+    return names
+
+
+def _what(entry: AccessLogEntry) -> tuple[str, list[tuple[str, str]]]:
+    words = ACTION_WORDS.get(entry.action, entry.action)
+    refs = [str(r) for r in entry.resource_ids or []]
+    links = []
+    for ref in refs[:5]:
+        parts = ref.split("/")
+        if len(parts) >= 2:
+            links.append((f"{type_words(parts[0])} {parts[1][:8]}", f"{parts[0]}/{parts[1]}"))
+    if len(refs) > 1:
+        words += f" {len(refs)} items"
+    if entry.query:
+        words += f" (asked: {entry.query[:120]})"
+    return words, links
+
+
+def _why(entry: AccessLogEntry) -> str:
+    try:
+        words = Purpose(entry.purpose).label if entry.purpose else "—"
+    except ValueError:
+        words = entry.purpose
+    if entry.break_glass and entry.reason:
+        words += f": “{entry.reason}”"
+    return words
+
+
+def access_rows(
+    *, patient: Patient, me: User, include_own: bool, limit: int, offset: int, verify: bool = True
+) -> tuple[list[AccessRow], bool]:
+    """One page of the patient's access log in words, with each entry's chain verification; and whether more follow."""
+    entries = access_log_entries_for_patient(patient_ref=patient.pk)
+    if not include_own:
+        entries = entries.exclude(actor=f"user:{me.pk}")
+    page = list(entries[offset : offset + limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    names = _actor_names({e.actor for e in page}, me=me)
+    snapshot = chain_snapshot() if verify else None
+    rows = []
+    for entry in page:
+        what, links = _what(entry)
+        status = entry_proof(entry, snapshot).status if snapshot is not None else "pending"
+        rows.append(
+            AccessRow(
+                entry=entry,
+                who=names[entry.actor],
+                is_self=entry.actor == f"user:{me.pk}",
+                what=what,
+                why=_why(entry),
+                grant_ref=entry.grant_ref,
+                permitted=entry.outcome == Outcome.PERMIT,
+                proof_status=status,
+                resource_links=links,
+            )
+        )
+    return rows, more
+
+
+def access_entry_get(*, patient: Patient, entry_id: int) -> AccessLogEntry:
+    """One entry about this patient; an entry about anyone else is as missing as an invented one."""
+    entry = AccessLogEntry.objects.filter(pk=entry_id, patient_ref=patient.pk).first()
+    if entry is None:
+        raise ResourceNotFound("access log entry not found")
+    return entry
+
+
+def access_row(*, entry: AccessLogEntry, me: User) -> AccessRow:
+    what, links = _what(entry)
+    return AccessRow(
+        entry=entry,
+        who=_actor_names([entry.actor], me=me)[entry.actor],
+        is_self=entry.actor == f"user:{me.pk}",
+        what=what,
+        why=_why(entry),
+        grant_ref=entry.grant_ref,
+        permitted=entry.outcome == Outcome.PERMIT,
+        proof_status="pending",
+        resource_links=links,
+    )
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    shared: list[GrantRow]
+    expiring: list[GrantRow]
+    recent: list[AccessRow]
+    break_glass: list[AccessRow]
+    denied_count: int
+    resource_count: int
+
+
+def dashboard(*, patient: Patient, me: User, now: datetime) -> Dashboard:
+    """What is shared with whom until when, what is about to end, who looked lately, and every break-glass."""
+    rows = patient_grants(patient=patient, now=now)
+    shared = [r for r in rows if r.status in ("recorded", "pending", "not yet valid")]
+    expiring = [r for r in shared if r.status == "recorded" and r.grant.not_after - now <= EXPIRING_SOON]
+    recent, _ = access_rows(patient=patient, me=me, include_own=False, limit=8, offset=0, verify=False)
+    glass_entries = list(access_log_entries_for_patient(patient_ref=patient.pk).filter(break_glass=True)[:20])
+    names = _actor_names({e.actor for e in glass_entries}, me=me)
+    break_glass = []
+    for entry in glass_entries:
+        row = access_row(entry=entry, me=me)
+        row.who = names[entry.actor]
+        break_glass.append(row)
+    denied = (
+        access_log_entries_for_patient(patient_ref=patient.pk)
+        .filter(outcome=Outcome.DENY, at__gte=now - timedelta(days=30))
+        .count()
+    )
+    return Dashboard(
+        shared=shared,
+        expiring=expiring,
+        recent=recent,
+        break_glass=break_glass,
+        denied_count=denied,
+        resource_count=Resource.objects.filter(patient=patient).count(),
+    )
+
+
+# --- the record, through the gate ------------------------------------------------------------------
+
+
+def _bodies(
+    caller: gate.Caller,
+    patient: Patient,
+    resource_type: str,
+    *,
+    code: str | None = None,
+    category: str | None = None,
+    query: str = "",
+) -> list[dict[str, Any]]:
+    """Every matching resource, page by page through the gate (each page one access-log entry)."""
+    found: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        page = gate.resource_search(
+            caller=caller,
+            patient=patient,
+            resource_type=resource_type,
+            code=code,
+            category=category,
+            limit=SEARCH_LIMIT_MAX,
+            offset=offset,
+            query=query,
+        )
+        found.extend(orjson.loads(body) for body in page.bodies)
+        if len(page.bodies) < SEARCH_LIMIT_MAX:
+            return found
+        offset += SEARCH_LIMIT_MAX
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    when: str
+    title: str
+    value: str
+    resource_type: str
+    resource_id: str
+
+
+def timeline(*, caller: gate.Caller, patient: Patient, view: TimelineView) -> list[TimelineItem]:
+    """One timeline tab, newest first."""
+    query = f"{view.resource_type}?category={view.category}" if view.category else view.resource_type
+    bodies = _bodies(caller, patient, view.resource_type, category=view.category, query=query)
+    items = [
+        TimelineItem(
+            when=resource_when(body) or "",
+            title=resource_title(body),
+            value=resource_value(body),
+            resource_type=view.resource_type,
+            resource_id=str(body.get("id", "")),
+        )
+        for body in bodies
+    ]
+    return sorted(items, key=lambda item: item.when, reverse=True)
+
+
+def record_counts(*, patient: Patient) -> dict[str, int]:
+    """How many resources of each type the record holds (row counts: nothing is decrypted)."""
+    rows = Resource.objects.filter(patient=patient).values("resource_type").annotate(n=Count("id"))
+    return {row["resource_type"]: row["n"] for row in rows.order_by("resource_type")}
+
+
+def _patient_demographics(caller: gate.Caller, patient: Patient) -> tuple[date | None, str | None]:
+    bodies = _bodies(caller, patient, "Patient", query="Patient (for the eGFR equation: birth date and sex)")
+    for body in bodies:
+        try:
+            born = date.fromisoformat(str(body.get("birthDate", ""))[:10])
+        except ValueError:
+            born = None
+        return born, body.get("gender")
+    return None, None
+
+
+def _points_json(points: list[Point]) -> list[dict[str, object]]:
+    return [{"x": p.at, "y": p.value, "ref": p.reference} for p in points]
+
+
+def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> dict[str, object]:
+    """A chart's data: each series' points (time, value, source resource) and its reference range."""
+    observations: dict[str, dict[str, Any]] = {}
+    for code in metric.search_codes:
+        for body in _bodies(caller, patient, "Observation", code=code, query=f"Observation?code={code}"):
+            observations[str(body.get("id"))] = body
+    bodies = list(observations.values())
+    series: list[dict[str, object]] = []
+    for item in metric.series:
+        series.append(
+            {
+                "key": item.key,
+                "label": item.label,
+                "low": item.low,
+                "high": item.high,
+                "points": _points_json(points_for(bodies, item)),
+            }
+        )
+    if metric.derived_egfr:
+        creatinine: dict[str, dict[str, Any]] = {}
+        for code in (f"http://loinc.org|{c}" for c in CREATININE.codes):
+            for body in _bodies(caller, patient, "Observation", code=code, query=f"Observation?code={code}"):
+                creatinine[str(body.get("id"))] = body
+        born, sex = _patient_demographics(caller, patient)
+        computed = egfr_from_creatinine(points_for(list(creatinine.values()), CREATININE), birth_date=born, sex=sex)
+        series.append(
+            {
+                "key": "egfr-computed",
+                "label": "eGFR computed from your creatinine (CKD-EPI 2021)",
+                "low": None,
+                "high": None,
+                "points": _points_json(computed),
+            }
+        )
+    return {"slug": metric.slug, "title": metric.title, "unit": metric.unit, "series": series}
+
+
+# --- clinicians -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SharedPatient:
+    patient: Patient
+    name: str
+    grants: list[GrantRow]
+
+
+def shared_with(*, clinician: User, now: datetime) -> list[SharedPatient]:
+    """The patients whose grants name this clinician, with those grants (live first)."""
+    grants = (
+        Grant.objects.filter(grantee=clinician)
+        .exclude(status=GrantStatus.FAILED)
+        .select_related("patient__user", "grantee")
+        .order_by("-not_after")
+    )
+    by_patient: dict[uuid.UUID, SharedPatient] = {}
+    for grant in grants:
+        entry = by_patient.get(grant.patient_id)
+        if entry is None:
+            owner = grant.patient.user
+            name = person_name(owner) if owner is not None else "A patient"
+            entry = by_patient[grant.patient_id] = SharedPatient(patient=grant.patient, name=name, grants=[])
+        entry.grants.append(grant_row(grant, now))
+    return sorted(by_patient.values(), key=lambda s: s.name.lower())
+
+
+def shared_patient_get(*, clinician: User, patient_id: uuid.UUID, now: datetime) -> SharedPatient:
+    """A patient who granted this clinician something; any other patient id is simply not found."""
+    for shared in shared_with(clinician=clinician, now=now):
+        if shared.patient.pk == patient_id:
+            return shared
+    raise ResourceNotFound("patient not found")
+
+
+def clinician_listing(*, caller: gate.Caller, patient: Patient, resource_type: str) -> list[TimelineItem]:
+    """The resources of one type a grant lets this clinician read (the gate narrows to its categories), newest first."""
+    bodies = _bodies(caller, patient, resource_type, query=f"{resource_type} (clinician page)")
+    items = [
+        TimelineItem(
+            when=resource_when(body) or "",
+            title=resource_title(body),
+            value=resource_value(body),
+            resource_type=resource_type,
+            resource_id=str(body.get("id", "")),
+        )
+        for body in bodies
+    ]
+    return sorted(items, key=lambda item: item.when, reverse=True)
+
+
+# --- erasure ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErasureSummary:
+    erased_at: datetime | None
+    resources: int
+    versions: int
+    grants_on_chain: int
+    log_entries: int
+
+
+def erasure_summary(*, patient: Patient) -> ErasureSummary:
+    """Counts of what erasure made unreadable and of what stays (row counts only, nothing decrypted)."""
+    return ErasureSummary(
+        erased_at=patient.erased_at,
+        resources=Resource.objects.filter(patient=patient).count(),
+        versions=ResourceVersion.objects.filter(resource__patient=patient).count(),
+        grants_on_chain=Grant.objects.filter(patient=patient).filter(~Q(tx_hash="")).count(),
+        log_entries=AccessLogEntry.objects.filter(patient_ref=patient.pk).count(),
+    )
+
+
+# --- AI: models and the patient's own jobs --------------------------------------------------------
+
+RESULTS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    title: str
+    version: str
+    intended_use: str
+    reads: list[str]
+
+
+def model_card(spec: Any) -> ModelCard:
+    """What a model is for and what it reads, in words (from its declared spec)."""
+    reads = [
+        f"{type_words(i.resource_type)}: {i.name.replace('_', ' ')}"
+        + (f" (from the last {i.lookback_days} days)" if i.lookback_days else "")
+        + ("" if i.required else ", if present")
+        for i in spec.inputs
+    ]
+    return ModelCard(id=spec.id, title=spec.title, version=spec.version, intended_use=spec.intended_use, reads=reads)
+
+
+@dataclass
+class AiResult:
+    summary: str = ""
+    qualitative: str = ""
+    probability: float | None = None
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+    contributions: list[tuple[str, str, str, str]] = field(default_factory=list)  # name, value, effect, rule
+    notes: list[str] = field(default_factory=list)
+    reference: str = ""
+
+
+@dataclass
+class AiJob:
+    job: Any
+    title: str
+    active: bool
+    result: AiResult | None
+
+
+def _ext_value(parts: list[dict[str, Any]], url: str) -> str:
+    for part in parts:
+        if part.get("url") == url:
+            for key, value in part.items():
+                if key.startswith("value"):
+                    return str(value)
+    return ""
+
+
+def risk_assessment_in_words(resource: dict[str, Any]) -> AiResult:
+    """A released RiskAssessment as the page shows it: the sentence, each output and each contribution with its rule."""
+    prediction = (resource.get("prediction") or [{}])[0]
+    result = AiResult(
+        summary=str(prediction.get("rationale", "")),
+        qualitative=str((prediction.get("qualitativeRisk") or {}).get("text", "")),
+        probability=prediction.get("probabilityDecimal"),
+        notes=[str(n.get("text", "")) for n in resource.get("note", []) if isinstance(n, dict)],
+        reference=f"RiskAssessment/{resource.get('id', '')}",
+    )
+    for ext in resource.get("extension", []) or []:
+        url = str(ext.get("url", ""))
+        parts = ext.get("extension", []) or []
+        name = _ext_value(parts, "name").replace("_", " ")
+        if url.endswith("/model-output"):
+            result.outputs.append((name, _ext_value(parts, "value")))
+        elif url.endswith("/model-contribution"):
+            result.contributions.append(
+                (name, _ext_value(parts, "value"), _ext_value(parts, "effect"), _ext_value(parts, "rule"))
+            )
+    return result
+
+
+def ai_jobs(*, caller: gate.Caller, patient: Patient, jobs: list[Any]) -> list[AiJob]:
+    """The patient's jobs, newest first, with the results of the newest ones read through the gate."""
+    titles = {spec.id: spec.title for spec in list_models()}
+    shown: list[AiJob] = []
+    read = 0
+    for job in jobs:
+        result = None
+        stored = getattr(job, "result", None) if job.status == "succeeded" else None
+        if stored is not None and read < RESULTS_SHOWN:
+            kind, ident, _, version = ([*stored.risk_assessment_ref.split("/"), "", "", "", ""])[:4]
+            body = gate.resource_read(
+                caller=caller,
+                patient=patient,
+                resource_type=kind,
+                resource_id=ident,
+                version=int(version) if version.isdigit() else None,
+            )
+            result = risk_assessment_in_words(orjson.loads(body))
+            read += 1
+        shown.append(
+            AiJob(
+                job=job,
+                title=titles.get(job.model_id, job.model_id),
+                active=job.status in ("queued", "running"),
+                result=result,
+            )
+        )
+    return shown

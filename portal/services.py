@@ -1,0 +1,239 @@
+"""The portal's writes. Each composes domain services; none writes patient data itself.
+
+Imports go through records.services.fhir_ingest, grants through consent.services,
+erasure through records.services.patient_erase. What is the portal's own is the
+sign-in bookkeeping (failed attempts, the optional TOTP device).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import Role, User
+from accounts.services import user_create
+from consent.models import Grant, GrantStatus
+from consent.services import grant_revoke
+from healthledger.errors import InvalidFHIR, OutcomeIssue
+from portal.models import LoginFailure
+from records.models import Patient
+from records.selectors import patient_for_user
+from records.services import IngestResult, fhir_ingest, patient_create, patient_erase
+
+logger = logging.getLogger(__name__)
+
+
+# --- accounts -----------------------------------------------------------------------------------
+
+
+def patient_signup(*, username: str, password: str, first_name: str = "", last_name: str = "", email: str = "") -> User:
+    """A new patient account with its (empty, keyed) record, both or neither."""
+    with transaction.atomic():
+        user = user_create(
+            username=username,
+            password=password,
+            role=Role.PATIENT,
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+        )
+        patient_create(user=user)
+    return user
+
+
+def patient_record_ensure(*, user: User) -> Patient:
+    """The patient's record, created empty for a patient account made elsewhere (the admin, a script)."""
+    with transaction.atomic():
+        return patient_for_user(user_id=user.pk) or patient_create(user=user)
+
+
+# --- sign-in throttling --------------------------------------------------------------------------------
+
+
+def _window_start() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+
+
+def login_failures_recent(*, username: str, address: str | None) -> int:
+    """Failed sign-ins for this username from this address within the window."""
+    return LoginFailure.objects.filter(username=username.lower(), address=address, at__gte=_window_start()).count()
+
+
+def login_is_throttled(*, username: str, address: str | None) -> bool:
+    return login_failures_recent(username=username, address=address) >= settings.LOGIN_FAILURE_LIMIT
+
+
+def login_failure_record(*, username: str, address: str | None) -> None:
+    """Count one failed attempt (wrong password or wrong code); old rows are dropped on the way."""
+    LoginFailure.objects.create(username=username.lower()[:150], address=address, at=timezone.now())
+    LoginFailure.objects.filter(at__lt=_window_start()).delete()
+    logger.info("portal sign-in failed")
+
+
+def login_failures_clear(*, username: str, address: str | None) -> None:
+    LoginFailure.objects.filter(username=username.lower(), address=address).delete()
+
+
+# --- TOTP second factor ----------------------------------------------------------------------------
+
+
+def totp_device_begin(*, user: User) -> TOTPDevice:
+    """An unconfirmed TOTP device to enrol (the same one until confirmed, so a reload keeps the QR code)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+    return device
+
+
+def totp_device_confirm(*, user: User, token: str) -> TOTPDevice | None:
+    """Confirm the enrolling device with a code from the app; None when the code is wrong."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None or not device.verify_token(token):
+        return None
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=True).delete()  # one authenticator at a time
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+    return device
+
+
+def totp_devices_remove(*, user: User) -> int:
+    """Turn the second factor off: every TOTP device of the user goes."""
+    removed, _ = TOTPDevice.objects.filter(user=user).delete()
+    return removed
+
+
+def totp_confirmed_device(*, user: User) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+# --- import ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    created: int
+    updated: int
+    unchanged: int
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+class ImportRejected(InvalidFHIR):
+    """The file was refused as a whole; `problems` says what and where in plain words."""
+
+    def __init__(self, message: str, problems: list[str], *, status: int = 400) -> None:
+        super().__init__(message, status=status)
+        self.problems = problems
+
+
+def ndjson_as_batch(payload: bytes) -> tuple[bytes, list[int]]:
+    """An ndjson file (one resource per line, as FHIR bulk export writes) as a batch Bundle, and each entry's line."""
+    entries: list[dict[str, object]] = []
+    lines: list[int] = []
+    problems: list[str] = []
+    for number, raw in enumerate(payload.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            resource = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            problems.append(f"Line {number}: this line is not valid JSON.")
+            continue
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            problems.append(f"Line {number}: this line is not a FHIR resource (no resourceType).")
+            continue
+        kind = resource["resourceType"]
+        ident = resource.get("id")
+        request = (
+            {"method": "PUT", "url": f"{kind}/{ident}"} if isinstance(ident, str) else {"method": "POST", "url": kind}
+        )
+        entries.append({"resource": resource, "request": request})
+        lines.append(number)
+    if problems:
+        raise ImportRejected("the file was not imported", problems[:200])
+    if not entries:
+        raise ImportRejected("the file was not imported", ["The file holds no resources."])
+    return orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries}), lines
+
+
+def _where_in_words(expression: str, lines: list[int] | None, kinds: dict[int, str]) -> str:
+    """ "Bundle.entry[3].resource.status" as "Entry 4 (Observation), field status" (or "Line 4" for ndjson)."""
+    if not expression.startswith("Bundle.entry["):
+        return "The file" if not expression else f"The file, at {expression}"
+    index_text, _, rest = expression[len("Bundle.entry[") :].partition("]")
+    if not index_text.isdigit():
+        return f"The file, at {expression}"
+    index = int(index_text)
+    place = f"Line {lines[index]}" if lines is not None and index < len(lines) else f"Entry {index + 1}"
+    kind = kinds.get(index)
+    if kind:
+        place += f" ({kind})"
+    rest = rest.removeprefix(".resource").lstrip(".")
+    return f"{place}, field {rest}" if rest else place
+
+
+def issues_in_words(issues: list[OutcomeIssue], *, lines: list[int] | None, kinds: dict[int, str]) -> list[str]:
+    """Each problem as one sentence: where it is, in entries or lines and field names, and what is wrong."""
+    words = []
+    for issue in issues:
+        where = _where_in_words(issue.expression[0] if issue.expression else "", lines, kinds)
+        message = issue.diagnostics[:1].upper() + issue.diagnostics[1:]
+        words.append(f"{where}: {message}.")
+    return words
+
+
+def _entry_kinds(payload: bytes) -> dict[int, str]:
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return {}
+    entries = data.get("entry") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return {}
+    kinds = {}
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            kinds[i] = resource["resourceType"]
+    return kinds
+
+
+def record_import(*, patient: Patient, user: User, payload: bytes, filename: str) -> ImportReport:
+    """Import an uploaded FHIR Bundle, resource or ndjson file into the patient's own record, all or nothing.
+
+    Raises ImportRejected listing every problem in plain words (nothing is stored then).
+    """
+    lines: list[int] | None = None
+    if filename.lower().endswith((".ndjson", ".jsonl")):
+        payload, lines = ndjson_as_batch(payload)
+    try:
+        result: IngestResult = fhir_ingest(payload=payload, actor=f"user:{user.pk}", patient=patient)
+    except InvalidFHIR as exc:
+        problems = issues_in_words(exc.issues, lines=lines, kinds=_entry_kinds(payload))
+        raise ImportRejected("the file was not imported", problems, status=exc.status) from exc
+    return ImportReport(created=result.created, updated=result.updated, unchanged=result.unchanged)
+
+
+# --- erasure ------------------------------------------------------------------------------------------
+
+
+def record_erase(*, patient: Patient, by: User) -> Patient:
+    """Revoke every live grant (signed while the patient's key still exists), then crypto-shred the record.
+
+    One transaction: either sharing has ended and the key is gone, or nothing changed.
+    """
+    with transaction.atomic():
+        live = Grant.objects.filter(patient=patient, status__in=[GrantStatus.PENDING, GrantStatus.RECORDED])
+        for grant in live:
+            grant_revoke(grant=grant, by=by)
+        return patient_erase(patient=patient, actor=f"user:{by.pk}")

@@ -1,0 +1,41 @@
+"""The portal's pages, mounted at the site root."""
+
+from __future__ import annotations
+
+from django.contrib.auth.views import LogoutView
+from django.urls import path
+
+from portal.views import ai, auth, clinician, patient, sharing
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", auth.home, name="home"),
+    path("signup/", auth.signup, name="signup"),
+    path("login/", auth.login_view, name="login"),
+    path("login/verify/", auth.login_verify, name="login_verify"),
+    path("logout/", LogoutView.as_view(), name="logout"),
+    path("account/security/", auth.security, name="security"),
+    path("dashboard/", patient.dashboard, name="dashboard"),
+    path("record/", patient.record, name="record"),
+    path("record/import/", patient.record_import_view, name="record_import"),
+    path("record/export/", patient.record_export, name="record_export"),
+    path("record/timeline/<slug:view>/", patient.timeline, name="timeline"),
+    path("record/charts/<slug:metric>.json", patient.chart_data, name="chart_data"),
+    path("record/<str:resource_type>/<str:resource_id>/", patient.resource_detail, name="resource"),
+    path("sharing/", sharing.sharing, name="sharing"),
+    path("sharing/<str:grant_id>/revoke/", sharing.grant_revoke_view, name="grant_revoke"),
+    path("access/", patient.access_log, name="access_log"),
+    path("access/<int:entry_id>/", patient.access_proof, name="access_proof"),
+    path("ai/", ai.ai, name="ai"),
+    path("ai/run/", ai.ai_run, name="ai_run"),
+    path("erase/", sharing.erase, name="erase"),
+    path("erase/done/", sharing.erased, name="erased"),
+    path("clinician/", clinician.clinician_home, name="clinician"),
+    path("clinician/patients/<uuid:patient_id>/", clinician.clinician_patient, name="clinician_patient"),
+    path(
+        "clinician/patients/<uuid:patient_id>/<str:resource_type>/<str:resource_id>/",
+        clinician.clinician_resource,
+        name="clinician_resource",
+    ),
+]

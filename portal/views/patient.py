@@ -1,0 +1,176 @@
+"""The patient's pages: dashboard, record (import, timeline, charts, each resource), export, access log.
+
+Every FHIR body shown comes from consent.gate with the patient's own Caller (PATRQT),
+so each page the patient opens is in their access log like anyone else's reads.
+Every lookup is scoped by the signed-in patient's own record: another patient's
+resource, grant or log entry id answers the same 404 as an invented one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from consent import gate
+from portal import selectors
+from portal.forms import ImportForm
+from portal.metrics import METRICS, METRICS_BY_SLUG
+from portal.plain import TIMELINE_BY_SLUG, TIMELINE_VIEWS, plain_resource, type_words
+from portal.services import ImportRejected, record_import
+from portal.views.common import own_caller, patient_page
+from records.fhir.resource_types import RESOURCE_TYPES
+from records.models import Patient
+from records.selectors import resource_versions
+
+ACCESS_PAGE = 50
+
+
+@require_GET
+@patient_page
+def dashboard(request: HttpRequest, patient: Patient) -> HttpResponse:
+    board = selectors.dashboard(patient=patient, me=request.user, now=timezone.now())  # type: ignore[arg-type]
+    return render(request, "portal/dashboard.html", {"board": board, "patient": patient, "nav": "dashboard"})
+
+
+@require_GET
+@patient_page
+def record(request: HttpRequest, patient: Patient) -> HttpResponse:
+    context = {
+        "patient": patient,
+        "nav": "record",
+        "form": ImportForm(),
+        "counts": selectors.record_counts(patient=patient),
+        "metrics": METRICS,
+        "views": TIMELINE_VIEWS,
+    }
+    return render(request, "portal/record.html", context)
+
+
+@require_POST
+@patient_page
+def record_import_view(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """The upload: the whole file is validated, then stored, in this request (up to FHIR_MAX_DOCUMENT_BYTES)."""
+    form = ImportForm(request.POST, request.FILES)
+    # htmx swaps the fragment in place; a browser without JavaScript gets a whole page.
+    template = "portal/_import_result.html" if request.headers.get("HX-Request") else "portal/import_page.html"
+    if not form.is_valid():
+        return render(request, template, {"problems": ["Choose a file to import."]}, status=400)
+    upload = form.cleaned_data["file"]
+    try:
+        report = record_import(patient=patient, user=request.user, payload=upload.read(), filename=upload.name)  # type: ignore[arg-type]
+    except ImportRejected as exc:
+        return render(request, template, {"problems": exc.problems, "filename": upload.name}, status=exc.status)
+    context = {"report": report, "filename": upload.name, "counts": selectors.record_counts(patient=patient)}
+    return render(request, template, context)
+
+
+@require_GET
+@patient_page
+def timeline(request: HttpRequest, patient: Patient, view: str) -> HttpResponse:
+    chosen = TIMELINE_BY_SLUG.get(view)
+    if chosen is None:
+        raise Http404
+    items = selectors.timeline(caller=own_caller(request), patient=patient, view=chosen)
+    years: dict[str, list[selectors.TimelineItem]] = {}
+    for item in items:
+        years.setdefault(item.when[:4] or "Undated", []).append(item)
+    context = {"view": chosen, "years": years, "count": len(items), "patient": patient, "nav": "record"}
+    template = "portal/_timeline.html" if request.headers.get("HX-Request") else "portal/timeline.html"
+    return render(request, template, context)
+
+
+@require_GET
+@patient_page
+def chart_data(request: HttpRequest, patient: Patient, metric: str) -> HttpResponse:
+    """JSON for one chart: the patient's own observations of that measurement, through the gate."""
+    chosen = METRICS_BY_SLUG.get(metric)
+    if chosen is None:
+        raise Http404
+    data = selectors.metric_chart(caller=own_caller(request), patient=patient, metric=chosen)
+    return JsonResponse(data)
+
+
+@require_GET
+@patient_page
+def resource_detail(request: HttpRequest, patient: Patient, resource_type: str, resource_id: str) -> HttpResponse:
+    if resource_type not in RESOURCE_TYPES:
+        raise Http404
+    version = request.GET.get("version")
+    pinned = int(version) if version and version.isdigit() else None
+    body = gate.resource_read(
+        caller=own_caller(request),
+        patient=patient,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        version=pinned,
+    )
+    resource = orjson.loads(body)
+    context = {
+        "patient": patient,
+        "nav": "record",
+        "plain": plain_resource(resource),
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "fhir_json": orjson.dumps(resource, option=orjson.OPT_INDENT_2).decode(),
+        "versions": resource_versions(patient=patient, resource_type=resource_type, resource_id=resource_id),
+        "version": pinned,
+        "type_words": type_words(resource_type),
+    }
+    return render(request, "portal/resource.html", context)
+
+
+@require_GET
+@patient_page
+def record_export(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """The whole record as one FHIR Bundle, as a download (logged as one access)."""
+    body = gate.record_export(caller=own_caller(request), patient=patient)
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    response = HttpResponse(body, content_type="application/fhir+json")
+    response["Content-Disposition"] = f'attachment; filename="healthledger-record-{stamp}.json"'
+    return response
+
+
+@require_GET
+@patient_page
+def access_log(request: HttpRequest, patient: Patient) -> HttpResponse:
+    include_own = request.GET.get("mine") == "1"
+    page = request.GET.get("page", "1")
+    number = int(page) if page.isdigit() and int(page) > 0 else 1
+    rows, more = selectors.access_rows(
+        patient=patient,
+        me=request.user,  # type: ignore[arg-type]
+        include_own=include_own,
+        limit=ACCESS_PAGE,
+        offset=(number - 1) * ACCESS_PAGE,
+    )
+    context = {
+        "patient": patient,
+        "nav": "access",
+        "rows": rows,
+        "more": more,
+        "page": number,
+        "include_own": include_own,
+        "unavailable": any(r.proof_status == "unavailable" for r in rows),
+    }
+    return render(request, "portal/access_log.html", context)
+
+
+@require_GET
+@patient_page
+def access_proof(request: HttpRequest, patient: Patient, entry_id: int) -> HttpResponse:
+    """One entry with its inclusion proof into the root anchored on chain, and what was checked."""
+    entry = selectors.access_entry_get(patient=patient, entry_id=entry_id)
+    proof = selectors.entry_proof(entry)
+    context = {
+        "patient": patient,
+        "nav": "access",
+        "row": selectors.access_row(entry=entry, me=request.user),  # type: ignore[arg-type]
+        "proof": proof,
+        "proof_json": orjson.dumps(proof.as_dict(), option=orjson.OPT_INDENT_2).decode(),
+    }
+    return render(request, "portal/access_proof.html", context)

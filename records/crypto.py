@@ -1,0 +1,67 @@
+"""The AES-256-GCM seam: the only module that calls the cipher.
+
+A sealed blob is nonce (12 bytes) || ciphertext || tag (16 bytes). Every nonce is
+fresh from the OS random source; with one data key per resource version, a key
+never sees more than a handful of nonces, far below GCM's 2**32 random-nonce limit.
+Any authentication failure (flipped byte, wrong key, wrong associated data) raises
+IntegrityFailure: there is no way to get unauthenticated plaintext out of here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from healthledger.errors import IntegrityFailure
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+TAG_BYTES = 16
+
+
+def key_generate() -> bytes:
+    """A fresh random 256-bit key."""
+    return os.urandom(KEY_BYTES)
+
+
+def aead_seal(*, key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """Encrypt and authenticate `plaintext`, binding `aad`; returns nonce || ciphertext || tag."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def aead_open(*, key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    """Authenticate and decrypt a blob from aead_seal; IntegrityFailure if anything does not match."""
+    if len(sealed) < NONCE_BYTES + TAG_BYTES:
+        raise IntegrityFailure("ciphertext is truncated")
+    try:
+        return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+    except InvalidTag as exc:
+        raise IntegrityFailure("ciphertext failed authentication (tampered, moved, or the wrong key)") from exc
+
+
+def subkey_derive(*, key: bytes, purpose: bytes) -> bytes:
+    """A 256-bit key for one purpose derived from `key` (HMAC-SHA256 as a PRF, HKDF-expand with one block)."""
+    return hmac.new(key, purpose + b"\x01", hashlib.sha256).digest()
+
+
+def keyed_digest(*, key: bytes, data: bytes, size: int = 32) -> bytes:
+    """HMAC-SHA256 of `data`, truncated to `size` bytes: blind-index tokens and content hashes."""
+    return hmac.new(key, data, hashlib.sha256).digest()[:size]
+
+
+class KeyedDigester:
+    """keyed_digest for many messages under one key: the keyed state is computed once and copied."""
+
+    def __init__(self, key: bytes, *, size: int = 32) -> None:
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
+        self._size = size
+
+    def __call__(self, data: bytes) -> bytes:
+        state = self._base.copy()
+        state.update(data)
+        return state.digest()[: self._size]

@@ -1,0 +1,49 @@
+"""The only functions that turn stored ciphertext into plaintext.
+
+Only consent.gate may import this module (an import-linter contract says so): the
+gate decides and logs first, then calls here. Nothing here parses JSON: a read
+serves the canonical bytes that were validated and stored on write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from healthledger.errors import KeyDestroyed
+from records import keys
+from records.envelope import version_aad, version_open, wallet_open
+from records.models import Patient
+from records.selectors import StoredVersion
+
+
+def stored_version_decrypt(stored: StoredVersion) -> bytes:
+    """Plaintext canonical JSON of one version; KeyDestroyed once erased, IntegrityFailure if tampered."""
+    if stored.wrapped_patient_key is None:
+        raise KeyDestroyed("this patient's record was erased; its data can never be decrypted again")
+    patient_key = keys.patient_key_unwrap(
+        patient_id=stored.patient_id, wrapped=stored.wrapped_patient_key, master_key_id=stored.master_key_id
+    )
+    aad = version_aad(
+        patient_id=stored.patient_id,
+        resource_type=stored.resource_type,
+        fhir_id=stored.fhir_id,
+        version=stored.version,
+    )
+    return version_open(
+        patient_key=patient_key, aad=aad, ciphertext=stored.ciphertext, wrapped_data_key=stored.wrapped_data_key
+    )
+
+
+def stored_versions_decrypt(stored: Iterable[StoredVersion]) -> list[bytes]:
+    """Plaintext of several versions, in order; fails as a whole on the first that cannot be opened."""
+    return [stored_version_decrypt(item) for item in stored]
+
+
+def patient_signing_key(patient: Patient) -> bytes:
+    """The patient's chain signing key; KeyDestroyed once the record was erased."""
+    if patient.wrapped_key is None or patient.wallet_ciphertext is None:
+        raise KeyDestroyed("this patient's record was erased; their signing key is gone with it")
+    patient_key = keys.patient_key_unwrap(
+        patient_id=patient.pk, wrapped=bytes(patient.wrapped_key), master_key_id=patient.master_key_id
+    )
+    return wallet_open(patient_key=patient_key, patient_id=patient.pk, sealed=bytes(patient.wallet_ciphertext))

@@ -1,0 +1,49 @@
+"""Sealing and opening one resource version: the envelope both ingest and reads agree on.
+
+The associated data names the row (patient, type, id, version), for both the data
+key and the content, so a ciphertext or a wrapped data key copied to any other
+row, patient or version fails authentication instead of decrypting.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from records import crypto
+
+
+def version_aad(*, patient_id: uuid.UUID, resource_type: str, fhir_id: str, version: int) -> bytes:
+    # FHIR ids and type names never contain "|", so the joined form is unambiguous.
+    return f"{patient_id}|{resource_type}|{fhir_id}|{version}".encode("ascii")
+
+
+def version_seal(*, patient_key: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    """Encrypt one version under a fresh data key; returns (ciphertext, wrapped data key)."""
+    data_key = crypto.key_generate()
+    wrapped = crypto.aead_seal(key=patient_key, plaintext=data_key, aad=b"healthledger/data-key|" + aad)
+    ciphertext = crypto.aead_seal(key=data_key, plaintext=plaintext, aad=b"healthledger/version|" + aad)
+    return ciphertext, wrapped
+
+
+def version_open(*, patient_key: bytes, aad: bytes, ciphertext: bytes, wrapped_data_key: bytes) -> bytes:
+    """Authenticate and decrypt one version; IntegrityFailure on any mismatch."""
+    data_key = crypto.aead_open(key=patient_key, sealed=bytes(wrapped_data_key), aad=b"healthledger/data-key|" + aad)
+    return crypto.aead_open(key=data_key, sealed=bytes(ciphertext), aad=b"healthledger/version|" + aad)
+
+
+def content_hash_key(patient_key: bytes) -> bytes:
+    """The key of a patient's content hashes: derived from their key, so erasure shreds it too."""
+    return crypto.subkey_derive(key=patient_key, purpose=b"healthledger/content-hash")
+
+
+def wallet_aad(*, patient_id: uuid.UUID) -> bytes:
+    return f"healthledger/wallet|{patient_id}".encode("ascii")
+
+
+def wallet_seal(*, patient_key: bytes, patient_id: uuid.UUID, private_key: bytes) -> bytes:
+    """Seal a patient's chain signing key under their own key."""
+    return crypto.aead_seal(key=patient_key, plaintext=private_key, aad=wallet_aad(patient_id=patient_id))
+
+
+def wallet_open(*, patient_key: bytes, patient_id: uuid.UUID, sealed: bytes) -> bytes:
+    return crypto.aead_open(key=patient_key, sealed=bytes(sealed), aad=wallet_aad(patient_id=patient_id))

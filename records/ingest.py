@@ -1,0 +1,385 @@
+"""Planning and writing one parsed FHIR document: owners, server ids, versions, tokens.
+
+Called by records.services.fhir_ingest inside its transaction. The whole document
+is planned first (every reject raised before the first write), then written with
+a handful of bulk statements: no per-resource queries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, models
+from django.utils import timezone
+
+from healthledger.errors import InvalidFHIR, KeyDestroyed, OutcomeIssue
+from records import blind_index, crypto, keys
+from records.envelope import content_hash_key, version_aad, version_seal
+from records.fhir import canonical_json, index_terms, rewrite_references
+from records.models import IndexToken, Patient, Resource, ResourceVersion
+
+# Namespace of server ids derived from (patient, fullUrl): a re-import updates instead of duplicating.
+RESOURCE_ID_NAMESPACE = uuid.UUID("5f0c2f39-8a53-4c1e-9d51-6b1f3a7e2c10")
+QUERY_CHUNK = 900  # stays under every backend's bound-parameter limit
+
+
+def reject(entry_index: int | None, code: str, diagnostics: str) -> InvalidFHIR:
+    where = (f"Bundle.entry[{entry_index}]",) if entry_index is not None else ()
+    return InvalidFHIR(diagnostics, found=[OutcomeIssue(code=code, diagnostics=diagnostics, expression=where)])
+
+
+def urn_uuid(full_url: str | None) -> str | None:
+    if full_url and full_url.startswith("urn:uuid:"):
+        return full_url[len("urn:uuid:") :].lower()
+    return None
+
+
+@dataclass
+class PatientWrites:
+    """What one document did to one patient's record; ids read "Type/id"."""
+
+    patient_id: uuid.UUID
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Planned:
+    entry: Any
+    owner: Patient
+    server_id: str
+
+
+@dataclass(slots=True)
+class _Row:
+    """One version to write, as plain values (model instances cost more than the encryption)."""
+
+    patient_id: uuid.UUID
+    resource_type: str
+    fhir_id: str
+    version: int
+    digest: bytes
+    ciphertext: bytes
+    wrapped_data_key: bytes
+    tokens: set[bytes]
+    pk: int | None
+
+
+def chunks(items: list[Any], size: int = QUERY_CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def owners_resolve(document: Any, compartments: dict[int, str | None], given: Patient | None) -> dict[int, Patient]:
+    """Decide which patient each entry belongs to, creating (unsaved) records for new Patient resources."""
+    patient_entries = [e for e in document.entries if e.resource_type == "Patient"]
+    by_entry: dict[int, Patient] = {}
+    if given is not None:
+        if len(patient_entries) > 1:
+            raise reject(patient_entries[1].index, "business-rule", "a document for one patient holds one Patient")
+        for entry in patient_entries:
+            candidate = urn_uuid(entry.full_url) or entry.source_id
+            if given.fhir_id and candidate and candidate != given.fhir_id:
+                raise reject(entry.index, "business-rule", "the Patient resource is not this patient's")
+            if not given.fhir_id:
+                candidate = candidate or str(given.id)
+                if Patient.objects.filter(fhir_id=candidate).exclude(pk=given.pk).exists():
+                    raise reject(entry.index, "conflict", "this Patient resource is already held in another record")
+                given.fhir_id = candidate
+            by_entry[entry.index] = given
+    else:
+        candidates = {e.index: urn_uuid(e.full_url) or e.source_id or "" for e in patient_entries}
+        wanted = [c for c in candidates.values() if c]
+        # Locked so a concurrent import of the same bundle waits instead of creating a twin record.
+        known = {p.fhir_id: p for p in Patient.objects.select_for_update().filter(fhir_id__in=wanted)}
+        for entry in patient_entries:
+            candidate = candidates[entry.index]
+            found = known.get(candidate) if candidate else None
+            if found is None:
+                found = Patient(fhir_id=candidate)
+                found.fhir_id = candidate or str(found.id)
+                known[found.fhir_id] = found
+            by_entry[entry.index] = found
+
+    in_document: dict[str, Patient] = {}
+    for entry in patient_entries:
+        record = by_entry[entry.index]
+        if entry.full_url:
+            in_document[entry.full_url] = record
+        if entry.source_id:
+            in_document[f"Patient/{entry.source_id}"] = record
+        in_document[f"Patient/{record.fhir_id}"] = record
+
+    stored_refs = {
+        ref
+        for index, ref in compartments.items()
+        if ref and ref not in in_document and ref.startswith("Patient/") and index not in by_entry
+    }
+    stored = {
+        f"Patient/{p.fhir_id}": p
+        for p in Patient.objects.filter(fhir_id__in=[ref.split("/", 1)[1] for ref in stored_refs])
+    }
+    distinct = list(set(by_entry.values()))
+    sole = distinct[0] if len(distinct) == 1 else None
+    for entry in document.entries:
+        if entry.index in by_entry:
+            continue
+        ref = compartments.get(entry.index)
+        owner: Patient | None = in_document.get(ref) if ref else None
+        if owner is None and ref:
+            owner = stored.get(ref)
+            if owner is None and given is None:
+                raise reject(entry.index, "not-found", "the resource's patient is neither in the document nor stored")
+        if owner is None:
+            owner = given or sole
+        if owner is None:
+            raise reject(entry.index, "business-rule", "the resource belongs to no patient of this document")
+        if given is not None and owner.pk != given.pk:
+            raise reject(entry.index, "business-rule", "the resource belongs to another patient")
+        by_entry[entry.index] = owner
+    return by_entry
+
+
+def server_ids_assign(document: Any, owners: dict[int, Patient]) -> list[_Planned]:
+    """Give every entry its server id: stable per patient and fullUrl, so a re-import updates in place."""
+    # A client sending back an id this server issued (read, edit, PUT) updates that resource.
+    # (A POST's id is the client's own, which FHIR says the server ignores.)
+    claimed = [
+        (e.resource_type, e.source_id)
+        for e in document.entries
+        if e.method == "PUT" and e.source_id and e.resource_type != "Patient"
+    ]
+    issued: set[tuple[str, str, uuid.UUID]] = set()
+    for part in chunks([source_id for _, source_id in claimed]):
+        issued.update(Resource.objects.filter(fhir_id__in=part).values_list("resource_type", "fhir_id", "patient_id"))
+    planned: list[_Planned] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in document.entries:
+        owner = owners[entry.index]
+        if entry.method == "DELETE":
+            raise reject(entry.index, "not-supported", "DELETE entries are not supported")
+        if entry.resource_type == "Patient":
+            server_id = owner.fhir_id
+        elif entry.source_id and (entry.resource_type, entry.source_id, owner.id) in issued:
+            server_id = entry.source_id
+        elif entry.full_url or entry.source_id:
+            name = entry.full_url or f"{entry.resource_type}/{entry.source_id}"
+            server_id = str(uuid.uuid5(RESOURCE_ID_NAMESPACE, f"{owner.id}|{name}"))
+        else:
+            server_id = str(uuid.uuid4())
+        if (entry.resource_type, server_id) in seen:
+            raise reject(entry.index, "duplicate", "two entries name the same resource")
+        seen.add((entry.resource_type, server_id))
+        planned.append(_Planned(entry=entry, owner=owner, server_id=server_id))
+    return planned
+
+
+def reference_map(planned: list[_Planned]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in planned:
+        target = f"{item.entry.resource_type}/{item.server_id}"
+        if item.entry.full_url:
+            mapping[item.entry.full_url] = target
+        if item.entry.source_id and item.entry.source_id != item.server_id:
+            mapping[f"{item.entry.resource_type}/{item.entry.source_id}"] = target
+    return mapping
+
+
+def existing_resources(planned: list[_Planned]) -> dict[tuple[str, str], tuple[int, uuid.UUID, int, bytes]]:
+    """(type, id) -> (pk, patient id, current version, current hash) for every planned id already stored."""
+    found: dict[tuple[str, str], tuple[int, uuid.UUID, int, bytes]] = {}
+    for part in chunks([p.server_id for p in planned]):
+        rows = Resource.objects.filter(fhir_id__in=part).values_list(
+            "resource_type", "fhir_id", "pk", "patient_id", "current_version", "current_hash"
+        )
+        for resource_type, fhir_id, pk, patient_id, version, digest in rows:
+            found[(resource_type, fhir_id)] = (pk, patient_id, version, bytes(digest))
+    return found
+
+
+def _with_version_meta(resource: dict[str, Any], version: int, at: datetime) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {**resource, "meta": meta}
+
+
+def _without_version_meta(resource: dict[str, Any], server_id: str) -> dict[str, Any]:
+    # The client's versionId/lastUpdated are the server's to set; they never count as a change.
+    out = {**resource, "id": server_id}
+    meta = out.get("meta")
+    if isinstance(meta, dict) and ("versionId" in meta or "lastUpdated" in meta):
+        trimmed = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        if trimmed:
+            out["meta"] = trimmed
+        else:
+            del out["meta"]
+    return out
+
+
+def document_write(planned: list[_Planned]) -> dict[uuid.UUID, PatientWrites]:
+    """Encrypt, version and index every planned entry and write it all in bulk."""
+    now = timezone.now()
+    owners = {p.owner.id: p.owner for p in planned}
+    stored_owners = [pid for pid, p in owners.items() if not p._state.adding]
+    # Locked (and re-read) so an erasure or a rotation committed meanwhile is seen, not overwritten.
+    for pid, wrapped, key_id in (
+        Patient.objects.select_for_update()
+        .filter(pk__in=stored_owners)
+        .values_list("pk", "wrapped_key", "master_key_id")
+    ):
+        if wrapped is None:
+            raise KeyDestroyed("this patient's record was erased; nothing can be added to it")
+        owners[pid].wrapped_key, owners[pid].master_key_id = wrapped, key_id
+    _patients_save(list(owners.values()))
+    mapping = reference_map(planned)
+    existing = existing_resources(planned)
+    patient_keys = {
+        pid: keys.patient_key_unwrap(patient_id=pid, wrapped=bytes(p.wrapped_key or b""), master_key_id=p.master_key_id)
+        for pid, p in owners.items()
+    }
+    hash_keys = {pid: crypto.KeyedDigester(content_hash_key(key)) for pid, key in patient_keys.items()}
+    writes = {pid: PatientWrites(patient_id=pid) for pid in owners}
+
+    rows: list[_Row] = []
+    for item in planned:
+        entry, owner, server_id = item.entry, item.owner, item.server_id
+        name = f"{entry.resource_type}/{server_id}"
+        stored = existing.get((entry.resource_type, server_id))
+        if stored is not None and stored[1] != owner.id:
+            raise reject(entry.index, "conflict", "the resource id is held in another record")
+        content = _without_version_meta(rewrite_references(entry.resource, mapping), server_id)
+        digest = hash_keys[owner.id](canonical_json(content))
+        if stored is not None and stored[3] == digest:
+            writes[owner.id].unchanged.append(name)
+            continue
+        version = stored[2] + 1 if stored is not None else 1
+        plaintext = canonical_json(_with_version_meta(content, version, now))
+        aad = version_aad(patient_id=owner.id, resource_type=entry.resource_type, fhir_id=server_id, version=version)
+        ciphertext, wrapped = version_seal(patient_key=patient_keys[owner.id], aad=aad, plaintext=plaintext)
+        terms = index_terms(content)
+        found = blind_index.resource_tokens(
+            patient_id=owner.id, codes=terms.codes, categories=terms.categories, dates=terms.dates
+        )
+        rows.append(
+            _Row(
+                owner.id,
+                entry.resource_type,
+                server_id,
+                version,
+                digest,
+                ciphertext,
+                wrapped,
+                found,
+                stored[0] if stored is not None else None,
+            )
+        )
+        (writes[owner.id].created if stored is None else writes[owner.id].updated).append(f"{name}/_history/{version}")
+
+    updated = [
+        Resource(pk=row.pk, current_version=row.version, current_hash=row.digest, updated_at=now)
+        for row in rows
+        if row.pk is not None
+    ]
+    at = connection.ops.adapt_datetimefield_value(now)
+    _resources_insert([row for row in rows if row.pk is None], at=at)
+    if updated:
+        Resource.objects.bulk_update(updated, ["current_version", "current_hash", "updated_at"], batch_size=500)
+        for part in chunks([r.pk for r in updated]):
+            IndexToken.objects.filter(resource_id__in=part).delete()
+    _rows_insert(
+        ResourceVersion,
+        ("resource", "version", "ciphertext", "wrapped_data_key", "content_hash", "created_at"),
+        ((row.pk, row.version, row.ciphertext, row.wrapped_data_key, row.digest, at) for row in rows),
+    )
+    _rows_insert(IndexToken, ("resource", "token"), ((row.pk, token) for row in rows for token in row.tokens))
+    return writes
+
+
+def _patients_save(owners: list[Patient]) -> None:
+    """Insert new patient records (with fresh keys) and store newly learned Patient resource ids."""
+    fresh = [p for p in owners if p._state.adding]
+    for patient in fresh:
+        patient.wrapped_key, patient.master_key_id = keys.patient_key_new(patient_id=patient.id)
+    Patient.objects.bulk_create(fresh)
+    for patient in owners:
+        if patient not in fresh:
+            Patient.objects.filter(pk=patient.pk, fhir_id="").update(fhir_id=patient.fhir_id)
+
+
+def _resources_insert(rows: list[_Row], *, at: Any) -> None:
+    """Insert the resource rows of new resources and learn their primary keys (one select per chunk)."""
+    uuid_field = Patient._meta.pk
+    assert uuid_field is not None
+    patient_ids = {row.patient_id: uuid_field.get_db_prep_value(row.patient_id, connection) for row in rows}
+    _rows_insert(
+        Resource,
+        ("patient", "resource_type", "fhir_id", "current_version", "current_hash", "updated_at"),
+        ((patient_ids[r.patient_id], r.resource_type, r.fhir_id, r.version, r.digest, at) for r in rows),
+    )
+    by_identity = {(row.fhir_id, row.resource_type): row for row in rows}
+    for part in chunks([row.fhir_id for row in rows]):
+        found = Resource.objects.filter(fhir_id__in=part).values_list("pk", "fhir_id", "resource_type")
+        for pk, fhir_id, resource_type in found:
+            row = by_identity.get((fhir_id, resource_type))
+            if row is not None:
+                row.pk = pk
+
+
+def _column(field: object) -> str:
+    assert isinstance(field, models.Field)
+    return str(field.column)
+
+
+def _internal_type(field: object) -> str:
+    assert isinstance(field, models.Field)
+    if isinstance(field, models.ForeignKey):
+        return str(field.target_field.get_internal_type())
+    return str(field.get_internal_type())
+
+
+_PG_COPY_TYPES = {
+    "BigAutoField": "int8",
+    "PositiveIntegerField": "int4",
+    "BinaryField": "bytea",
+    "CharField": "text",
+    "DateTimeField": "timestamptz",
+    "UUIDField": "uuid",
+}
+
+
+def _rows_insert(model: type[models.Model], fields: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+    """Insert many rows of plain values (bytes, ints, adapted datetimes) as cheaply as the backend allows.
+
+    Ingest writes tens of thousands of version and token rows; building model
+    instances for bulk_create costs more than the encryption. SQLite runs in
+    process, so executemany of one prepared statement is cheapest there;
+    PostgreSQL gets COPY, one stream for all rows.
+    """
+    meta = model._meta
+    columns = ", ".join(connection.ops.quote_name(_column(meta.get_field(name))) for name in fields)
+    table = connection.ops.quote_name(meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Binary COPY: ciphertext goes over the wire as is, not hex-escaped.
+            types = [_PG_COPY_TYPES[_internal_type(meta.get_field(name))] for name in fields]
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+            return
+        placeholders = ", ".join(["%s"] * len(fields))
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 (names come from the model)
+        batch: list[tuple[Any, ...]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= 5000:
+                cursor.executemany(sql, batch)
+                batch = []
+        if batch:
+            cursor.executemany(sql, batch)

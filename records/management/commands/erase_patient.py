@@ -1,0 +1,37 @@
+"""Erase a patient's record by destroying their key (crypto-shredding). Irreversible."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from records.models import Patient
+from records.services import patient_erase
+
+ACTOR = "system:erase_patient"
+
+
+class Command(BaseCommand):
+    help = "Erase a patient's record: their key is destroyed and every version of their data becomes unreadable."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("patient_id", help="the record's id (records.Patient, a UUID)")
+        parser.add_argument("--no-input", action="store_true", help="do not ask for confirmation")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            patient = Patient.objects.get(pk=uuid.UUID(options["patient_id"]))
+        except (ValueError, Patient.DoesNotExist) as exc:
+            raise CommandError(f"no patient record {options['patient_id']}") from exc
+        if patient.is_erased:
+            self.stdout.write(f"patient {patient.pk} was already erased at {patient.erased_at:%Y-%m-%d %H:%M} UTC")
+            return
+        if not options["no_input"]:
+            answer = input(f"Erase patient {patient.pk}? Their data can never be read again. Type 'erase': ")
+            if answer.strip() != "erase":
+                raise CommandError("not erased")
+        resources = patient.resources.count()
+        patient_erase(patient=patient, actor=ACTOR)
+        self.stdout.write(f"erased patient {patient.pk}: {resources} resources are now unreadable")

@@ -1,0 +1,351 @@
+"""Reads of the record store that never decrypt: row lookups and blind-index search.
+
+What comes back is ciphertext and identities. Turning a StoredVersion into
+plaintext is records.decrypt's job, and only the consent gate may call it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.utils.dateparse import parse_datetime
+
+from healthledger.errors import ResourceNotFound
+from records import blind_index
+from records.models import IndexToken, Patient, Resource, ResourceVersion
+
+SEARCH_LIMIT_MAX = 1000
+
+_STORED_FIELDS = (
+    "resource__patient_id",
+    "resource__resource_type",
+    "resource__fhir_id",
+    "version",
+    "ciphertext",
+    "wrapped_data_key",
+    "resource__patient__wrapped_key",
+    "resource__patient__master_key_id",
+)
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version's sealed content with the wrapped keys needed to open it (None once erased)."""
+
+    patient_id: uuid.UUID
+    resource_type: str
+    fhir_id: str
+    version: int
+    ciphertext: bytes = field(repr=False)
+    wrapped_data_key: bytes = field(repr=False)
+    wrapped_patient_key: bytes | None = field(repr=False)
+    master_key_id: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.fhir_id}/_history/{self.version}"
+
+
+def _stored(row: tuple[object, ...]) -> StoredVersion:
+    return StoredVersion(*row)  # type: ignore[arg-type]
+
+
+def _stored_version_sql(*, pinned: bool) -> str:
+    quote = connection.ops.quote_name
+    version, resource, patient = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
+    wanted = "%s" if pinned else "r.current_version"
+    return (
+        "SELECT r.resource_type, r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key,"  # noqa: S608 (model names)
+        " p.wrapped_key, p.master_key_id"
+        f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id JOIN {patient} p ON p.id = r.patient_id"
+        f" WHERE r.fhir_id = %s AND r.resource_type = %s AND r.patient_id = %s AND v.version = {wanted}"
+    )
+
+
+def stored_version_get(
+    *, patient: Patient, resource_type: str, resource_id: str, version: int | None = None
+) -> StoredVersion | None:
+    """The current (or given) version of one of the patient's resources, with its keys, in one query.
+
+    Plain SQL on purpose: this is every read's only query, and building it through
+    the ORM costs several times what the database spends answering it.
+    """
+    pinned = version is not None
+    sql = _SQL_CACHE.get(pinned)
+    if sql is None:
+        sql = _SQL_CACHE[pinned] = _stored_version_sql(pinned=pinned)
+    patient_key = _PATIENT_PK.get_db_prep_value(patient.pk, connection)
+    params: list[Any] = [resource_id, resource_type, patient_key] + ([version] if pinned else [])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, master_key_id = row
+    return StoredVersion(
+        patient_id=patient.pk,
+        resource_type=resource_type,
+        fhir_id=fhir_id,
+        version=number,
+        ciphertext=bytes(ciphertext),
+        wrapped_data_key=bytes(wrapped_data_key),
+        wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
+        master_key_id=master_key_id,
+    )
+
+
+_SQL_CACHE: dict[bool, str] = {}
+_PATIENT_PK = Patient._meta.get_field("id")
+
+
+def stored_versions_current(*, patient: Patient) -> list[StoredVersion]:
+    """The current version of every resource of the patient, in one query."""
+    rows = ResourceVersion.objects.filter(resource__patient_id=patient.pk, version=F("resource__current_version"))
+    return [_stored(row) for row in rows.order_by("resource_id").values_list(*_STORED_FIELDS)]
+
+
+def resource_get(*, patient: Patient, resource_type: str, resource_id: str) -> Resource:
+    try:
+        return Resource.objects.get(patient=patient, resource_type=resource_type, fhir_id=resource_id)
+    except Resource.DoesNotExist as exc:
+        raise ResourceNotFound("resource not found") from exc
+
+
+def resource_versions(*, patient: Patient, resource_type: str, resource_id: str) -> list[int]:
+    """Version numbers of one resource, oldest first (empty when it is not the patient's)."""
+    return list(
+        ResourceVersion.objects.filter(
+            resource__patient=patient, resource__resource_type=resource_type, resource__fhir_id=resource_id
+        )
+        .order_by("version")
+        .values_list("version", flat=True)
+    )
+
+
+def patient_for_user(*, user_id: int) -> Patient | None:
+    return Patient.objects.filter(user_id=user_id).first()
+
+
+def _category_tokens(patient: Patient, categories: Sequence[str]) -> list[bytes]:
+    return [blind_index.token(patient_id=patient.pk, kind="category", value=c) for c in categories]
+
+
+def resource_in_categories(
+    *, patient: Patient, resource_type: str, resource_id: str, categories: Sequence[str]
+) -> bool:
+    """Whether the resource is indexed under any of the categories ("system|code"), without decrypting."""
+    return IndexToken.objects.filter(
+        resource__patient_id=patient.pk,
+        resource__resource_type=resource_type,
+        resource__fhir_id=resource_id,
+        token__in=_category_tokens(patient, categories),
+    ).exists()
+
+
+def _has_token(tokens: list[bytes]) -> Exists:
+    return Exists(IndexToken.objects.filter(resource_id=OuterRef("pk"), token__in=tokens))
+
+
+@dataclass(frozen=True)
+class SearchCriteria:
+    """The filters of one search, all optional and all applied together (AND).
+
+    `codes` and `categories` are groups of "system|code" alternatives: a resource matches a
+    group when it carries any of them. Dates are inclusive calendar days (the blind index's
+    buckets); `updated_ge`/`updated_lt` are a half-open range of Resource.updated_at.
+    """
+
+    ids: tuple[str, ...] = ()
+    codes: tuple[tuple[str, ...], ...] = ()
+    categories: tuple[tuple[str, ...], ...] = ()
+    date_ge: date | None = None
+    date_le: date | None = None
+    updated_ge: datetime | None = None
+    updated_lt: datetime | None = None
+
+
+def resource_matching(
+    *, patient: Patient, resource_type: str | None, criteria: SearchCriteria, categories_any: Sequence[str] = ()
+) -> QuerySet[Resource]:
+    """Every resource of the patient matching the criteria (and, when given, one of `categories_any`):
+    unordered, unsliced, through blind-index tokens only."""
+    found = Resource.objects.filter(patient_id=patient.pk)
+    if resource_type:
+        found = found.filter(resource_type=resource_type)
+    if criteria.ids:
+        found = found.filter(fhir_id__in=criteria.ids)
+    groups = [("code", group) for group in criteria.codes] + [("category", g) for g in criteria.categories]
+    if categories_any:
+        # A grant narrowed to categories: the resource must carry at least one of them.
+        groups.append(("category", tuple(categories_any)))
+    for kind, group in groups:
+        found = found.filter(_has_token([blind_index.token(patient_id=patient.pk, kind=kind, value=v) for v in group]))
+    if criteria.date_ge is not None or criteria.date_le is not None:
+        if criteria.date_ge is not None and criteria.date_le is not None and criteria.date_ge > criteria.date_le:
+            return found.none()
+        found = found.filter(
+            _has_token(
+                blind_index.date_range_tokens(patient_id=patient.pk, date_ge=criteria.date_ge, date_le=criteria.date_le)
+            )
+        )
+    if criteria.updated_ge is not None:
+        found = found.filter(updated_at__gte=criteria.updated_ge)
+    if criteria.updated_lt is not None:
+        found = found.filter(updated_at__lt=criteria.updated_lt)
+    return found
+
+
+def resource_search(
+    *,
+    patient: Patient,
+    resource_type: str | None = None,
+    code: str | None = None,
+    category: str | None = None,
+    date_ge: date | None = None,
+    date_le: date | None = None,
+    categories_any: Sequence[str] = (),
+    limit: int = 100,
+    offset: int = 0,
+) -> QuerySet[Resource]:
+    """The patient's resources matching every given criterion, through blind-index tokens only.
+
+    `code` and `category` are "system|code"; a date criterion matches a resource
+    with any indexed date in [date_ge, date_le]. Ordered by storage order.
+    """
+    criteria = SearchCriteria(
+        codes=((code,),) if code else (),
+        categories=((category,),) if category else (),
+        date_ge=date_ge,
+        date_le=date_le,
+    )
+    found = resource_matching(
+        patient=patient, resource_type=resource_type, criteria=criteria, categories_any=categories_any
+    )
+    limit = max(0, min(limit, SEARCH_LIMIT_MAX))
+    offset = max(0, offset)
+    return found.order_by("pk")[offset : offset + limit]
+
+
+def stored_versions_by_ids(resource_pks: Sequence[int]) -> list[StoredVersion]:
+    """The sealed current versions of these resources, in the order given, in one query."""
+    rows = ResourceVersion.objects.filter(resource_id__in=resource_pks, version=F("resource__current_version"))
+    by_pk = {row[0]: _stored(row[1:]) for row in rows.values_list("resource_id", *_STORED_FIELDS)}
+    return [by_pk[pk] for pk in resource_pks if pk in by_pk]
+
+
+def resource_search_stored(
+    *,
+    patient: Patient,
+    resource_type: str,
+    code: str | None = None,
+    category: str | None = None,
+    date_ge: date | None = None,
+    date_le: date | None = None,
+    categories_any: Sequence[str] = (),
+    limit: int = 100,
+    offset: int = 0,
+) -> list[StoredVersion]:
+    """One page of resource_search as sealed current versions with their keys, in storage order."""
+    page = resource_search(
+        patient=patient,
+        resource_type=resource_type,
+        code=code,
+        category=category,
+        date_ge=date_ge,
+        date_le=date_le,
+        categories_any=categories_any,
+        limit=limit,
+        offset=offset,
+    )
+    return stored_versions_by_ids(list(page.values_list("pk", flat=True)))
+
+
+def _sort_buckets(resource_ids: QuerySet[Resource, Any], tokens: dict[bytes, str]) -> dict[int, str]:
+    if not tokens:
+        return {}
+    rows = IndexToken.objects.filter(resource_id__in=resource_ids, token__in=list(tokens)).values_list(
+        "resource_id", "token"
+    )
+    return {resource_id: tokens[bytes(token)] for resource_id, token in rows}
+
+
+def resource_ids_by_date(*, patient: Patient, matching: QuerySet[Resource], descending: bool) -> list[int]:
+    """The ids of `matching` ordered by their primary clinical date (day precision), then by id; undated last.
+
+    Reads only blind-index "sort" tokens, narrowing year -> month -> day, so ordering a
+    search never decrypts anything: a few hundred keyed hashes and three indexed queries.
+    """
+    ids = matching.values("pk")
+    years = _sort_buckets(ids, blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_years()))
+    month_tokens = blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_months(set(years.values())))
+    months = _sort_buckets(ids, month_tokens)
+    day_tokens = blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_days(set(months.values())))
+    days = _sort_buckets(ids, day_tokens)
+    in_id_order = list(matching.order_by("pk").values_list("pk", flat=True))
+    # sorted() is stable, also with reverse=True: equal days keep id order.
+    dated = sorted((pk for pk in in_id_order if pk in days), key=days.__getitem__, reverse=descending)
+    return dated + [pk for pk in in_id_order if pk not in days]
+
+
+@dataclass(frozen=True)
+class LocatedVersion:
+    """A stored version found by type and id alone, with its owner and the version's time."""
+
+    stored: StoredVersion
+    patient_user_id: int | None
+    created_at: datetime
+
+
+_LOCATE_SQL: dict[tuple[str, bool], str] = {}
+
+
+def _locate_sql(pinned: bool) -> str:
+    key = (connection.vendor, pinned)
+    sql = _LOCATE_SQL.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        version, resource, patient = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
+        wanted = "%s" if pinned else "r.current_version"
+        sql = _LOCATE_SQL[key] = (
+            "SELECT r.patient_id, p.user_id, r.resource_type, r.fhir_id, v.version, v.ciphertext,"  # noqa: S608
+            " v.wrapped_data_key, p.wrapped_key, p.master_key_id, v.created_at"
+            f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id JOIN {patient} p ON p.id = r.patient_id"
+            f" WHERE r.fhir_id = %s AND r.resource_type = %s AND v.version = {wanted}"
+        )
+    return sql
+
+
+def stored_version_locate(*, resource_type: str, resource_id: str, version: int | None = None) -> LocatedVersion | None:
+    """The current (or given) version of Type/id, whoever's it is, with its owner and keys, in one query.
+
+    The API's read path: the patient is not known until the row is found, and finding it,
+    its owner and its sealed bytes in one round trip is what keeps a gated read cheap.
+    """
+    params: list[Any] = [resource_id, resource_type] + ([version] if version is not None else [])
+    with connection.cursor() as cursor:
+        cursor.execute(_locate_sql(version is not None), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    patient_id, user_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, master_key_id, at = row
+    if isinstance(at, str):  # SQLite hands raw cursors text
+        at = parse_datetime(at)
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    stored = StoredVersion(
+        patient_id=patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)),
+        resource_type=rtype,
+        fhir_id=fhir_id,
+        version=int(number),
+        ciphertext=bytes(ciphertext),
+        wrapped_data_key=bytes(wrapped_data_key),
+        wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
+        master_key_id=master_key_id,
+    )
+    return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at)

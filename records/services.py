@@ -1,0 +1,205 @@
+"""Writes to the record store: patients, FHIR ingest, erasure, master-key rotation.
+
+Every write of patient data appends its access-log entries in the same
+transaction, so the log and the store never disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from audit.models import Outcome
+from audit.services import LogEvent, access_log_append, access_log_append_many
+from healthledger.errors import KeyDestroyed
+from ledger import signing
+from records import keys
+from records.envelope import wallet_seal
+from records.fhir import Document, parse_document, patient_compartment
+from records.ingest import PatientWrites, document_write, owners_resolve, server_ids_assign
+from records.models import IndexToken, Patient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    """What one document did: per patient, the "Type/id/_history/n" it created and updated."""
+
+    patients: dict[uuid.UUID, PatientWrites]
+
+    @property
+    def created(self) -> int:
+        return sum(len(w.created) for w in self.patients.values())
+
+    @property
+    def updated(self) -> int:
+        return sum(len(w.updated) for w in self.patients.values())
+
+    @property
+    def unchanged(self) -> int:
+        return sum(len(w.unchanged) for w in self.patients.values())
+
+    @property
+    def resources(self) -> int:
+        """Resources accepted: created, updated, or already stored unchanged."""
+        return self.created + self.updated + self.unchanged
+
+
+def patient_create(*, user: User | None = None) -> Patient:
+    """Create an empty patient record with a fresh key wrapped under the current master key."""
+    patient = Patient(user=user)
+    patient.wrapped_key, patient.master_key_id = keys.patient_key_new(patient_id=patient.id)
+    patient_key = keys.patient_key_unwrap(
+        patient_id=patient.id, wrapped=patient.wrapped_key, master_key_id=patient.master_key_id
+    )
+    private_key, patient.wallet_address = signing.patient_key_new()
+    patient.wallet_ciphertext = wallet_seal(patient_key=patient_key, patient_id=patient.id, private_key=private_key)
+    patient.full_clean(exclude=["wrapped_key", "wallet_ciphertext"])
+    patient.save(force_insert=True)
+    return patient
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What the write's access-log entry says beyond who wrote: why, under which grant, for which job."""
+
+    purpose: str = ""
+    grant_ref: str = ""
+    job_id: str = ""
+
+
+def fhir_ingest(
+    *,
+    payload: bytes,
+    actor: str,
+    patient: Patient | None = None,
+    document: Document | None = None,
+    context: WriteContext | None = None,
+) -> IngestResult:
+    """Validate, encrypt, version and index one FHIR document (resource, transaction or batch Bundle).
+
+    All or nothing: any invalid entry rejects the whole document with InvalidFHIR
+    (or DocumentTooLarge) and nothing is stored. With `patient`, every resource goes
+    into that record and a Patient resource in the payload must be theirs; without
+    it, each Patient resource finds or creates its record by its server id. A caller
+    that already parsed `payload` (to decide on it) passes the `document` so it is not
+    validated twice; `context` fills the one "records.write" entry per patient.
+    """
+    document = document or parse_document(payload)
+    compartments = patient_compartment(document)
+    context = context or WriteContext()
+    try:
+        writes = _document_store(document, compartments, patient, actor, context)
+    except IntegrityError:
+        # Two imports of one new patient raced and the other created the record first:
+        # once more, and this time the record is found (and locked) instead of created.
+        writes = _document_store(document, compartments, patient, actor, context)
+    result = IngestResult(patients=writes)
+    logger.info(
+        "fhir ingest: %d created, %d updated, %d unchanged, %d patients",
+        result.created,
+        result.updated,
+        result.unchanged,
+        len(writes),
+    )
+    return result
+
+
+def _document_store(
+    document: Document,
+    compartments: dict[int, str | None],
+    patient: Patient | None,
+    actor: str,
+    context: WriteContext,
+) -> dict[uuid.UUID, PatientWrites]:
+    with transaction.atomic():
+        if patient is not None:
+            # Locked so two uploads into one record cannot both write version n+1 of a resource.
+            patient = Patient.objects.select_for_update().get(pk=patient.pk)
+            if patient.is_erased:
+                raise KeyDestroyed("this patient's record was erased; nothing can be added to it")
+        owners = owners_resolve(document, compartments, patient)
+        planned = server_ids_assign(document, owners)
+        writes = document_write(planned)
+        access_log_append_many(
+            events=[
+                LogEvent(
+                    actor=actor,
+                    action="records.write",
+                    outcome=Outcome.PERMIT,
+                    patient_ref=patient_id,
+                    resource_ids=tuple(w.created + w.updated),
+                    purpose=context.purpose,
+                    grant_ref=context.grant_ref,
+                    job_id=context.job_id,
+                )
+                for patient_id, w in writes.items()
+            ]
+        )
+    return writes
+
+
+def patient_erase(*, patient: Patient, actor: str) -> Patient:
+    """Crypto-shred a patient's record: destroy their key, so every version of every resource is unreadable.
+
+    The ciphertext stays (as it does in every backup) but can never be decrypted
+    again; blind-index tokens are deleted so not even the shape of the record stays
+    searchable. Erasing an erased record changes nothing.
+    """
+    with transaction.atomic():
+        locked = Patient.objects.select_for_update().get(pk=patient.pk)
+        if locked.is_erased:
+            return locked
+        wrapped = bytes(locked.wrapped_key or b"")
+        locked.wrapped_key = None
+        locked.wallet_ciphertext = None
+        locked.erased_at = timezone.now()
+        locked.save(update_fields=["wrapped_key", "wallet_ciphertext", "erased_at"])
+        IndexToken.objects.filter(resource__patient=locked).delete()
+        access_log_append(
+            event=LogEvent(actor=actor, action="records.erase", outcome=Outcome.PERMIT, patient_ref=locked.id)
+        )
+        transaction.on_commit(lambda: keys.patient_key_forget(wrapped=wrapped))
+    logger.info("patient record erased")
+    return locked
+
+
+def master_key_rotate() -> int:
+    """Rewrap every live patient key under a new master key, then retire the old one; returns how many.
+
+    Records are not re-encrypted: only the patient keys change wrapping. Crash-safe
+    in every step (keys.master_key_rotation_begin / _finish); the rewrap loops until
+    no live key is left under an old master key, which also catches a record created
+    by a process that wrapped with the old key while this ran.
+    """
+    ring = keys.master_key_rotation_begin()
+    total = 0
+    while True:
+        with transaction.atomic():
+            # Locked so an erasure running now cannot be undone by writing back a rewrapped key.
+            stale = list(
+                Patient.objects.select_for_update()
+                .filter(wrapped_key__isnull=False)
+                .exclude(master_key_id=ring.current_id)
+            )
+            for patient in stale:
+                wrapped = bytes(patient.wrapped_key or b"")
+                key = keys.patient_key_unwrap(
+                    patient_id=patient.id, wrapped=wrapped, master_key_id=patient.master_key_id
+                )
+                patient.wrapped_key, patient.master_key_id = keys.patient_key_wrap(
+                    patient_id=patient.id, key=key, keyring=ring
+                )
+            Patient.objects.bulk_update(stale, ["wrapped_key", "master_key_id"], batch_size=500)
+        total += len(stale)
+        if not stale:
+            break
+    retired = keys.master_key_rotation_finish(keyring=ring)
+    logger.info("master key rotated: %d patient keys rewrapped, %d keys retired", total, len(retired))
+    return total

@@ -1,0 +1,152 @@
+"""Consent during a job's life: revoked while queued, while reading, before release; the chain's own answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.models import AccessLogEntry
+from consent.models import Grant
+from consent.services import grant_revoke
+from diagnostics import services
+from diagnostics.models import DiagnosticJob, JobResult
+from diagnostics.services import diagnostic_job_execute, diagnostic_job_request
+from diagnostics.tasks import diagnostic_job_run
+from healthledger.errors import ChainUnavailable
+from records.models import Resource
+from tests.diagnostics.jobs_support import *  # noqa: F403
+from tests.diagnostics.jobs_support import SPEC
+
+pytestmark = pytest.mark.django_db
+
+
+def _released_nothing(job: DiagnosticJob, record) -> None:  # type: ignore[no-untyped-def]
+    assert not JobResult.objects.filter(job=job).exists()
+    assert not Resource.objects.filter(patient=record, resource_type__in=["RiskAssessment", "Provenance"]).exists()
+    assert not AccessLogEntry.objects.filter(job_id=str(job.id), action="diagnostics.result.release").exists()
+    assert not AccessLogEntry.objects.filter(actor=f"job:{job.id}", action="records.write").exists()
+
+
+def test_a_grant_revoked_while_its_job_waits_in_the_queue_ends_it_denied_with_nothing_read_or_released(
+    seam_model, run_model_grant, alice_record, clinician, patient_user
+):
+    grant = run_model_grant()
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+    grant_revoke(grant=grant, by=patient_user)
+
+    status = diagnostic_job_run.apply(args=[str(job.id)]).get()
+
+    job.refresh_from_db()
+    assert (status, job.status, job.deliveries) == ("denied", "denied", 1)
+    assert job.status_reason.startswith("consent-ended")
+    assert not AccessLogEntry.objects.filter(job_id=str(job.id), action__in=["records.read", "records.search"]).exists()
+    assert seam_model.seen == []
+    _released_nothing(job, alice_record)
+    denial = AccessLogEntry.objects.get(job_id=str(job.id), action="diagnostics.job.run")
+    assert (denial.actor, denial.outcome, denial.grant_ref) == (f"job:{job.id}", "deny", grant.id)
+
+
+def test_a_revocation_seen_while_reading_stops_the_reads_and_releases_nothing(
+    seam_model, run_model_grant, alice_record, clinician, patient_user, monkeypatch
+):
+    grant = run_model_grant()
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+    progress = services._progress
+
+    def revoke_after_first_input(job_, done, total):  # type: ignore[no-untyped-def]
+        progress(job_, done, total)
+        if done == 1:
+            grant_revoke(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
+
+    monkeypatch.setattr(services, "_progress", revoke_after_first_input)
+
+    assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
+    reads = AccessLogEntry.objects.filter(job_id=str(job.id), action__in=["records.read", "records.search"])
+    # The Patient was read before the revocation; the next read was refused by the gate, and no other followed.
+    assert [(e.action, e.outcome) for e in reads.order_by("id")] == [
+        ("records.read", "permit"),
+        ("records.search", "deny"),
+    ]
+    assert seam_model.seen == []
+    _released_nothing(job, alice_record)
+
+
+def test_a_revocation_while_the_model_runs_denies_the_release(
+    seam_model, run_model_grant, alice_record, clinician, patient_user
+):
+    grant = run_model_grant()
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+    seam_model.during_run = lambda: grant_revoke(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
+
+    assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
+    job.refresh_from_db()
+    assert job.status_reason == "consent-ended (no-grant)"
+    _released_nothing(job, alice_record)
+
+
+def test_a_grant_the_chain_no_longer_holds_active_denies_the_job(
+    seam_model, run_model_grant, alice_record, clinician, monkeypatch
+):
+    run_model_grant()
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+    monkeypatch.setattr(services, "grant_active_on_chain", lambda grant: False)
+
+    assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
+    job.refresh_from_db()
+    assert job.status_reason == "consent-ended (not active on chain)"
+    assert not AccessLogEntry.objects.filter(job_id=str(job.id), action="records.search").exists()
+
+
+def test_the_chain_is_asked_at_start_and_again_before_release(
+    seam_model, run_model_grant, alice_record, clinician, monkeypatch
+):
+    grant = run_model_grant()
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+    asked: list[str] = []
+    real = services.grant_active_on_chain
+
+    def counting(grant_):  # type: ignore[no-untyped-def]
+        asked.append(grant_.id)
+        return real(grant_)
+
+    monkeypatch.setattr(services, "grant_active_on_chain", counting)
+    assert diagnostic_job_execute(job_id=str(job.id)).status == "succeeded"
+    assert asked == [grant.id, grant.id]
+
+
+def test_an_unreachable_chain_puts_the_job_back_in_the_queue_unread_and_a_later_delivery_completes_it(
+    seam_model, run_model_grant, alice_record, clinician, monkeypatch
+):
+    run_model_grant()
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+
+    def down(grant):  # type: ignore[no-untyped-def]
+        raise ChainUnavailable("chain node unavailable (ConnectionError)")
+
+    monkeypatch.setattr(services, "grant_active_on_chain", down)
+    outcome = diagnostic_job_execute(job_id=str(job.id))
+    job.refresh_from_db()
+    assert (outcome.status, outcome.retry_in, job.status, job.orderly_retries) == ("queued", 5, "queued", 1)
+    assert not AccessLogEntry.objects.filter(job_id=str(job.id), action="records.search").exists()
+
+    monkeypatch.undo()
+    monkeypatch.setattr(services.inference, "get_model", lambda model_id: seam_model)
+    assert diagnostic_job_execute(job_id=str(job.id)).status == "succeeded"
+    job.refresh_from_db()
+    assert (job.deliveries, job.orderly_retries) == (2, 1)
+
+
+def test_a_chain_down_for_every_retry_ends_the_job_failed(
+    seam_model, run_model_grant, alice_record, clinician, monkeypatch
+):
+    run_model_grant()
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+
+    def down(grant):  # type: ignore[no-untyped-def]
+        raise ChainUnavailable("down")
+
+    monkeypatch.setattr(services, "grant_active_on_chain", down)
+    delays = [diagnostic_job_execute(job_id=str(job.id)).retry_in for _ in range(services.MAX_CHAIN_RETRIES + 1)]
+    job.refresh_from_db()
+    assert delays == [5, 10, 20, 40, 80, 160, 300, 300, None]
+    assert (job.status, job.status_reason) == ("failed", "chain unavailable")
+    _released_nothing(job, alice_record)

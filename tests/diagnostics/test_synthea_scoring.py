@@ -1,0 +1,112 @@
+"""The 40 Synthea patients scored as the worker scores them: a result where the data allows, else insufficient-data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diagnostics.inference import ModelResult, get_model, inputs_from_resources
+from records.fhir import index_terms, parse_document
+
+SYNTHEA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "synthea-r4"
+
+
+@cache
+def _bundles() -> tuple[tuple[str, tuple[dict[str, Any], ...]], ...]:
+    """(file name, validated resources) of every bundle, parsed as ingest parses it."""
+    found = []
+    for path in sorted(SYNTHEA_DIR.glob("*.json")):
+        document = parse_document(path.read_bytes())
+        found.append((path.name, tuple(entry.resource for entry in document.entries)))
+    return tuple(found)
+
+
+def _as_of(resources: tuple[dict[str, Any], ...]) -> date:
+    """The bundle's latest observation date: the day the record was last added to."""
+    days = [index_terms(r).dates[0] for r in resources if r["resourceType"] == "Observation" and index_terms(r).dates]
+    return max(days)
+
+
+def _worker_inputs(model_id: str, resources: tuple[dict[str, Any], ...]) -> dict[str, list[dict[str, Any]]]:
+    """Each declared input -> the resources the blind index finds for its type and codes, as the worker asks."""
+    spec = get_model(model_id).spec
+    selected: dict[str, list[dict[str, Any]]] = {}
+    for item in spec.inputs:
+        selected[item.name] = [
+            r
+            for r in resources
+            if r["resourceType"] == item.resource_type
+            and (item.resource_type == "Patient" or index_terms(r).codes & set(item.codes))
+        ]
+    return selected
+
+
+def _score(model_id: str) -> dict[str, ModelResult]:
+    results = {}
+    for name, resources in _bundles():
+        results[name] = get_model(model_id).run(_worker_inputs(model_id, resources), as_of=_as_of(resources))
+    return results
+
+
+pytestmark = [
+    pytest.mark.slow,  # validating the 40 bundles as ingest does takes a few seconds
+    pytest.mark.skipif(not SYNTHEA_DIR.is_dir(), reason="the shared Synthea fixtures are not beside the repo"),
+]
+
+
+@pytest.mark.parametrize("model_id", ["ascvd-pce-2013", "egfr-ckd-epi-2021", "news2", "diabetes-progression"])
+def test_the_selection_helper_picks_what_the_blind_index_finds(model_id):
+    for _, resources in _bundles():
+        assert inputs_from_resources(get_model(model_id).spec, resources) == _worker_inputs(model_id, resources)
+
+
+def test_ascvd_scores_the_patients_whose_data_allows_and_names_what_the_others_lack():
+    results = _score("ascvd-pce-2013")
+    assert len(results) == 40
+    assert Counter(r.status for r in results.values()) == {"succeeded": 18, "insufficient-data": 22}
+    assert Counter(r.outputs["category"] for r in results.values() if r.succeeded) == {
+        "low": 11,
+        "borderline": 4,
+        "high": 3,
+    }
+    assert Counter(r.missing for r in results.values() if not r.succeeded) == {
+        ("age",): 7,
+        ("age", "total_cholesterol", "hdl"): 12,
+        ("patient", "established_ascvd"): 2,
+        ("patient", "total_cholesterol", "hdl", "established_ascvd"): 1,
+    }
+    for result in results.values():
+        if result.succeeded:
+            assert 0 < result.outputs["risk_10y_percent"] < 100
+            assert result.missing == ()
+        else:
+            assert result.outputs == {}
+            assert all(c.rule for c in result.contributions)
+
+
+def test_egfr_scores_the_ten_patients_with_a_recent_creatinine():
+    results = _score("egfr-ckd-epi-2021")
+    assert Counter(r.status for r in results.values()) == {"succeeded": 10, "insufficient-data": 30}
+    assert Counter(r.outputs["stage"] for r in results.values() if r.succeeded) == {"G1": 2, "G2": 6, "G4": 2}
+    assert Counter(r.missing for r in results.values() if not r.succeeded) == {
+        ("creatinine",): 18,
+        ("age", "creatinine"): 9,
+        ("patient", "creatinine"): 3,
+    }
+
+
+def test_news2_never_scores_routine_synthea_visits_that_lack_acvpu_and_oxygen_records():
+    results = _score("news2")
+    assert {r.status for r in results.values()} == {"insufficient-data"}
+    assert all({"supplemental_oxygen", "consciousness"} <= set(r.missing) for r in results.values())
+
+
+def test_the_learned_model_scores_only_patients_inside_its_training_ranges():
+    results = _score("diabetes-progression")
+    assert Counter(r.status for r in results.values()) == {"succeeded": 4, "insufficient-data": 36}
+    assert sum(1 for r in results.values() if r.missing == ("glucose",)) == 7

@@ -1,0 +1,148 @@
+"""Sign up, sign in with rate limiting and the optional TOTP second factor, sessions that time out."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import User
+from records.models import Patient
+from tests.portal.conftest import PASSWORD, signed_in
+
+pytestmark = pytest.mark.django_db
+
+
+def _code(device: TOTPDevice) -> str:
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+
+
+def test_signing_up_creates_a_patient_with_an_empty_keyed_record_and_signs_them_in(db) -> None:  # type: ignore[no-untyped-def]
+    client = Client()
+
+    response = client.post(
+        "/signup/",
+        {
+            "username": "dora",
+            "first_name": "Dora",
+            "last_name": "Ng",
+            "email": "",
+            "password1": "a sturdy passphrase 7",
+            "password2": "a sturdy passphrase 7",
+        },
+    )
+
+    assert (response.status_code, response["Location"]) == (302, "/dashboard/")
+    user = User.objects.get(username="dora")
+    assert (user.role, user.get_full_name()) == ("patient", "Dora Ng")
+    assert Patient.objects.get(user=user).wrapped_key is not None
+    assert client.get("/dashboard/").status_code == 200
+
+
+def test_a_weak_password_is_refused_and_no_account_is_made(db) -> None:  # type: ignore[no-untyped-def]
+    response = Client().post("/signup/", {"username": "eve", "password1": "password", "password2": "password"})
+
+    assert response.status_code == 400
+    assert "This password is too common." in response.content.decode()
+    assert not User.objects.filter(username="eve").exists()
+
+
+def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(patient_user) -> None:
+    response = Client().post("/login/", {"username": "alice", "password": "not it"})
+
+    assert response.status_code == 401
+    assert "That username and password do not match" in response.content.decode()
+
+
+def test_the_sixth_attempt_within_the_window_is_refused_even_with_the_right_password(patient_user) -> None:
+    client = Client()
+    for _ in range(5):
+        assert client.post("/login/", {"username": "alice", "password": "guess"}).status_code == 401
+
+    response = client.post("/login/", {"username": "alice", "password": PASSWORD})
+
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_failures_from_another_address_do_not_lock_alice_out(patient_user) -> None:
+    attacker = Client(REMOTE_ADDR="203.0.113.9")
+    for _ in range(6):
+        attacker.post("/login/", {"username": "alice", "password": "guess"})
+
+    response = Client(REMOTE_ADDR="198.51.100.4").post("/login/", {"username": "alice", "password": PASSWORD})
+
+    assert (response.status_code, response["Location"]) == (302, "/")
+
+
+def test_the_session_ends_with_the_browser_and_after_the_idle_timeout(patient_user, settings) -> None:
+    response = Client().post("/login/", {"username": "alice", "password": PASSWORD})
+
+    cookie = response.cookies["sessionid"]
+    assert cookie["expires"] == ""  # a browser-session cookie
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert settings.SESSION_COOKIE_AGE == 1800
+    assert settings.SESSION_SAVE_EVERY_REQUEST is True
+
+
+def test_signing_out_needs_a_post(alice) -> None:
+    assert alice.get("/logout/").status_code == 405
+
+    response = alice.post("/logout/")
+
+    assert (response.status_code, response["Location"]) == (302, "/login/")
+    assert alice.get("/dashboard/").status_code == 302
+
+
+def test_turning_on_the_second_factor_shows_a_qr_code_and_needs_a_code_to_confirm(alice, patient_user) -> None:
+    page = alice.get("/account/security/?setup=1").content.decode()
+    device = TOTPDevice.objects.get(user=patient_user)
+
+    assert "<svg" in page
+    assert "otpauth" not in page.split("<svg", 1)[0]
+    assert alice.post("/account/security/", {"action": "confirm", "token": "000000"}).status_code == 400
+    device.refresh_from_db()
+    device.throttle_reset()  # django-otp makes the next try after a wrong code wait a second
+    response = alice.post("/account/security/", {"action": "confirm", "token": _code(device)})
+
+    assert response.status_code == 302
+    device.refresh_from_db()
+    assert device.confirmed is True
+
+
+def test_with_a_second_factor_the_password_alone_does_not_sign_in(patient_user, patient) -> None:
+    device = TOTPDevice.objects.create(user=patient_user, name="app", confirmed=True)
+    client = Client()
+
+    response = client.post("/login/", {"username": "alice", "password": PASSWORD})
+
+    assert response["Location"] == "/login/verify/"
+    assert client.get("/dashboard/").status_code == 302
+    assert client.post("/login/verify/", {"token": "000000"}).status_code == 401
+    device.refresh_from_db()
+    device.throttle_reset()
+    response = client.post("/login/verify/", {"token": _code(device)})
+    assert (response.status_code, response["Location"]) == (302, "/")
+    assert client.get("/dashboard/").status_code == 200
+
+
+def test_a_session_signed_in_without_the_code_is_sent_back_to_sign_in(patient_user, patient) -> None:
+    TOTPDevice.objects.create(user=patient_user, name="app", confirmed=True)
+    client = signed_in(patient_user)  # bypasses the portal's sign-in, as a stolen session cookie would
+
+    response = client.get("/record/")
+
+    assert (response.status_code, response["Location"]) == (302, "/login/")
+
+
+def test_turning_the_second_factor_off_needs_the_password(alice, patient_user) -> None:
+    alice.get("/account/security/?setup=1")
+    device = TOTPDevice.objects.get(user=patient_user)
+    alice.post("/account/security/", {"action": "confirm", "token": _code(device)})
+
+    assert alice.post("/account/security/", {"action": "remove", "password": "wrong"}).status_code == 400
+    assert TOTPDevice.objects.filter(user=patient_user).exists()
+    alice.post("/account/security/", {"action": "remove", "password": PASSWORD})
+    assert not TOTPDevice.objects.filter(user=patient_user).exists()

@@ -1,0 +1,52 @@
+"""The clinician's page: who shared what until when, and their records read through the gate."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.models import AccessLogEntry
+from consent.services import grant_revoke
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_clinician_sees_the_patient_who_shared_and_until_when(carol, issue_grant, patient_user) -> None:
+    grant = issue_grant()
+
+    page = carol.get("/clinician/").content.decode()
+
+    assert f"/clinician/patients/{grant.patient_id}/" in page
+    assert grant.not_after.strftime("%Y-%m-%d %H:%M") in page
+
+
+def test_the_clinician_reads_a_shared_observation_through_the_gate_under_the_grant(
+    carol, issue_grant, an_observation
+) -> None:
+    grant = issue_grant()
+
+    listing = carol.get(f"/clinician/patients/{grant.patient_id}/?type=Observation")
+    detail = carol.get(f"/clinician/patients/{grant.patient_id}/Observation/{an_observation.fhir_id}/")
+
+    assert an_observation.fhir_id in listing.content.decode()
+    assert detail.status_code == 200
+    entry = AccessLogEntry.objects.filter(action="records.read").latest("id")
+    assert (entry.purpose, entry.grant_ref, entry.outcome) == ("TREAT", grant.pk, "permit")
+
+
+def test_after_revocation_the_clinicians_next_read_is_denied_and_logged(
+    carol, issue_grant, an_observation, patient_user
+) -> None:
+    grant = issue_grant()
+    grant_revoke(grant=grant, by=patient_user)
+
+    response = carol.get(f"/clinician/patients/{grant.patient_id}/Observation/{an_observation.fhir_id}/")
+
+    assert response.status_code == 404
+    entry = AccessLogEntry.objects.filter(action="records.read").latest("id")
+    assert entry.outcome == "deny"
+
+
+def test_types_the_grant_does_not_cover_are_not_found(carol, issue_grant, alice_record) -> None:
+    grant = issue_grant()
+
+    assert carol.get(f"/clinician/patients/{grant.patient_id}/?type=Condition").status_code == 404

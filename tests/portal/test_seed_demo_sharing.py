@@ -1,0 +1,55 @@
+"""`seed_demo` with a deployed contract: the demo dashboard has grants and accesses, once."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from audit.models import AccessLogEntry
+from consent.models import Grant
+
+pytestmark = pytest.mark.django_db
+
+
+def _seed() -> str:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+def test_the_demo_patient_shares_with_the_demo_clinician_and_the_log_shows_reads_break_glass_and_a_deny(
+    deployed,
+) -> None:
+    output = _seed()
+
+    grants = Grant.objects.order_by("created_at")
+    assert [(g.purpose, g.status) for g in grants] == [
+        ("TREAT", "recorded"),
+        ("CAREMGT", "recorded"),
+        ("TREAT", "revoked"),
+    ]
+    assert {g.grantee.username for g in grants} == {"dr.demo"}
+    reads = AccessLogEntry.objects.filter(action="records.read")
+    assert reads.filter(outcome="permit", break_glass=False).count() == 3
+    assert reads.filter(break_glass=True).count() == 1
+    assert reads.filter(outcome="deny").count() == 1
+    assert "sharing demo: 3 grants (2 recorded on chain, 1 revoked), 5 accesses logged" in output
+
+
+def test_a_second_seed_adds_no_grant_and_no_access(deployed) -> None:
+    _seed()
+    before = (Grant.objects.count(), AccessLogEntry.objects.count())
+
+    output = _seed()
+
+    assert (Grant.objects.count(), AccessLogEntry.objects.count()) == before
+    assert "sharing demo" not in output
+
+
+def test_without_a_contract_the_sharing_demo_is_skipped_and_says_why(db) -> None:  # type: ignore[no-untyped-def]
+    output = _seed()
+
+    assert not Grant.objects.exists()
+    assert "sharing demo skipped: ConsentRegistry is not deployed" in output

@@ -1,0 +1,244 @@
+"""Ingest into the encrypted store: Synthea bundles, ids, versions, canonical read-back, the write log."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from accounts.services import user_create
+from audit.models import AccessLogEntry
+from consent.gate import Caller, resource_read
+from records.fhir import canonical_json, rewrite_references
+from records.models import IndexToken, Patient, Resource, ResourceVersion
+from records.services import fhir_ingest
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+def _bundle(path: Path) -> dict:
+    return json.loads(path.read_bytes())
+
+
+def _owner_user(patient: Patient, name: str):  # type: ignore[no-untyped-def]
+    user = user_create(username=name, password=None, role="patient")
+    Patient.objects.filter(pk=patient.pk).update(user=user)
+    patient.refresh_from_db()
+    return user
+
+
+def _observation(subject: str, value: float = 7.2, code: str = "4548-4") -> dict:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": "2021-03-04T10:00:00Z",
+        "valueQuantity": {"value": value, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"},
+    }
+
+
+def _transaction(*entries: tuple[str, dict]) -> bytes:
+    return json.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"fullUrl": url, "resource": res, "request": {"method": "POST", "url": res["resourceType"]}}
+                for url, res in entries
+            ],
+        }
+    ).encode()
+
+
+def _patient_resource() -> dict:
+    return {"resourceType": "Patient", "name": [{"family": "Doe", "given": ["Jane"]}], "gender": "female"}
+
+
+def test_all_forty_synthea_bundles_import_and_every_resource_reads_back_as_its_canonical_form(synthea_files):
+    assert len(synthea_files) == 40
+    total = 0
+    for index, path in enumerate(synthea_files):
+        bundle = _bundle(path)
+        result = fhir_ingest(payload=path.read_bytes(), actor="system:test")
+        assert result.created == len(bundle["entry"])
+        assert result.updated == 0
+        assert len(result.patients) == 1
+        writes = next(iter(result.patients.values()))
+        patient = Patient.objects.get(pk=writes.patient_id)
+        # The Patient entry's urn:uuid is its server id, so a re-import finds the same record.
+        assert patient.fhir_id == bundle["entry"][0]["fullUrl"].removeprefix("urn:uuid:")
+        user = _owner_user(patient, f"p{index}")
+        server_refs = [ref.split("/_history/")[0] for ref in writes.created]
+        mapping = {entry["fullUrl"]: ref for entry, ref in zip(bundle["entry"], server_refs, strict=True)}
+        for entry, ref in zip(bundle["entry"], server_refs, strict=True):
+            resource_type, resource_id = ref.split("/")
+            stored = resource_read(
+                caller=Caller(actor=user), patient=patient, resource_type=resource_type, resource_id=resource_id
+            )
+            served = orjson.loads(stored)
+            expected = dict(rewrite_references(entry["resource"], mapping))
+            expected["id"] = resource_id
+            expected["meta"] = {
+                **entry["resource"].get("meta", {}),
+                "versionId": "1",
+                "lastUpdated": served["meta"]["lastUpdated"],
+            }
+            assert stored == canonical_json(expected)
+            assert "urn:uuid:" not in stored.decode()
+        total += len(bundle["entry"])
+    assert total == 6787
+    assert Resource.objects.count() == 6787
+    assert ResourceVersion.objects.count() == 6787
+    assert Patient.objects.count() == 40
+    assert AccessLogEntry.objects.filter(action="records.write", outcome="permit").count() == 40
+    assert AccessLogEntry.objects.filter(action="records.read", outcome="permit").count() == 6787
+
+
+def test_reimporting_a_bundle_updates_in_place_and_stores_no_new_version_when_nothing_changed(synthea_files):
+    payload = synthea_files[0].read_bytes()
+    first = fhir_ingest(payload=payload, actor="system:test")
+    again = fhir_ingest(payload=payload, actor="system:test")
+    assert again.created == 0
+    assert again.updated == 0
+    assert again.unchanged == first.created
+    assert Resource.objects.count() == first.created
+    assert ResourceVersion.objects.count() == first.created
+    assert Patient.objects.count() == 1
+
+
+def test_a_changed_resource_gets_a_new_version_and_every_version_stays_readable(patient, patient_user):
+    first = fhir_ingest(
+        payload=_transaction(("urn:uuid:obs-1", _observation("Patient/x", value=7.2))), actor="t", patient=patient
+    )
+    second = fhir_ingest(
+        payload=_transaction(("urn:uuid:obs-1", _observation("Patient/x", value=8.1))), actor="t", patient=patient
+    )
+    (created,) = first.patients[patient.pk].created
+    (updated,) = second.patients[patient.pk].updated
+    name = created.split("/_history/")[0]
+    assert created == f"{name}/_history/1"
+    assert updated == f"{name}/_history/2"
+    resource_type, resource_id = name.split("/")
+    current = orjson.loads(
+        resource_read(
+            caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=resource_id
+        )
+    )
+    old = orjson.loads(
+        resource_read(
+            caller=Caller(actor=patient_user),
+            patient=patient,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            version=1,
+        )
+    )
+    assert current["valueQuantity"]["value"] == 8.1
+    assert current["meta"]["versionId"] == "2"
+    assert old["valueQuantity"]["value"] == 7.2
+    assert old["meta"]["versionId"] == "1"
+    assert Resource.objects.get(fhir_id=resource_id).current_version == 2
+
+
+def test_ingest_into_a_given_patient_adopts_the_payloads_patient_resource(patient):
+    patient_url = f"urn:uuid:{uuid.uuid4()}"
+    result = fhir_ingest(
+        payload=_transaction((patient_url, _patient_resource()), ("urn:uuid:o1", _observation(patient_url))),
+        actor=f"user:{patient.user_id}",
+        patient=patient,
+    )
+    patient.refresh_from_db()
+    assert list(result.patients) == [patient.pk]
+    assert patient.fhir_id == patient_url.removeprefix("urn:uuid:")
+    assert Resource.objects.filter(patient=patient).count() == 2
+    entry = AccessLogEntry.objects.get(action="records.write")
+    assert entry.patient_ref == patient.pk
+    assert entry.actor == f"user:{patient.user_id}"
+    assert sorted(entry.resource_ids) == sorted(result.patients[patient.pk].created)
+
+
+def test_another_patients_patient_resource_is_rejected_for_a_given_patient_and_nothing_is_stored(
+    patient, other_patient
+):
+    url = f"urn:uuid:{uuid.uuid4()}"
+    fhir_ingest(payload=_transaction((url, _patient_resource())), actor="t", patient=other_patient)
+    before = (Resource.objects.count(), AccessLogEntry.objects.count())
+    from healthledger.errors import InvalidFHIR
+
+    with pytest.raises(InvalidFHIR) as caught:
+        fhir_ingest(
+            payload=_transaction((url, _patient_resource()), ("urn:uuid:o", _observation(url))),
+            actor="t",
+            patient=patient,
+        )
+    assert caught.value.issues[0].code == "conflict"
+    assert (Resource.objects.count(), AccessLogEntry.objects.count()) == before
+    patient.refresh_from_db()
+    assert patient.fhir_id == ""
+
+
+def test_one_bundle_with_two_patients_writes_one_log_entry_per_patient():
+    first, second = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    result = fhir_ingest(
+        payload=_transaction(
+            (first, _patient_resource()),
+            (second, _patient_resource()),
+            ("urn:uuid:a", _observation(first)),
+            ("urn:uuid:b", _observation(second)),
+        ),
+        actor="system:test",
+    )
+    assert len(result.patients) == 2
+    assert sorted(len(w.created) for w in result.patients.values()) == [2, 2]
+    assert AccessLogEntry.objects.filter(action="records.write").count() == 2
+    assert {e.patient_ref for e in AccessLogEntry.objects.all()} == set(result.patients)
+
+
+def test_a_lone_resource_referring_to_a_stored_patient_joins_that_record(patient):
+    url = f"urn:uuid:{uuid.uuid4()}"
+    fhir_ingest(payload=_transaction((url, _patient_resource())), actor="t", patient=patient)
+    patient.refresh_from_db()
+    single = json.dumps(_observation(f"Patient/{patient.fhir_id}")).encode()
+    result = fhir_ingest(payload=single, actor="system:test")
+    assert list(result.patients) == [patient.pk]
+    assert Resource.objects.filter(patient=patient, resource_type="Observation").count() == 1
+
+
+def test_every_version_row_holds_ciphertext_only_and_index_tokens_are_written(patient):
+    fhir_ingest(payload=_transaction(("urn:uuid:o", _observation("Patient/x"))), actor="t", patient=patient)
+    row = ResourceVersion.objects.get()
+    assert b"4548-4" not in bytes(row.ciphertext)
+    assert b"Observation" not in bytes(row.ciphertext)
+    assert len(bytes(row.wrapped_data_key)) == 12 + 32 + 16
+    # code, and the effective date at year, month and day granularity
+    assert IndexToken.objects.filter(resource=row.resource).count() >= 4
+
+
+def test_an_ingest_that_loses_the_race_to_create_a_patient_retries_once_and_finds_the_record(
+    monkeypatch, synthea_files
+):
+    from django.db import IntegrityError
+
+    import records.services
+
+    payload = synthea_files[4].read_bytes()
+    real = records.services.owners_resolve
+    calls = []
+
+    def racing(document, compartments, patient):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            # The concurrent import commits the same Patient first; this one's insert then violates uniqueness.
+            raise IntegrityError("UNIQUE constraint failed: records_patient.fhir_id")
+        return real(document, compartments, patient)
+
+    monkeypatch.setattr(records.services, "owners_resolve", racing)
+    result = fhir_ingest(payload=payload, actor="system:test")
+    assert len(calls) == 2
+    assert result.created == len(json.loads(payload)["entry"])
+    assert Patient.objects.count() == 1
+    assert AccessLogEntry.objects.filter(action="records.write").count() == 1

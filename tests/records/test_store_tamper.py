@@ -1,0 +1,204 @@
+"""Tampering and missing keys fail loudly: flipped bytes, moved ciphertext, a wrong master key, a bare dump."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import uuid
+
+import pytest
+from django.core.management import call_command
+
+from audit.models import AccessLogEntry
+from consent.gate import Caller, resource_read
+from healthledger.errors import IntegrityFailure, KeyUnavailable
+from healthledger.lib.keyfiles import clear_key_caches, encode_key, key_file_path
+from records.models import Patient, Resource, ResourceVersion
+from records.services import fhir_ingest
+
+pytestmark = pytest.mark.django_db
+
+FAMILY = "Zyxwvutsrq"  # a marker that must never appear in the database in plaintext
+
+
+def _import(patient: Patient, *values: float) -> list[tuple[str, str]]:
+    url = f"urn:uuid:{uuid.uuid4()}"
+    entries = [
+        {
+            "fullUrl": url,
+            "resource": {"resourceType": "Patient", "name": [{"family": FAMILY}]},
+            "request": {"method": "POST", "url": "Patient"},
+        }
+    ]
+    for value in values:
+        observation = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+            "subject": {"reference": url},
+            "valueQuantity": {"value": value},
+        }
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": observation,
+                "request": {"method": "POST", "url": "Observation"},
+            }
+        )
+    payload = json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}).encode()
+    result = fhir_ingest(payload=payload, actor="t", patient=patient)
+    refs = [ref.split("/_history/")[0].split("/") for ref in result.patients[patient.pk].created]
+    return [(t, i) for t, i in refs if t == "Observation"]
+
+
+def _version(fhir_id: str) -> ResourceVersion:
+    return ResourceVersion.objects.get(resource__fhir_id=fhir_id)
+
+
+def _flip(blob: bytes, at: int) -> bytes:
+    raw = bytearray(blob)
+    raw[at] ^= 0x01
+    return bytes(raw)
+
+
+def test_a_flipped_ciphertext_byte_fails_loudly_and_logs_no_read(patient, patient_user):
+    ((resource_type, resource_id),) = _import(patient, 1.0)
+    row = _version(resource_id)
+    row.ciphertext = _flip(bytes(row.ciphertext), 20)
+    row.save()
+    with pytest.raises(IntegrityFailure):
+        resource_read(
+            caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=resource_id
+        )
+    assert not AccessLogEntry.objects.filter(action="records.read").exists()
+
+
+def test_a_flipped_wrapped_data_key_byte_fails_loudly(patient, patient_user):
+    ((resource_type, resource_id),) = _import(patient, 1.0)
+    row = _version(resource_id)
+    row.wrapped_data_key = _flip(bytes(row.wrapped_data_key), 30)
+    row.save()
+    with pytest.raises(IntegrityFailure):
+        resource_read(
+            caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=resource_id
+        )
+
+
+def test_a_ciphertext_moved_to_another_row_of_the_same_patient_fails_loudly(patient, patient_user):
+    (_, first), (resource_type, second) = _import(patient, 1.0, 2.0)
+    source, target = _version(first), _version(second)
+    target.ciphertext, target.wrapped_data_key = bytes(source.ciphertext), bytes(source.wrapped_data_key)
+    target.save()
+    with pytest.raises(IntegrityFailure):
+        resource_read(
+            caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=second
+        )
+
+
+def test_a_ciphertext_moved_to_an_older_version_row_fails_loudly(patient, patient_user):
+    url = "urn:uuid:2f1a4f7e-1c61-4b7e-9a44-7d2b2f0f7a11"
+
+    def observation(value: float) -> bytes:
+        return json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "fullUrl": url,
+                        "resource": {
+                            "resourceType": "Observation",
+                            "status": "final",
+                            "code": {"text": "x"},
+                            "valueQuantity": {"value": value},
+                        },
+                        "request": {"method": "POST", "url": "Observation"},
+                    }
+                ],
+            }
+        ).encode()
+
+    fhir_ingest(payload=observation(1.0), actor="t", patient=patient)
+    fhir_ingest(payload=observation(2.0), actor="t", patient=patient)
+    resource = Resource.objects.get(patient=patient)
+    v1, v2 = resource.versions.order_by("version")
+    v1.ciphertext, v1.wrapped_data_key = bytes(v2.ciphertext), bytes(v2.wrapped_data_key)
+    v1.save()
+    with pytest.raises(IntegrityFailure):
+        resource_read(
+            caller=Caller(actor=patient_user),
+            patient=patient,
+            resource_type="Observation",
+            resource_id=resource.fhir_id,
+            version=1,
+        )
+
+
+def test_a_ciphertext_moved_to_another_patients_row_fails_loudly(patient, patient_user, other_patient):
+    ((_, theirs),) = _import(other_patient, 9.0)
+    ((resource_type, mine),) = _import(patient, 1.0)
+    source, target = _version(theirs), _version(mine)
+    target.ciphertext, target.wrapped_data_key = bytes(source.ciphertext), bytes(source.wrapped_data_key)
+    target.save()
+    with pytest.raises(IntegrityFailure):
+        resource_read(caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=mine)
+
+
+def test_a_wrapped_patient_key_swapped_between_patients_fails_loudly(patient, patient_user, other_patient):
+    ((resource_type, mine),) = _import(patient, 1.0)
+    Patient.objects.filter(pk=patient.pk).update(wrapped_key=bytes(other_patient.wrapped_key))
+    clear_key_caches()
+    with pytest.raises(IntegrityFailure):
+        resource_read(caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=mine)
+
+
+def test_a_wrong_master_key_file_fails_loudly(patient, patient_user):
+    ((resource_type, resource_id),) = _import(patient, 1.0)
+    key_file_path("master.key").write_text(encode_key(b"\x07" * 32) + "\n")
+    clear_key_caches()
+    with pytest.raises(KeyUnavailable) as caught:
+        resource_read(
+            caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=resource_id
+        )
+    assert patient.master_key_id in str(caught.value)
+
+
+def test_a_wrong_master_key_in_the_environment_fails_loudly(patient, patient_user, settings):
+    ((resource_type, resource_id),) = _import(patient, 1.0)
+    settings.HEALTHLEDGER_MASTER_KEY = encode_key(b"\x42" * 32)
+    clear_key_caches()
+    with pytest.raises(KeyUnavailable):
+        resource_read(
+            caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=resource_id
+        )
+
+
+def test_a_database_dump_alone_holds_no_plaintext_and_no_key_and_cannot_be_decrypted(
+    patient, patient_user, isolated_keys, tmp_path, settings
+):
+    ((resource_type, resource_id),) = _import(patient, 1.0)
+    dump = io.StringIO()
+    call_command("dumpdata", "records", stdout=dump)
+    text = dump.getvalue()
+    binary = b"".join(
+        bytes(blob)
+        for blob in [
+            *ResourceVersion.objects.values_list("ciphertext", flat=True),
+            *ResourceVersion.objects.values_list("wrapped_data_key", flat=True),
+            *Patient.objects.values_list("wrapped_key", flat=True),
+        ]
+    )
+    master = key_file_path("master.key").read_text().strip()
+    master_raw = base64.urlsafe_b64decode(master + "=" * (-len(master) % 4))
+    for secret in (FAMILY.encode(), b"2339-0", master_raw):
+        assert secret not in binary
+    assert FAMILY not in text
+    assert master not in text
+    # The dump restored where the keys are not: nothing opens.
+    settings.KEYS_DIR = tmp_path / "elsewhere"
+    clear_key_caches()
+    with pytest.raises(KeyUnavailable):
+        resource_read(
+            caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=resource_id
+        )
