@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "synthea-r4"
+FIXTURES = Path(os.environ.get("HEALTHLEDGER_SYNTHEA_DIR") or ROOT.parent / "shared" / "fixtures" / "synthea-r4")
 
 # In the order they run; later issues append theirs.
 BENCHMARKS = [

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from accounts.models import User
 from audit.models import Outcome
 from audit.services import LogEvent, access_log_commit, access_log_insert
-from consent.pdp import Decision, decide
+from consent.pdp import Decision, GrantRow, decide, grants_from_expression, live_grants_expression
 from consent.purposes import Action, Purpose
 from healthledger.errors import IntegrityFailure, KeyDestroyed, ResourceNotFound
 from records import decrypt
@@ -67,7 +68,15 @@ class SearchPage:
     total: int | None = None
 
 
-def _decide(caller: Caller, patient: Patient, action: str, resource_types: Sequence[str]) -> Decision:
+def _decide(
+    caller: Caller,
+    patient: Patient,
+    action: str,
+    resource_types: Sequence[str],
+    *,
+    at: datetime | None = None,
+    grants: Sequence[GrantRow] | None = None,
+) -> Decision:
     return decide(
         actor=caller.actor,
         patient_id=patient.pk,
@@ -76,6 +85,8 @@ def _decide(caller: Caller, patient: Patient, action: str, resource_types: Seque
         resource_types=resource_types,
         purpose=caller.purpose,
         reason=caller.reason,
+        at=at,
+        grants=grants,
     )
 
 
@@ -169,16 +180,23 @@ def resource_read_by_id(
 ) -> ReadResult:
     """Type/id (or that version of it) wherever it is stored: the API's read, where only the row names the patient.
 
-    One query finds the version with its owner and keys, then the same decision, narrowing,
-    logging and decryption as resource_read. A missing resource and a denied one raise the
-    same ResourceNotFound; only the deny is logged (a missing one names no patient).
+    One query finds the version with its owner, its keys and the caller's live grants on that
+    owner, then the same decision, narrowing, logging and decryption as resource_read. A missing
+    resource and a denied one raise the same ResourceNotFound; only the deny is logged (a missing
+    one names no patient).
     """
-    located = stored_version_locate(resource_type=resource_type, resource_id=resource_id, version=version)
+    now = timezone.now()
+    actor = caller.actor
+    wants_grants = actor is not None and caller.purpose != Purpose.ETREAT
+    extra = live_grants_expression(grantee_id=actor.pk, purpose=caller.purpose, at=now) if wants_grants else None  # type: ignore[union-attr]
+    located = stored_version_locate(resource_type=resource_type, resource_id=resource_id, version=version, extra=extra)
     if located is None:
         raise ResourceNotFound("resource not found")
     patient = Patient.from_db(connection.alias, ["id", "user_id"], [located.stored.patient_id, located.patient_user_id])
     asked = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version is not None else "")
-    decision = _narrowed(_decide(caller, patient, action, [resource_type]), patient, resource_type, resource_id)
+    grants = grants_from_expression(located.extra) if extra is not None else None
+    decision = _decide(caller, patient, action, [resource_type], at=now, grants=grants)
+    decision = _narrowed(decision, patient, resource_type, resource_id)
     if not decision.permit:
         raise _deny(caller, patient, "records.read", decision, resource_ids=(asked,))
     body = _read_permitted(caller, patient, decision, located.stored)

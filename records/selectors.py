@@ -294,19 +294,34 @@ def resource_ids_by_date(*, patient: Patient, matching: QuerySet[Resource], desc
 
 
 @dataclass(frozen=True)
+class RowExtra:
+    """A scalar SQL expression evaluated with a located row, and its parameters.
+
+    Lets a layer above this one fetch what it needs about the row's patient in the same
+    round trip: the expression may refer to the row's patient as `p` (the Patient table).
+    It must be a constant string per caller (the statement is cached by its text).
+    """
+
+    sql: str
+    params: Sequence[object] = ()
+
+
+@dataclass(frozen=True)
 class LocatedVersion:
     """A stored version found by type and id alone, with its owner and the version's time."""
 
     stored: StoredVersion
     patient_user_id: int | None
     created_at: datetime
+    # The value of the RowExtra expression asked for, as the driver returns it (None when none was asked).
+    extra: object = None
 
 
-_LOCATE_SQL: dict[tuple[str, bool], str] = {}
+_LOCATE_SQL: dict[tuple[str, bool, str], str] = {}
 
 
-def _locate_sql(pinned: bool) -> str:
-    key = (connection.vendor, pinned)
+def _locate_sql(pinned: bool, extra: str) -> str:
+    key = (connection.vendor, pinned, extra)
     sql = _LOCATE_SQL.get(key)
     if sql is None:
         quote = connection.ops.quote_name
@@ -314,26 +329,30 @@ def _locate_sql(pinned: bool) -> str:
         wanted = "%s" if pinned else "r.current_version"
         sql = _LOCATE_SQL[key] = (
             "SELECT r.patient_id, p.user_id, r.resource_type, r.fhir_id, v.version, v.ciphertext,"  # noqa: S608
-            " v.wrapped_data_key, p.wrapped_key, p.master_key_id, v.created_at"
+            f" v.wrapped_data_key, p.wrapped_key, p.master_key_id, v.created_at, {extra or 'NULL'}"
             f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id JOIN {patient} p ON p.id = r.patient_id"
             f" WHERE r.fhir_id = %s AND r.resource_type = %s AND v.version = {wanted}"
         )
     return sql
 
 
-def stored_version_locate(*, resource_type: str, resource_id: str, version: int | None = None) -> LocatedVersion | None:
+def stored_version_locate(
+    *, resource_type: str, resource_id: str, version: int | None = None, extra: RowExtra | None = None
+) -> LocatedVersion | None:
     """The current (or given) version of Type/id, whoever's it is, with its owner and keys, in one query.
 
     The API's read path: the patient is not known until the row is found, and finding it,
     its owner and its sealed bytes in one round trip is what keeps a gated read cheap.
+    `extra` adds one expression about the row's patient to that same statement.
     """
-    params: list[Any] = [resource_id, resource_type] + ([version] if version is not None else [])
+    params: list[Any] = list(extra.params) if extra is not None else []
+    params += [resource_id, resource_type] + ([version] if version is not None else [])
     with connection.cursor() as cursor:
-        cursor.execute(_locate_sql(version is not None), params)
+        cursor.execute(_locate_sql(version is not None, extra.sql if extra is not None else ""), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    patient_id, user_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, master_key_id, at = row
+    patient_id, user_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id, at, more = row
     if isinstance(at, str):  # SQLite hands raw cursors text
         at = parse_datetime(at)
     if at is not None and at.tzinfo is None:
@@ -346,6 +365,6 @@ def stored_version_locate(*, resource_type: str, resource_id: str, version: int 
         ciphertext=bytes(ciphertext),
         wrapped_data_key=bytes(wrapped_data_key),
         wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
-        master_key_id=master_key_id,
+        master_key_id=key_id,
     )
-    return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at)
+    return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at, extra=more)

@@ -7,6 +7,7 @@ once the consent issue lands), `other_clinician` (never granted), `researcher`,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,11 @@ import pytest
 from healthledger.lib.keyfiles import clear_key_caches
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SYNTHEA_DIR = REPO_ROOT.parent / "shared" / "fixtures" / "synthea-r4"
+# The 40 Synthea bundles live beside the repository (../shared/fixtures/synthea-r4), not in it;
+# HEALTHLEDGER_SYNTHEA_DIR points elsewhere. The project never needs them outside tests and bench.
+SYNTHEA_DIR = Path(
+    os.environ.get("HEALTHLEDGER_SYNTHEA_DIR") or REPO_ROOT.parent / "shared" / "fixtures" / "synthea-r4"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +38,14 @@ def isolated_keys(settings, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def synthea_dir() -> Path:
+    if not any(SYNTHEA_DIR.glob("*.json")):
+        pytest.skip(f"the Synthea fixtures are missing: no bundles in {SYNTHEA_DIR} (set HEALTHLEDGER_SYNTHEA_DIR)")
     return SYNTHEA_DIR
 
 
 @pytest.fixture
-def synthea_files() -> list[Path]:
-    return sorted(SYNTHEA_DIR.glob("*.json"))
+def synthea_files(synthea_dir: Path) -> list[Path]:
+    return sorted(synthea_dir.glob("*.json"))
 
 
 def _user(username: str, role: str):  # type: ignore[no-untyped-def]

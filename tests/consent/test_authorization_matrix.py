@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AccessLogEntry
-from consent.gate import Caller, resource_read, resource_search
+from consent.gate import Caller, resource_read, resource_read_by_id, resource_search
 from consent.models import Grant
 from consent.services import grant_revoke
 from healthledger.errors import ResourceNotFound
@@ -53,10 +53,19 @@ def _make_state(state: str, issue_grant, alice_record) -> None:  # type: ignore[
         issue_grant(actions=["write"])
 
 
+def _read(path: str, caller: Caller, alice_record, resource_id: str) -> bytes:  # type: ignore[no-untyped-def]
+    # Two read paths decide alike: the patient known up front (the decision reads the grants itself),
+    # and the API's read by type and id (the grants come with the located row, in the same statement).
+    if path == "by-patient":
+        return resource_read(caller=caller, patient=alice_record, resource_type="Observation", resource_id=resource_id)
+    return resource_read_by_id(caller=caller, resource_type="Observation", resource_id=resource_id).body
+
+
+@pytest.mark.parametrize("path", ["by-patient", "by-id"])
 @pytest.mark.parametrize("state", STATES)
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_each_persona_in_each_grant_state_gets_exactly_the_expected_decision(
-    persona, state, request, issue_grant, alice_record, an_observation
+    persona, state, path, request, issue_grant, alice_record, an_observation
 ):
     _make_state(state, issue_grant, alice_record)
     actor = (
@@ -70,15 +79,11 @@ def test_each_persona_in_each_grant_state_gets_exactly_the_expected_decision(
 
     caller = Caller(actor=actor, purpose=purpose)
     if expected:
-        body = resource_read(
-            caller=caller, patient=alice_record, resource_type="Observation", resource_id=an_observation.fhir_id
-        )
+        body = _read(path, caller, alice_record, an_observation.fhir_id)
         assert body.startswith(b'{"')
     else:
         with pytest.raises(ResourceNotFound):
-            resource_read(
-                caller=caller, patient=alice_record, resource_type="Observation", resource_id=an_observation.fhir_id
-            )
+            _read(path, caller, alice_record, an_observation.fhir_id)
 
     entries = list(AccessLogEntry.objects.filter(action="records.read").order_by("id"))
     assert len(entries) == before + 1

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from diagnostics.inference import ModelResult, get_model, inputs_from_resources
 from records.fhir import index_terms, parse_document
-
-SYNTHEA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "synthea-r4"
+from tests.conftest import SYNTHEA_DIR
 
 
 @cache
