@@ -28,6 +28,7 @@ from accounts.models import User
 from api.models import TokenPurpose
 from api.outcomes import NotAuthenticated
 from api.scopes import ScopeSet
+from healthledger.lib.db import prepared_cursor
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def token_context(token: str) -> TokenContext | None:
     if len(token) > 512:
         return None
     checksum = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_lookup_sql(), [checksum])
         row = cursor.fetchone()
     if row is None:

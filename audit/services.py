@@ -23,6 +23,7 @@ from audit.models import AccessLogCheckpoint, AccessLogEntry, AccessLogSealState
 from audit.signing import audit_key, checkpoint_message, checkpoint_sign, signature_valid
 from audit.verification import Problem, VerificationReport, access_log_verify
 from healthledger.errors import AccessLogTampered, IntegrityFailure, ResourceNotFound
+from healthledger.lib.db import prepared_cursor
 
 __all__ = [
     "InclusionProof",
@@ -155,7 +156,7 @@ def _insert(event: LogEvent, at: datetime | None) -> int:
         event.reason,
         event.break_glass,
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_insert_sql(), params)
         return int(cursor.fetchone()[0])
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from consent.models import Grant, GrantStatus
 from consent.purposes import ALL_RESOURCE_TYPES, Action, Purpose
+from healthledger.lib.db import prepared_cursor
 from records.selectors import RowExtra
 
 # A break-glass reason must say something; a single word is not a reason.
@@ -121,7 +122,7 @@ def live_grants(*, grantee_id: int, patient_id: object, purpose: str, at: dateti
     """
     before, after = _live_params(grantee_id, purpose, at)
     params = [*before, _PATIENT_FK.get_db_prep_value(patient_id, connection), *after]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_live_sql(), params)
         rows = cursor.fetchall()
     return [(gid, _json(types), _json(actions), _json(categories)) for gid, types, actions, categories in rows]

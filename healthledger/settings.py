@@ -52,17 +52,23 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files straight from gunicorn (make run); right after SecurityMiddleware, as WhiteNoise documents.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Content-Security-Policy on every response (the portal runs no inline script or style).
-    "csp.middleware.CSPMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # The middleware below marked PageOnly runs for browser pages and steps aside for API_PATH_PREFIXES,
+    # where a bearer token is the only credential (healthledger/middleware.py).
+    "healthledger.middleware.ApiHeadersMiddleware",
+    # Content-Security-Policy on every page (the portal runs no inline script or style).
+    "healthledger.middleware.PageOnlyCSPMiddleware",
+    "healthledger.middleware.PageOnlySessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "healthledger.middleware.PageOnlyCsrfViewMiddleware",
+    "healthledger.middleware.PageOnlyAuthenticationMiddleware",
     # Marks a session whose second factor (TOTP) was checked: request.user.is_verified().
-    "django_otp.middleware.OTPMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "healthledger.middleware.PageOnlyOTPMiddleware",
+    "healthledger.middleware.PageOnlyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Token-authenticated APIs: no session, cookie or CSRF middleware runs for them. /api/ is not here:
+# its JSON endpoints also accept the portal's session.
+API_PATH_PREFIXES = ["/fhir"]
 
 ROOT_URLCONF = "healthledger.urls"
 WSGI_APPLICATION = "healthledger.wsgi.application"
@@ -102,6 +108,12 @@ else:
     }
 DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The few fixed statements every API request runs go through healthledger.lib.db.prepared_cursor:
+    # PostgreSQL plans them once per connection. The ORM's client-side binding never prepares. Off
+    # (DATABASE_PREPARED_STATEMENTS=false) behind a pooler that cannot keep prepared statements.
+    _options: dict[str, object] = DATABASES["default"].setdefault("OPTIONS", {})  # type: ignore[assignment]
+    _options["prepare_threshold"] = 2 if envbool("DATABASE_PREPARED_STATEMENTS", True) else None
 
 AUTH_USER_MODEL = "accounts.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

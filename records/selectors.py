@@ -17,6 +17,7 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from healthledger.errors import ResourceNotFound
+from healthledger.lib.db import prepared_cursor
 from records import blind_index
 from records.models import IndexToken, Patient, Resource, ResourceVersion
 
@@ -82,7 +83,7 @@ def stored_version_get(
         sql = _SQL_CACHE[pinned] = _stored_version_sql(pinned=pinned)
     patient_key = _PATIENT_PK.get_db_prep_value(patient.pk, connection)
     params: list[Any] = [resource_id, resource_type, patient_key] + ([version] if pinned else [])
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -347,7 +348,7 @@ def stored_version_locate(
     """
     params: list[Any] = list(extra.params) if extra is not None else []
     params += [resource_id, resource_type] + ([version] if version is not None else [])
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_locate_sql(version is not None, extra.sql if extra is not None else ""), params)
         row = cursor.fetchone()
     if row is None:

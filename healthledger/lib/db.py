@@ -1,0 +1,35 @@
+"""Prepared statements for the few fixed SQL statements every API request runs.
+
+Django binds parameters on the client, so PostgreSQL parses and plans every statement
+afresh; for the token lookup, the read's locate-and-grants statement and the access-log
+insert that costs more than executing them. A cursor from `prepared_cursor` binds on the
+server instead, and psycopg prepares a statement once per connection after it has run
+`prepare_threshold` times (settings: DATABASE_PREPARED_STATEMENTS). It is still Django's
+cursor wrapper on Django's connection: same transaction, same error translation, same
+query logging. On SQLite it is a plain cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import connection
+from django.db.backends.utils import CursorWrapper
+
+
+@contextmanager
+def prepared_cursor() -> Iterator[CursorWrapper]:
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    # What connection.cursor() does, with a server-binding cursor in place of the client-binding one.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection._prepare_cursor(ServerBindingCursor(connection.connection))  # type: ignore[attr-defined,call-arg]
+    with cursor:
+        yield cursor
