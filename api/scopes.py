@@ -16,6 +16,7 @@ than silently widened.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,11 @@ class ScopeSet:
 
     @classmethod
     def from_string(cls, scopes: str) -> ScopeSet:
+        # Every API request parses its token's scope string; a token keeps one string for its lifetime.
+        return _scope_set(scopes)
+
+    @classmethod
+    def _parse(cls, scopes: str) -> ScopeSet:
         raw = tuple(s for s in scopes.split() if s)
         parsed = []
         for scope in raw:
@@ -136,3 +142,9 @@ class SmartScopes(BaseScopes):
 
     def get_default_scopes(self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any) -> list[str]:
         return list(DEFAULT_SCOPES)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scope_set(scopes: str) -> ScopeSet:
+    # ScopeSet is frozen: one parsed value can serve every request with the same scope string.
+    return ScopeSet._parse(scopes)

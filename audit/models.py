@@ -17,12 +17,13 @@ class Outcome(models.TextChoices):
 
 class AccessLogEntry(models.Model):
     id = models.BigAutoField(primary_key=True)
-    # Dense position in the log, assigned when the entry is sealed into a checkpoint.
-    seq = models.BigIntegerField(null=True, blank=True, unique=True)
+    # Dense position in the log, assigned when the entry is sealed into a checkpoint (unique once set).
+    seq = models.BigIntegerField(null=True, blank=True)
     at = models.DateTimeField()
     # "user:<id>", "job:<id>", "system:<command>": pseudonymous, never a name.
     actor = models.CharField(max_length=64)
-    patient_ref = models.UUIDField(null=True, blank=True, db_index=True)
+    # Indexed by (patient_ref, at) below; every read appends a row, so no index here that one covers.
+    patient_ref = models.UUIDField(null=True, blank=True)
     action = models.CharField(max_length=64)
     purpose = models.CharField(max_length=16, blank=True, default="")
     grant_ref = models.CharField(max_length=80, blank=True, default="")
@@ -43,6 +44,10 @@ class AccessLogEntry(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(outcome__in=["permit", "deny"]), name="audit_entry_outcome_valid"
+            ),
+            # Partial: an unsealed entry (every new one) costs this index nothing until the sealer numbers it.
+            models.UniqueConstraint(
+                fields=["seq"], condition=models.Q(seq__isnull=False), name="audit_entry_seq_unique"
             ),
         ]
 

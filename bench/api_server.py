@@ -15,9 +15,13 @@ from pathlib import Path
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthledger.settings")
+
+from django.conf import settings
+
+# The comparison endpoints are token-authenticated APIs too: the same middleware steps aside for them.
+settings.API_PATH_PREFIXES = [*settings.API_PATH_PREFIXES, "/bench/"]
 application = get_wsgi_application()
 
-from django.conf import settings  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.urls import include, path  # noqa: E402
 from rest_framework import generics, serializers  # noqa: E402

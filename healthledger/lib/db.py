@@ -14,22 +14,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorWrapper
 
 
 @contextmanager
 def prepared_cursor() -> Iterator[CursorWrapper]:
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+    # One lookup of this thread's connection: each `django.db.connection.x` is a context-local lookup.
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
             yield cursor
         return
     from django.db.backends.postgresql.base import ServerBindingCursor
 
     # What connection.cursor() does, with a server-binding cursor in place of the client-binding one.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        cursor = connection._prepare_cursor(ServerBindingCursor(connection.connection))  # type: ignore[attr-defined,call-arg]
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        cursor = db._prepare_cursor(ServerBindingCursor(db.connection))  # type: ignore[attr-defined,call-arg]
     with cursor:
         yield cursor
