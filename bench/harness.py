@@ -52,6 +52,20 @@ def timed(fn, *, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
+# What setup_databases created, for teardown_databases at the end of the run (PostgreSQL only).
+_TEARDOWN: list[object] = []
+
+
+def _teardown_django() -> None:
+    if _TEARDOWN:
+        from django.db import connections
+        from django.test.utils import teardown_databases
+
+        connections.close_all()
+        teardown_databases(_TEARDOWN, verbosity=0)
+        _TEARDOWN.clear()
+
+
 def _setup_django(workdir: Path) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthledger.settings")
     os.environ["HEALTHLEDGER_VAR_DIR"] = str(workdir)
@@ -71,9 +85,9 @@ def _setup_django(workdir: Path) -> None:
         # A throwaway database so benchmarks never touch real data.
         from django.test.utils import setup_databases
 
-        # Its own database name, so a benchmark never drops a test run's database.
-        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = "healthledger_bench"
-        setup_databases(verbosity=0, interactive=False, keepdb=False)
+        # Its own database per run, so a benchmark never drops a test run's database or another bench run's.
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"healthledger_bench_{os.getpid()}"
+        _TEARDOWN.extend(setup_databases(verbosity=0, interactive=False, keepdb=False))
     else:
         settings.DATABASES["default"]["NAME"] = str(workdir / "bench.sqlite3")
         connection.close()
@@ -84,6 +98,13 @@ def main(argv: list[str]) -> int:
     selected = [name for name in BENCHMARKS if not argv or any(arg in name for arg in argv)]
     workdir = Path(tempfile.mkdtemp(prefix="healthledger-bench-"))
     _setup_django(workdir)
+    try:
+        return _run(selected, partial=bool(argv))
+    finally:
+        _teardown_django()
+
+
+def _run(selected: list[str], *, partial: bool) -> int:
     figures: list[Figure] = []
     failures: list[str] = []
     for module_name in selected:
@@ -108,7 +129,7 @@ def main(argv: list[str]) -> int:
             )
         figures.extend(produced)
     previous: list[dict[str, object]] = []
-    if argv and RESULTS.exists():  # a partial run keeps the other figures
+    if partial and RESULTS.exists():  # a partial run keeps the other figures
         names = {f.name for f in figures}
         previous = [row for row in json.loads(RESULTS.read_text()) if row.get("name") not in names]
     RESULTS.write_text(json.dumps(previous + [asdict(f) for f in figures], indent=2) + "\n")
