@@ -33,6 +33,7 @@ from records.selectors import (
     resource_in_categories,
     resource_matching,
     resource_search_stored,
+    stored_page,
     stored_version_get,
     stored_version_locate,
     stored_versions_by_ids,
@@ -273,16 +274,18 @@ def resource_search_counted(
         matching = resource_matching(
             patient=patient, resource_type=resource_type, criteria=criteria, categories_any=decision.categories
         )
-        total = matching.count()
         stored: list[StoredVersion] = []
-        if limit and offset < total and sort in ("date", "-date"):
-            # Ordered by blind-index sort tokens: nothing but the returned page is ever decrypted.
-            ordered = resource_ids_by_date(patient=patient, matching=matching, descending=sort == "-date")
-            stored = stored_versions_by_ids(ordered[offset : offset + limit])
-        elif limit and offset < total:
-            stored = stored_versions_by_ids(
-                list(matching.order_by("pk").values_list("pk", flat=True)[offset : offset + limit])
-            )
+        if limit and sort in ("date", "-date"):
+            total = matching.count()
+            if offset < total:
+                # Ordered by blind-index sort tokens: nothing but the returned page is ever decrypted.
+                ordered = resource_ids_by_date(patient=patient, matching=matching, descending=sort == "-date")
+                stored = stored_versions_by_ids(ordered[offset : offset + limit])
+        elif limit:
+            # Storage order: the page and the total in one statement.
+            stored, total = stored_page(matching=matching, limit=limit, offset=offset)
+        else:
+            total = matching.count()
         references = [item.reference for item in stored]
         access_log_insert(
             event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)

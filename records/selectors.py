@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Window
 from django.utils.dateparse import parse_datetime
 
 from healthledger.errors import ResourceNotFound
@@ -238,6 +238,23 @@ def stored_versions_by_ids(resource_pks: Sequence[int]) -> list[StoredVersion]:
     rows = ResourceVersion.objects.filter(resource_id__in=resource_pks, version=F("resource__current_version"))
     by_pk = {row[0]: _stored(row[1:]) for row in rows.values_list("resource_id", *_STORED_FIELDS)}
     return [by_pk[pk] for pk in resource_pks if pk in by_pk]
+
+
+def stored_page(*, matching: QuerySet[Resource], limit: int, offset: int) -> tuple[list[StoredVersion], int]:
+    """One page of `matching` in storage order as sealed current versions, and how many match in all.
+
+    One statement: the total is a window count over the matches, taken before the page is cut.
+    Only a page past the end (no row to carry the count) costs a second query, for the count alone.
+    """
+    rows = list(
+        ResourceVersion.objects.filter(resource__in=matching.values("pk"), version=F("resource__current_version"))
+        .annotate(matched=Window(Count("pk")))
+        .order_by("resource_id")
+        .values_list("matched", *_STORED_FIELDS)[offset : offset + limit]
+    )
+    if not rows:
+        return [], (matching.count() if offset else 0)
+    return [_stored(row[1:]) for row in rows], int(rows[0][0])
 
 
 def resource_search_stored(

@@ -204,3 +204,26 @@ def test_searching_a_type_the_token_cannot_search_is_403(api, patient_user, toke
 
     assert response.status_code == 403
     assert body["issue"][0]["code"] == "forbidden"
+
+
+def test_storage_order_pages_cover_every_match_once_and_a_page_past_the_end_keeps_the_total(
+    api, patient_user, token_for, alice_record
+):
+    token = token_for(patient_user)
+    _, everything = _search(api, token, "_count=1000")
+    total = everything["total"]
+    assert total == len(everything["entry"]) > 10
+
+    seen: list[str] = []
+    for offset in range(0, total, 7):
+        _, page = _search(api, token, f"_count=7&_offset={offset}")
+        assert page["total"] == total
+        seen += _ids(page)
+    assert seen == _ids(everything)
+
+    _, past = _search(api, token, f"_count=7&_offset={total + 5}")
+    assert past["total"] == total
+    assert "entry" not in past
+    _, counted = _search(api, token, "_count=0")
+    assert counted["total"] == total
+    assert "entry" not in counted
