@@ -12,22 +12,35 @@ means `edited`. Sealed rows outside every checkpoint are `inserted`.
 
 The whole run reads one snapshot (REPEATABLE READ on PostgreSQL, one read transaction on
 SQLite), so a seal committing meanwhile cannot look like tampering.
+
+With `jobs` > 1 the per-entry work (reading the rows, hashing them, comparing with the signed
+leaves) runs in that many forked worker processes, one checkpoint at a time, while this
+process checks the checkpoints themselves. A worker only answers "this checkpoint's entries
+are exactly as signed"; any other answer sends that checkpoint through the same sequential
+check as with one job, which classifies the first bad entry. On PostgreSQL the workers read
+the run's snapshot (pg_export_snapshot); on SQLite, rows under a sealed checkpoint never
+change in normal operation, and new checkpoints beyond the run's list are not read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import multiprocessing
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from audit.leaves import ID, SEQ, Row, rows_leaves, rows_outside, sealed_rows
 from audit.merkle import HASH_BYTES, merkle_root
 from audit.models import AccessLogCheckpoint, AccessLogEntry, AccessLogSealState
 from audit.signing import AuditKey, audit_key, checkpoint_message, signature_valid
+
+logger = logging.getLogger(__name__)
 
 EDITED = "edited"
 DELETED = "deleted"
@@ -67,6 +80,8 @@ class VerificationReport:
     unsealed_entries: int
     seconds: float
     problem: Problem | None = None
+    # Of entries_checked, how many worker processes found exactly as signed (jobs > 1).
+    entries_checked_in_workers: int = 0
 
     @property
     def entries_per_second(self) -> float:
@@ -101,11 +116,15 @@ def _snapshot() -> Iterator[None]:
         yield
 
 
-def access_log_verify() -> VerificationReport:
-    """Check every sealed entry and every checkpoint; report counts and the first problem found."""
+def access_log_verify(*, jobs: int = 1) -> VerificationReport:
+    """Check every sealed entry and every checkpoint; report counts and the first problem found.
+
+    `jobs` > 1 hashes entries in that many worker processes (the same result, sooner on a
+    machine with the cores); an in-memory SQLite database is always checked in one process.
+    """
     started = time.perf_counter()
     with _snapshot():
-        entries, checkpoints, unsealed, problem = _verify(audit_key())
+        entries, checkpoints, unsealed, problem, in_workers = _verify(audit_key(), jobs=jobs)
     return VerificationReport(
         ok=problem is None,
         entries_checked=entries,
@@ -113,10 +132,11 @@ def access_log_verify() -> VerificationReport:
         unsealed_entries=unsealed,
         seconds=time.perf_counter() - started,
         problem=problem,
+        entries_checked_in_workers=in_workers,
     )
 
 
-def _verify(key: AuditKey) -> tuple[int, int, int, Problem | None]:
+def _verify(key: AuditKey, *, jobs: int = 1) -> tuple[int, int, int, Problem | None, int]:
     state_row = AccessLogSealState.objects.filter(pk=1).values_list("next_seq", "head_root").first()
     state = (state_row[0], bytes(state_row[1])) if state_row is not None else None
     checkpoints = [
@@ -128,21 +148,100 @@ def _verify(key: AuditKey) -> tuple[int, int, int, Problem | None]:
     unsealed = AccessLogEntry.objects.filter(seq__isnull=True).count()
     negative = rows_outside(first_seq=0, last_seq=_MAX_SEQ)
     if negative:
-        return 0, 0, unsealed, _stray(negative[0])
-    entries = 0
+        return 0, 0, unsealed, _stray(negative[0]), 0
+    entries = in_workers = 0
     expected_seq, prev_root = 0, _ZERO_ROOT
-    for position, checkpoint in enumerate(checkpoints):
-        leaves_blob = _leaves_blob(checkpoint.id)
-        problem = _check_checkpoint(checkpoint, leaves_blob, expected_seq=expected_seq, prev_root=prev_root, key=key)
-        if problem is None:
-            following = checkpoints[position + 1] if position + 1 < len(checkpoints) else None
-            checked, problem = _check_entries(checkpoint, leaves_blob, following)
-            entries += checked
-        if problem is not None:
-            return entries, position, unsealed, problem
-        expected_seq, prev_root = checkpoint.last_seq + 1, checkpoint.root
+    with _entry_checks(checkpoints, jobs) as entries_as_signed:
+        for position, checkpoint in enumerate(checkpoints):
+            leaves_blob = _leaves_blob(checkpoint.id)
+            problem = _check_checkpoint(
+                checkpoint, leaves_blob, expected_seq=expected_seq, prev_root=prev_root, key=key
+            )
+            if problem is None:
+                if entries_as_signed(position):
+                    entries += checkpoint.size
+                    in_workers += checkpoint.size
+                else:
+                    following = checkpoints[position + 1] if position + 1 < len(checkpoints) else None
+                    checked, problem = _check_entries(checkpoint, leaves_blob, following)
+                    entries += checked
+            if problem is not None:
+                return entries, position, unsealed, problem, in_workers
+            expected_seq, prev_root = checkpoint.last_seq + 1, checkpoint.root
     problem = _check_tail(state, expected_seq=expected_seq, head_root=prev_root)
-    return entries, len(checkpoints), unsealed, problem
+    return entries, len(checkpoints), unsealed, problem, in_workers
+
+
+@contextlib.contextmanager
+def _entry_checks(checkpoints: list[_Checkpoint], jobs: int) -> Iterator[Any]:
+    """Yield position -> whether that checkpoint's entries are exactly as signed (False: check here, in order).
+
+    With one job nothing is precomputed and every checkpoint is checked here. With more, the
+    workers start on every checkpoint at once and the answers are awaited in order.
+    """
+    if jobs <= 1 or len(checkpoints) < 2 or (connection.vendor == "sqlite" and connection.is_in_memory_db()):  # type: ignore[attr-defined]
+        yield lambda position: False
+        return
+    snapshot = ""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_export_snapshot()")
+            snapshot = cursor.fetchone()[0]
+    tasks = [(snapshot, c.id, c.first_seq, c.last_seq) for c in checkpoints]
+    # fork: the workers start at once with Django set up; each opens its own connection (_worker_start).
+    pool = multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)), initializer=_worker_start)
+    answers = pool.imap(_entries_as_signed, tasks)
+
+    def answer(position: int) -> bool:
+        try:
+            return bool(next(answers))
+        except Exception:
+            # A worker that could not answer clears nothing: that checkpoint is checked here, in order.
+            logger.warning("access-log verification worker failed on checkpoint %s", checkpoints[position].id)
+            return False
+
+    try:
+        yield answer
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+# The parent's database connections, inherited by a forked worker: kept referenced and never used,
+# so that neither a close nor a garbage collection can send anything down the parent's socket.
+_INHERITED: list[object] = []
+
+
+def _worker_start() -> None:
+    for alias in list(connections):
+        if hasattr(connections._connections, alias):  # type: ignore[attr-defined]
+            _INHERITED.append(connections[alias])
+            del connections[alias]  # the next use builds a fresh wrapper with a connection of its own
+
+
+def _entries_as_signed(task: tuple[str, int, int, int]) -> bool:
+    """In a worker: whether the checkpoint's rows are every seq of its range, in order, each leaf as signed."""
+    snapshot, checkpoint_id, first, last = task
+    # SQLite: plain autocommit reads (WAL readers never wait; a transaction here would be IMMEDIATE and
+    # queue behind the parent's). PostgreSQL: a read-only transaction on the parent's exported snapshot.
+    context = transaction.atomic() if snapshot else contextlib.nullcontext()
+    with context:
+        if snapshot:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT leaves FROM {_CHECKPOINT_TABLE} WHERE id = %s", [checkpoint_id])  # noqa: S608
+            found = cursor.fetchone()
+        if found is None:  # not visible to this connection (the caller's uncommitted transaction): check it there
+            return False
+        rows = sealed_rows(first_seq=first, last_seq=last)
+        return _as_signed(rows, rows_leaves(rows), bytes(found[0]), first, last)
+
+
+def _as_signed(rows: list[Row], computed: list[bytes], leaves_blob: bytes, first: int, last: int) -> bool:
+    """The fast path: every position present once, in order, and every leaf as signed."""
+    return b"".join(computed) == leaves_blob and [row[SEQ] for row in rows] == list(range(first, last + 1))
 
 
 def _leaves_blob(checkpoint_id: int) -> bytes:
@@ -205,8 +304,7 @@ def _check_entries(
     first, last = checkpoint.first_seq, checkpoint.last_seq
     rows = sealed_rows(first_seq=first, last_seq=last)
     computed = rows_leaves(rows)
-    # The fast path: every position present once, in order, and every leaf as signed.
-    if b"".join(computed) == leaves_blob and [row[SEQ] for row in rows] == list(range(first, last + 1)):
+    if _as_signed(rows, computed, leaves_blob, first, last):
         return len(rows), None
     return _first_bad_entry(checkpoint, leaves_blob, rows, computed, following)
 

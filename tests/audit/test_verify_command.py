@@ -38,7 +38,8 @@ def test_a_clean_log_exits_0_with_a_summary(capsys) -> None:  # type: ignore[no-
     assert run(["verify_access_log", "--no-chain"]) == 0
     out = capsys.readouterr().out
     assert re.fullmatch(
-        r"checked 10 entries in 3 checkpoints in [0-9.]+ s \([0-9,]+ entries/s\); 1 entries not sealed yet\n"
+        r"checked 10 entries in 3 checkpoints in [0-9.]+ s \([0-9,]+ entries/s, [0-9]+ of them in worker processes\); "
+        r"1 entries not sealed yet\n"
         r"access log OK\n",
         out,
     )
