@@ -10,6 +10,8 @@ that ran seconds apart) and the median over rounds reported, so the machine's no
 - stock DRF read: a RetrieveAPIView with a ModelSerializer of the same resource row;
 - gated search returning 100 Observations of one patient, and its bare variant.
 
+BENCH_API_WORKERS and BENCH_API_THREADS set gunicorn's workers (default two per CPU) and threads (1).
+
 wrk comes from Debian (`apt-get install -y wrk`); without it these figures are skipped with a message.
 """
 
@@ -37,7 +39,7 @@ WRK_THREADS = 2
 # machine a ratio is taken within a round (neighbours in time) and the median over rounds reported.
 DURATION_SECONDS = 3
 ROUNDS = 6
-GUNICORN_WORKERS = 2 * (os.cpu_count() or 2)
+GUNICORN_WORKERS = int(os.environ.get("BENCH_API_WORKERS", str(2 * (os.cpu_count() or 2))))
 # One thread per worker measured best here (less GIL contention with wrk and PostgreSQL on 2 cores).
 GUNICORN_THREADS = int(os.environ.get("BENCH_API_THREADS", "1"))
 # PostgreSQL group commit: a committing session waits this long (microseconds) for others to share its
