@@ -73,13 +73,10 @@ class ScopeSet:
     raw: tuple[str, ...]
     resources: tuple[ResourceScope, ...]
 
-    @classmethod
-    def from_string(cls, scopes: str) -> ScopeSet:
-        # Every API request parses its token's scope string; a token keeps one string for its lifetime.
-        return _scope_set(scopes)
-
-    @classmethod
-    def _parse(cls, scopes: str) -> ScopeSet:
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def from_string(scopes: str) -> ScopeSet:
+        # Every API request parses its token's scope string: frozen, one parsed value serves them all.
         raw = tuple(s for s in scopes.split() if s)
         parsed = []
         for scope in raw:
@@ -89,7 +86,7 @@ class ScopeSet:
                 continue  # stored before a rule changed: ignored, never widened
             if found is not None:
                 parsed.append(found)
-        return cls(raw=raw, resources=tuple(parsed))
+        return ScopeSet(raw=raw, resources=tuple(parsed))
 
     def allows(self, resource_type: str, permission: str) -> bool:
         """Whether any scope lets the client use `permission` (one of c r u d s) on `resource_type`."""
@@ -142,9 +139,3 @@ class SmartScopes(BaseScopes):
 
     def get_default_scopes(self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any) -> list[str]:
         return list(DEFAULT_SCOPES)
-
-
-@functools.lru_cache(maxsize=1024)
-def _scope_set(scopes: str) -> ScopeSet:
-    # ScopeSet is frozen: one parsed value can serve every request with the same scope string.
-    return ScopeSet._parse(scopes)

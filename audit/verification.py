@@ -230,13 +230,11 @@ def _entries_as_signed(task: tuple[str, int, int, int]) -> bool:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT leaves FROM {_CHECKPOINT_TABLE} WHERE id = %s", [checkpoint_id])  # noqa: S608
-            found = cursor.fetchone()
-        if found is None:  # not visible to this connection (the caller's uncommitted transaction): check it there
+        leaves_blob = _stored_leaves(checkpoint_id)
+        if leaves_blob is None:  # not visible to this connection (the caller's uncommitted transaction): check it there
             return False
         rows = sealed_rows(first_seq=first, last_seq=last)
-        return _as_signed(rows, rows_leaves(rows), bytes(found[0]), first, last)
+        return _as_signed(rows, rows_leaves(rows), leaves_blob, first, last)
 
 
 def _as_signed(rows: list[Row], computed: list[bytes], leaves_blob: bytes, first: int, last: int) -> bool:
@@ -244,10 +242,18 @@ def _as_signed(rows: list[Row], computed: list[bytes], leaves_blob: bytes, first
     return b"".join(computed) == leaves_blob and [row[SEQ] for row in rows] == list(range(first, last + 1))
 
 
-def _leaves_blob(checkpoint_id: int) -> bytes:
+def _stored_leaves(checkpoint_id: int) -> bytes | None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT leaves FROM {_CHECKPOINT_TABLE} WHERE id = %s", [checkpoint_id])  # noqa: S608
-        return bytes(cursor.fetchone()[0])
+        found = cursor.fetchone()
+    return bytes(found[0]) if found is not None else None
+
+
+def _leaves_blob(checkpoint_id: int) -> bytes:
+    """The leaves of a checkpoint this run listed (so it exists in the run's snapshot)."""
+    leaves = _stored_leaves(checkpoint_id)
+    assert leaves is not None, checkpoint_id
+    return leaves
 
 
 def _entry_id_at(seq: int) -> int | None:
