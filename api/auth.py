@@ -11,10 +11,12 @@ refused by the very next request.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+import orjson
 from django.db import connection
 from django.http import HttpRequest
 from django.utils import timezone
@@ -29,6 +31,7 @@ from api.models import TokenPurpose
 from api.outcomes import NotAuthenticated
 from api.scopes import ScopeSet
 from healthledger.lib.db import prepared_cursor
+from records.selectors import RowExtra
 
 
 @dataclass(frozen=True)
@@ -46,24 +49,42 @@ class TokenContext:
 
 # In the model's field order: Model.from_db assigns values by position among the concrete fields.
 _USER_FIELDS = ("id", "username", "is_active", "role")
+# The longest bearer token looked up at all; anything longer is refused without a query.
+MAX_TOKEN = 512
+_COLUMNS = (
+    "t.id, t.expires, t.scope, t.application_id, t.user_id IS NULL, u.id, u.username, u.role, u.is_active, p.purpose"
+)
 _SQL: dict[str, str] = {}
+_IDENTITY_SQL: dict[str, str] = {}
+_ACTOR_SQL: dict[str, str] = {}
+
+
+def _tables() -> tuple[str, str, str, str]:
+    quote = connection.ops.quote_name
+    token, app, user, purpose = (quote(m._meta.db_table) for m in (AccessToken, Application, User, TokenPurpose))
+    return token, app, user, purpose
+
+
+def _from_clause() -> str:
+    token, app, user, purpose = _tables()
+    # A client-credentials token has no user of its own: it acts as the application's owner.
+    return (
+        f" FROM {token} t LEFT JOIN {app} a ON a.id = t.application_id"
+        f" JOIN {user} u ON u.id = COALESCE(t.user_id, a.user_id)"
+        f" LEFT JOIN {purpose} p ON p.access_token_id = t.id"
+        " WHERE t.token_checksum = %s"
+    )
 
 
 def _lookup_sql() -> str:
     sql = _SQL.get(connection.vendor)
     if sql is None:
-        quote = connection.ops.quote_name
-        token, app, user, purpose = (quote(m._meta.db_table) for m in (AccessToken, Application, User, TokenPurpose))
-        # A client-credentials token has no user of its own: it acts as the application's owner.
-        sql = _SQL[connection.vendor] = (
-            "SELECT t.id, t.expires, t.scope, t.application_id, t.user_id IS NULL,"  # noqa: S608 (model tables)
-            " u.id, u.username, u.role, u.is_active, p.purpose"
-            f" FROM {token} t LEFT JOIN {app} a ON a.id = t.application_id"
-            f" JOIN {user} u ON u.id = COALESCE(t.user_id, a.user_id)"
-            f" LEFT JOIN {purpose} p ON p.access_token_id = t.id"
-            " WHERE t.token_checksum = %s"
-        )
+        sql = _SQL[connection.vendor] = f"SELECT {_COLUMNS}{_from_clause()}"
     return sql
+
+
+def _checksum(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -76,18 +97,54 @@ def bearer_token(request: HttpRequest) -> str | None:
 
 def token_context(token: str) -> TokenContext | None:
     """The live token's context, or None when it is unknown, expired, revoked or its user inactive."""
-    if len(token) > 512:
+    if len(token) > MAX_TOKEN:
         return None
-    checksum = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
     with prepared_cursor() as cursor:
-        cursor.execute(_lookup_sql(), [checksum])
+        cursor.execute(_lookup_sql(), [_checksum(token)])
         row = cursor.fetchone()
+    return _context(row)
+
+
+def token_identity(token: str) -> tuple[RowExtra, RowExtra]:
+    """The token's row and its acting user's id as scalar SQL expressions, for another statement to carry.
+
+    The API's read asks for them inside the statement that finds the resource (consent.gate's
+    DeferredCaller): same lookup, same index, no round trip of its own. Turn the first value into
+    a context with token_context_from_identity. The token must be at most MAX_TOKEN long.
+    """
+    if len(token) > MAX_TOKEN:
+        raise ValueError("bearer token too long to look up")
+    identity = _IDENTITY_SQL.get(connection.vendor)
+    if identity is None:
+        array = "json_build_array" if connection.vendor == "postgresql" else "json_array"
+        cast = "::text" if connection.vendor == "postgresql" else ""
+        identity = _IDENTITY_SQL[connection.vendor] = f"(SELECT {array}({_COLUMNS}){cast}{_from_clause()})"
+    actor = _ACTOR_SQL.get(connection.vendor)
+    if actor is None:
+        token_table, app, _, _ = _tables()
+        actor = _ACTOR_SQL[connection.vendor] = (
+            f"(SELECT COALESCE(t.user_id, a.user_id) FROM {token_table} t"  # noqa: S608 (model tables)
+            f" LEFT JOIN {app} a ON a.id = t.application_id WHERE t.token_checksum = %s)"
+        )
+    checksum = _checksum(token)
+    return RowExtra(sql=identity, params=(checksum,)), RowExtra(sql=actor, params=(checksum,))
+
+
+def token_context_from_identity(value: object) -> TokenContext | None:
+    """The context a token_identity expression's value describes; None as token_context would say it."""
+    if value is None:
+        return None
+    row = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return _context(row)  # type: ignore[arg-type]
+
+
+def _context(row: Sequence[Any] | None) -> TokenContext | None:
     if row is None:
         return None
     token_id, expires, scope, application_id, no_user, uid, username, role, is_active, purpose = row
     if not is_active:
         return None
-    if isinstance(expires, str):  # SQLite hands raw cursors text
+    if isinstance(expires, str):  # SQLite hands raw cursors text; JSON carries ISO 8601
         expires = parse_datetime(expires)
     if expires is None or timezone.now() >= _aware(expires):
         return None

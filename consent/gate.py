@@ -10,7 +10,7 @@ decrypts. A deny looks exactly like a missing resource.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -20,13 +20,21 @@ from django.utils import timezone
 from accounts.models import User
 from audit.models import Outcome
 from audit.services import LogEvent, access_log_commit, access_log_insert
-from consent.pdp import Decision, GrantRow, decide, grants_from_expression, live_grants_expression
+from consent.pdp import (
+    Decision,
+    GrantRow,
+    decide,
+    grants_from_expression,
+    live_grants_expression,
+    live_grants_of_expression,
+)
 from consent.purposes import Action, Purpose
 from healthledger.errors import IntegrityFailure, KeyDestroyed, ResourceNotFound
 from records import decrypt
 from records.models import Patient
 from records.selectors import (
     SEARCH_LIMIT_MAX,
+    RowExtra,
     SearchCriteria,
     StoredVersion,
     resource_ids_by_date,
@@ -59,6 +67,23 @@ class Caller:
         if self.actor is None:
             return "anonymous"
         return f"job:{self.job_id}" if self.job_id else f"user:{self.actor.pk}"
+
+
+@dataclass(frozen=True)
+class DeferredCaller:
+    """A caller that the read's own statement identifies, rather than one known before it.
+
+    The API's bearer token: asking for the token's row inside the statement that finds the
+    resource saves every read a round trip. `identity` is a scalar SQL expression (the token's
+    row) whose value `resolve` turns into the Caller, or raises (unknown or expired token,
+    scopes that do not cover the read, a bad purpose); `actor_id` names the acting user's id,
+    for the grants fetched alongside. `resolve` gets None when the resource was not found, so
+    that it still authenticates first: a bad token is refused before a missing resource is.
+    """
+
+    identity: RowExtra
+    actor_id: RowExtra
+    resolve: Callable[[object], Caller]
 
 
 @dataclass(frozen=True)
@@ -177,25 +202,40 @@ class ReadResult:
 
 
 def resource_read_by_id(
-    *, caller: Caller, resource_type: str, resource_id: str, version: int | None = None, action: str = Action.READ
+    *,
+    caller: Caller | DeferredCaller,
+    resource_type: str,
+    resource_id: str,
+    version: int | None = None,
+    action: str = Action.READ,
 ) -> ReadResult:
     """Type/id (or that version of it) wherever it is stored: the API's read, where only the row names the patient.
 
     One query finds the version with its owner, its keys and the caller's live grants on that
-    owner, then the same decision, narrowing, logging and decryption as resource_read. A missing
-    resource and a denied one raise the same ResourceNotFound; only the deny is logged (a missing
-    one names no patient).
+    owner (and, for a DeferredCaller, who the caller is), then the same decision, narrowing,
+    logging and decryption as resource_read. A missing resource and a denied one raise the same
+    ResourceNotFound; only the deny is logged (a missing one names no patient).
     """
     now = timezone.now()
-    extra = None
-    if caller.actor is not None and caller.purpose != Purpose.ETREAT:  # break-glass needs no grant
-        extra = live_grants_expression(grantee_id=caller.actor.pk, purpose=caller.purpose, at=now)
-    located = stored_version_locate(resource_type=resource_type, resource_id=resource_id, version=version, extra=extra)
+    extras: tuple[RowExtra, ...] = ()
+    if isinstance(caller, DeferredCaller):
+        extras = (caller.identity, live_grants_of_expression(grantee=caller.actor_id, at=now))
+    elif caller.actor is not None and caller.purpose != Purpose.ETREAT:  # break-glass needs no grant
+        extras = (live_grants_expression(grantee_id=caller.actor.pk, purpose=caller.purpose, at=now),)
+    located = stored_version_locate(
+        resource_type=resource_type, resource_id=resource_id, version=version, extras=extras
+    )
+    grants: list[GrantRow] | None = None
+    if isinstance(caller, DeferredCaller):
+        caller = caller.resolve(located.extras[0] if located is not None else None)
+        if located is not None:
+            grants = grants_from_expression(located.extras[1], purpose=caller.purpose)
+    elif extras:
+        grants = grants_from_expression(located.extras[0]) if located is not None else None
     if located is None:
         raise ResourceNotFound("resource not found")
     patient = Patient.from_db(connection.alias, ["id", "user_id"], [located.stored.patient_id, located.patient_user_id])
     asked = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version is not None else "")
-    grants = grants_from_expression(located.extra) if extra is not None else None
     decision = _decide(caller, patient, action, [resource_type], at=now, grants=grants)
     decision = _narrowed(decision, patient, resource_type, resource_id)
     if not decision.permit:

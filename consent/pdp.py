@@ -86,6 +86,7 @@ _LIVE_WHERE = (
 )
 _LIVE_SQL: dict[str, str] = {}
 _LIVE_EXPRESSION: dict[str, str] = {}
+_LIVE_OF_EXPRESSION: dict[tuple[str, str], str] = {}
 
 
 def _grant_table() -> str:
@@ -137,21 +138,54 @@ def live_grants_expression(*, grantee_id: int, purpose: str, at: datetime) -> Ro
     sql = _LIVE_EXPRESSION.get(connection.vendor)
     if sql is None:
         where = _LIVE_WHERE.format(patient="p.id")
-        if connection.vendor == "postgresql":
-            rows = "json_agg(json_build_array(g.id, g.resource_types, g.actions, g.categories))::text"
-        else:
-            rows = "json_group_array(json_array(g.id, json(g.resource_types), json(g.actions), json(g.categories)))"
-        sql = _LIVE_EXPRESSION[connection.vendor] = f"(SELECT {rows} FROM {_grant_table()} g WHERE {where})"  # noqa: S608
+        sql = _LIVE_EXPRESSION[connection.vendor] = _grants_json(where, with_purpose=False)
     before, after = _live_params(grantee_id, purpose, at)
     return RowExtra(sql=sql, params=(*before, *after))
 
 
-def grants_from_expression(value: object) -> list[GrantRow]:
-    """The rows of a live_grants_expression value (NULL or "[]" when there are none)."""
+def live_grants_of_expression(*, grantee: RowExtra, at: datetime) -> RowExtra:
+    """The live grants, for every purpose, of the user `grantee` names on a located row's patient (`p`).
+
+    For a read whose caller is identified by the same statement (the API's bearer token): the
+    grantee is itself an expression (the token's user), and the purpose is known only once the
+    token is, so each grant carries its purpose and grants_from_expression(purpose=...) picks.
+    """
+    key = (connection.vendor, grantee.sql)
+    sql = _LIVE_OF_EXPRESSION.get(key)
+    if sql is None:
+        where = (
+            f"g.grantee_id = {grantee.sql} AND g.patient_id = p.id AND g.status = %s"
+            " AND g.not_before <= %s AND g.not_after > %s"
+        )
+        sql = _LIVE_OF_EXPRESSION[key] = _grants_json(where, with_purpose=True)
+    when = connection.ops.adapt_datetimefield_value(at)
+    return RowExtra(sql=sql, params=(*grantee.params, GrantStatus.RECORDED.value, when, when))
+
+
+def _grants_json(where: str, *, with_purpose: bool) -> str:
+    purpose = ", g.purpose" if with_purpose else ""
+    if connection.vendor == "postgresql":
+        rows = f"json_agg(json_build_array(g.id, g.resource_types, g.actions, g.categories{purpose}))::text"
+    else:
+        rows = (
+            f"json_group_array(json_array(g.id, json(g.resource_types), json(g.actions), json(g.categories){purpose}))"
+        )
+    return f"(SELECT {rows} FROM {_grant_table()} g WHERE {where})"  # noqa: S608
+
+
+def grants_from_expression(value: object, *, purpose: str | None = None) -> list[GrantRow]:
+    """The rows of a live grants expression's value (NULL or "[]" when there are none).
+
+    `purpose` keeps only the grants for it, from a live_grants_of_expression (whose rows carry it).
+    """
     if value is None:
         return []
     rows = orjson.loads(value) if isinstance(value, str | bytes) else value
-    return [(str(gid), list(types), list(actions), list(categories)) for gid, types, actions, categories in rows]  # type: ignore[union-attr]
+    return [
+        (str(row[0]), list(row[1]), list(row[2]), list(row[3]))
+        for row in rows  # type: ignore[union-attr]
+        if purpose is None or row[4] == purpose
+    ]
 
 
 def _break_glass(*, actor: User, action: str, reason: str) -> Decision:

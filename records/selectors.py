@@ -315,9 +315,10 @@ def resource_ids_by_date(*, patient: Patient, matching: QuerySet[Resource], desc
 class RowExtra:
     """A scalar SQL expression evaluated with a located row, and its parameters.
 
-    Lets a layer above this one fetch what it needs about the row's patient in the same
-    round trip: the expression may refer to the row's patient as `p` (the Patient table).
-    It must be a constant string per caller (the statement is cached by its text).
+    Lets a layer above this one fetch what it needs with the row in the same round trip: the
+    caller's identity, or its grants on the row's patient (the expression may refer to the
+    row's patient as `p`, the Patient table). It must be a constant string per caller (the
+    statement is prepared and cached by its text).
     """
 
     sql: str
@@ -331,23 +332,24 @@ class LocatedVersion:
     stored: StoredVersion
     patient_user_id: int | None
     created_at: datetime
-    # The value of the RowExtra expression asked for, as the driver returns it (None when none was asked).
-    extra: object = None
+    # The values of the RowExtra expressions asked for, in order, as the driver returns them.
+    extras: tuple[object, ...] = ()
 
 
-_LOCATE_SQL: dict[tuple[str, bool, str], str] = {}
+_LOCATE_SQL: dict[tuple[str, bool, tuple[str, ...]], str] = {}
 
 
-def _locate_sql(pinned: bool, extra: str) -> str:
-    key = (connection.vendor, pinned, extra)
+def _locate_sql(pinned: bool, extras: tuple[str, ...]) -> str:
+    key = (connection.vendor, pinned, extras)
     sql = _LOCATE_SQL.get(key)
     if sql is None:
         quote = connection.ops.quote_name
         version, resource, patient = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
         wanted = "%s" if pinned else "r.current_version"
+        more = "".join(f", {extra}" for extra in extras)
         sql = _LOCATE_SQL[key] = (
             "SELECT r.patient_id, p.user_id, r.resource_type, r.fhir_id, v.version, v.ciphertext,"  # noqa: S608
-            f" v.wrapped_data_key, p.wrapped_key, p.master_key_id, v.created_at, {extra or 'NULL'}"
+            f" v.wrapped_data_key, p.wrapped_key, p.master_key_id, v.created_at{more}"
             f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id JOIN {patient} p ON p.id = r.patient_id"
             f" WHERE r.fhir_id = %s AND r.resource_type = %s AND v.version = {wanted}"
         )
@@ -355,22 +357,22 @@ def _locate_sql(pinned: bool, extra: str) -> str:
 
 
 def stored_version_locate(
-    *, resource_type: str, resource_id: str, version: int | None = None, extra: RowExtra | None = None
+    *, resource_type: str, resource_id: str, version: int | None = None, extras: Sequence[RowExtra] = ()
 ) -> LocatedVersion | None:
     """The current (or given) version of Type/id, whoever's it is, with its owner and keys, in one query.
 
     The API's read path: the patient is not known until the row is found, and finding it,
     its owner and its sealed bytes in one round trip is what keeps a gated read cheap.
-    `extra` adds one expression about the row's patient to that same statement.
+    `extras` add expressions (about the caller, about the row's patient) to that same statement.
     """
-    params: list[Any] = list(extra.params) if extra is not None else []
+    params: list[Any] = [param for extra in extras for param in extra.params]
     params += [resource_id, resource_type] + ([version] if version is not None else [])
     with prepared_cursor() as cursor:
-        cursor.execute(_locate_sql(version is not None, extra.sql if extra is not None else ""), params)
+        cursor.execute(_locate_sql(version is not None, tuple(extra.sql for extra in extras)), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    patient_id, user_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id, at, more = row
+    patient_id, user_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id, at = row[:10]
     if isinstance(at, str):  # SQLite hands raw cursors text
         at = parse_datetime(at)
     if at is not None and at.tzinfo is None:
@@ -385,4 +387,4 @@ def stored_version_locate(
         wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
         master_key_id=key_id,
     )
-    return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at, extra=more)
+    return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at, extras=tuple(row[10:]))

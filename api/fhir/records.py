@@ -23,10 +23,17 @@ from django.utils.http import http_date
 from accounts.models import Role
 from api import selectors
 from api.access import fhir_endpoint, gate_caller, scope_require
-from api.auth import TokenContext
+from api.auth import (
+    MAX_TOKEN,
+    TokenContext,
+    bearer_authenticate,
+    bearer_token,
+    token_context_from_identity,
+    token_identity,
+)
 from api.fhir import params
 from api.fhir.bundles import searchset
-from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, NotSupported, ScopeDenied
+from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, NotAuthenticated, NotSupported, ScopeDenied
 from consent import gate, writes
 from healthledger.errors import DocumentTooLarge, InvalidFHIR, ResourceNotFound
 from records.fhir import canonical_json
@@ -57,31 +64,50 @@ def _served(body: bytes, version: int, updated_at: datetime, status: int = 200) 
     return response
 
 
-def _read(
-    request: HttpRequest, context: TokenContext, resource_type: str, resource_id: str, version: int | None
-) -> HttpResponse:
-    _record_type(resource_type)
-    scope_require(context, resource_type, "r")
-    caller = gate_caller(request, context)
-    # One query finds the version, its owner and keys; the ETag and time are the very version served.
+def _read(request: HttpRequest, resource_type: str, resource_id: str, version: int | None) -> HttpResponse:
+    """Read (or vread) through the gate in one statement: token, version, owner, keys and the caller's grants.
+
+    The token is checked inside the statement that finds the resource (gate.DeferredCaller), and
+    its verdict comes first all the same: a bad token gets 401 whether or not the resource exists,
+    then scopes (403), then the decision (404 when denied or missing, alike).
+    """
+    token = bearer_token(request)
+    if token is None or len(token) > MAX_TOKEN or resource_type not in RECORD_TYPES:
+        bearer_authenticate(request)  # 401 before anything else, as on every endpoint
+        raise ResourceNotFound("resource not found")  # a good token, but not a type of the record
+
+    def resolve(identity: object) -> gate.Caller:
+        # None: the token is unknown, or the resource was not found and the token not looked at yet.
+        context = token_context_from_identity(identity) if identity is not None else bearer_authenticate(request)
+        if context is None:
+            raise NotAuthenticated("the access token is unknown, expired or revoked", token_given=True)
+        scope_require(context, resource_type, "r")
+        return gate_caller(request, context)
+
+    identity, actor_id = token_identity(token)
     read = gate.resource_read_by_id(
-        caller=caller, resource_type=resource_type, resource_id=resource_id, version=version
+        caller=gate.DeferredCaller(identity=identity, actor_id=actor_id, resolve=resolve),
+        resource_type=resource_type,
+        resource_id=resource_id,
+        version=version,
     )
+    # The ETag and time are the very version served.
     return _served(read.body, read.version, read.created_at)
 
 
-@fhir_endpoint("GET")
-def resource_read(request: HttpRequest, context: TokenContext, resource_type: str, resource_id: str) -> HttpResponse:
-    return _read(request, context, resource_type, resource_id, None)
+@fhir_endpoint("GET", authenticated=False)
+def resource_read(request: HttpRequest, context: None, resource_type: str, resource_id: str) -> HttpResponse:
+    return _read(request, resource_type, resource_id, None)
 
 
-@fhir_endpoint("GET")
+@fhir_endpoint("GET", authenticated=False)
 def resource_vread(
-    request: HttpRequest, context: TokenContext, resource_type: str, resource_id: str, version: str
+    request: HttpRequest, context: None, resource_type: str, resource_id: str, version: str
 ) -> HttpResponse:
     if not version.isdigit() or not 0 < int(version) < 2**31:
+        bearer_authenticate(request)
         raise ResourceNotFound("resource not found")
-    return _read(request, context, resource_type, resource_id, int(version))
+    return _read(request, resource_type, resource_id, int(version))
 
 
 def search_patient(request: HttpRequest, context: TokenContext, resource_type: str) -> Patient | None:

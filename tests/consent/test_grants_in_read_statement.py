@@ -14,10 +14,10 @@ import pytest
 from django.utils import timezone
 
 from consent.models import Grant, GrantStatus
-from consent.pdp import grants_from_expression, live_grants, live_grants_expression
+from consent.pdp import grants_from_expression, live_grants, live_grants_expression, live_grants_of_expression
 from records.demo import generate_patient_bundle
 from records.models import Resource
-from records.selectors import stored_version_locate
+from records.selectors import RowExtra, stored_version_locate
 from records.services import fhir_ingest
 
 pytestmark = pytest.mark.django_db
@@ -71,10 +71,10 @@ def test_the_in_statement_grants_are_exactly_the_decisions_grants(patient, other
     located = stored_version_locate(
         resource_type="Observation",
         resource_id=observation.fhir_id,
-        extra=live_grants_expression(grantee_id=clinician.pk, purpose="TREAT", at=now),
+        extras=[live_grants_expression(grantee_id=clinician.pk, purpose="TREAT", at=now)],
     )
     assert located is not None
-    found = grants_from_expression(located.extra)
+    found = grants_from_expression(located.extras[0])
     assert sorted(found) == sorted(expected)
     assert {row[0] for row in found} == {wide.pk, narrow.pk}
     by_id = {row[0]: row for row in found}
@@ -87,15 +87,65 @@ def test_no_live_grant_gives_an_empty_list_and_the_row_still_comes_back(patient,
     located = stored_version_locate(
         resource_type="Observation",
         resource_id=observation.fhir_id,
-        extra=live_grants_expression(grantee_id=clinician.pk, purpose="TREAT", at=timezone.now()),
+        extras=[live_grants_expression(grantee_id=clinician.pk, purpose="TREAT", at=timezone.now())],
     )
     assert located is not None
     assert located.stored.fhir_id == observation.fhir_id
-    assert grants_from_expression(located.extra) == []
+    assert grants_from_expression(located.extras[0]) == []
 
 
 def test_without_an_expression_the_row_carries_nothing_extra(patient):
     observation = _first_observation(patient)
     located = stored_version_locate(resource_type="Observation", resource_id=observation.fhir_id)
     assert located is not None
-    assert located.extra is None
+    assert located.extras == ()
+
+
+def _user_named(user) -> RowExtra:  # type: ignore[no-untyped-def]
+    # The grantee as an expression, the way the API names it (its bearer token's user).
+    return RowExtra(sql="(SELECT u.id FROM accounts_user u WHERE u.username = %s)", params=(user.username,))
+
+
+def test_grants_of_a_grantee_named_by_an_expression_are_the_decisions_grants_for_each_purpose(
+    patient, other_patient, clinician, other_clinician
+):
+    now = timezone.now()
+    _grant(patient, clinician, resource_types=["*"], actions=["read", "write"])
+    _grant(patient, clinician, categories=["http://example.org|vital-signs"])
+    _grant(patient, clinician, purpose="CAREMGT")
+    # Never selected: another state, another time, another grantee, another patient.
+    _grant(patient, clinician, status=GrantStatus.REVOKED)
+    _grant(patient, clinician, status=GrantStatus.PENDING)
+    _grant(patient, clinician, not_before=now - timedelta(days=3), not_after=now - timedelta(days=2))
+    _grant(patient, clinician, not_before=now + timedelta(days=1), not_after=now + timedelta(days=2))
+    _grant(patient, other_clinician)
+    _grant(other_patient, clinician)
+    observation = _first_observation(patient)
+
+    located = stored_version_locate(
+        resource_type="Observation",
+        resource_id=observation.fhir_id,
+        extras=[_user_named(clinician), live_grants_of_expression(grantee=_user_named(clinician), at=now)],
+    )
+
+    assert located is not None
+    assert located.extras[0] == clinician.pk
+    for purpose in ("TREAT", "CAREMGT", "HRESCH"):
+        expected = live_grants(grantee_id=clinician.pk, patient_id=patient.pk, purpose=purpose, at=now)
+        assert sorted(grants_from_expression(located.extras[1], purpose=purpose)) == sorted(expected), purpose
+    assert len(grants_from_expression(located.extras[1], purpose="TREAT")) == 2
+
+
+def test_an_expression_naming_nobody_selects_no_grants(patient, clinician):
+    _grant(patient, clinician)
+    observation = _first_observation(patient)
+    nobody = RowExtra(sql="(SELECT u.id FROM accounts_user u WHERE u.username = %s)", params=("nobody",))
+
+    located = stored_version_locate(
+        resource_type="Observation",
+        resource_id=observation.fhir_id,
+        extras=[live_grants_of_expression(grantee=nobody, at=timezone.now())],
+    )
+
+    assert located is not None
+    assert grants_from_expression(located.extras[0], purpose="TREAT") == []
