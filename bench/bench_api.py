@@ -10,7 +10,8 @@ that ran seconds apart) and the median over rounds reported, so the machine's no
 - stock DRF read: a RetrieveAPIView with a ModelSerializer of the same resource row;
 - gated search returning 100 Observations of one patient, and its bare variant.
 
-BENCH_API_WORKERS and BENCH_API_THREADS set gunicorn's workers (default two per CPU) and threads (1).
+BENCH_API_WORKERS and BENCH_API_THREADS set gunicorn's workers (default two per CPU) and threads (1);
+BENCH_API_WORKER_CONNECTIONS the keep-alive connections a worker takes (default: its even share of 16).
 
 wrk comes from Debian (`apt-get install -y wrk`); without it these figures are skipped with a message.
 """
@@ -42,6 +43,12 @@ ROUNDS = 6
 GUNICORN_WORKERS = int(os.environ.get("BENCH_API_WORKERS", str(2 * (os.cpu_count() or 2))))
 # One thread per worker measured best here (less GIL contention with wrk and PostgreSQL on 2 cores).
 GUNICORN_THREADS = int(os.environ.get("BENCH_API_THREADS", "1"))
+# Each worker holds at most its share of the keep-alive connections. Left to race for them (gunicorn's
+# default, 1000 each), one worker could hold six of the sixteen and serve each at a sixth of its pace:
+# that worker's clients made the tail (p99 twice the median), not the requests themselves.
+WORKER_CONNECTIONS = int(
+    os.environ.get("BENCH_API_WORKER_CONNECTIONS", str(-(-CONNECTIONS // GUNICORN_WORKERS)))
+)
 # PostgreSQL group commit: a committing session waits this long (microseconds) for others to share its
 # WAL flush when at least COMMIT_SIBLINGS other transactions are open. Set per session, for the server only.
 COMMIT_DELAY_US = int(os.environ.get("BENCH_API_COMMIT_DELAY_US", "0"))
@@ -148,7 +155,7 @@ def _start_server(workdir: Path, port: int, database_url: str) -> subprocess.Pop
     command = [
         str(gunicorn), "bench.api_server:application", "--bind", f"127.0.0.1:{port}",
         "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS), "--worker-class", "gthread",
-        "--keep-alive", "30", "--log-level", "warning",
+        "--keep-alive", "30", "--log-level", "warning", "--worker-connections", str(WORKER_CONNECTIONS),
     ]  # fmt: skip
     log = (workdir / "gunicorn.log").open("wb")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -260,7 +267,8 @@ def run() -> list[Figure]:
         server.wait(timeout=30)
     gated, bare, stock = _merge(runs["gated"]), _merge(runs["bare"]), _merge(runs["stock"])
     search, bare_search = _merge(runs["search"]), _merge(runs["bare-search"])
-    print(f"   database: {durability}; gunicorn {GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads; "
+    print(f"   database: {durability}; gunicorn {GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads, "
+          f"at most {WORKER_CONNECTIONS} connections each; "
           f"wrk {WRK_THREADS} threads, {CONNECTIONS} connections, {ROUNDS} rounds x {DURATION_SECONDS} s per variant; "
           "medians over rounds, ratios within a round", flush=True)  # fmt: skip
     for name in variants:
