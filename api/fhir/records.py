@@ -65,7 +65,7 @@ def _served(body: bytes, version: int, updated_at: datetime, status: int = 200) 
 
 
 def _read(request: HttpRequest, resource_type: str, resource_id: str, version: int | None) -> HttpResponse:
-    """Read (or vread) through the gate in one statement: token, version, owner, keys and the caller's grants.
+    """Read (or vread) through the gate: one statement finds token, version, owner, keys and grants; one logs.
 
     The token is checked inside the statement that finds the resource (gate.DeferredCaller), and
     its verdict comes first all the same: a bad token gets 401 whether or not the resource exists,
