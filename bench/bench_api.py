@@ -46,9 +46,7 @@ GUNICORN_THREADS = int(os.environ.get("BENCH_API_THREADS", "1"))
 # Each worker holds at most its share of the keep-alive connections. Left to race for them (gunicorn's
 # default, 1000 each), one worker could hold six of the sixteen and serve each at a sixth of its pace:
 # that worker's clients made the tail (p99 twice the median), not the requests themselves.
-WORKER_CONNECTIONS = int(
-    os.environ.get("BENCH_API_WORKER_CONNECTIONS", str(-(-CONNECTIONS // GUNICORN_WORKERS)))
-)
+WORKER_CONNECTIONS = int(os.environ.get("BENCH_API_WORKER_CONNECTIONS", str(-(-CONNECTIONS // GUNICORN_WORKERS))))
 # PostgreSQL group commit: a committing session waits this long (microseconds) for others to share its
 # WAL flush when at least COMMIT_SIBLINGS other transactions are open. Set per session, for the server only.
 COMMIT_DELAY_US = int(os.environ.get("BENCH_API_COMMIT_DELAY_US", "0"))

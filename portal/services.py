@@ -23,6 +23,7 @@ from consent.models import Grant, GrantStatus
 from consent.services import grant_revoke
 from healthledger.errors import InvalidFHIR, OutcomeIssue
 from portal.models import LoginFailure
+from records.fhir.jsonio import DuplicateKey, dumps_exact, loads_exact
 from records.models import Patient
 from records.selectors import patient_for_user
 from records.services import IngestResult, fhir_ingest, patient_create, patient_erase
@@ -145,9 +146,12 @@ def ndjson_as_batch(payload: bytes) -> tuple[bytes, list[int]]:
         if not raw.strip():
             continue
         try:
-            resource = orjson.loads(raw)
+            resource = loads_exact(raw)
         except orjson.JSONDecodeError:
             problems.append(f"Line {number}: this line is not valid JSON.")
+            continue
+        except DuplicateKey as error:
+            problems.append(f"Line {number}: {str(error)[:1].upper()}{str(error)[1:]}.")
             continue
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             problems.append(f"Line {number}: this line is not a FHIR resource (no resourceType).")
@@ -163,7 +167,8 @@ def ndjson_as_batch(payload: bytes) -> tuple[bytes, list[int]]:
         raise ImportRejected("the file was not imported", problems[:200])
     if not entries:
         raise ImportRejected("the file was not imported", ["The file holds no resources."])
-    return orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries}), lines
+    # Decimals go on as they were written (1.50 stays 1.50), as the import of a Bundle keeps them.
+    return dumps_exact({"resourceType": "Bundle", "type": "batch", "entry": entries}), lines
 
 
 def _where_in_words(expression: str, lines: list[int] | None, kinds: dict[int, str]) -> str:

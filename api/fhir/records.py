@@ -38,6 +38,7 @@ from consent import gate, writes
 from healthledger.errors import DocumentTooLarge, InvalidFHIR, ResourceNotFound
 from records.fhir import canonical_json
 from records.fhir.index import patient_references
+from records.fhir.jsonio import DuplicateKey, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
 from records.models import Patient
 
@@ -193,9 +194,11 @@ def _body(request: HttpRequest) -> bytes:
 def _json_object(body: bytes) -> dict[str, Any]:
     """400 for a body that is not a JSON object with a resourceType (422 is for FHIR that fails validation)."""
     try:
-        data = orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
+        data = loads_exact(body.removeprefix(b"\xef\xbb\xbf"))
     except orjson.JSONDecodeError as exc:
         raise BadRequest("the body is not valid JSON", issue_code="structure") from exc
+    except DuplicateKey as exc:
+        raise BadRequest(f"the body is not valid FHIR JSON: {exc}", issue_code="structure") from exc
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise BadRequest("the body must be a FHIR resource: a JSON object with a resourceType", issue_code="structure")
     return data

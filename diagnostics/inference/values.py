@@ -173,7 +173,8 @@ def quantity_reader(units: Mapping[str, Conversion], unit_label: str) -> Callabl
         if type(quantity) is not dict:
             raise Unusable("it carries no quantity")
         number: Any = quantity.get("value")
-        if type(number) not in (int, float):  # a bool is not a measurement
+        # A bool is not a measurement; a float subclass is (a decimal parsed with its digits kept).
+        if not isinstance(number, int | float) or isinstance(number, bool):
             raise Unusable("its quantity has no number")
         if quantity.get("comparator") is not None:
             raise Unusable(f"its value is bounded ({quantity['comparator']}{number}), not measured")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 
-import orjson
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -20,6 +19,7 @@ from healthledger.errors import ResourceNotFound
 from portal import selectors
 from portal.plain import plain_resource, type_words
 from portal.views.common import clinician_page
+from records.fhir.jsonio import dumps_exact, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
 
 BROWSABLE_TYPES = ("Observation", "Condition", "MedicationRequest", "AllergyIntolerance", "Immunization", "Procedure")
@@ -86,11 +86,11 @@ def clinician_resource(
     body = gate.resource_read(
         caller=caller, patient=shared.patient, resource_type=resource_type, resource_id=resource_id
     )
-    resource = orjson.loads(body)
+    resource = loads_exact(body)
     context = {
         "shared": shared,
         "plain": plain_resource(resource),
-        "fhir_json": orjson.dumps(resource, option=orjson.OPT_INDENT_2).decode(),
+        "fhir_json": dumps_exact(resource, indent=True).decode(),
         "resource_type": resource_type,
         "nav": "clinician",
     }

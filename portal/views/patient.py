@@ -23,6 +23,7 @@ from portal.metrics import METRICS, METRICS_BY_SLUG
 from portal.plain import TIMELINE_BY_SLUG, TIMELINE_VIEWS, plain_resource, type_words
 from portal.services import ImportRejected, record_import
 from portal.views.common import own_caller, patient_page
+from records.fhir.jsonio import dumps_exact, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
 from records.models import Patient
 from records.selectors import resource_versions
@@ -109,14 +110,14 @@ def resource_detail(request: HttpRequest, patient: Patient, resource_type: str, 
         resource_id=resource_id,
         version=pinned,
     )
-    resource = orjson.loads(body)
+    resource = loads_exact(body)
     context = {
         "patient": patient,
         "nav": "record",
         "plain": plain_resource(resource),
         "resource_type": resource_type,
         "resource_id": resource_id,
-        "fhir_json": orjson.dumps(resource, option=orjson.OPT_INDENT_2).decode(),
+        "fhir_json": dumps_exact(resource, indent=True).decode(),
         "versions": resource_versions(patient=patient, resource_type=resource_type, resource_id=resource_id),
         "version": pinned,
         "type_words": type_words(resource_type),

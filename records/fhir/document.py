@@ -17,6 +17,7 @@ import orjson
 from django.conf import settings
 
 from healthledger.errors import DocumentTooLarge, InvalidFHIR, OutcomeIssue
+from records.fhir.jsonio import DuplicateKey, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
 from records.fhir.validation import (
     ResourceCheck,
@@ -68,10 +69,12 @@ def parse_document(payload: bytes) -> Document:
     if payload[:3] == b"\xef\xbb\xbf":
         payload = payload[3:]  # a UTF-8 byte order mark, as some Windows clients send: not part of the JSON
     try:
-        data = orjson.loads(payload)
+        data = loads_exact(payload)
     except orjson.JSONDecodeError as error:
         where = f" (line {error.lineno}, column {error.colno})"
         raise _rejected([OutcomeIssue(code="structure", diagnostics="the body is not valid JSON" + where)]) from None
+    except DuplicateKey as error:
+        raise _rejected([OutcomeIssue(code="structure", diagnostics=str(error))]) from None
     if type(data) is not dict:
         raise _rejected(
             [OutcomeIssue(code="structure", diagnostics="the document must be a JSON object: a resource or a Bundle")]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from healthledger.errors import InvalidFHIR, OutcomeIssue
+from records.fhir.jsonio import dumps_exact
 from records.fhir.validation import is_placeholder, references_at
 
 
@@ -81,6 +80,7 @@ def canonical_json(resource: dict[str, Any]) -> bytes:
     """The deterministic bytes stored (encrypted) and served unchanged: sorted keys, no whitespace.
 
     The same resource always gives the same bytes, whatever key order it arrived in,
-    so a content hash over them detects a re-import that changed nothing.
+    so a content hash over them detects a re-import that changed nothing. Decimals are written
+    as they came (records.fhir.jsonio): 1.50 stays 1.50.
     """
-    return orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+    return dumps_exact(resource, sort_keys=True)

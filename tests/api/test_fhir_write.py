@@ -192,3 +192,65 @@ def test_a_clinician_cannot_post_a_transaction(api, clinician, token_for, patien
 
     assert response.status_code == 403
     assert not Resource.objects.filter(patient=patient).exists()
+
+
+def _with_decimals(patient_id: str) -> bytes:
+    # Written by hand: serializing a dict would already have turned 1.50 into 1.5.
+    body = orjson.dumps(_heart_rate(patient_id)).decode()
+    body = body.replace('"value":72', '"value":1.50').replace(
+        '"effectiveDateTime"', '"referenceRange":[{"low":{"value":0.010},"high":{"value":2.50E+1}}],"effectiveDateTime"'
+    )
+    return body.encode()
+
+
+def test_a_created_resource_keeps_its_decimals_digit_for_digit(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+
+    created = api.post(
+        "/fhir/Observation", _with_decimals(_patient_id(alice_record)), content_type=FHIR, **bearer(token)
+    )
+    assert created.status_code == 201
+    read = api.get(created["Location"].rsplit("/_history/", 1)[0], **bearer(token))
+
+    assert read.status_code == 200
+    for digits in (b'"value":1.50', b'"value":0.010', b'"value":2.50E+1'):
+        assert digits in created.content
+        assert digits in read.content
+
+
+def test_a_transaction_keeps_its_entries_decimals(api, patient_user, token_for, patient):
+    token = token_for(patient_user)
+    bundle = generate_patient_bundle(11, years=1)
+    observation = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
+    observation["resource"]["valueQuantity"] = {"value": 421337, "unit": "mg"}
+    payload = orjson.dumps(bundle).replace(b'"value":421337', b'"value":98.60')
+
+    response = api.post("/fhir", payload, content_type=FHIR, **bearer(token))
+
+    assert response.status_code == 200
+    found = api.get("/fhir/Observation?_count=1000", **bearer(token))
+    assert found.status_code == 200
+    assert found.content.count(b'"value":98.60') == 1  # served as stored, digit for digit
+
+
+@pytest.mark.parametrize("url", ["/fhir/Observation", "/fhir"])
+def test_a_property_named_twice_is_400_and_nothing_is_stored(api, patient_user, token_for, alice_record, url):
+    token = token_for(patient_user)
+    body = orjson.dumps(_heart_rate(_patient_id(alice_record))).replace(
+        b'"status":"final"', b'"status":"final","status":"final"'
+    )
+    if url == "/fhir":
+        body = (
+            b'{"resourceType":"Bundle","type":"transaction","entry":[{"resource":'
+            + body
+            + b',"request":{"method":"POST","url":"Observation"}}]}'
+        )
+    before = ResourceVersion.objects.count()
+
+    response = api.post(url, body, content_type=FHIR, **bearer(token))
+
+    assert response.status_code == 400
+    outcome = orjson.loads(response.content)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "status" in outcome["issue"][0]["diagnostics"]
+    assert ResourceVersion.objects.count() == before

@@ -71,7 +71,8 @@ def test_a_missing_resource_looks_the_token_up_on_its_own_and_logs_nothing(api, 
     assert status == 404
     assert len(statements) == 2, statements
     assert "records_resourceversion" in statements[0]
-    assert "token_checksum" in statements[1] and "records_resourceversion" not in statements[1]
+    assert "token_checksum" in statements[1]
+    assert "records_resourceversion" not in statements[1]
     assert not AccessLogEntry.objects.filter(action="records.read").exists()
 
 
@@ -86,6 +87,7 @@ def test_a_bad_token_is_401_whether_or_not_the_resource_exists_and_nothing_is_lo
     status, statements = _statements(api, url, "not-a-token")
 
     assert status == 401
+    assert len(statements) == 2, statements  # the read's statement, then the token's own lookup
     assert not AccessLogEntry.objects.filter(action="records.read").exists()
 
 

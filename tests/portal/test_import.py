@@ -118,6 +118,22 @@ def test_an_ndjson_problem_names_its_line(alice, patient) -> None:
     assert "Line 3 (Observation), field status: Code is outside the REQUIRED value set" in body
 
 
+def test_an_ndjson_line_keeps_its_decimals_and_one_naming_a_property_twice_is_refused(alice, patient) -> None:
+    weight = b'{"resourceType":"Observation","id":"w1","status":"final","code":{"text":"Body weight"},'
+    weight += b'"effectiveDateTime":"2024-01-02","valueQuantity":{"value":70.50,"unit":"kg"}}'
+    twice = b'{"resourceType":"Observation","id":"w2","status":"final","status":"final","code":{"text":"x"}}'
+
+    refused = _upload(alice, "export.ndjson", weight + b"\n" + twice + b"\n").content.decode()
+    assert "Line 2: The property &#x27;status&#x27; appears twice in one object." in refused
+    assert not Resource.objects.filter(patient=patient).exists()
+
+    assert "1 new, 0 updated" in _upload(alice, "export.ndjson", weight + b"\n").content.decode()
+    stored = Resource.objects.get(patient=patient, resource_type="Observation")
+    page = alice.get(f"/record/Observation/{stored.fhir_id}/")
+    assert page.status_code == 200
+    assert "70.50" in page.content.decode()  # the FHIR JSON shown is the one stored, digit for digit
+
+
 def test_a_file_over_the_limit_is_refused_with_413(alice, patient, settings) -> None:
     settings.FHIR_MAX_DOCUMENT_BYTES = 2048
 
