@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, QuerySet, Window
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from healthledger.errors import ResourceNotFound
@@ -243,18 +243,44 @@ def stored_versions_by_ids(resource_pks: Sequence[int]) -> list[StoredVersion]:
 def stored_page(*, matching: QuerySet[Resource], limit: int, offset: int) -> tuple[list[StoredVersion], int]:
     """One page of `matching` in storage order as sealed current versions, and how many match in all.
 
-    One statement: the total is a window count over the matches, taken before the page is cut.
-    Only a page past the end (no row to carry the count) costs a second query, for the count alone.
+    One statement: the total is a scalar count over the matches beside the page, so the wide rows
+    (each carries its ciphertext) are only the page's; prepared on PostgreSQL, like the read's, so
+    a search is not planned afresh each time. Only a page past the end (no row to carry the count)
+    costs a second query, for the count alone.
     """
-    rows = list(
-        ResourceVersion.objects.filter(resource__in=matching.values("pk"), version=F("resource__current_version"))
-        .annotate(matched=Window(Count("pk")))
-        .order_by("resource_id")
-        .values_list("matched", *_STORED_FIELDS)[offset : offset + limit]
-    )
+    matches, params = matching.values("pk").query.sql_with_params()
+    with prepared_cursor() as cursor:
+        cursor.execute(_page_sql(matches), [*params, *params, limit, offset])
+        rows = cursor.fetchall()
     if not rows:
         return [], (matching.count() if offset else 0)
-    return [_stored(row[1:]) for row in rows], int(rows[0][0])
+    return [_stored_raw(row[1:]) for row in rows], int(rows[0][0])
+
+
+def _page_sql(matches: str) -> str:
+    quote = connection.ops.quote_name
+    version, resource, patient = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
+    return (
+        f"SELECT (SELECT COUNT(*) FROM ({matches}) m), r.patient_id, r.resource_type, r.fhir_id,"  # noqa: S608
+        " v.version, v.ciphertext, v.wrapped_data_key, p.wrapped_key, p.master_key_id"
+        f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id AND v.version = r.current_version"
+        f" JOIN {patient} p ON p.id = r.patient_id WHERE r.id IN ({matches}) ORDER BY r.id LIMIT %s OFFSET %s"
+    )
+
+
+def _stored_raw(row: Sequence[Any]) -> StoredVersion:
+    """A StoredVersion from a raw row: patient id, type, id, version, ciphertext, data key, patient key, key id."""
+    patient_id, resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id = row
+    return StoredVersion(
+        patient_id=patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)),
+        resource_type=resource_type,
+        fhir_id=fhir_id,
+        version=int(number),
+        ciphertext=bytes(ciphertext),
+        wrapped_data_key=bytes(wrapped_data_key),
+        wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
+        master_key_id=key_id,
+    )
 
 
 def resource_search_stored(
@@ -377,14 +403,5 @@ def stored_version_locate(
         at = parse_datetime(at)
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    stored = StoredVersion(
-        patient_id=patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)),
-        resource_type=rtype,
-        fhir_id=fhir_id,
-        version=int(number),
-        ciphertext=bytes(ciphertext),
-        wrapped_data_key=bytes(wrapped_data_key),
-        wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
-        master_key_id=key_id,
-    )
+    stored = _stored_raw((patient_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id))
     return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at, extras=tuple(row[10:]))
