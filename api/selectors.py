@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit.models import AccessLogEntry
 from consent.models import Grant
+from healthledger.lib.db import prepared_cursor
 from records.models import Patient, Resource, ResourceVersion
 
 
@@ -29,7 +30,7 @@ class Located:
     updated_at: datetime
 
 
-_SQL: dict[tuple[str, bool], str] = {}
+_SQL: dict[tuple[str, bool | str], str] = {}
 
 
 def _locate_sql(pinned: bool) -> str:
@@ -85,15 +86,31 @@ def resource_locate(*, resource_type: str, resource_id: str, version: int | None
 
 
 def patient_by_fhir_id(*, fhir_id: str) -> Patient | None:
-    """The record whose FHIR Patient has this server id (or, for a record without one, whose own id it is)."""
-    found = Patient.objects.filter(fhir_id=fhir_id).only("id", "user_id").first()
-    if found is None:
-        try:
-            pk = uuid.UUID(fhir_id)
-        except ValueError:
-            return None
-        found = Patient.objects.filter(pk=pk, fhir_id="").only("id", "user_id").first()
-    return found
+    """The record whose FHIR Patient has this server id (or, for a record without one, whose own id it is).
+
+    Every search that names its patient asks this first: one prepared statement, not the ORM.
+    """
+    with prepared_cursor() as cursor:
+        cursor.execute(_patient_sql(), [fhir_id])
+        row = cursor.fetchone()
+    if row is not None:
+        return _patient(row[0], row[1])
+    try:
+        pk = uuid.UUID(fhir_id)
+    except ValueError:
+        return None
+    return Patient.objects.filter(pk=pk, fhir_id="").only("id", "user_id").first()
+
+
+def _patient_sql() -> str:
+    sql = _SQL.get((connection.vendor, "patient"))
+    if sql is None:
+        table = connection.ops.quote_name(Patient._meta.db_table)
+        # The `<> ''` lets a prepared (generic) plan use the partial unique index on fhir_id.
+        sql = _SQL[(connection.vendor, "patient")] = (
+            f"SELECT id, user_id FROM {table} WHERE fhir_id = %s AND fhir_id <> ''"  # noqa: S608 (model table)
+        )
+    return sql
 
 
 def patient_of_user(*, user_id: int) -> Patient | None:
