@@ -24,9 +24,9 @@ from consent.pdp import (
     Decision,
     GrantRow,
     decide,
+    grantee_id_expression,
     grants_from_expression,
     live_grants_expression,
-    live_grants_of_expression,
 )
 from consent.purposes import Action, Purpose
 from healthledger.errors import IntegrityFailure, KeyDestroyed, ResourceNotFound
@@ -217,23 +217,22 @@ def resource_read_by_id(
     ResourceNotFound; only the deny is logged (a missing one names no patient).
     """
     now = timezone.now()
-    extras: tuple[RowExtra, ...] = ()
+    identity: tuple[RowExtra, ...]
     if isinstance(caller, DeferredCaller):
-        extras = (caller.identity, live_grants_of_expression(grantee=caller.actor_id, at=now))
-    elif caller.actor is not None and caller.purpose != Purpose.ETREAT:  # break-glass needs no grant
-        extras = (live_grants_expression(grantee_id=caller.actor.pk, purpose=caller.purpose, at=now),)
+        identity, grantee = (caller.identity,), caller.actor_id
+    else:  # an anonymous caller has no grants (and is denied before they are looked at)
+        identity, grantee = (), grantee_id_expression(caller.actor.pk if caller.actor is not None else None)
     located = stored_version_locate(
-        resource_type=resource_type, resource_id=resource_id, version=version, extras=extras
+        resource_type=resource_type,
+        resource_id=resource_id,
+        version=version,
+        extras=(*identity, live_grants_expression(grantee=grantee, at=now)),
     )
-    grants: list[GrantRow] | None = None
     if isinstance(caller, DeferredCaller):
         caller = caller.resolve(located.extras[0] if located is not None else None)
-        if located is not None:
-            grants = grants_from_expression(located.extras[1], purpose=caller.purpose)
-    elif extras:
-        grants = grants_from_expression(located.extras[0]) if located is not None else None
     if located is None:
         raise ResourceNotFound("resource not found")
+    grants = grants_from_expression(located.extras[-1], purpose=caller.purpose)
     patient = Patient.from_db(connection.alias, ["id", "user_id"], [located.stored.patient_id, located.patient_user_id])
     asked = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version is not None else "")
     decision = _decide(caller, patient, action, [resource_type], at=now, grants=grants)

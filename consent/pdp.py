@@ -85,8 +85,7 @@ _LIVE_WHERE = (
     " AND g.not_before <= %s AND g.not_after > %s"
 )
 _LIVE_SQL: dict[str, str] = {}
-_LIVE_EXPRESSION: dict[str, str] = {}
-_LIVE_OF_EXPRESSION: dict[tuple[str, str], str] = {}
+_LIVE_EXPRESSION: dict[tuple[str, str], str] = {}
 
 
 def _grant_table() -> str:
@@ -129,62 +128,51 @@ def live_grants(*, grantee_id: int, patient_id: object, purpose: str, at: dateti
     return [(gid, _json(types), _json(actions), _json(categories)) for gid, types, actions, categories in rows]
 
 
-def live_grants_expression(*, grantee_id: int, purpose: str, at: datetime) -> RowExtra:
-    """live_grants as one scalar JSON expression about a located row's patient (`p`), for the same statement.
+def live_grants_expression(*, grantee: RowExtra, at: datetime) -> RowExtra:
+    """The live grants, for every purpose, of the user `grantee` names, on a located row's patient (`p`).
 
-    A read by type and id learns the patient only from the row it finds; asking for the grants
-    inside that statement saves the decision its own round trip. Parse with grants_from_expression.
-    """
-    sql = _LIVE_EXPRESSION.get(connection.vendor)
-    if sql is None:
-        where = _LIVE_WHERE.format(patient="p.id")
-        sql = _LIVE_EXPRESSION[connection.vendor] = _grants_json(where, with_purpose=False)
-    before, after = _live_params(grantee_id, purpose, at)
-    return RowExtra(sql=sql, params=(*before, *after))
-
-
-def live_grants_of_expression(*, grantee: RowExtra, at: datetime) -> RowExtra:
-    """The live grants, for every purpose, of the user `grantee` names on a located row's patient (`p`).
-
-    For a read whose caller is identified by the same statement (the API's bearer token): the
-    grantee is itself an expression (the token's user), and the purpose is known only once the
-    token is, so each grant carries its purpose and grants_from_expression(purpose=...) picks.
+    live_grants as one scalar JSON expression for the statement that locates a row: a read by
+    type and id learns the patient only from the row it finds, and asking for the grants inside
+    that statement saves the decision its own round trip. `grantee` is an expression too: a user
+    id (`%s`), or the API's bearer token's user, when the caller is known only once that same
+    statement has run; so each grant carries its purpose and grants_from_expression picks.
     """
     key = (connection.vendor, grantee.sql)
-    sql = _LIVE_OF_EXPRESSION.get(key)
+    sql = _LIVE_EXPRESSION.get(key)
     if sql is None:
         where = (
             f"g.grantee_id = {grantee.sql} AND g.patient_id = p.id AND g.status = %s"
             " AND g.not_before <= %s AND g.not_after > %s"
         )
-        sql = _LIVE_OF_EXPRESSION[key] = _grants_json(where, with_purpose=True)
+        sql = _LIVE_EXPRESSION[key] = _grants_json(where)
     when = connection.ops.adapt_datetimefield_value(at)
     return RowExtra(sql=sql, params=(*grantee.params, GrantStatus.RECORDED.value, when, when))
 
 
-def _grants_json(where: str, *, with_purpose: bool) -> str:
-    purpose = ", g.purpose" if with_purpose else ""
+def grantee_id_expression(user_id: int | None) -> RowExtra:
+    """A known user as the `grantee` of live_grants_expression (None: nobody, no grants)."""
+    return RowExtra(sql="%s", params=(user_id,))
+
+
+def _grants_json(where: str) -> str:
     if connection.vendor == "postgresql":
-        rows = f"json_agg(json_build_array(g.id, g.resource_types, g.actions, g.categories{purpose}))::text"
+        rows = "json_agg(json_build_array(g.id, g.resource_types, g.actions, g.categories, g.purpose))::text"
     else:
         rows = (
-            f"json_group_array(json_array(g.id, json(g.resource_types), json(g.actions), json(g.categories){purpose}))"
+            "json_group_array(json_array(g.id, json(g.resource_types), json(g.actions), json(g.categories), g.purpose))"
         )
     return f"(SELECT {rows} FROM {_grant_table()} g WHERE {where})"  # noqa: S608
 
 
-def grants_from_expression(value: object, *, purpose: str | None = None) -> list[GrantRow]:
-    """The rows of a live grants expression's value (NULL or "[]" when there are none).
-
-    `purpose` keeps only the grants for it, from a live_grants_of_expression (whose rows carry it).
-    """
+def grants_from_expression(value: object, *, purpose: str) -> list[GrantRow]:
+    """The grants for `purpose` in a live_grants_expression's value (NULL or "[]" when there are none)."""
     if value is None:
         return []
     rows = orjson.loads(value) if isinstance(value, str | bytes) else value
     return [
-        (str(row[0]), list(row[1]), list(row[2]), list(row[3]))
-        for row in rows  # type: ignore[union-attr]
-        if purpose is None or row[4] == purpose
+        (str(gid), list(types), list(actions), list(categories))
+        for gid, types, actions, categories, granted_for in rows  # type: ignore[union-attr]
+        if granted_for == purpose
     ]
 
 

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from consent.models import Grant, GrantStatus
-from consent.pdp import grants_from_expression, live_grants, live_grants_expression, live_grants_of_expression
+from consent.pdp import grantee_id_expression, grants_from_expression, live_grants, live_grants_expression
 from records.demo import generate_patient_bundle
 from records.models import Resource
 from records.selectors import RowExtra, stored_version_locate
@@ -71,10 +71,10 @@ def test_the_in_statement_grants_are_exactly_the_decisions_grants(patient, other
     located = stored_version_locate(
         resource_type="Observation",
         resource_id=observation.fhir_id,
-        extras=[live_grants_expression(grantee_id=clinician.pk, purpose="TREAT", at=now)],
+        extras=[live_grants_expression(grantee=grantee_id_expression(clinician.pk), at=now)],
     )
     assert located is not None
-    found = grants_from_expression(located.extras[0])
+    found = grants_from_expression(located.extras[0], purpose="TREAT")
     assert sorted(found) == sorted(expected)
     assert {row[0] for row in found} == {wide.pk, narrow.pk}
     by_id = {row[0]: row for row in found}
@@ -87,11 +87,11 @@ def test_no_live_grant_gives_an_empty_list_and_the_row_still_comes_back(patient,
     located = stored_version_locate(
         resource_type="Observation",
         resource_id=observation.fhir_id,
-        extras=[live_grants_expression(grantee_id=clinician.pk, purpose="TREAT", at=timezone.now())],
+        extras=[live_grants_expression(grantee=grantee_id_expression(clinician.pk), at=timezone.now())],
     )
     assert located is not None
     assert located.stored.fhir_id == observation.fhir_id
-    assert grants_from_expression(located.extras[0]) == []
+    assert grants_from_expression(located.extras[0], purpose="TREAT") == []
 
 
 def test_without_an_expression_the_row_carries_nothing_extra(patient):
@@ -125,7 +125,7 @@ def test_grants_of_a_grantee_named_by_an_expression_are_the_decisions_grants_for
     located = stored_version_locate(
         resource_type="Observation",
         resource_id=observation.fhir_id,
-        extras=[_user_named(clinician), live_grants_of_expression(grantee=_user_named(clinician), at=now)],
+        extras=[_user_named(clinician), live_grants_expression(grantee=_user_named(clinician), at=now)],
     )
 
     assert located is not None
@@ -144,7 +144,7 @@ def test_an_expression_naming_nobody_selects_no_grants(patient, clinician):
     located = stored_version_locate(
         resource_type="Observation",
         resource_id=observation.fhir_id,
-        extras=[live_grants_of_expression(grantee=nobody, at=timezone.now())],
+        extras=[live_grants_expression(grantee=nobody, at=timezone.now())],
     )
 
     assert located is not None
