@@ -72,7 +72,13 @@ def loads_exact(payload: bytes | str) -> Any:
     to the duplicate check.
     """
     orjson.loads(payload)
-    return json.loads(payload, parse_float=FhirDecimal, parse_int=_integer, object_pairs_hook=_object)
+    try:
+        return json.loads(payload, parse_float=FhirDecimal, parse_int=_integer, object_pairs_hook=_object)
+    except RecursionError:
+        # Nesting orjson allows (up to 1,024) but the recursive parser cannot follow from where it was
+        # called: refused as orjson refuses deeper documents. Nothing real nests this deep.
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+        raise orjson.JSONDecodeError("depth limit exceeded", text, 0) from None
 
 
 def _text(value: object) -> orjson.Fragment:

@@ -254,3 +254,15 @@ def test_a_property_named_twice_is_400_and_nothing_is_stored(api, patient_user, 
     assert outcome["resourceType"] == "OperationOutcome"
     assert "status" in outcome["issue"][0]["diagnostics"]
     assert ResourceVersion.objects.count() == before
+
+
+@pytest.mark.parametrize("depth", [40, 1000, 2000])
+@pytest.mark.parametrize("url", ["/fhir/Observation", "/fhir"])
+def test_a_deeply_nested_body_is_a_client_error_never_a_server_error(api, patient_user, token_for, patient, url, depth):
+    body = b'{"resourceType":"Observation","extension":' + b"[" * depth + b"]" * depth + b"}"
+
+    response = api.post(url, body, content_type=FHIR, **bearer(token_for(patient_user)))
+
+    assert response.status_code in (400, 422)
+    assert orjson.loads(response.content)["resourceType"] == "OperationOutcome"
+    assert not ResourceVersion.objects.exists()

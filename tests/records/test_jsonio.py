@@ -54,6 +54,17 @@ def test_what_strict_json_refuses_is_refused(payload: bytes) -> None:
         loads_exact(payload)
 
 
+@pytest.mark.parametrize("depth", [990, 1000, 1024, 1025, 5000])
+def test_deep_nesting_is_a_decode_error_never_a_recursion_error(depth: int) -> None:
+    payload = (b'{"a":' * depth) + b"1" + (b"}" * depth)
+
+    try:
+        parsed = loads_exact(payload)
+    except orjson.JSONDecodeError:
+        return
+    assert set(parsed) == {"a"}  # parsed whole; the intake's depth check (FHIR_MAX_DEPTH) refuses it next
+
+
 def test_a_fhir_decimal_behaves_as_its_float_and_survives_pickling() -> None:
     value = FhirDecimal("1.50")
 
