@@ -30,7 +30,8 @@ class Located:
     updated_at: datetime
 
 
-_SQL: dict[tuple[str, bool | str], str] = {}
+_SQL: dict[tuple[str, bool], str] = {}
+_PATIENT_SQL: dict[str, str] = {}
 
 
 def _locate_sql(pinned: bool) -> str:
@@ -103,13 +104,11 @@ def patient_by_fhir_id(*, fhir_id: str) -> Patient | None:
 
 
 def _patient_sql() -> str:
-    sql = _SQL.get((connection.vendor, "patient"))
+    sql = _PATIENT_SQL.get(connection.vendor)
     if sql is None:
         table = connection.ops.quote_name(Patient._meta.db_table)
         # The `<> ''` lets a prepared (generic) plan use the partial unique index on fhir_id.
-        sql = _SQL[(connection.vendor, "patient")] = (
-            f"SELECT id, user_id FROM {table} WHERE fhir_id = %s AND fhir_id <> ''"  # noqa: S608 (model table)
-        )
+        sql = _PATIENT_SQL[connection.vendor] = f"SELECT id, user_id FROM {table} WHERE fhir_id = %s AND fhir_id <> ''"  # noqa: S608 (model table)
     return sql
 
 

@@ -53,8 +53,19 @@ class StoredVersion:
         return f"{self.resource_type}/{self.fhir_id}/_history/{self.version}"
 
 
-def _stored(row: tuple[object, ...]) -> StoredVersion:
-    return StoredVersion(*row)  # type: ignore[arg-type]
+def _stored(row: Sequence[Any]) -> StoredVersion:
+    """A StoredVersion from a row of _STORED_FIELDS, from the ORM or a raw cursor (either driver's types)."""
+    patient_id, resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id = row
+    return StoredVersion(
+        patient_id=patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)),
+        resource_type=resource_type,
+        fhir_id=fhir_id,
+        version=int(number),
+        ciphertext=bytes(ciphertext),
+        wrapped_data_key=bytes(wrapped_data_key),
+        wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
+        master_key_id=key_id,
+    )
 
 
 def _stored_version_sql(*, pinned: bool) -> str:
@@ -254,7 +265,7 @@ def stored_page(*, matching: QuerySet[Resource], limit: int, offset: int) -> tup
         rows = cursor.fetchall()
     if not rows:
         return [], (matching.count() if offset else 0)
-    return [_stored_raw(row[1:]) for row in rows], int(rows[0][0])
+    return [_stored(row[1:]) for row in rows], int(rows[0][0])
 
 
 def _page_sql(matches: str) -> str:
@@ -265,21 +276,6 @@ def _page_sql(matches: str) -> str:
         " v.version, v.ciphertext, v.wrapped_data_key, p.wrapped_key, p.master_key_id"
         f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id AND v.version = r.current_version"
         f" JOIN {patient} p ON p.id = r.patient_id WHERE r.id IN ({matches}) ORDER BY r.id LIMIT %s OFFSET %s"
-    )
-
-
-def _stored_raw(row: Sequence[Any]) -> StoredVersion:
-    """A StoredVersion from a raw row: patient id, type, id, version, ciphertext, data key, patient key, key id."""
-    patient_id, resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id = row
-    return StoredVersion(
-        patient_id=patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)),
-        resource_type=resource_type,
-        fhir_id=fhir_id,
-        version=int(number),
-        ciphertext=bytes(ciphertext),
-        wrapped_data_key=bytes(wrapped_data_key),
-        wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
-        master_key_id=key_id,
     )
 
 
@@ -403,5 +399,5 @@ def stored_version_locate(
         at = parse_datetime(at)
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    stored = _stored_raw((patient_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id))
+    stored = _stored((patient_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id))
     return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at, extras=tuple(row[10:]))
