@@ -31,3 +31,28 @@ class User(AbstractUser):
     @property
     def is_clinician(self) -> bool:
         return self.role == Role.CLINICIAN
+
+
+class Notification(models.Model):
+    """Something a user must be told at once (a break-glass read of their record ...), shown where they sign in.
+
+    The text names no health data: it may also be sent by e-mail, which says only that there is
+    something to see and where to sign in.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    # A dotted code, like the access log's actions: "consent.break-glass".
+    kind = models.CharField(max_length=64)
+    text = models.TextField()
+    # A path on this site where the user sees more, after signing in.
+    link = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    # Set by the e-mail task once sent, so a second delivery of its message sends nothing.
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"], name="accounts_notification_user")]
+
+    def __str__(self) -> str:
+        return f"notification {self.pk} {self.kind}"

@@ -2,15 +2,20 @@
 
 The row is the database's mirror of what the ConsentRegistry contract records. The
 policy decision point reads only these rows (never the chain) on the request path.
+
+Break-glass episodes: one clinician's emergency access to one patient's record, for a bounded
+window, which the patient is told of and a data steward reviews.
 """
 
 from __future__ import annotations
+
+import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from consent.purposes import Purpose
+from consent.purposes import BreakGlassCode, Purpose
 
 
 class GrantStatus(models.TextChoices):
@@ -82,3 +87,53 @@ class Grant(models.Model):
             if now < self.not_before:  # type: ignore[operator]
                 return "not yet valid"
         return self.status
+
+
+class BreakGlassEpisode(models.Model):
+    """One clinician's break-glass access to one patient, from the first such read until `expires_at`.
+
+    Opened by the first break-glass read (consent.break_glass.break_glass_admit); every read in
+    the window belongs to it (the access log holds each one, flagged). A steward reviews each.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="break_glass_episodes"
+    )
+    patient = models.ForeignKey("records.Patient", on_delete=models.PROTECT, related_name="break_glass_episodes")
+    code = models.CharField(max_length=32, choices=BreakGlassCode.choices)
+    # The free text the opening request gave; each later read's own text is in its access-log entry.
+    reason = models.TextField()
+    opened_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="break_glass_reviews",
+    )
+    review_note = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            # The admission's two questions: an open episode on this patient, and how many patients today.
+            models.Index(fields=["clinician", "opened_at"], name="consent_bg_clinician_opened"),
+            # The steward's queue: unreviewed first, oldest first.
+            models.Index(fields=["reviewed_at", "opened_at"], name="consent_bg_review_queue"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(opened_at__lt=models.F("expires_at")), name="consent_bg_window_valid"),
+            models.CheckConstraint(
+                condition=Q(code__in=[c.value for c in BreakGlassCode]), name="consent_bg_code_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(reviewed_at__isnull=True, reviewed_by__isnull=True)
+                | Q(reviewed_at__isnull=False, reviewed_by__isnull=False),
+                name="consent_bg_reviewed_by_iff_reviewed_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"break-glass {str(self.id)[:8]} {self.code}"
