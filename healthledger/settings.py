@@ -176,6 +176,8 @@ HEALTHLEDGER_MASTER_KEY = envstr("HEALTHLEDGER_MASTER_KEY")
 HEALTHLEDGER_INDEX_KEY = envstr("HEALTHLEDGER_INDEX_KEY")
 HEALTHLEDGER_AUDIT_KEY = envstr("HEALTHLEDGER_AUDIT_KEY")
 HEALTHLEDGER_PSEUDONYM_KEY = envstr("HEALTHLEDGER_PSEUDONYM_KEY")
+# Keys the stored form of session ids and seals TOTP seeds (healthledger/lib/account_secrets.py).
+HEALTHLEDGER_ACCOUNT_KEY = envstr("HEALTHLEDGER_ACCOUNT_KEY")
 if not DEBUG and not (HEALTHLEDGER_MASTER_KEY or envbool("HEALTHLEDGER_ALLOW_KEY_FILES", False)):
     raise ImproperlyConfigured(
         "HEALTHLEDGER_MASTER_KEY must be set when DJANGO_DEBUG is off "
@@ -249,6 +251,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Sessions in the database under a keyed hash of their id: a copy of the database opens no session.
+SESSION_ENGINE = "healthledger.sessions"
 SESSION_COOKIE_HTTPONLY = True
 # An idle timeout: the session ends SESSION_IDLE_SECONDS after the last request (every request renews it),
 # and with the browser.
