@@ -1,8 +1,11 @@
-"""The portal's own rows: failed sign-ins, counted to slow down password guessing."""
+"""The portal's own rows: failed sign-ins, counted to slow down password guessing; sealed TOTP seeds."""
 
 from __future__ import annotations
 
 from django.db import models
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from healthledger.lib.account_secrets import totp_seed_open
 
 
 class LoginFailure(models.Model):
@@ -21,3 +24,20 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"failed sign-in at {self.at:%Y-%m-%d %H:%M}"
+
+
+class SealedTOTPDevice(TOTPDevice):
+    """django-otp's TOTP device whose `key` column holds the seed sealed (healthledger.lib.account_secrets).
+
+    A proxy: same table, same verification and throttling code; only where the seed comes from
+    changes. Create devices through portal.services (totp_device_begin), which seals the seed, and
+    read them through this class: django-otp's own TOTPDevice cannot open a sealed seed.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "authenticator app"
+
+    @property
+    def bin_key(self) -> bytes:
+        return totp_seed_open(sealed=self.key, user_id=self.user_id)

@@ -8,6 +8,7 @@ sign-in bookkeeping (failed attempts, the optional TOTP device).
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,20 +16,22 @@ import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Role, User
 from accounts.services import user_create
 from consent.models import Grant, GrantStatus
 from consent.services import grant_revoke
 from healthledger.errors import InvalidFHIR, OutcomeIssue
-from portal.models import LoginFailure
+from healthledger.lib.account_secrets import totp_seed_seal
+from portal.models import LoginFailure, SealedTOTPDevice
 from records.fhir.jsonio import DuplicateKey, dumps_exact, loads_exact
 from records.models import Patient
 from records.selectors import patient_for_user
 from records.services import IngestResult, fhir_ingest, patient_create, patient_erase
 
 logger = logging.getLogger(__name__)
+
+TOTP_SEED_BYTES = 20  # RFC 4226's recommended 160 bits, django-otp's default
 
 
 # --- accounts -----------------------------------------------------------------------------------
@@ -85,21 +88,27 @@ def login_failures_clear(*, username: str, address: str | None) -> None:
 # --- TOTP second factor ----------------------------------------------------------------------------
 
 
-def totp_device_begin(*, user: User) -> TOTPDevice:
-    """An unconfirmed TOTP device to enrol (the same one until confirmed, so a reload keeps the QR code)."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+def totp_device_begin(*, user: User) -> SealedTOTPDevice:
+    """An unconfirmed TOTP device to enrol (the same one until confirmed, so a reload keeps the QR code).
+
+    Its seed is stored sealed under the account key: a copy of the database holds no usable second factor.
+    """
+    device = SealedTOTPDevice.objects.filter(user=user, confirmed=False).first()
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+        seed = secrets.token_bytes(TOTP_SEED_BYTES)
+        device = SealedTOTPDevice.objects.create(
+            user=user, name="Authenticator app", confirmed=False, key=totp_seed_seal(seed=seed, user_id=user.pk)
+        )
     return device
 
 
-def totp_device_confirm(*, user: User, token: str) -> TOTPDevice | None:
+def totp_device_confirm(*, user: User, token: str) -> SealedTOTPDevice | None:
     """Confirm the enrolling device with a code from the app; None when the code is wrong."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    device = SealedTOTPDevice.objects.filter(user=user, confirmed=False).first()
     if device is None or not device.verify_token(token):
         return None
     with transaction.atomic():
-        TOTPDevice.objects.filter(user=user, confirmed=True).delete()  # one authenticator at a time
+        SealedTOTPDevice.objects.filter(user=user, confirmed=True).delete()  # one authenticator at a time
         device.confirmed = True
         device.save(update_fields=["confirmed"])
     return device
@@ -107,12 +116,12 @@ def totp_device_confirm(*, user: User, token: str) -> TOTPDevice | None:
 
 def totp_devices_remove(*, user: User) -> int:
     """Turn the second factor off: every TOTP device of the user goes."""
-    removed, _ = TOTPDevice.objects.filter(user=user).delete()
+    removed, _ = SealedTOTPDevice.objects.filter(user=user).delete()
     return removed
 
 
-def totp_confirmed_device(*, user: User) -> TOTPDevice | None:
-    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+def totp_confirmed_device(*, user: User) -> SealedTOTPDevice | None:
+    return SealedTOTPDevice.objects.filter(user=user, confirmed=True).first()
 
 
 # --- import ---------------------------------------------------------------------------------------

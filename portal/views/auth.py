@@ -171,6 +171,6 @@ def security(request: HttpRequest) -> HttpResponse:
     if not context["enabled"] and (request.GET.get("setup") or action == "confirm"):
         device = totp_device_begin(user=user)
         context["qr_svg"] = _qr_svg(device.config_url)
-        context["secret"] = base64.b32encode(bytes.fromhex(device.key)).decode("ascii")
+        context["secret"] = base64.b32encode(device.bin_key).decode("ascii")
         context["form"] = TokenForm()
     return render(request, "portal/security.html", context, status=400 if context.get("confirm_failed") else 200)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import User
+from portal.models import SealedTOTPDevice as TOTPDevice
+from portal.services import totp_device_begin
 from records.models import Patient
 from tests.portal.conftest import PASSWORD, signed_in
 
@@ -16,6 +17,13 @@ pytestmark = pytest.mark.django_db
 
 def _code(device: TOTPDevice) -> str:
     return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+
+
+def _enrolled(user: User) -> TOTPDevice:
+    device = totp_device_begin(user=user)
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    return device
 
 
 def test_signing_up_creates_a_patient_with_an_empty_keyed_record_and_signs_them_in(db) -> None:  # type: ignore[no-untyped-def]
@@ -113,7 +121,7 @@ def test_turning_on_the_second_factor_shows_a_qr_code_and_needs_a_code_to_confir
 
 
 def test_with_a_second_factor_the_password_alone_does_not_sign_in(patient_user, patient) -> None:
-    device = TOTPDevice.objects.create(user=patient_user, name="app", confirmed=True)
+    device = _enrolled(patient_user)
     client = Client()
 
     response = client.post("/login/", {"username": "alice", "password": PASSWORD})
@@ -129,7 +137,7 @@ def test_with_a_second_factor_the_password_alone_does_not_sign_in(patient_user, 
 
 
 def test_a_session_signed_in_without_the_code_is_sent_back_to_sign_in(patient_user, patient) -> None:
-    TOTPDevice.objects.create(user=patient_user, name="app", confirmed=True)
+    _enrolled(patient_user)
     client = signed_in(patient_user)  # bypasses the portal's sign-in, as a stolen session cookie would
 
     response = client.get("/record/")
