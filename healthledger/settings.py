@@ -25,7 +25,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h for h in envstr("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin with a required second factor and throttled sign-in (portal/admin_site.py).
+    "portal.apps.HealthLedgerAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

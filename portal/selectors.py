@@ -42,6 +42,9 @@ ACTION_WORDS = {
     "records.erase": "Erased the record",
     "consent.grant.issue": "Granted access",
     "consent.grant.revoke": "Revoked access",
+    "accounts.admin.change": "An administrator changed your account",
+    "accounts.admin.password": "An administrator set a new password on your account",
+    "accounts.admin.second_factor.remove": "An administrator removed your authenticator app",
 }
 CATEGORY_WORDS = {
     "vital-signs": "Vital signs",

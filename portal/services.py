@@ -19,6 +19,8 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from accounts.services import user_create
+from audit.models import AccessLogEntry, Outcome
+from audit.services import LogEvent, access_log_append
 from consent.models import Grant, GrantStatus
 from consent.services import grant_revoke
 from healthledger.errors import InvalidFHIR, OutcomeIssue
@@ -56,6 +58,30 @@ def patient_record_ensure(*, user: User) -> Patient:
     """The patient's record, created empty for a patient account made elsewhere (the admin, a script)."""
     with transaction.atomic():
         return patient_for_user(user_id=user.pk) or patient_create(user=user)
+
+
+# --- what an administrator does to an account ----------------------------------------------------------
+
+ADMIN_CHANGE = "accounts.admin.change"
+ADMIN_PASSWORD = "accounts.admin.password"
+ADMIN_SECOND_FACTOR_REMOVE = "accounts.admin.second_factor.remove"
+ADMIN_ACTIONS = frozenset({ADMIN_CHANGE, ADMIN_PASSWORD, ADMIN_SECOND_FACTOR_REMOVE})
+
+
+def account_admin_change_log(*, admin: User, user: User, action: str) -> AccessLogEntry | None:
+    """Write an administrator's change to a patient's account to her access log, as the administrator's.
+
+    Call it inside the change's own transaction, so the change and its entry commit together: a
+    password set in the admin cannot let anyone sign in as the patient without her seeing who
+    did it. Accounts without a record (clinicians, staff) have no access log; None then.
+    """
+    if action not in ADMIN_ACTIONS:
+        raise ValueError(f"not an admin action code: {action!r}")
+    patient = patient_for_user(user_id=user.pk)
+    if patient is None:
+        return None
+    event = LogEvent(actor=f"user:{admin.pk}", action=action, outcome=Outcome.PERMIT, patient_ref=patient.pk)
+    return access_log_append(event=event)
 
 
 # --- sign-in throttling --------------------------------------------------------------------------------

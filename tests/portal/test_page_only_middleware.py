@@ -11,6 +11,8 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.test import Client
 
+from healthledger.lib.account_secrets import session_id_digest
+
 pytestmark = pytest.mark.django_db
 
 
@@ -24,14 +26,15 @@ def test_a_signed_in_session_is_no_credential_for_the_fhir_api(alice, alice_reco
 
 def test_an_api_response_sets_no_cookie_and_leaves_the_session_untouched(alice, alice_record) -> None:
     session_key = alice.cookies[settings.SESSION_COOKIE_NAME].value
-    expiry = Session.objects.get(session_key=session_key).expire_date
+    stored_key = session_id_digest(session_key)  # sessions are stored under a keyed hash of their id
+    expiry = Session.objects.get(session_key=stored_key).expire_date
 
     response = alice.get("/fhir/metadata")
 
     assert response.status_code == 200
     assert not response.cookies
     # Pages save the session on every request (the idle timeout); the API never does.
-    assert Session.objects.get(session_key=session_key).expire_date == expiry
+    assert Session.objects.get(session_key=stored_key).expire_date == expiry
     assert "Cookie" not in response.get("Vary", "")
 
 
