@@ -70,3 +70,27 @@ class ApiHeadersMiddleware:
         if request.path_info.startswith(self.api_prefixes):
             response.headers.setdefault("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)
         return response
+
+
+class NoStoreMiddleware:
+    """`Cache-Control: no-store` on every answer that can carry health data or account data.
+
+    That is everything under NO_STORE_PATH_PREFIXES (the FHIR and JSON APIs, OAuth, the admin)
+    and every page served to a signed-in user: no browser cache, shared proxy or back button
+    keeps a copy of a record after the session ends. Public pages (sign-in, the FHIR
+    CapabilityStatement to an anonymous client) keep whatever caching they chose; static
+    files never reach this middleware (WhiteNoise answers them first).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.prefixes = tuple(settings.NO_STORE_PATH_PREFIXES)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        signed_in = user is not None and user.is_authenticated
+        sensitive = request.path_info.startswith(self.prefixes) or signed_in
+        if sensitive and "no-store" not in response.headers.get("Cache-Control", ""):
+            response.headers["Cache-Control"] = "no-store"
+        return response

@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files straight from gunicorn (make run); right after SecurityMiddleware, as WhiteNoise documents.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Cache-Control: no-store on the APIs and on every page of a signed-in user (healthledger/middleware.py).
+    "healthledger.middleware.NoStoreMiddleware",
     # The middleware below marked PageOnly runs for browser pages and steps aside for API_PATH_PREFIXES,
     # where a bearer token is the only credential (healthledger/middleware.py).
     "healthledger.middleware.ApiHeadersMiddleware",
@@ -70,6 +72,8 @@ MIDDLEWARE = [
 # Token-authenticated APIs: no session, cookie or CSRF middleware runs for them. /api/ is not here:
 # its JSON endpoints also accept the portal's session.
 API_PATH_PREFIXES = ["/fhir"]
+# Answers under these never go to a cache (no-store); pages of a signed-in user never do either.
+NO_STORE_PATH_PREFIXES = ["/fhir", "/api/", "/oauth/", "/admin/"]
 
 ROOT_URLCONF = "healthledger.urls"
 WSGI_APPLICATION = "healthledger.wsgi.application"
