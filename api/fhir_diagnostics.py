@@ -13,6 +13,7 @@ from datetime import date
 import orjson
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+from django.utils import timezone
 
 from api.access import fhir_endpoint, gate_caller, scope_require
 from api.auth import TokenContext
@@ -52,8 +53,8 @@ def _as_of(request: HttpRequest) -> date | None:
         parsed = date.fromisoformat(value)
     except ValueError:
         raise BadRequest("as-of must be a date (YYYY-MM-DD)") from None
-    if parsed > date.today():
-        raise BadRequest("as-of cannot be in the future")
+    # Checked here too, before the model or the patient is looked up, so every caller hears the same.
+    services.as_of_check(parsed, today=timezone.now().date())
     return parsed
 
 

@@ -25,15 +25,21 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.views import RevokeTokenView, TokenView
 
 from api.models import TokenPurpose
-from consent.purposes import Purpose
+from consent.purposes import PURPOSE_SYSTEM, Purpose
 
 PURPOSE_PARAMETER = "purpose_of_use"
 PURPOSE_CODES = frozenset(p.value for p in Purpose)
 
 
 def purpose_code(value: str) -> str | None:
-    """The code of `TREAT` or `http://terminology.hl7.org/CodeSystem/v3-ActReason|TREAT`; None when unknown."""
-    code = value.strip().rsplit("|", 1)[-1]
+    """The code of `TREAT` or `http://terminology.hl7.org/CodeSystem/v3-ActReason|TREAT`; None otherwise.
+
+    Exactly one code: a list ("TREAT,ETREAT") or a code in another system's clothing ("TREAT|ETREAT")
+    is refused, never read as whichever code came last.
+    """
+    system, bar, code = value.strip().rpartition("|")
+    if bar and system != PURPOSE_SYSTEM:
+        return None
     return code if code in PURPOSE_CODES else None
 
 

@@ -2,7 +2,8 @@
 
 Domain errors (healthledger.errors) carry their status and issues; this module turns
 them into responses, adds the API's own errors (401, 403 for scopes, 405, 406, 415),
-and maps what Django and the database raise on bad input or a missing service.
+and maps what Django and the database raise on bad input or a missing service
+(api.handlers answers the same for errors raised outside a FHIR view).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import logging
 from dataclasses import dataclass, field
 
 import orjson
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import BadRequest as DjangoBadRequest
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 
 from healthledger.errors import HealthLedgerError, OutcomeIssue, ServiceUnavailable
 
@@ -105,6 +107,17 @@ def exception_response(exc: Exception) -> HttpResponse | None:
         return outcome_response(
             413, [OutcomeIssue(code="too-costly", diagnostics="the request body is larger than this server accepts")]
         )
+    if isinstance(exc, TooManyFieldsSent):
+        return outcome_response(
+            400, [OutcomeIssue(code="too-costly", diagnostics="the request has more parameters than this server takes")]
+        )
+    if isinstance(exc, SuspiciousOperation | DjangoBadRequest):
+        # An unknown Host, a malformed body ...: Django's own "bad request", said without echoing the input.
+        return outcome_response(400, [OutcomeIssue(code="invalid", diagnostics="the request could not be understood")])
+    if isinstance(exc, Http404):
+        return not_found_response()
+    if isinstance(exc, PermissionDenied):
+        return outcome_response(403, [OutcomeIssue(code="forbidden", diagnostics="this request is not allowed")])
     if isinstance(exc, OperationalError | InterfaceError):
         # The database is down or unreachable: not the client's fault, and worth a retry.
         logger.warning("database unavailable: %s", type(exc).__name__)

@@ -50,6 +50,9 @@ CHAIN_RETRY_BASE_SECONDS = 5
 CHAIN_RETRY_MAX_SECONDS = 300
 # Page size of one gated search of an input; a model needing more pages reads them all.
 INPUT_PAGE = 500
+# The earliest day a model may run as of: no record holds data older, and every lookback
+# (a few years at most) stays inside the calendar from there.
+AS_OF_EARLIEST = date(1900, 1, 1)
 
 
 class UnknownModel(HealthLedgerError):
@@ -116,6 +119,14 @@ def _log(job: DiagnosticJob, *, actor: str, action: str, outcome: str, **details
 # --- Request -------------------------------------------------------------------------------
 
 
+def as_of_check(as_of: date, *, today: date) -> None:
+    """InvalidJobRequest unless a model can run as of this day: from AS_OF_EARLIEST up to today."""
+    if as_of > today:
+        raise InvalidJobRequest("as-of cannot be in the future")
+    if as_of < AS_OF_EARLIEST:
+        raise InvalidJobRequest(f"as-of cannot be before {AS_OF_EARLIEST.isoformat()}")
+
+
 def diagnostic_job_request(
     *,
     requester: User,
@@ -134,6 +145,9 @@ def diagnostic_job_request(
     (diagnostic_jobs_enqueue, for batches).
     """
     spec = model_get(model_id).spec
+    today = timezone.now().date()
+    as_of = as_of or today
+    as_of_check(as_of, today=today)
     own = _owns(requester, patient)
     expected = Purpose.PATRQT.value if own else spec.purpose
     purpose = purpose or expected
@@ -175,7 +189,7 @@ def diagnostic_job_request(
             model_version_hash=spec.version_hash,
             purpose=purpose,
             grant_id=decision.grant_id or None,
-            as_of=as_of or timezone.now().date(),
+            as_of=as_of,
         )
         _log(
             job,

@@ -13,3 +13,10 @@ urlpatterns = [
     # The patient portal owns the site root; keep it last so every other prefix wins.
     path("", include("portal.urls")),
 ]
+
+# Under /fhir every error is an OperationOutcome, even one Django raises before a view runs;
+# elsewhere these render the portal's 400/403/404/500 pages.
+handler400 = "api.handlers.bad_request"
+handler403 = "api.handlers.permission_denied"
+handler404 = "api.handlers.page_not_found"
+handler500 = "api.handlers.server_error"

@@ -9,7 +9,7 @@ patient gets what a stranger gets: a 404 for a read, an empty searchset for a se
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -147,10 +147,13 @@ def audit_event_search(request: HttpRequest, context: TokenContext) -> HttpRespo
     named = params.patient_param(request.GET)
     if named is not None and named != fhir_id:
         entries = AccessLogEntry.objects.none()  # only one's own record: anyone else's looks like nobody's
-    if days.ge is not None:
-        entries = entries.filter(at__gte=datetime.combine(days.ge, time.min, tzinfo=UTC))
-    if days.le is not None:
-        entries = entries.filter(at__lt=datetime.combine(days.le + timedelta(days=1), time.min, tzinfo=UTC))
+    instants = days.instants()
+    if instants.empty:
+        entries = AccessLogEntry.objects.none()
+    if instants.ge is not None:
+        entries = entries.filter(at__gte=instants.ge)
+    if instants.lt is not None:
+        entries = entries.filter(at__lt=instants.lt)
     outcomes = [o for raw in request.GET.getlist("outcome") for o in raw.split(",")]
     if outcomes:
         by_code = {code: outcome for outcome, code in _OUTCOME.items()}

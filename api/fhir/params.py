@@ -5,6 +5,10 @@ index holds: a value is the range it covers (2024 is the whole year, 2024-03 the
 and the prefixes follow FHIR: eq inside the range, ge from its start, gt after its end,
 le up to its end, lt before its start. A value with a time is taken as its own day.
 `_lastUpdated` is server metadata kept in the clear, so it runs on instants.
+
+The calendar ends (0001-01-01, 9999-12-31T23:59:59.999999) are values like any other: "before
+the first day" matches nothing and "up to the last second" matches everything, instead of
+stepping past the end of Python's calendar. A control character in any parameter is a 400.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.http import QueryDict
 
@@ -33,12 +37,19 @@ _DATE = re.compile(
 )
 
 
+# C0 controls and DEL; tab, CR and LF mean nothing in a search either.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def bad(parameter: str, message: str) -> BadRequest:
     return BadRequest(f"search parameter {parameter}: {message}")
 
 
 def unknown_check(params: QueryDict, supported: frozenset[str]) -> None:
-    """400 naming every parameter this search does not support."""
+    """400 for what no search takes: a control character anywhere, or parameters this search does not support."""
+    for name, values in params.lists():
+        if _CONTROL.search(name) or any(_CONTROL.search(value) for value in values):
+            raise bad(_CONTROL.sub("?", name)[:64], "a control character is not allowed in a search")
     unknown = sorted({name for name in params if name not in supported | IGNORED | PAGING})
     if unknown:
         raise BadRequest(
@@ -75,23 +86,57 @@ def _day_range(parameter: str, value: str) -> tuple[date, date]:
         if found["day"] is None:
             return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
         day = date(year, month, int(found["day"]))
+        if found["hour"] is not None:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))  # the time must be a real one too (no 25:00)
     except ValueError as exc:
         raise bad(parameter, f"{value!r} is not a valid date") from exc
     return day, day
 
 
 @dataclass
+class InstantRange:
+    """A half-open range of instants [ge, lt); None is open, `nothing` says no instant can match."""
+
+    ge: datetime | None = None
+    lt: datetime | None = None
+    nothing: bool = False
+
+    def narrow(self, ge: datetime | None = None, lt: datetime | None = None) -> None:
+        if ge is not None and (self.ge is None or ge > self.ge):
+            self.ge = ge
+        if lt is not None and (self.lt is None or lt < self.lt):
+            self.lt = lt
+
+    @property
+    def empty(self) -> bool:
+        return self.nothing or (self.ge is not None and self.lt is not None and self.ge >= self.lt)
+
+
+@dataclass
 class DayRange:
-    """An inclusive range of calendar days; None is open."""
+    """An inclusive range of calendar days; None is open, `nothing` says no day can match."""
 
     ge: date | None = None
     le: date | None = None
+    nothing: bool = False
 
     def narrow(self, ge: date | None = None, le: date | None = None) -> None:
         if ge is not None and (self.ge is None or ge > self.ge):
             self.ge = ge
         if le is not None and (self.le is None or le < self.le):
             self.le = le
+
+    @property
+    def empty(self) -> bool:
+        return self.nothing or (self.ge is not None and self.le is not None and self.ge > self.le)
+
+    def instants(self) -> InstantRange:
+        """The same days as UTC instants; the last day of the calendar leaves the range open above."""
+        ge = datetime.combine(self.ge, time.min, tzinfo=UTC) if self.ge is not None else None
+        lt = None
+        if self.le is not None and self.le < date.max:
+            lt = datetime.combine(self.le + timedelta(days=1), time.min, tzinfo=UTC)
+        return InstantRange(ge=ge, lt=lt, nothing=self.empty)
 
 
 def day_range(parameter: str, values: list[str]) -> DayRange:
@@ -106,21 +151,40 @@ def day_range(parameter: str, values: list[str]) -> DayRange:
         elif prefix == "ge" or (prefix == "gt" and has_time):
             out.narrow(ge=first)
         elif prefix == "gt":
-            out.narrow(ge=last + timedelta(days=1))
+            if last == date.max:
+                out.nothing = True  # after the last day of the calendar
+            else:
+                out.narrow(ge=last + timedelta(days=1))
         elif prefix == "le" or (prefix == "lt" and has_time):
             out.narrow(le=last)
-        else:  # lt
+        elif first == date.min:  # lt the first day of the calendar
+            out.nothing = True
+        else:
             out.narrow(le=first - timedelta(days=1))
     return out
 
 
-def _instant_range(parameter: str, value: str) -> tuple[datetime, datetime]:
-    """The half-open range of instants a value covers (a day, a second, ...); UTC unless it says otherwise."""
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
+def _utc(instant: datetime) -> datetime:
+    # An offset can carry an instant at the calendar's ends past them (0001-01-01T00:00+01:00).
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        return _FIRST_INSTANT if instant.year == 1 else _LAST_INSTANT
+
+
+def _instant_range(parameter: str, value: str) -> tuple[datetime, datetime | None]:
+    """The half-open range of instants a value covers (a day, a second, ...), in UTC unless it says otherwise.
+
+    The end is None for a value that reaches the last instant of the calendar.
+    """
     found = _match(parameter, value)
     if found["hour"] is None:
         first, last = _day_range(parameter, value)
-        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        return start, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        return datetime.combine(first, time.min, tzinfo=UTC), DayRange(le=last).instants().lt
     text = value.replace("Z", "+00:00")
     try:
         instant = datetime.fromisoformat(text if found["tz"] else text + "+00:00")
@@ -132,25 +196,8 @@ def _instant_range(parameter: str, value: str) -> tuple[datetime, datetime]:
         step = timedelta(seconds=1)
     else:
         step = timedelta(minutes=1)
-    return instant, instant + step
-
-
-@dataclass
-class InstantRange:
-    """A half-open range of instants [ge, lt); None is open."""
-
-    ge: datetime | None = None
-    lt: datetime | None = None
-
-    def narrow(self, ge: datetime | None = None, lt: datetime | None = None) -> None:
-        if ge is not None and (self.ge is None or ge > self.ge):
-            self.ge = ge
-        if lt is not None and (self.lt is None or lt < self.lt):
-            self.lt = lt
-
-    @property
-    def empty(self) -> bool:
-        return self.ge is not None and self.lt is not None and self.ge >= self.lt
+    start = _utc(instant)
+    return start, (start + step if start <= _LAST_INSTANT - step else None)
 
 
 def instant_range(parameter: str, values: list[str]) -> InstantRange:
@@ -163,7 +210,10 @@ def instant_range(parameter: str, values: list[str]) -> InstantRange:
         elif prefix == "ge":
             out.narrow(ge=start)
         elif prefix == "gt":
-            out.narrow(ge=end)
+            if end is None:
+                out.nothing = True  # after the last instant of the calendar
+            else:
+                out.narrow(ge=end)
         elif prefix == "le":
             out.narrow(lt=end)
         else:  # lt

@@ -40,6 +40,7 @@ from records.fhir import canonical_json
 from records.fhir.index import patient_references
 from records.fhir.jsonio import DuplicateKey, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
+from records.fhir.validation import control_character_issues
 from records.models import Patient
 
 # Served by their own modules (api.fhir.consents, api.fhir.audit_events) or not resources of a record.
@@ -138,7 +139,7 @@ def _criteria(request: HttpRequest) -> tuple[gate.SearchCriteria, bool]:
         updated_ge=updated.ge,
         updated_lt=updated.lt,
     )
-    return criteria, not updated.empty
+    return criteria, not (days.empty or updated.empty)
 
 
 @fhir_endpoint("GET")
@@ -201,6 +202,10 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest(f"the body is not valid FHIR JSON: {exc}", issue_code="structure") from exc
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise BadRequest("the body must be a FHIR resource: a JSON object with a resourceType", issue_code="structure")
+    # Not FHIR JSON at all, like a property named twice: 400 here, before the resource is validated (422).
+    control = list(control_character_issues(data, data["resourceType"]))
+    if control:
+        raise InvalidFHIR("the body is not valid FHIR JSON", found=control)
     return data
 
 

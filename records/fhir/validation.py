@@ -26,6 +26,34 @@ MAX_ID_LENGTH = 64  # FHIR id: [A-Za-z0-9\-\.]{1,64}; R4B checks the characters 
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# FHIR strings hold no character below U+0020 but tab, CR and LF (R4 datatypes: string); R4B does not check.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+CONTROL_CHARACTER = "a control character is not allowed in a FHIR string (tab, CR and LF are)"
+
+# Literal references (R4 references.html#literal): Type/id, or an absolute URL ending in Type/id, either with
+# an optional /_history/version; urn:uuid: and urn:oid: name a Bundle entry; #id a contained resource.
+# No "." or ".." step anywhere: a reference names a resource, never a path to walk.
+_STEP = r"(?!\.\.?(?:/|$))"
+_ID = rf"{_STEP}[A-Za-z0-9\-.]{{1,64}}"
+
+
+def _type_id(group: str) -> str:
+    return rf"(?P<{group}>[A-Z][A-Za-z]{{1,63}})/{_ID}(?:/_history/{_ID})?"
+
+
+_LITERAL_REFERENCE = re.compile(
+    _type_id("relative")
+    + rf"|https?://[A-Za-z0-9\-.]+(?::[0-9]{{1,5}})?(?:/{_STEP}[A-Za-z0-9\-._~:$]+)*?/"
+    + _type_id("absolute")
+    + r"|urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|urn:oid:[0-2](?:\.(?:0|[1-9][0-9]*))+"
+    r"|#[A-Za-z0-9\-.]{0,64}"
+)
+NOT_A_LITERAL_REFERENCE = (
+    "the reference is not a literal FHIR reference: Type/id, an absolute URL ending in Type/id, "
+    "urn:uuid:, urn:oid: or #id"
+)
+
 
 def validate_resource(resource: dict[str, Any]) -> None:
     """Validate one resource with its `fhir.resources.R4B` model, and nothing else.
@@ -44,6 +72,36 @@ def is_placeholder(reference: str) -> bool:
 def is_conditional(reference: str) -> bool:
     """'Patient?identifier=...': a search the server would have to run; not supported here."""
     return "?" in reference and not reference.startswith(("http://", "https://", "urn:"))
+
+
+def is_literal_reference(reference: str) -> bool:
+    """A reference FHIR's literal grammar allows, naming a resource type this server knows."""
+    found = _LITERAL_REFERENCE.fullmatch(reference)
+    if found is None:
+        return False
+    resource_type = found["relative"] or found["absolute"]
+    return resource_type is None or resource_type in RESOURCE_TYPES
+
+
+def _reference_ok(reference: str) -> bool:
+    return is_conditional(reference) or is_literal_reference(reference)
+
+
+def control_character_issues(node: Any, where: str) -> Iterator[OutcomeIssue]:
+    """Every string in the tree that holds a control character, with its expression (the slow path)."""
+    if type(node) is dict:
+        for key, value in node.items():
+            inner = f"{where}.{key}" if _NAME.match(key) else where
+            if type(value) is str and _CONTROL.search(value):
+                yield _issue("value", CONTROL_CHARACTER, inner)
+            elif type(value) is dict or type(value) is list:
+                yield from control_character_issues(value, inner)
+    elif type(node) is list:
+        for i, value in enumerate(node):
+            if type(value) is str and _CONTROL.search(value):
+                yield _issue("value", CONTROL_CHARACTER, f"{where}[{i}]")
+            elif type(value) is dict or type(value) is list:
+                yield from control_character_issues(value, f"{where}[{i}]")
 
 
 @dataclass
@@ -119,7 +177,8 @@ def _resource_type_issue(resource_type: Any, prefix: str | None) -> OutcomeIssue
 
 
 def shape_ok(node: Any, depth: int, max_depth: int, notable: list[str]) -> bool:
-    """True when no object or array is empty, no property is null, and nothing is nested deeper than allowed.
+    """True when no object or array is empty, no property is null, nothing is nested deeper than allowed,
+    no string holds a control character and every reference is a literal reference (or a conditional one).
 
     Appends every placeholder or conditional reference met on the way to `notable`.
     """
@@ -133,10 +192,16 @@ def shape_ok(node: Any, depth: int, max_depth: int, notable: list[str]) -> bool:
             kind = type(value)
             if kind is dict or kind is list:
                 ok = shape_ok(value, depth + 1, max_depth, notable) and ok
+            elif kind is str:
+                if _CONTROL.search(value):
+                    ok = False
+                elif key == "reference":
+                    if not _reference_ok(value):
+                        ok = False
+                    elif is_placeholder(value) or is_conditional(value):
+                        notable.append(value)
             elif value is None:
                 ok = False
-            elif key == "reference" and kind is str and (is_placeholder(value) or is_conditional(value)):
-                notable.append(value)
         return ok
     if not node:
         return False
@@ -144,6 +209,8 @@ def shape_ok(node: Any, depth: int, max_depth: int, notable: list[str]) -> bool:
         kind = type(value)
         if kind is dict or kind is list:
             ok = shape_ok(value, depth + 1, max_depth, notable) and ok
+        elif kind is str and _CONTROL.search(value):
+            ok = False
     return ok
 
 
@@ -163,10 +230,16 @@ def shape_issues(node: Any, where: str, depth: int, max_depth: int) -> Iterator[
                 yield from shape_issues(value, inner, depth + 1, max_depth)
             elif value is None:
                 yield _issue("structure", "null is not a value in FHIR JSON; leave the element out", inner)
+            elif type(value) is str and _CONTROL.search(value):
+                yield _issue("value", CONTROL_CHARACTER, inner)
+            elif key == "reference" and type(value) is str and not _reference_ok(value):
+                yield _issue("value", NOT_A_LITERAL_REFERENCE, inner)
         return
     for i, value in enumerate(node):
         if type(value) is dict or type(value) is list:
             yield from shape_issues(value, f"{where}[{i}]", depth + 1, max_depth)
+        elif type(value) is str and _CONTROL.search(value):
+            yield _issue("value", CONTROL_CHARACTER, f"{where}[{i}]")
 
 
 def references_at(node: Any, where: str) -> Iterator[tuple[str, str]]:
