@@ -196,7 +196,8 @@ _PLAIN_ENTRY_KEYS = frozenset(("fullUrl", "resource", "request"))
 _PLAIN_REQUEST_KEYS = frozenset(("method", "url"))
 
 
-_NO_WHITESPACE = re.compile(r"\S+")
+# No whitespace and no control character: a value with either goes through the shape walk, which says where.
+_NO_WHITESPACE = re.compile(r"[^\s\x00-\x1f]+")
 
 
 def _plain_string(value: Any) -> bool:
