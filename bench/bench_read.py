@@ -19,10 +19,11 @@ READS_PER_ROUND = 300
 def _subject():  # type: ignore[no-untyped-def]
     from accounts.services import user_create
     from records.models import Patient, Resource
-    from records.services import fhir_ingest
+    from records.services import fhir_ingest, patient_create
 
     if not Resource.objects.filter(resource_type="Observation").exists():
-        fhir_ingest(payload=sorted(FIXTURES.glob("*.json"))[0].read_bytes(), actor="system:bench")
+        record = patient_create()
+        fhir_ingest(payload=sorted(FIXTURES.glob("*.json"))[0].read_bytes(), actor="system:bench", patient=record)
     resource = Resource.objects.filter(resource_type="Observation").order_by("pk").first()
     assert resource is not None
     patient = Patient.objects.get(pk=resource.patient_id)

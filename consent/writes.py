@@ -22,6 +22,7 @@ from consent.pdp import Decision, decide
 from consent.purposes import Action
 from healthledger.errors import ResourceNotFound
 from records.fhir import Document, index_terms, parse_document
+from records.ingest import IdMode
 from records.models import Patient
 from records.services import IngestResult, WriteContext, fhir_ingest
 
@@ -85,7 +86,10 @@ def record_write(*, caller: Caller, patient: Patient, payload: bytes) -> WriteRe
         raise ResourceNotFound("resource not found")
     # The store writes the one "records.write" permit entry, with this decision's purpose and
     # grant, in the transaction of the new versions; the document is not validated twice.
+    # A single resource is a create (its id, if any, is ignored as FHIR says); a Bundle is
+    # an upload of the caller's source, whose re-upload updates what the first one stored.
     result = fhir_ingest(
+        mode=IdMode.CREATE if document.kind == "resource" else IdMode.IMPORT,
         payload=payload,
         actor=caller.ref,
         patient=patient,

@@ -7,6 +7,7 @@ a handful of bulk statements: no per-resource queries.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -75,108 +76,142 @@ def chunks(items: list[Any], size: int = QUERY_CHUNK) -> Iterable[list[Any]]:
         yield items[start : start + size]
 
 
-def owners_resolve(document: Any, compartments: dict[int, str | None], given: Patient | None) -> dict[int, Patient]:
-    """Decide which patient each entry belongs to, creating (unsaved) records for new Patient resources."""
-    patient_entries = [e for e in document.entries if e.resource_type == "Patient"]
-    by_entry: dict[int, Patient] = {}
-    if given is not None:
-        if len(patient_entries) > 1:
-            raise reject(patient_entries[1].index, "business-rule", "a document for one patient holds one Patient")
-        for entry in patient_entries:
-            candidate = urn_uuid(entry.full_url) or entry.source_id
-            if given.fhir_id and candidate and candidate != given.fhir_id:
-                raise reject(entry.index, "business-rule", "the Patient resource is not this patient's")
-            if not given.fhir_id:
-                candidate = candidate or str(given.id)
-                if Patient.objects.filter(fhir_id=candidate).exclude(pk=given.pk).exists():
-                    raise reject(entry.index, "conflict", "this Patient resource is already held in another record")
-                given.fhir_id = candidate
-            by_entry[entry.index] = given
-    else:
-        candidates = {e.index: urn_uuid(e.full_url) or e.source_id or "" for e in patient_entries}
-        wanted = [c for c in candidates.values() if c]
-        # Locked so a concurrent import of the same bundle waits instead of creating a twin record.
-        known = {p.fhir_id: p for p in Patient.objects.select_for_update().filter(fhir_id__in=wanted)}
-        for entry in patient_entries:
-            candidate = candidates[entry.index]
-            found = known.get(candidate) if candidate else None
-            if found is None:
-                found = Patient(fhir_id=candidate)
-                found.fhir_id = candidate or str(found.id)
-                known[found.fhir_id] = found
-            by_entry[entry.index] = found
+class IdMode(enum.Enum):
+    """How entries get their server ids.
 
-    in_document: dict[str, Patient] = {}
-    for entry in patient_entries:
-        record = by_entry[entry.index]
-        if entry.full_url:
-            in_document[entry.full_url] = record
-        if entry.source_id:
-            in_document[f"Patient/{entry.source_id}"] = record
-        in_document[f"Patient/{record.fhir_id}"] = record
+    IMPORT: an upload of a source (an export, a Bundle): ids derived from (owner, source,
+    id in the source), so re-importing the same source updates instead of duplicating,
+    and an id this server issued to the same record is that resource again.
+    CREATE: the API's create: every POSTed entry gets a fresh id, whatever id it carries
+    (FHIR: the server ignores a client's id on create); a PUT names an id this server issued.
+    """
 
-    stored_refs = {
-        ref
-        for index, ref in compartments.items()
-        if ref and ref not in in_document and ref.startswith("Patient/") and index not in by_entry
-    }
-    stored = {
-        f"Patient/{p.fhir_id}": p
-        for p in Patient.objects.filter(fhir_id__in=[ref.split("/", 1)[1] for ref in stored_refs])
-    }
-    distinct = list(set(by_entry.values()))
-    sole = distinct[0] if len(distinct) == 1 else None
-    for entry in document.entries:
-        if entry.index in by_entry:
-            continue
-        ref = compartments.get(entry.index)
-        owner: Patient | None = in_document.get(ref) if ref else None
-        if owner is None and ref:
-            owner = stored.get(ref)
-            if owner is None and given is None:
-                raise reject(entry.index, "not-found", "the resource's patient is neither in the document nor stored")
-        if owner is None:
-            owner = given or sole
-        if owner is None:
-            raise reject(entry.index, "business-rule", "the resource belongs to no patient of this document")
-        if given is not None and owner.pk != given.pk:
-            raise reject(entry.index, "business-rule", "the resource belongs to another patient")
-        by_entry[entry.index] = owner
-    return by_entry
+    IMPORT = "import"
+    CREATE = "create"
 
 
-def server_ids_assign(document: Any, owners: dict[int, Patient]) -> list[_Planned]:
-    """Give every entry its server id: stable per patient and fullUrl, so a re-import updates in place."""
-    # A client sending back an id this server issued (read, edit, PUT) updates that resource.
-    # (A POST's id is the client's own, which FHIR says the server ignores.)
-    claimed = [
-        (e.resource_type, e.source_id)
+@dataclass(frozen=True)
+class Source:
+    """Where a document came from: a label the uploader gives a provider ("" when none)."""
+
+    label: str = ""
+
+
+def _scoped_id(owner: Patient, source: Source, scope: str, local: str) -> str:
+    return str(uuid.uuid5(RESOURCE_ID_NAMESPACE, f"{owner.id}|{source.label}|{scope}|{local}"))
+
+
+def _source_key(source: Source, scope: str) -> str:
+    return f"{source.label}|{scope}"[:255]
+
+
+def _issued_to(owner: Patient, document: Any, mode: IdMode) -> set[tuple[str, str]]:
+    """(type, id) of the entries naming a resource this server already issued to this record.
+
+    Ids issued to another record never count: they are just strings from a source.
+    """
+    wanted = [
+        e.source_id
         for e in document.entries
-        if e.method == "PUT" and e.source_id and e.resource_type != "Patient"
+        if e.source_id and e.resource_type != "Patient" and (mode is IdMode.IMPORT or e.method == "PUT")
     ]
-    issued: set[tuple[str, str, uuid.UUID]] = set()
-    for part in chunks([source_id for _, source_id in claimed]):
-        issued.update(Resource.objects.filter(fhir_id__in=part).values_list("resource_type", "fhir_id", "patient_id"))
+    issued: set[tuple[str, str]] = set()
+    for part in chunks(wanted):
+        issued.update(
+            Resource.objects.filter(patient_id=owner.id, fhir_id__in=part).values_list("resource_type", "fhir_id")
+        )
+    return issued
+
+
+def _patient_server_id(owner: Patient, source: Source, entry: Any, scope: str | None) -> str:
+    """The server id of a Patient resource in an upload: the record's own id for its first source.
+
+    A record holds one Patient resource per source. The first source's Patient takes the
+    record's id (Patient/<fhir_id>, what clinicians search by); the others get ids of their
+    own and a link to it. An export of this record names itself by the record's id.
+    """
+    if entry.source_id and entry.source_id == owner.fhir_id:
+        return owner.fhir_id
+    if scope is None:
+        return owner.fhir_id if not owner.primary_source else str(uuid.uuid4())
+    key = _source_key(source, scope)
+    if not owner.primary_source:
+        owner.primary_source = key
+    if owner.primary_source == key:
+        return owner.fhir_id
+    return _scoped_id(owner, source, scope, scope)
+
+
+def server_ids_assign(
+    document: Any, compartments: dict[int, str | None], owner: Patient, *, mode: IdMode, source: Source
+) -> tuple[list[_Planned], dict[str, str]]:
+    """Give every entry its server id in `owner`'s record, and map the source's references to them.
+
+    Ids in a source never decide ownership: everything lands in `owner`'s record, under
+    ids this server derives or draws. Returns the plan and the reference rewrites.
+    """
+    issued = _issued_to(owner, document, mode)
     planned: list[_Planned] = []
     seen: set[tuple[str, str]] = set()
+    patients: dict[str, str] = {}  # the source's ways of naming each of its Patients -> server reference
     for entry in document.entries:
-        owner = owners[entry.index]
         if entry.method == "DELETE":
             raise reject(entry.index, "not-supported", "DELETE entries are not supported")
+        scope = compartments.get(entry.index)
         if entry.resource_type == "Patient":
-            server_id = owner.fhir_id
-        elif entry.source_id and (entry.resource_type, entry.source_id, owner.id) in issued:
+            server_id = _patient_server_id(owner, source, entry, scope)
+            for alias in (entry.full_url, scope, entry.source_id and f"Patient/{entry.source_id}"):
+                if alias:
+                    patients.setdefault(alias, f"Patient/{server_id}")
+        elif entry.source_id and (entry.resource_type, entry.source_id) in issued:
             server_id = entry.source_id
-        elif entry.full_url or entry.source_id:
-            name = entry.full_url or f"{entry.resource_type}/{entry.source_id}"
-            server_id = str(uuid.uuid5(RESOURCE_ID_NAMESPACE, f"{owner.id}|{name}"))
+        elif mode is IdMode.IMPORT and (entry.full_url or entry.source_id):
+            local = entry.full_url or f"{entry.resource_type}/{entry.source_id}"
+            server_id = _scoped_id(owner, source, scope or "", local)
         else:
             server_id = str(uuid.uuid4())
         if (entry.resource_type, server_id) in seen:
             raise reject(entry.index, "duplicate", "two entries name the same resource")
         seen.add((entry.resource_type, server_id))
         planned.append(_Planned(entry=entry, owner=owner, server_id=server_id))
-    return planned
+    if mode is IdMode.CREATE:
+        _refuse_other_records(document, compartments, patients, owner)
+    mapping = reference_map(planned)
+    mapping.update(_outside_patients(compartments, patients, owner, source, mode))
+    return planned, mapping
+
+
+def _refuse_other_records(
+    document: Any, compartments: dict[int, str | None], inside: dict[str, str], owner: Patient
+) -> None:
+    """A create names its record by the record's server id; naming any other record is refused."""
+    own = f"Patient/{owner.fhir_id}"
+    for entry in document.entries:
+        scope = compartments.get(entry.index)
+        if scope and scope != own and scope not in inside and scope.startswith("Patient/"):
+            raise reject(entry.index, "business-rule", "the resource belongs to another patient")
+
+
+def _outside_patients(
+    compartments: dict[int, str | None], inside: dict[str, str], owner: Patient, source: Source, mode: IdMode
+) -> dict[str, str]:
+    """References to the source's Patient from entries that came without it (an ndjson line, a single resource).
+
+    In an upload they name the uploader's Patient resource for that source; in a create the
+    caller named the record by its server id already, which is left as it is.
+    """
+    rewrites = dict(inside)
+    for scope in set(compartments.values()):
+        if not scope or scope in rewrites or not scope.startswith("Patient/") or mode is IdMode.CREATE:
+            continue
+        if scope == f"Patient/{owner.fhir_id}":
+            continue
+        key = _source_key(source, scope)
+        if not owner.primary_source or owner.primary_source == key:
+            rewrites[scope] = f"Patient/{owner.fhir_id}"
+        else:
+            rewrites[scope] = f"Patient/{_scoped_id(owner, source, scope, scope)}"
+    return rewrites
 
 
 def reference_map(planned: list[_Planned]) -> dict[str, str]:
@@ -222,8 +257,8 @@ def _without_version_meta(resource: dict[str, Any], server_id: str) -> dict[str,
     return out
 
 
-def document_write(planned: list[_Planned]) -> dict[uuid.UUID, PatientWrites]:
-    """Encrypt, version and index every planned entry and write it all in bulk."""
+def document_write(planned: list[_Planned], mapping: dict[str, str]) -> dict[uuid.UUID, PatientWrites]:
+    """Encrypt, version and index every planned entry and write it all in bulk; `mapping` rewrites references."""
     now = timezone.now()
     owners = {p.owner.id: p.owner for p in planned}
     stored_owners = [pid for pid, p in owners.items() if not p._state.adding]
@@ -237,7 +272,6 @@ def document_write(planned: list[_Planned]) -> dict[uuid.UUID, PatientWrites]:
             raise KeyDestroyed("this patient's record was erased; nothing can be added to it")
         owners[pid].wrapped_key, owners[pid].master_key_id = wrapped, key_id
     _patients_save(list(owners.values()))
-    mapping = reference_map(planned)
     existing = existing_resources(planned)
     patient_keys = {
         pid: keys.patient_key_unwrap(patient_id=pid, wrapped=bytes(p.wrapped_key or b""), master_key_id=p.master_key_id)
@@ -254,6 +288,8 @@ def document_write(planned: list[_Planned]) -> dict[uuid.UUID, PatientWrites]:
         if stored is not None and stored[1] != owner.id:
             raise reject(entry.index, "conflict", "the resource id is held in another record")
         content = _without_version_meta(rewrite_references(entry.resource, mapping), server_id)
+        if entry.resource_type == "Patient" and server_id != owner.fhir_id:
+            content = _linked_to(content, owner)
         digest = hash_keys[owner.id](canonical_json(content))
         if stored is not None and stored[3] == digest:
             writes[owner.id].unchanged.append(name)
@@ -301,15 +337,20 @@ def document_write(planned: list[_Planned]) -> dict[uuid.UUID, PatientWrites]:
     return writes
 
 
+def _linked_to(patient: dict[str, Any], owner: Patient) -> dict[str, Any]:
+    """A further source's Patient resource, linked to the record's own (FHIR Patient.link, "seealso")."""
+    target = f"Patient/{owner.fhir_id}"
+    links = [link for link in patient.get("link") or [] if isinstance(link, dict)]
+    if any((link.get("other") or {}).get("reference") == target for link in links):
+        return patient
+    return {**patient, "link": [*links, {"other": {"reference": target}, "type": "seealso"}]}
+
+
 def _patients_save(owners: list[Patient]) -> None:
-    """Insert new patient records (with fresh keys) and store newly learned Patient resource ids."""
-    fresh = [p for p in owners if p._state.adding]
-    for patient in fresh:
-        patient.wrapped_key, patient.master_key_id = keys.patient_key_new(patient_id=patient.id)
-    Patient.objects.bulk_create(fresh)
+    """Remember which source's Patient resource is the record's own, the first time one arrives."""
     for patient in owners:
-        if patient not in fresh:
-            Patient.objects.filter(pk=patient.pk, fhir_id="").update(fhir_id=patient.fhir_id)
+        if patient.primary_source:
+            Patient.objects.filter(pk=patient.pk, primary_source="").update(primary_source=patient.primary_source)
 
 
 def _resources_insert(rows: list[_Row], *, at: Any) -> None:

@@ -19,8 +19,12 @@ class Patient(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="patient_record"
     )
-    # Server id of this patient's FHIR Patient resource; empty until one is imported.
+    # Server id of this record's FHIR Patient resource, given when the record is made: never a
+    # source's id (ids in a source do not decide whose record it is). Empty only on old rows.
     fhir_id = models.CharField(max_length=64, blank=True, default="")
+    # Which source's Patient resource took that id ("<source label>|<its id in the source>");
+    # each further source keeps a Patient resource of its own, linked to that one.
+    primary_source = models.CharField(max_length=255, blank=True, default="")
     # The patient's key sealed under the master key; NULL once erased (crypto-shredding).
     wrapped_key = models.BinaryField(null=True, blank=True, editable=False)
     master_key_id = models.CharField(max_length=32, blank=True, default="")

@@ -10,7 +10,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -21,7 +21,7 @@ from ledger import signing
 from records import keys
 from records.envelope import wallet_seal
 from records.fhir import Document, parse_document, patient_compartment
-from records.ingest import PatientWrites, document_write, owners_resolve, server_ids_assign
+from records.ingest import IdMode, PatientWrites, Source, document_write, server_ids_assign
 from records.models import IndexToken, Patient
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class IngestResult:
 def patient_create(*, user: User | None = None) -> Patient:
     """Create an empty patient record with a fresh key wrapped under the current master key."""
     patient = Patient(user=user)
+    # The server names every record; no source's Patient id ever does.
+    patient.fhir_id = str(patient.id)
     patient.wrapped_key, patient.master_key_id = keys.patient_key_new(patient_id=patient.id)
     patient_key = keys.patient_key_unwrap(
         patient_id=patient.id, wrapped=patient.wrapped_key, master_key_id=patient.master_key_id
@@ -78,35 +80,31 @@ def fhir_ingest(
     *,
     payload: bytes,
     actor: str,
-    patient: Patient | None = None,
+    patient: Patient,
     document: Document | None = None,
     context: WriteContext | None = None,
+    mode: IdMode = IdMode.IMPORT,
+    source: Source | None = None,
 ) -> IngestResult:
-    """Validate, encrypt, version and index one FHIR document (resource, transaction or batch Bundle).
+    """Validate, encrypt, version and index one FHIR document (a resource; a transaction, batch or collection Bundle).
 
     All or nothing: any invalid entry rejects the whole document with InvalidFHIR
-    (or DocumentTooLarge) and nothing is stored. With `patient`, every resource goes
-    into that record and a Patient resource in the payload must be theirs; without
-    it, each Patient resource finds or creates its record by its server id. A caller
-    that already parsed `payload` (to decide on it) passes the `document` so it is not
-    validated twice; `context` fills the one "records.write" entry per patient.
+    (or DocumentTooLarge) and nothing is stored. Everything goes into `patient`'s
+    record: ids in the document never decide whose record it is (records.ingest says
+    how server ids are given). A caller that already parsed `payload` (to decide on
+    it) passes the `document` so it is not validated twice; `context` fills the one
+    "records.write" entry.
     """
     document = document or parse_document(payload)
     compartments = patient_compartment(document)
     context = context or WriteContext()
-    try:
-        writes = _document_store(document, compartments, patient, actor, context)
-    except IntegrityError:
-        # Two imports of one new patient raced and the other created the record first:
-        # once more, and this time the record is found (and locked) instead of created.
-        writes = _document_store(document, compartments, patient, actor, context)
+    writes = _document_store(document, compartments, patient, actor, context, mode, source or Source())
     result = IngestResult(patients=writes)
     logger.info(
-        "fhir ingest: %d created, %d updated, %d unchanged, %d patients",
+        "fhir ingest: %d created, %d updated, %d unchanged",
         result.created,
         result.updated,
         result.unchanged,
-        len(writes),
     )
     return result
 
@@ -114,19 +112,20 @@ def fhir_ingest(
 def _document_store(
     document: Document,
     compartments: dict[int, str | None],
-    patient: Patient | None,
+    patient: Patient,
     actor: str,
     context: WriteContext,
+    mode: IdMode,
+    source: Source,
 ) -> dict[uuid.UUID, PatientWrites]:
     with transaction.atomic():
-        if patient is not None:
-            # Locked so two uploads into one record cannot both write version n+1 of a resource.
-            patient = Patient.objects.select_for_update().get(pk=patient.pk)
-            if patient.is_erased:
-                raise KeyDestroyed("this patient's record was erased; nothing can be added to it")
-        owners = owners_resolve(document, compartments, patient)
-        planned = server_ids_assign(document, owners)
-        writes = document_write(planned)
+        # Locked so two uploads into one record cannot both write version n+1 of a resource,
+        # nor both claim to be the record's first source.
+        patient = Patient.objects.select_for_update().get(pk=patient.pk)
+        if patient.is_erased:
+            raise KeyDestroyed("this patient's record was erased; nothing can be added to it")
+        planned, mapping = server_ids_assign(document, compartments, patient, mode=mode, source=source)
+        writes = document_write(planned, mapping) if planned else {patient.id: PatientWrites(patient_id=patient.id)}
         access_log_append_many(
             events=[
                 LogEvent(

@@ -30,7 +30,10 @@ from records.fhir.validation import (
     unique_issues,
 )
 
-ACCEPTED_BUNDLE_TYPES = ("transaction", "batch")
+ACCEPTED_BUNDLE_TYPES = ("transaction", "batch", "collection")
+# A collection (an export, the portal's own included) is a set of resources with no requests:
+# each entry is stored as if POSTed; its ids are source ids, never server ids of another record.
+REQUESTLESS_BUNDLE_TYPES = ("collection",)
 ACCEPTED_METHODS = ("POST", "PUT")
 HTTP_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")
 CONDITIONAL_REQUEST_ELEMENTS = ("ifNoneMatch", "ifModifiedSince", "ifMatch", "ifNoneExist")
@@ -114,7 +117,9 @@ def _bundle_parse(bundle: dict[str, Any]) -> Document:
     if kind is None:
         issues.append(_issue("required", "Bundle.type is missing", "Bundle.type"))
     elif kind not in ACCEPTED_BUNDLE_TYPES:
-        issues.append(_issue("not-supported", "only transaction and batch Bundles can be submitted", "Bundle.type"))
+        issues.append(
+            _issue("not-supported", "only transaction, batch and collection Bundles can be submitted", "Bundle.type")
+        )
     raw_entries = bundle.get("entry", [])
     entries = raw_entries if type(raw_entries) is list else []
     if len(entries) > settings.FHIR_MAX_BUNDLE_ENTRIES:
@@ -137,7 +142,10 @@ def _bundle_parse(bundle: dict[str, Any]) -> Document:
             break
         if type(entry) is not dict:
             continue  # reported by the shell validation
-        method, request_issues = _request_issues(entry, i)
+        if kind in REQUESTLESS_BUNDLE_TYPES:
+            method, request_issues = ("POST", []) if "request" not in entry else (None, [_request_in_collection(i)])
+        else:
+            method, request_issues = _request_issues(entry, i)
         issues += request_issues
         resource = entry.get("resource")
         where = f"Bundle.entry[{i}].resource"
@@ -219,6 +227,10 @@ def _plain_entry(entry: Any) -> bool:
         and request.keys() <= _PLAIN_REQUEST_KEYS
         and all(_plain_string(value) for value in request.values())
     )
+
+
+def _request_in_collection(i: int) -> OutcomeIssue:
+    return _issue("invalid", "a collection Bundle's entries carry no request", f"Bundle.entry[{i}].request")
 
 
 def _request_issues(entry: dict[str, Any], i: int) -> tuple[str | None, list[OutcomeIssue]]:

@@ -62,7 +62,7 @@ def test_the_patient_reads_her_own_resource_and_the_read_is_logged(patient, pati
     body = _read(patient_user, patient, observation_id)
     served = orjson.loads(body)
     assert served["id"] == observation_id
-    assert served["subject"] == {"reference": f"Patient/{PATIENT_URL.removeprefix('urn:uuid:')}"}
+    assert served["subject"] == {"reference": f"Patient/{patient.fhir_id}"}
     entry = AccessLogEntry.objects.get(action="records.read")
     assert entry.outcome == "permit"
     assert entry.actor == f"user:{patient_user.pk}"

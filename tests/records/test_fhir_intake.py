@@ -266,8 +266,15 @@ def test_a_conditional_reference_is_not_supported() -> None:
     ]
 
 
-def test_a_collection_bundle_is_not_supported() -> None:
-    assert problems(transaction(patient(), kind="collection")) == [("not-supported", ("Bundle.type",))]
+def test_a_collection_bundle_is_accepted_and_its_entries_may_not_carry_requests() -> None:
+    assert problems(transaction(patient(), kind="collection")) == [("invalid", ("Bundle.entry[0].request",))]
+    bundle = transaction(patient(), kind="collection")
+    del bundle["entry"][0]["request"]
+    assert [e.resource_type for e in parse_document(dumps(bundle)).entries] == ["Patient"]
+
+
+def test_a_searchset_bundle_is_not_supported() -> None:
+    assert problems(transaction(patient(), kind="searchset")) == [("not-supported", ("Bundle.type",))]
 
 
 def test_a_bundle_without_type_is_missing_a_required_element() -> None:

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from audit.models import AccessLogEntry
 from consent.gate import Caller, record_export, resource_read
 from healthledger.errors import KeyDestroyed
-from records.models import IndexToken, Patient, Resource, ResourceVersion
+from records.models import IndexToken, Resource, ResourceVersion
 from records.selectors import resource_search
 from records.services import fhir_ingest, patient_erase
 
@@ -101,15 +101,18 @@ def test_nothing_can_be_written_into_an_erased_record(patient, stored):
     assert ResourceVersion.objects.filter(resource=stored).count() == 2
 
 
-def test_a_bundle_for_an_erased_patient_is_refused_and_stores_nothing(synthea_files):
+def test_a_bundle_for_an_erased_record_is_refused_and_the_same_export_still_fills_a_new_record(
+    synthea_files, patient, other_patient
+):
     payload = synthea_files[1].read_bytes()
-    first = fhir_ingest(payload=payload, actor="t")
-    (patient_id,) = first.patients
-    patient_erase(patient=Patient.objects.get(pk=patient_id), actor="t")
+    first = fhir_ingest(payload=payload, actor="t", patient=patient)
+    patient_erase(patient=patient, actor="t")
     count = ResourceVersion.objects.count()
     with pytest.raises(KeyDestroyed):
-        fhir_ingest(payload=payload.replace(b'"final"', b'"amended"', 1), actor="t")
+        fhir_ingest(payload=payload.replace(b'"final"', b'"amended"', 1), actor="t", patient=patient)
     assert ResourceVersion.objects.count() == count
+    again = fhir_ingest(payload=payload, actor="t", patient=other_patient)
+    assert again.created == first.created
 
 
 def test_erasing_twice_changes_nothing_the_second_time(patient, stored):

@@ -23,13 +23,6 @@ def _bundle(path: Path) -> dict:
     return json.loads(path.read_bytes())
 
 
-def _owner_user(patient: Patient, name: str):  # type: ignore[no-untyped-def]
-    user = user_create(username=name, password=None, role="patient")
-    Patient.objects.filter(pk=patient.pk).update(user=user)
-    patient.refresh_from_db()
-    return user
-
-
 def _observation(subject: str, value: float = 7.2, code: str = "4548-4") -> dict:
     return {
         "resourceType": "Observation",
@@ -58,20 +51,27 @@ def _patient_resource() -> dict:
     return {"resourceType": "Patient", "name": [{"family": "Doe", "given": ["Jane"]}], "gender": "female"}
 
 
+def _record(name: str) -> tuple[Patient, object]:
+    from records.services import patient_create
+
+    user = user_create(username=name, password=None, role="patient")
+    return patient_create(user=user), user
+
+
 def test_all_forty_synthea_bundles_import_and_every_resource_reads_back_as_its_canonical_form(synthea_files):
     assert len(synthea_files) == 40
     total = 0
     for index, path in enumerate(synthea_files):
         bundle = _bundle(path)
-        result = fhir_ingest(payload=path.read_bytes(), actor="system:test")
+        patient, user = _record(f"p{index}")
+        result = fhir_ingest(payload=path.read_bytes(), actor="system:test", patient=patient)
         assert result.created == len(bundle["entry"])
         assert result.updated == 0
-        assert len(result.patients) == 1
-        writes = next(iter(result.patients.values()))
-        patient = Patient.objects.get(pk=writes.patient_id)
-        # The Patient entry's urn:uuid is its server id, so a re-import finds the same record.
-        assert patient.fhir_id == bundle["entry"][0]["fullUrl"].removeprefix("urn:uuid:")
-        user = _owner_user(patient, f"p{index}")
+        assert list(result.patients) == [patient.pk]
+        writes = result.patients[patient.pk]
+        # The server names the record; the source's Patient takes the record's id, not its own.
+        assert patient.fhir_id == str(patient.pk)
+        assert writes.created[0] == f"Patient/{patient.fhir_id}/_history/1"
         server_refs = [ref.split("/_history/")[0] for ref in writes.created]
         mapping = {entry["fullUrl"]: ref for entry, ref in zip(bundle["entry"], server_refs, strict=True)}
         for entry, ref in zip(bundle["entry"], server_refs, strict=True):
@@ -100,8 +100,9 @@ def test_all_forty_synthea_bundles_import_and_every_resource_reads_back_as_its_c
 
 def test_reimporting_a_bundle_updates_in_place_and_stores_no_new_version_when_nothing_changed(synthea_files):
     payload = synthea_files[0].read_bytes()
-    first = fhir_ingest(payload=payload, actor="system:test")
-    again = fhir_ingest(payload=payload, actor="system:test")
+    patient, _ = _record("reimporter")
+    first = fhir_ingest(payload=payload, actor="system:test", patient=patient)
+    again = fhir_ingest(payload=payload, actor="system:test", patient=patient)
     assert again.created == 0
     assert again.updated == 0
     assert again.unchanged == first.created
@@ -144,7 +145,7 @@ def test_a_changed_resource_gets_a_new_version_and_every_version_stays_readable(
     assert Resource.objects.get(fhir_id=resource_id).current_version == 2
 
 
-def test_ingest_into_a_given_patient_adopts_the_payloads_patient_resource(patient):
+def test_the_payloads_patient_resource_takes_the_records_own_server_id(patient):
     patient_url = f"urn:uuid:{uuid.uuid4()}"
     result = fhir_ingest(
         payload=_transaction((patient_url, _patient_resource()), ("urn:uuid:o1", _observation(patient_url))),
@@ -153,7 +154,8 @@ def test_ingest_into_a_given_patient_adopts_the_payloads_patient_resource(patien
     )
     patient.refresh_from_db()
     assert list(result.patients) == [patient.pk]
-    assert patient.fhir_id == patient_url.removeprefix("urn:uuid:")
+    assert patient.fhir_id == str(patient.pk)
+    assert result.patients[patient.pk].created[0] == f"Patient/{patient.fhir_id}/_history/1"
     assert Resource.objects.filter(patient=patient).count() == 2
     entry = AccessLogEntry.objects.get(action="records.write")
     assert entry.patient_ref == patient.pk
@@ -161,27 +163,24 @@ def test_ingest_into_a_given_patient_adopts_the_payloads_patient_resource(patien
     assert sorted(entry.resource_ids) == sorted(result.patients[patient.pk].created)
 
 
-def test_another_patients_patient_resource_is_rejected_for_a_given_patient_and_nothing_is_stored(
+def test_a_patient_id_already_uploaded_by_someone_else_lands_in_the_uploaders_record_and_leaves_theirs_alone(
     patient, other_patient
 ):
     url = f"urn:uuid:{uuid.uuid4()}"
     fhir_ingest(payload=_transaction((url, _patient_resource())), actor="t", patient=other_patient)
-    before = (Resource.objects.count(), AccessLogEntry.objects.count())
-    from healthledger.errors import InvalidFHIR
-
-    with pytest.raises(InvalidFHIR) as caught:
-        fhir_ingest(
-            payload=_transaction((url, _patient_resource()), ("urn:uuid:o", _observation(url))),
-            actor="t",
-            patient=patient,
-        )
-    assert caught.value.issues[0].code == "conflict"
-    assert (Resource.objects.count(), AccessLogEntry.objects.count()) == before
-    patient.refresh_from_db()
-    assert patient.fhir_id == ""
+    theirs = set(Resource.objects.filter(patient=other_patient).values_list("fhir_id", "current_version"))
+    result = fhir_ingest(
+        payload=_transaction((url, _patient_resource()), ("urn:uuid:o", _observation(url))),
+        actor="t",
+        patient=patient,
+    )
+    assert list(result.patients) == [patient.pk]
+    assert result.created == 2
+    assert set(Resource.objects.filter(patient=other_patient).values_list("fhir_id", "current_version")) == theirs
+    assert Resource.objects.filter(patient=patient).count() == 2
 
 
-def test_one_bundle_with_two_patients_writes_one_log_entry_per_patient():
+def test_one_bundle_with_two_patients_is_two_sources_of_one_record_linked_to_its_own_patient(patient):
     first, second = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
     result = fhir_ingest(
         payload=_transaction(
@@ -191,19 +190,18 @@ def test_one_bundle_with_two_patients_writes_one_log_entry_per_patient():
             ("urn:uuid:b", _observation(second)),
         ),
         actor="system:test",
+        patient=patient,
     )
-    assert len(result.patients) == 2
-    assert sorted(len(w.created) for w in result.patients.values()) == [2, 2]
-    assert AccessLogEntry.objects.filter(action="records.write").count() == 2
-    assert {e.patient_ref for e in AccessLogEntry.objects.all()} == set(result.patients)
+    assert list(result.patients) == [patient.pk]
+    assert result.created == 4
+    assert AccessLogEntry.objects.filter(action="records.write").count() == 1
+    patients = Resource.objects.filter(patient=patient, resource_type="Patient")
+    assert sorted(p.fhir_id == patient.fhir_id for p in patients) == [False, True]
 
 
-def test_a_lone_resource_referring_to_a_stored_patient_joins_that_record(patient):
-    url = f"urn:uuid:{uuid.uuid4()}"
-    fhir_ingest(payload=_transaction((url, _patient_resource())), actor="t", patient=patient)
-    patient.refresh_from_db()
+def test_a_lone_resource_referring_to_the_record_joins_it(patient):
     single = json.dumps(_observation(f"Patient/{patient.fhir_id}")).encode()
-    result = fhir_ingest(payload=single, actor="system:test")
+    result = fhir_ingest(payload=single, actor="system:test", patient=patient)
     assert list(result.patients) == [patient.pk]
     assert Resource.objects.filter(patient=patient, resource_type="Observation").count() == 1
 
@@ -216,29 +214,3 @@ def test_every_version_row_holds_ciphertext_only_and_index_tokens_are_written(pa
     assert len(bytes(row.wrapped_data_key)) == 12 + 32 + 16
     # code, and the effective date at year, month and day granularity
     assert IndexToken.objects.filter(resource=row.resource).count() >= 4
-
-
-def test_an_ingest_that_loses_the_race_to_create_a_patient_retries_once_and_finds_the_record(
-    monkeypatch, synthea_files
-):
-    from django.db import IntegrityError
-
-    import records.services
-
-    payload = synthea_files[4].read_bytes()
-    real = records.services.owners_resolve
-    calls = []
-
-    def racing(document, compartments, patient):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        if len(calls) == 1:
-            # The concurrent import commits the same Patient first; this one's insert then violates uniqueness.
-            raise IntegrityError("UNIQUE constraint failed: records_patient.fhir_id")
-        return real(document, compartments, patient)
-
-    monkeypatch.setattr(records.services, "owners_resolve", racing)
-    result = fhir_ingest(payload=payload, actor="system:test")
-    assert len(calls) == 2
-    assert result.created == len(json.loads(payload)["entry"])
-    assert Patient.objects.count() == 1
-    assert AccessLogEntry.objects.filter(action="records.write").count() == 1
