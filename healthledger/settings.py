@@ -238,6 +238,18 @@ OAUTH2_PROVIDER = {
     "ROTATE_REFRESH_TOKEN": True,
     # Tokens are stored as SHA-256 checksums only (RFC 9700): a database dump holds no usable token.
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    # RFC 9700 throughout: no implicit or password grant, PKCE with S256 only (plain is refused), tokens
+    # never in a query string, `iss` in the authorization response, a replayed refresh token revokes its
+    # whole family; and `check --deploy` fails on a configuration that would undo any of it.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"] if DEBUG else ["https"],
 }
 # Named so the API's migration can point at DOT's token model the way DOT's own migrations do.
@@ -269,6 +281,20 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# HTTPS only in production: HSTS (a year, subdomains, preload-ready), plain HTTP redirected to HTTPS
+# (except /healthz, for a local monitor), and the TLS-terminating proxy's X-Forwarded-Proto trusted.
+# That proxy must set the header itself and drop any the client sent; DJANGO_TRUST_X_FORWARDED_PROTO=false
+# when TLS ends at gunicorn or nothing sits in front.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+if envbool("DJANGO_TRUST_X_FORWARDED_PROTO", not DEBUG):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Django looks for its own CSRF middleware by name; healthledger.middleware.PageOnlyCsrfViewMiddleware
+# is that class, stepping aside only for the bearer-token FHIR API.
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
 
 # --- Portal: sign-in, second factor, Content-Security-Policy -----------------------
 LOGIN_URL = "portal:login"
