@@ -31,6 +31,8 @@ from records.models import Patient
 logger = logging.getLogger(__name__)
 
 MAX_GRANT_DURATION = timedelta(days=5 * 366)
+# How far ahead a grant may start: as far as it may last. Also keeps every window's end inside the calendar.
+MAX_GRANT_LEAD = MAX_GRANT_DURATION
 GRANTEE_ROLES = frozenset({Role.CLINICIAN, Role.RESEARCHER})
 
 
@@ -68,6 +70,8 @@ def _check_window(*, not_before: datetime, not_after: datetime, now: datetime) -
         raise InvalidGrant("the grant would already have ended")
     if not_after - not_before > MAX_GRANT_DURATION:
         raise InvalidGrant("a grant lasts at most five years")
+    if not_before - now > MAX_GRANT_LEAD:
+        raise InvalidGrant("a grant starts at most five years from now")
 
 
 def scope_document(

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent.purposes import ALL_RESOURCE_TYPES, GRANTABLE_PURPOSES, Action, Purpose
+from consent.services import MAX_GRANT_LEAD
 from portal.plain import OBSERVATION_CATEGORY, type_words
 from portal.selectors import CATEGORY_WORDS, clinicians_directory, person_name
 
@@ -134,6 +135,10 @@ class GrantForm(forms.Form):
             data["grant_categories"] = []
         now = timezone.now()
         starts: datetime = data.get("starts") or now
+        if starts - now > MAX_GRANT_LEAD:
+            # Said before the end is worked out: a start near the calendar's end plus a length has no date.
+            self.add_error("starts", "Access can start at most five years from now.")
+            return data
         data["not_before"] = starts
         if data.get("duration") == "custom":
             if not data.get("ends"):

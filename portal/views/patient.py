@@ -20,6 +20,7 @@ from consent import gate
 from portal import selectors
 from portal.forms import ImportForm
 from portal.metrics import METRICS, METRICS_BY_SLUG
+from portal.params import page_param, version_param
 from portal.plain import TIMELINE_BY_SLUG, TIMELINE_VIEWS, plain_resource, type_words
 from portal.services import ImportRejected, record_import
 from portal.views.common import own_caller, patient_page
@@ -101,8 +102,7 @@ def chart_data(request: HttpRequest, patient: Patient, metric: str) -> HttpRespo
 def resource_detail(request: HttpRequest, patient: Patient, resource_type: str, resource_id: str) -> HttpResponse:
     if resource_type not in RESOURCE_TYPES:
         raise Http404
-    version = request.GET.get("version")
-    pinned = int(version) if version and version.isdigit() else None
+    pinned = version_param(request)
     body = gate.resource_read(
         caller=own_caller(request),
         patient=patient,
@@ -140,8 +140,7 @@ def record_export(request: HttpRequest, patient: Patient) -> HttpResponse:
 @patient_page
 def access_log(request: HttpRequest, patient: Patient) -> HttpResponse:
     include_own = request.GET.get("mine") == "1"
-    page = request.GET.get("page", "1")
-    number = int(page) if page.isdigit() and int(page) > 0 else 1
+    number = page_param(request)
     rows, more = selectors.access_rows(
         patient=patient,
         me=request.user,  # type: ignore[arg-type]
