@@ -177,3 +177,29 @@ def test_no_start_or_end_on_the_sharing_form_makes_a_server_error(
     response = client.post("/sharing/", data)
 
     assert response.status_code in (302, 400)
+
+
+PAGES = ["/dashboard/", "/record/", "/sharing/", "/access/", "/ai/", "/account/security/", "/record/timeline/all/"]
+NAMES = st.sampled_from(["version", "page", "mine", "type", "granted", "revoked", "next", "setup", "view"])
+
+
+@given(url=st.sampled_from(PAGES), query=st.dictionaries(NAMES, st.text(max_size=24), max_size=3))
+@ROBUST
+def test_no_query_on_any_patient_page_makes_a_server_error(alice, alice_record, url: str, query: dict) -> None:  # type: ignore[type-arg]
+    response = alice.get(url, query)
+
+    assert response.status_code in (200, 302, 400, 404), (url, query)
+
+
+@pytest.fixture
+def shared_with_carol(issue_grant):  # type: ignore[no-untyped-def]
+    """The record Alice shares with Carol (granted once for every example of a test)."""
+    return issue_grant().patient_id
+
+
+@given(kind=st.text(max_size=24))
+@ROBUST
+def test_no_type_on_the_clinicians_patient_page_makes_a_server_error(carol, shared_with_carol, kind: str) -> None:
+    response = carol.get(f"/clinician/patients/{shared_with_carol}/", {"type": kind})
+
+    assert response.status_code in (200, 404)
