@@ -27,3 +27,21 @@ class TokenPurpose(models.Model):
 
     def __str__(self) -> str:
         return f"token {self.access_token_id} for {self.purpose}"
+
+
+class TokenRequestFailure(models.Model):
+    """One failed request at the token endpoint (a wrong client secret, an unknown client, a bad code) from an address.
+
+    Counted per client address across every client id, in the database so every web worker sees
+    the same count: guessing secrets, or which client ids exist, costs the window (api.services).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["address", "at"], name="api_tokenfailure_lookup")]
+
+    def __str__(self) -> str:
+        return f"failed token request at {self.at:%Y-%m-%d %H:%M}"

@@ -11,11 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from oauth2_provider import views as oauth_views
 
 from api.access import fhir_endpoint
 from api.fhir import audit_events, capability, consents, records
-from api.oauth import SmartRevokeTokenView, SmartTokenView
+from api.oauth import OwnTokensIntrospectView, SmartAuthorizationView, SmartRevokeTokenView, SmartTokenView
 from api.outcomes import NotSupported
 from api.rest import TokenIntrospectView
 from healthledger.errors import ResourceNotFound
@@ -63,10 +62,10 @@ fhir_patterns: list[URLPattern | URLResolver] = [
 ]
 
 oauth_patterns = [
-    path("authorize/", oauth_views.AuthorizationView.as_view(), name="authorize"),
+    path("authorize/", SmartAuthorizationView.as_view(), name="authorize"),
     path("token/", SmartTokenView.as_view(), name="token"),
     path("revoke_token/", SmartRevokeTokenView.as_view(), name="revoke-token"),
-    path("introspect/", oauth_views.IntrospectTokenView.as_view(), name="introspect"),
+    path("introspect/", OwnTokensIntrospectView.as_view(), name="introspect"),
 ]
 
 api_patterns = [

@@ -252,6 +252,9 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"] if DEBUG else ["https"],
 }
+# Failed token requests (wrong client secret, unknown client, bad code) per client address before the
+# token endpoint answers 429 for the rest of LOGIN_FAILURE_WINDOW_SECONDS.
+OAUTH_TOKEN_FAILURE_LIMIT = envint("OAUTH_TOKEN_FAILURE_LIMIT", 20, minimum=1)
 # Named so the API's migration can point at DOT's token model the way DOT's own migrations do.
 OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
 SPECTACULAR_SETTINGS = {

@@ -43,6 +43,7 @@ def _authorization_code_tokens(user, scope: str, purpose: str | None = None) -> 
         "state": "xyz",
         "code_challenge": challenge,
         "code_challenge_method": "S256",
+        "aud": "http://testserver/fhir",
     }
     page = browser.get("/oauth/authorize/", asked)
     assert page.status_code == 200  # the approval page
@@ -77,7 +78,7 @@ def test_a_code_without_its_pkce_verifier_is_refused(clinician):
     browser.force_login(clinician)
     _, challenge = _pkce()
     asked = {"response_type": "code", "client_id": app.client_id, "redirect_uri": REDIRECT, "scope": "user/*.rs",
-             "code_challenge": challenge, "code_challenge_method": "S256"}  # fmt: skip
+             "code_challenge": challenge, "code_challenge_method": "S256", "aud": "http://testserver/fhir"}  # fmt: skip
     code = parse_qs(urlsplit(browser.post("/oauth/authorize/", {**asked, "allow": "Authorize"})["Location"]).query)[
         "code"
     ][0]
