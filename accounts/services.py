@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from accounts.models import Role, User
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.shortcuts import resolve_url
+from django.utils import timezone
+
+from accounts.models import Notification, Role, User
 
 
 def user_create(
@@ -17,3 +25,64 @@ def user_create(
     user.full_clean(exclude=["password"])
     user.save()
     return user
+
+
+def notification_create(*, user_id: int, kind: str, text: str, link: str = "") -> Notification:
+    """Tell a user something at once: a row they see when they sign in, and an e-mail queued on commit.
+
+    `text` must name no health data. The e-mail carries none either: only that there is
+    something to see, and a sign-in link (notification_email_send).
+    """
+    notice = Notification.objects.create(user_id=user_id, kind=kind, text=text, link=link)
+    notice_id = notice.pk
+    transaction.on_commit(lambda: _email_queue(notice_id))
+    return notice
+
+
+def _email_queue(notification_id: int) -> None:
+    from accounts.tasks import notification_email
+
+    notification_email.delay(notification_id)
+
+
+# The e-mail's subject by notification kind: words that say what happened, never to whom or why.
+EMAIL_SUBJECTS = {"consent.break-glass": "Emergency access to your HealthLedger record"}
+DEFAULT_EMAIL_SUBJECT = "Something new in your HealthLedger account"
+
+
+def notification_email_send(*, notification_id: int) -> str:
+    """Send a notification's e-mail once: "sent", or why not ("gone", "sent-before", "no-address").
+
+    The body says only that there is something to see and where to sign in: the mailbox, its
+    provider and every relay on the way are outside what this system protects.
+    """
+    with transaction.atomic():
+        # A second delivery of the task running alongside waits here, then finds it sent.
+        notice = Notification.objects.select_for_update().filter(pk=notification_id).first()
+        if notice is None:
+            return "gone"
+        if notice.emailed_at is not None:
+            return "sent-before"
+        user = User.objects.only("email", "is_active").get(pk=notice.user_id)
+        if not user.email or not user.is_active:
+            return "no-address"
+        sign_in = settings.HEALTHLEDGER_PUBLIC_URL.rstrip("/") + resolve_url(settings.LOGIN_URL)
+        if notice.link:
+            sign_in += "?" + urlencode({"next": notice.link}, safe="/")
+        body = (
+            "Hello,\n\nthere is something new about your HealthLedger account that you should see.\n"
+            f"Sign in to read it:\n\n{sign_in}\n\n"
+            "This e-mail holds no health information on purpose. If you did not expect it, sign in"
+            " anyway, or contact the people who run your HealthLedger.\n"
+        )
+        subject = EMAIL_SUBJECTS.get(notice.kind, DEFAULT_EMAIL_SUBJECT)
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
+        notice.emailed_at = timezone.now()
+        notice.save(update_fields=["emailed_at"])
+    return "sent"
+
+
+def notifications_mark_read(*, user: User) -> int:
+    """Mark every unread notification of `user` read; returns how many."""
+    return Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
+

@@ -25,12 +25,14 @@ from accounts.models import Role
 from api.auth import TokenContext, bearer_authenticate
 from api.oauth import PURPOSE_CODES, purpose_code
 from api.outcomes import BadRequest, NotSupported, ScopeDenied, exception_response, not_found_response
+from consent.break_glass import break_glass_refusal
 from consent.gate import Caller
 from consent.purposes import Purpose
 from healthledger.errors import ResourceNotFound
 
 PURPOSE_HEADER = "X-Purpose-Of-Use"
 REASON_HEADER = "X-Break-Glass-Reason"
+CODE_HEADER = "X-Break-Glass-Code"
 MAX_REASON = 1000
 _JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "application/json+fhir"})
 _DEFAULT_PURPOSE: dict[str, str] = {Role.PATIENT: Purpose.PATRQT.value, Role.RESEARCHER: Purpose.HRESCH.value}
@@ -57,12 +59,25 @@ def purpose_of_use(request: HttpRequest, context: TokenContext) -> str:
 
 
 def gate_caller(request: HttpRequest, context: TokenContext) -> Caller:
-    """The gate's Caller for this request: the acting user, the purpose, and a break-glass reason."""
+    """The gate's Caller for this request: the acting user, the purpose, and for break-glass its code and reason.
+
+    A break-glass request that could never pass (a backend service's token, not a clinician: 403;
+    no code or no sentence: 400) is refused here, before any record is looked at, saying why.
+    """
     purpose = purpose_of_use(request, context)
-    reason = (request.headers.get(REASON_HEADER) or "").strip()
-    if purpose == Purpose.ETREAT and not reason:
-        raise BadRequest(f"break-glass (purpose ETREAT) needs a written reason in the {REASON_HEADER} header")
-    return Caller(actor=context.user, purpose=purpose, reason=reason[:MAX_REASON])
+    if purpose != Purpose.ETREAT:
+        return Caller(actor=context.user, purpose=purpose, interactive=context.interactive)
+    reason = (request.headers.get(REASON_HEADER) or "").strip()[:MAX_REASON]
+    code = (request.headers.get(CODE_HEADER) or "").strip()
+    refused = break_glass_refusal(actor=context.user, interactive=context.interactive, code=code, reason=reason)
+    if refused is not None and refused.fault == "caller":
+        raise ScopeDenied(refused.message)
+    if refused is not None:
+        header = CODE_HEADER if refused.basis == "break-glass-needs-code" else REASON_HEADER
+        raise BadRequest(f"{refused.message}, in the {header} header")
+    return Caller(
+        actor=context.user, purpose=purpose, reason=reason, break_glass_code=code, interactive=context.interactive
+    )
 
 
 def scope_require(context: TokenContext, resource_type: str, permission: str) -> None:

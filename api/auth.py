@@ -45,6 +45,8 @@ class TokenContext:
     purpose: str
     client_credentials: bool
     expires: Any
+    # A person signed in and approved this token (the authorization-code flow, or a refresh of one).
+    interactive: bool = False
 
 
 # In the model's field order: Model.from_db assigns values by position among the concrete fields.
@@ -52,7 +54,8 @@ _USER_FIELDS = ("id", "username", "is_active", "role")
 # The longest bearer token looked up at all; anything longer is refused without a query.
 MAX_TOKEN = 512
 _COLUMNS = (
-    "t.id, t.expires, t.scope, t.application_id, t.user_id IS NULL, u.id, u.username, u.role, u.is_active, p.purpose"
+    "t.id, t.expires, t.scope, t.application_id, t.user_id IS NULL, u.id, u.username, u.role, u.is_active, p.purpose,"
+    " a.authorization_grant_type"
 )
 _SQL: dict[str, str] = {}
 _IDENTITY_SQL: dict[str, str] = {}
@@ -141,7 +144,7 @@ def token_context_from_identity(value: object) -> TokenContext | None:
 def _context(row: Sequence[Any] | None) -> TokenContext | None:
     if row is None:
         return None
-    token_id, expires, scope, application_id, no_user, uid, username, role, is_active, purpose = row
+    token_id, expires, scope, application_id, no_user, uid, username, role, is_active, purpose, grant_type = row
     if not is_active:
         return None
     if isinstance(expires, str):  # SQLite hands raw cursors text; JSON carries ISO 8601
@@ -157,6 +160,7 @@ def _context(row: Sequence[Any] | None) -> TokenContext | None:
         purpose=purpose or "",
         client_credentials=bool(no_user),
         expires=_aware(expires),
+        interactive=not no_user and grant_type == Application.GRANT_AUTHORIZATION_CODE,
     )
 
 

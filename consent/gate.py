@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit.models import Outcome
 from audit.services import LogEvent, access_log_commit, access_log_insert
+from consent.break_glass import break_glass_admit
 from consent.pdp import (
     Decision,
     GrantRow,
@@ -59,7 +60,10 @@ class Caller:
 
     actor: User | None
     purpose: str = PURPOSE_PATIENT_REQUEST
-    reason: str = ""  # the written reason break-glass needs
+    reason: str = ""  # the written reason break-glass needs ...
+    break_glass_code: str = ""  # ... with its code (consent.purposes.BreakGlassCode)
+    # A person signed in for this request (an authorization-code token), not a backend service.
+    interactive: bool = False
     job_id: str = ""  # set when a worker acts for a job
 
     @property
@@ -103,7 +107,7 @@ def _decide(
     at: datetime | None = None,
     grants: Sequence[GrantRow] | None = None,
 ) -> Decision:
-    return decide(
+    decision = decide(
         actor=caller.actor,
         patient_id=patient.pk,
         patient_user_id=patient.user_id,
@@ -111,9 +115,19 @@ def _decide(
         resource_types=resource_types,
         purpose=caller.purpose,
         reason=caller.reason,
+        break_glass_code=caller.break_glass_code,
+        interactive=caller.interactive,
         at=at,
         grants=grants,
     )
+    if decision.break_glass and caller.actor is not None:
+        # The request may break the glass; whether this record, now, may be opened is the episode's rule.
+        admission = break_glass_admit(
+            clinician=caller.actor, patient=patient, code=caller.break_glass_code, reason=caller.reason, at=at
+        )
+        if admission.episode is None:
+            return Decision(permit=False, basis=admission.refused)
+    return decision
 
 
 def _event(caller: Caller, patient: Patient, action: str, decision: Decision, **details: object) -> LogEvent:

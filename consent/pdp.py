@@ -15,13 +15,11 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Role, User
+from consent.break_glass import break_glass_refusal
 from consent.models import Grant, GrantStatus
-from consent.purposes import ALL_RESOURCE_TYPES, Action, Purpose
+from consent.purposes import ALL_RESOURCE_TYPES, Purpose
 from healthledger.lib.db import prepared_cursor
 from records.selectors import RowExtra
-
-# A break-glass reason must say something; a single word is not a reason.
-MIN_BREAK_GLASS_REASON = 10
 
 
 @dataclass(frozen=True)
@@ -53,12 +51,16 @@ def decide(
     purpose: str,
     at: datetime | None = None,
     reason: str = "",
+    break_glass_code: str = "",
+    interactive: bool = False,
     grants: Sequence[GrantRow] | None = None,
 ) -> Decision:
     """Decide one request. `resource_types` must be non-empty; `patient_user_id` is the record owner's user id.
 
     `grants` are the actor's live grants on this patient for this purpose at `at`, when the
     caller fetched them already (live_grants_expression); otherwise they are read here.
+    Break-glass (ETREAT) needs `break_glass_code`, a `reason` and a person signed in
+    (`interactive`); a permit here is still subject to the gate's admission (an episode).
     """
     if actor is None or not actor.is_active or not resource_types:
         return Decision(permit=False, basis="anonymous" if actor is None else "invalid-request")
@@ -68,7 +70,18 @@ def decide(
             return Decision(permit=True, basis="own-record")
         return Decision(permit=False, basis="own-record-wrong-purpose")
     if purpose == Purpose.ETREAT:
-        return _break_glass(actor=actor, action=action, reason=reason)
+        refused = break_glass_refusal(
+            actor=actor,
+            interactive=interactive,
+            code=break_glass_code,
+            reason=reason,
+            action=action,
+            resource_types=resource_types,
+        )
+        if refused is not None:
+            return Decision(permit=False, basis=refused.basis)
+        # No grant is looked at: what bounds break-glass is consent.break_glass, a reviewed exception.
+        return Decision(permit=True, basis="break-glass", break_glass=True)
     if grants is None:
         grants = live_grants(grantee_id=actor.pk, patient_id=patient_id, purpose=purpose, at=at or timezone.now())
     for grant_id, granted_types, actions, categories in grants:
@@ -174,15 +187,3 @@ def grants_from_expression(value: object, *, purpose: str) -> list[GrantRow]:
         for gid, types, actions, categories, granted_for in rows  # type: ignore[union-attr]
         if granted_for == purpose
     ]
-
-
-def _break_glass(*, actor: User, action: str, reason: str) -> Decision:
-    # Break-glass is for a clinician in an emergency with no grant in place: read only, a written
-    # reason, flagged in the log and shown to the patient on their dashboard.
-    if actor.role != Role.CLINICIAN:
-        return Decision(permit=False, basis="break-glass-not-clinician")
-    if action != Action.READ:
-        return Decision(permit=False, basis="break-glass-read-only")
-    if len(reason.strip()) < MIN_BREAK_GLASS_REASON:
-        return Decision(permit=False, basis="break-glass-needs-reason")
-    return Decision(permit=True, basis="break-glass", break_glass=True)

@@ -307,6 +307,22 @@ LOGOUT_REDIRECT_URL = "portal:login"
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
 OTP_TOTP_ISSUER = "HealthLedger"
+
+# --- Break-glass and notifications -----------------------------------------------------
+# A break-glass episode lasts this long from the clinician's first emergency read of a patient ...
+BREAK_GLASS_WINDOW_MINUTES = envint("BREAK_GLASS_WINDOW_MINUTES", 60, minimum=1)
+# ... and a clinician may break the glass on at most this many different patients in any 24 hours.
+BREAK_GLASS_PATIENTS_PER_DAY = envint("BREAK_GLASS_PATIENTS_PER_DAY", 3, minimum=1)
+# Where users sign in, for the links in e-mails (which carry nothing else).
+HEALTHLEDGER_PUBLIC_URL = envstr("HEALTHLEDGER_PUBLIC_URL", "http://localhost:8000")
+# Development prints e-mails on the console; production sets an SMTP server.
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "HealthLedger <no-reply@localhost>")
 # django-csp 4 format. No inline script or style anywhere: scripts and styles are static files, htmx is
 # configured by a meta tag, charts read their data from JSON endpoints.
 CONTENT_SECURITY_POLICY = {

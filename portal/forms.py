@@ -177,3 +177,12 @@ class EraseForm(forms.Form):
         if not self.user.check_password(value):
             raise forms.ValidationError("That is not your password.")
         return value
+
+
+class BreakGlassReviewForm(forms.Form):
+    note = forms.CharField(
+        label="Review note",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="What you checked, and what you found.",
+    )

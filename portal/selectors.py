@@ -45,6 +45,7 @@ ACTION_WORDS = {
     "accounts.admin.change": "An administrator changed your account",
     "accounts.admin.password": "An administrator set a new password on your account",
     "accounts.admin.second_factor.remove": "An administrator removed your authenticator app",
+    "consent.break-glass.review": "Reviewed an emergency (break-glass) access",
 }
 CATEGORY_WORDS = {
     "vital-signs": "Vital signs",

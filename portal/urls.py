@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from portal.views import ai, auth, clinician, patient, sharing
+from portal.views import ai, auth, clinician, notices, patient, sharing, steward
 
 app_name = "portal"
 
@@ -27,6 +27,8 @@ urlpatterns = [
     path("sharing/<str:grant_id>/revoke/", sharing.grant_revoke_view, name="grant_revoke"),
     path("access/", patient.access_log, name="access_log"),
     path("access/<int:entry_id>/", patient.access_proof, name="access_proof"),
+    path("notifications/", notices.notifications, name="notifications"),
+    path("notifications/read/", notices.notifications_read, name="notifications_read"),
     path("ai/", ai.ai, name="ai"),
     path("ai/run/", ai.ai_run, name="ai_run"),
     path("erase/", sharing.erase, name="erase"),
@@ -37,5 +39,11 @@ urlpatterns = [
         "clinician/patients/<uuid:patient_id>/<str:resource_type>/<str:resource_id>/",
         clinician.clinician_resource,
         name="clinician_resource",
+    ),
+    path("steward/break-glass/", steward.break_glass_list, name="steward_break_glass"),
+    path(
+        "steward/break-glass/<uuid:episode_id>/review/",
+        steward.break_glass_review_view,
+        name="steward_break_glass_review",
     ),
 ]

@@ -1,6 +1,6 @@
 """What every portal view shares: who may open it, and how domain errors become friendly pages.
 
-A view is wrapped by `patient_page` or `clinician_page`: signed in (and past the
+A view is wrapped by `patient_page`, `clinician_page` or `steward_page`: signed in (and past the
 second factor when the user has one), the right role, and for patients their own
 record attached. Domain errors become the same friendly page every time; their
 messages are written without PHI (healthledger.errors), and a 5xx shows none.
@@ -116,6 +116,22 @@ def clinician_page(view: View) -> View:
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         refused = _gatekeeper(request, Role.CLINICIAN)
+        if refused is not None:
+            return refused
+        try:
+            return view(request, *args, **kwargs)
+        except HealthLedgerError as exc:
+            return domain_error_page(request, exc)
+
+    return wrapped
+
+
+def steward_page(view: View) -> View:
+    """A page of the signed-in data steward: view(request, ...)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refused = _gatekeeper(request, Role.STEWARD)
         if refused is not None:
             return refused
         try:

@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.selectors import notifications_for
 from consent import gate
 from portal import selectors
 from portal.forms import ImportForm
@@ -36,7 +37,9 @@ ACCESS_PAGE = 50
 @patient_page
 def dashboard(request: HttpRequest, patient: Patient) -> HttpResponse:
     board = selectors.dashboard(patient=patient, me=request.user, now=timezone.now())  # type: ignore[arg-type]
-    return render(request, "portal/dashboard.html", {"board": board, "patient": patient, "nav": "dashboard"})
+    notices = notifications_for(user=request.user, unread_only=True, limit=5)  # type: ignore[arg-type]
+    context = {"board": board, "patient": patient, "nav": "dashboard", "notices": notices}
+    return render(request, "portal/dashboard.html", context)
 
 
 @require_GET

@@ -2,13 +2,18 @@
 
 `token_for(user, scope=..., purpose=...)` registers a backend-service application owned by
 the user and asks /oauth/token/ for a client-credentials token: the token acts as that user.
+`signed_in_token_for(user, ...)` goes through the authorization-code flow with PKCE instead:
+the user signs in and approves, as a person at a clinical app does.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
+import secrets
 from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client
@@ -64,3 +69,40 @@ def api() -> Client:
 
 def bearer(token: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+APP_REDIRECT = "https://app.example/callback"
+
+
+@pytest.fixture
+def signed_in_token_for(db) -> TokenFor:  # type: ignore[no-untyped-def]
+    def issue(user, scope: str = "user/*.rs", purpose: str | None = None) -> str:  # type: ignore[no-untyped-def]
+        app, secret = register_app(
+            user, grant_type=Application.GRANT_AUTHORIZATION_CODE, redirect_uris=APP_REDIRECT, skip_authorization=True
+        )
+        browser = Client()
+        browser.force_login(user)
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        asked = {
+            "response_type": "code",
+            "client_id": app.client_id,
+            "redirect_uri": APP_REDIRECT,
+            "scope": scope,
+            "state": "xyz",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "aud": "http://testserver/fhir",  # SMART: this server's FHIR base
+        }
+        approved = browser.get("/oauth/authorize/", asked)
+        assert approved.status_code == 302, approved.content
+        code = parse_qs(urlsplit(approved["Location"]).query)["code"][0]
+        exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": APP_REDIRECT}
+        exchange["code_verifier"] = verifier
+        if purpose:
+            exchange["purpose_of_use"] = purpose
+        response = Client().post("/oauth/token/", exchange, HTTP_AUTHORIZATION=basic(app.client_id, secret))
+        assert response.status_code == 200, response.content
+        return str(response.json()["access_token"])
+
+    return issue

@@ -142,17 +142,14 @@ def test_the_purpose_bound_to_a_token_decides_and_another_purpose_in_the_header_
     assert "X-Purpose-Of-Use" in orjson.loads(unknown.content)["issue"][0]["diagnostics"]
 
 
-def test_break_glass_needs_a_reason_and_is_flagged(api, other_clinician, token_for, an_observation):
-    token = token_for(other_clinician)
+def test_break_glass_needs_a_reason_and_is_flagged(api, other_clinician, an_observation):
+    # A person signed in (authorization code): a backend service cannot break glass (tests/api/test_break_glass_api.py).
+    token = _authorization_code_tokens(other_clinician, "user/*.rs")["access_token"]
     url = f"/fhir/Observation/{an_observation.fhir_id}"
+    glass = {"HTTP_X_PURPOSE_OF_USE": "ETREAT", "HTTP_X_BREAK_GLASS_CODE": "unconscious-patient"}
 
-    without = api.get(url, HTTP_X_PURPOSE_OF_USE="ETREAT", **bearer(token))
-    with_reason = api.get(
-        url,
-        HTTP_X_PURPOSE_OF_USE="ETREAT",
-        HTTP_X_BREAK_GLASS_REASON="unconscious in the emergency room",
-        **bearer(token),
-    )
+    without = api.get(url, **glass, **bearer(token))
+    with_reason = api.get(url, **glass, HTTP_X_BREAK_GLASS_REASON="unconscious in the emergency room", **bearer(token))
 
     assert without.status_code == 400
     assert with_reason.status_code == 200

@@ -130,9 +130,12 @@ def test_a_grant_narrowed_to_a_category_serves_only_that_category(issue_grant, a
 def test_break_glass_needs_a_clinician_and_a_written_reason_and_is_flagged(
     alice_record, clinician, researcher, an_observation
 ):
+    # The rest of its limits (a person signed in, the code, clinical types, window, rate): test_break_glass.py.
     def read(actor, reason):  # type: ignore[no-untyped-def]
         return resource_read(
-            caller=Caller(actor=actor, purpose="ETREAT", reason=reason),
+            caller=Caller(
+                actor=actor, purpose="ETREAT", reason=reason, break_glass_code="unconscious-patient", interactive=True
+            ),
             patient=alice_record,
             resource_type="Observation",
             resource_id=an_observation.fhir_id,

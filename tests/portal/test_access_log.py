@@ -17,7 +17,13 @@ pytestmark = pytest.mark.django_db
 
 def _carol_reads(clinician, patient, observation, *, purpose: str = "TREAT", reason: str = "") -> None:  # type: ignore[no-untyped-def]
     gate.resource_read(
-        caller=gate.Caller(actor=clinician, purpose=purpose, reason=reason),
+        caller=gate.Caller(
+            actor=clinician,
+            purpose=purpose,
+            reason=reason,
+            break_glass_code="unconscious-patient" if reason else "",
+            interactive=True,
+        ),
         patient=patient,
         resource_type="Observation",
         resource_id=observation.fhir_id,

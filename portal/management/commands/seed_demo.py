@@ -154,7 +154,10 @@ def _demo_accesses(*, patient: Patient, clinician: User, researcher: User) -> in
     asks = [(gate.Caller(actor=clinician, purpose="TREAT"), "Observation", fhir_id) for fhir_id in observations]
     if condition:
         reason = "Brought in unconscious to the emergency department; checking known conditions."
-        asks.append((gate.Caller(actor=clinician, purpose="ETREAT", reason=reason), "Condition", condition))
+        glass = gate.Caller(
+            actor=clinician, purpose="ETREAT", reason=reason, break_glass_code="unconscious-patient", interactive=True
+        )
+        asks.append((glass, "Condition", condition))
     if observations:
         asks.append((gate.Caller(actor=researcher, purpose="TREAT"), "Observation", observations[0]))
     for caller, resource_type, fhir_id in asks:
