@@ -44,13 +44,22 @@ class LoginForm(forms.Form):
 
 
 class SignupForm(UserCreationForm):  # type: ignore[type-arg]
+    """Sign-up input. Never says whether a username is taken: that goes by e-mail (patient_signup_request)."""
+
     first_name = forms.CharField(max_length=150, required=False, label="First name")
     last_name = forms.CharField(max_length=150, required=False, label="Last name")
-    email = forms.EmailField(required=False, label="Email (optional)")
+    email = forms.EmailField(label="Email", help_text="We e-mail you a link to finish creating your account.")
 
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "first_name", "last_name", "email")
+
+    def clean_username(self) -> str:
+        # UserCreationForm answers "A user with that username already exists": a free test of who has an account.
+        return str(self.cleaned_data["username"])
+
+    def validate_unique(self) -> None:
+        """No uniqueness errors on the page, for the same reason; the service handles a taken name."""
 
 
 class TokenForm(forms.Form):

@@ -28,7 +28,8 @@ from portal.services import (
     login_failure_record,
     login_failures_clear,
     login_is_throttled,
-    patient_signup,
+    patient_signup_confirm,
+    patient_signup_request,
     totp_confirmed_device,
     totp_device_begin,
     totp_device_confirm,
@@ -70,18 +71,32 @@ def home(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password1", "password2")
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    """Ask for an account; the answer is "check your e-mail" whether or not the name is taken."""
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = patient_signup(
+        patient_signup_request(
             username=form.cleaned_data["username"],
             password=form.cleaned_data["password1"],
             first_name=form.cleaned_data["first_name"],
             last_name=form.cleaned_data["last_name"],
             email=form.cleaned_data["email"],
+            site_url=request.build_absolute_uri("/"),
         )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("portal:dashboard")
+        return redirect("portal:signup_sent")
     return render(request, "portal/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@require_http_methods(["GET"])
+def signup_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/signup_sent.html")
+
+
+@never_cache
+@require_http_methods(["GET"])
+def signup_confirm(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    """The link from the sign-up e-mail: activates the account, then the patient signs in."""
+    user = patient_signup_confirm(uidb64=uidb64, token=token)
+    return render(request, "portal/signup_confirm.html", {"activated": user is not None}, status=200 if user else 400)
 
 
 @never_cache

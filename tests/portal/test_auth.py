@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.core import mail
+from django.http import HttpResponse
 from django.test import Client
+from django.utils.http import urlsafe_base64_encode
 from django_otp.oath import totp
 
 from accounts.models import User
@@ -26,26 +31,69 @@ def _enrolled(user: User) -> TOTPDevice:
     return device
 
 
-def test_signing_up_creates_a_patient_with_an_empty_keyed_record_and_signs_them_in(db) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def signup(django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    """POST the sign-up form; the e-mail goes out on commit, as in production."""
+
+    def post(client: Client, username: str, email: str = "dora@example.org") -> HttpResponse:
+        form = {"username": username, "first_name": "Dora", "last_name": "Ng", "email": email}
+        form |= {"password1": "a sturdy passphrase 7", "password2": "a sturdy passphrase 7"}
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post("/signup/", form)
+
+    return post
+
+
+def test_signing_up_makes_an_inactive_patient_and_the_emailed_link_activates_it(signup) -> None:  # type: ignore[no-untyped-def]
     client = Client()
 
-    response = client.post(
-        "/signup/",
-        {
-            "username": "dora",
-            "first_name": "Dora",
-            "last_name": "Ng",
-            "email": "",
-            "password1": "a sturdy passphrase 7",
-            "password2": "a sturdy passphrase 7",
-        },
-    )
+    response = signup(client, "dora")
 
-    assert (response.status_code, response["Location"]) == (302, "/dashboard/")
+    assert (response.status_code, response["Location"]) == (302, "/signup/sent/")
     user = User.objects.get(username="dora")
-    assert (user.role, user.get_full_name()) == ("patient", "Dora Ng")
+    assert (user.role, user.get_full_name(), user.is_active) == ("patient", "Dora Ng", False)
     assert Patient.objects.get(user=user).wrapped_key is not None
+    assert not client.login(username="dora", password="a sturdy passphrase 7")
+    (message,) = mail.outbox
+    assert message.to == ["dora@example.org"]
+    link = re.search(r"http://testserver(/signup/confirm/\S+/)", message.body)
+    assert link is not None
+    assert client.get(link.group(1)).status_code == 200
+    assert client.post("/login/", {"username": "dora", "password": "a sturdy passphrase 7"}).status_code == 302
     assert client.get("/dashboard/").status_code == 200
+    client.post("/logout/")
+    assert client.get(link.group(1)).status_code == 400  # used: it activates once, never again
+
+
+def test_sign_up_answers_the_same_for_a_taken_and_a_free_username(signup, patient_user) -> None:  # type: ignore[no-untyped-def]
+    taken = signup(Client(), "Alice", email="someone@example.org")
+    free = signup(Client(), "alicia", email="someone@example.org")
+
+    assert (taken.status_code, taken["Location"]) == (free.status_code, free["Location"]) == (302, "/signup/sent/")
+    assert taken.content == free.content
+    assert User.objects.filter(username__iexact="alice").count() == 1
+    assert User.objects.get(username="alice").email == ""  # the taken account is untouched
+    told, created = mail.outbox
+    assert "already taken" in told.body
+    assert "/signup/confirm/" not in told.body
+    assert "/signup/confirm/" in created.body
+
+
+def test_a_forged_or_foreign_activation_link_activates_nothing(signup, patient_user) -> None:  # type: ignore[no-untyped-def]
+    signup(Client(), "dora")
+    dora = User.objects.get(username="dora")
+    link = re.search(r"/signup/confirm/(\S+)/(\S+)/", mail.outbox[0].body)
+    assert link is not None
+    patient_user.is_active = False
+    patient_user.save(update_fields=["is_active"])
+    alices_uid = urlsafe_base64_encode(str(patient_user.pk).encode())
+
+    assert Client().get(f"/signup/confirm/{link.group(1)}/not-the-token/").status_code == 400
+    assert Client().get(f"/signup/confirm/{alices_uid}/{link.group(2)}/").status_code == 400
+    assert Client().get("/signup/confirm/%%%/x/").status_code in (400, 404)
+    dora.refresh_from_db()
+    patient_user.refresh_from_db()
+    assert (dora.is_active, patient_user.is_active) == (False, False)
 
 
 def test_a_weak_password_is_refused_and_no_account_is_made(db) -> None:  # type: ignore[no-untyped-def]

@@ -10,8 +10,10 @@ process between steps (the worker-process path is tested in tests/integration).
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from django.core import mail
 from playwright.sync_api import Page, expect
 
 from audit.anchoring import access_log_anchor
@@ -76,8 +78,19 @@ def test_the_whole_patient_journey(
     page.get_by_label("First name").fill("Dora")
     page.get_by_label("Last name").fill("Ng")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Email").fill("dora@example.org")
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
+    # The link in the e-mail activates the account (the test's e-mail backend keeps it in memory); then sign in.
+    link = re.search(r"/signup/confirm/\S+/", mail.outbox[-1].body)
+    assert link is not None
+    page.goto(f"{base}{link.group(0)}")
+    expect(page.get_by_role("heading", name="Your account is ready")).to_be_visible()
+    page.goto(f"{base}/login/")
+    page.get_by_label("Username").fill("dora")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Your dashboard")).to_be_visible()
 
     # Import a Synthea bundle, with the progress shown and the result announced.
