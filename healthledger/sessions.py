@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.sessions.backends import db
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.contrib.sessions.models import Session
 
 from healthledger.lib.account_secrets import session_id_digest
@@ -30,7 +31,7 @@ class SessionStore(db.SessionStore):
             return None
         # The parent looks the row up by self.session_key: give it the stored form for the duration.
         self._session_key = self._stored_key(real_key)
-        found: Session | None = super()._get_session_from_db()
+        found: Session | None = super()._get_session_from_db()  # type: ignore[misc]
         # The parent clears the key when no row matches; keep the cookie's value otherwise.
         self._session_key = real_key if self._session_key is not None else None
         return found
@@ -40,7 +41,7 @@ class SessionStore(db.SessionStore):
         if real_key is None:
             return None
         self._session_key = self._stored_key(real_key)
-        found: Session | None = await super()._aget_session_from_db()
+        found: Session | None = await super()._aget_session_from_db()  # type: ignore[misc]
         self._session_key = real_key if self._session_key is not None else None
         return found
 
@@ -50,13 +51,13 @@ class SessionStore(db.SessionStore):
     async def aexists(self, session_key: str) -> bool:
         return bool(await super().aexists(self._stored_key(session_key)))
 
-    def create_model_instance(self, data: dict[str, Any]) -> Session:
-        obj: Session = super().create_model_instance(data)
+    def create_model_instance(self, data: dict[str, Any]) -> AbstractBaseSession:
+        obj = super().create_model_instance(data)
         obj.session_key = self._stored_key(obj.session_key)
         return obj
 
-    async def acreate_model_instance(self, data: dict[str, Any]) -> Session:
-        obj: Session = await super().acreate_model_instance(data)
+    async def acreate_model_instance(self, data: dict[str, Any]) -> AbstractBaseSession:
+        obj = await super().acreate_model_instance(data)
         obj.session_key = self._stored_key(obj.session_key)
         return obj
 

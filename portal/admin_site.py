@@ -62,7 +62,7 @@ class StaffLoginForm(AdminAuthenticationForm):
         if device is None or not token or not device.verify_token(token):
             raise self.get_invalid_login_error()
         # django-otp's user_logged_in handler marks the new session verified with this device.
-        user.otp_device = device  # type: ignore[union-attr]
+        user.otp_device = device  # type: ignore[union-attr,attr-defined]
 
     def confirm_login_allowed(self, user: Any) -> None:
         if not (user.is_active and user.is_staff):
