@@ -86,3 +86,20 @@ def notifications_mark_read(*, user: User) -> int:
     """Mark every unread notification of `user` read; returns how many."""
     return Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
 
+
+def account_scrub(*, user_id: int) -> User:
+    """Close an account for good after its record was erased: signed out, unusable, and nameless.
+
+    The row stays (the access log names actors by id), but nothing in it says who the
+    person was: names, e-mail and the chosen username are replaced, the password is made
+    unusable (which also ends every session, as Django ties sessions to the password hash).
+    """
+    user = User.objects.select_for_update().get(pk=user_id)
+    user.is_active = False
+    user.first_name = ""
+    user.last_name = ""
+    user.email = ""
+    user.username = f"erased-{user.pk}"
+    user.set_unusable_password()
+    user.save(update_fields=["is_active", "first_name", "last_name", "email", "username", "password"])
+    return user

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
+from accounts.services import account_scrub
 from audit.services import LogEvent, access_log_append
 from consent import gate
 from consent.models import Grant, GrantStatus
@@ -27,6 +28,7 @@ from ledger.pseudonyms import pseudonymous_address
 from ledger.selectors import signing_domain
 from records.fhir.resource_types import RESOURCE_TYPES as KNOWN_RESOURCE_TYPES
 from records.models import Patient
+from records.services import patient_erase
 
 logger = logging.getLogger(__name__)
 
@@ -189,37 +191,67 @@ def grant_revoke(*, grant: Grant, by: User) -> Grant:
         locked = Grant.objects.select_for_update().select_related("patient").get(pk=grant.pk)
         if by.pk != locked.patient.user_id:
             raise ConsentDenied("only the patient can revoke their grant")
-        if locked.status == GrantStatus.REVOKED:
-            return locked
-        private_key = gate.patient_signing_key(patient=locked.patient)
-        chain_id, contract_address = signing_domain()
-        signature = signing.revoke_sign(
-            bytes.fromhex(locked.id[2:]),
-            private_key=private_key,
-            chain_id=chain_id,
-            verifying_contract=contract_address,
+        return _revoke_locked(locked, actor=_actor(by))
+
+
+def _revoke_locked(locked: Grant, *, actor: str) -> Grant:
+    """Sign and record the revocation of a grant the caller holds locked, in the caller's transaction."""
+    if locked.status == GrantStatus.REVOKED:
+        return locked
+    private_key = gate.patient_signing_key(patient=locked.patient)
+    chain_id, contract_address = signing_domain()
+    signature = signing.revoke_sign(
+        bytes.fromhex(locked.id[2:]),
+        private_key=private_key,
+        chain_id=chain_id,
+        verifying_contract=contract_address,
+    )
+    was_on_chain = locked.status == GrantStatus.RECORDED
+    locked.status = GrantStatus.REVOKED
+    locked.revoked_at = timezone.now()
+    locked.revocation_signature = "0x" + signature.to_bytes().hex()
+    locked.save(update_fields=["status", "revoked_at", "revocation_signature"])
+    if was_on_chain:
+        outbox_enqueue(kind="revoke", ref=locked.id, payload=_chain_payload(locked, locked.revocation_signature))
+    # A grant still pending on chain is revoked there by grant_confirmed, once it lands:
+    # a revoke sent first would be refused as an unknown grant.
+    access_log_append(
+        event=LogEvent(
+            actor=actor,
+            action="consent.grant.revoke",
+            outcome="permit",
+            patient_ref=locked.patient_id,
+            purpose=locked.purpose,
+            grant_ref=locked.id,
         )
-        was_on_chain = locked.status == GrantStatus.RECORDED
-        locked.status = GrantStatus.REVOKED
-        locked.revoked_at = timezone.now()
-        locked.revocation_signature = "0x" + signature.to_bytes().hex()
-        locked.save(update_fields=["status", "revoked_at", "revocation_signature"])
-        if was_on_chain:
-            outbox_enqueue(kind="revoke", ref=locked.id, payload=_chain_payload(locked, locked.revocation_signature))
-        # A grant still pending on chain is revoked there by grant_confirmed, once it lands:
-        # a revoke sent first would be refused as an unknown grant.
-        access_log_append(
-            event=LogEvent(
-                actor=_actor(by),
-                action="consent.grant.revoke",
-                outcome="permit",
-                patient_ref=locked.patient_id,
-                purpose=locked.purpose,
-                grant_ref=locked.id,
-            )
-        )
+    )
     logger.info("grant revoked id=%s", locked.id[:18])
     return locked
+
+
+def patient_record_erase(*, patient: Patient, actor: str) -> Patient:
+    """Erase a record, in the one order there is: end its sharing, then destroy its key, then its account's name.
+
+    Every live grant is revoked first, signed with the patient's key while that key still
+    exists (after the shred nobody could ever sign the revocations). Then the key is
+    destroyed (records.services.patient_erase), the account is closed and its name and
+    e-mail removed. One transaction: either all of it happened or none of it did. Used by
+    the portal's erase page and the erase_patient command alike.
+    """
+    with transaction.atomic():
+        # Locked so a grant issued while this runs cannot escape the revocations.
+        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        live = (
+            Grant.objects.select_for_update()
+            .select_related("patient")
+            .filter(patient=patient, status__in=[GrantStatus.PENDING, GrantStatus.RECORDED])
+        )
+        for grant in live:
+            _revoke_locked(grant, actor=actor)
+        erased = patient_erase(patient=patient, actor=actor)
+        if erased.user_id is not None:
+            account_scrub(user_id=erased.user_id)
+    return erased
 
 
 def grant_confirmed(*, grant_id: str, tx_hash: str, block_number: int | None) -> Grant | None:

@@ -189,6 +189,13 @@ if not DEBUG and not (HEALTHLEDGER_MASTER_KEY or envbool("HEALTHLEDGER_ALLOW_KEY
         "(or set HEALTHLEDGER_ALLOW_KEY_FILES=true to keep keys in files under HEALTHLEDGER_KEYS_DIR)"
     )
 
+# The patient key store: each patient key's second half lives here, never in the database, so a
+# database backup opens nothing (records/keystore.py). `file`: a SQLite file under KEYS_DIR.
+HEALTHLEDGER_KEY_STORE = envstr("HEALTHLEDGER_KEY_STORE", "file")
+HEALTHLEDGER_KEY_STORE_PATH = envstr("HEALTHLEDGER_KEY_STORE_PATH")
+# How long the operator keeps backups of the key store: an erased key is gone from every copy after this.
+HEALTHLEDGER_KEY_BACKUP_DAYS = envint("HEALTHLEDGER_KEY_BACKUP_DAYS", 30, minimum=0)
+
 # --- FHIR ingest limits ------------------------------------------------------------
 FHIR_MAX_DOCUMENT_BYTES = envint("FHIR_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024, minimum=1024)
 FHIR_MAX_DEPTH = envint("FHIR_MAX_DEPTH", 32, minimum=4)

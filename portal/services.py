@@ -1,7 +1,7 @@
 """The portal's writes. Each composes domain services; none writes patient data itself.
 
 Imports go through records.services.fhir_ingest, grants through consent.services,
-erasure through records.services.patient_erase. What is the portal's own is the
+erasure through consent.services.patient_record_erase. What is the portal's own is the
 sign-in bookkeeping (failed attempts, the optional TOTP device).
 """
 
@@ -26,15 +26,14 @@ from accounts.models import Role, User
 from accounts.services import user_create
 from audit.models import AccessLogEntry, Outcome
 from audit.services import LogEvent, access_log_append
-from consent.models import Grant, GrantStatus
-from consent.services import grant_revoke
-from healthledger.errors import InvalidFHIR, OutcomeIssue
+from consent.services import patient_record_erase
+from healthledger.errors import ConsentDenied, InvalidFHIR, OutcomeIssue
 from healthledger.lib.account_secrets import totp_seed_seal
 from portal.models import LoginFailure, SealedTOTPDevice
 from records.fhir.jsonio import DuplicateKey, dumps_exact, loads_exact
 from records.models import Patient
 from records.selectors import patient_for_user
-from records.services import IngestResult, fhir_ingest, patient_create, patient_erase
+from records.services import IngestResult, fhir_ingest, patient_create
 
 logger = logging.getLogger(__name__)
 
@@ -342,12 +341,7 @@ def record_import(*, patient: Patient, user: User, payload: bytes, filename: str
 
 
 def record_erase(*, patient: Patient, by: User) -> Patient:
-    """Revoke every live grant (signed while the patient's key still exists), then crypto-shred the record.
-
-    One transaction: either sharing has ended and the key is gone, or nothing changed.
-    """
-    with transaction.atomic():
-        live = Grant.objects.filter(patient=patient, status__in=[GrantStatus.PENDING, GrantStatus.RECORDED])
-        for grant in live:
-            grant_revoke(grant=grant, by=by)
-        return patient_erase(patient=patient, actor=f"user:{by.pk}")
+    """The patient erases her own record: consent.services.patient_record_erase, in its one order."""
+    if patient.user_id != by.pk:
+        raise ConsentDenied("only the patient can erase her record")
+    return patient_record_erase(patient=patient, actor=f"user:{by.pk}")

@@ -11,6 +11,11 @@ still accepted for unwrapping during a rotation) or from key files under KEYS_DI
 Each master key has an id derived from the key itself; a wrapped patient key
 records the id it was wrapped under, so a rotation interrupted at any point leaves
 every patient key unwrappable by exactly one key that is still in the keyring.
+
+A patient key is derived from two random parts: the database part, sealed under the
+master key in the patient's row ("wrapped"), and the key-store part, held by the
+patient key store outside the database (records.keystore). A copy of the database
+with the master key opens nothing; erasure destroys the key-store part.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from healthledger.errors import KeyUnavailable
+from healthledger.errors import KeyDestroyed, KeyUnavailable
 from healthledger.lib.keyfiles import (
     decode_key,
     key_file_path,
@@ -32,6 +37,7 @@ from healthledger.lib.keyfiles import (
     write_key_file,
 )
 from records import crypto
+from records.keystore import key_store
 
 logger = logging.getLogger(__name__)
 
@@ -134,21 +140,19 @@ def patient_key_wrap(*, patient_id: uuid.UUID, key: bytes, keyring: MasterKeyrin
 
 
 def patient_key_new(*, patient_id: uuid.UUID) -> tuple[bytes, str]:
-    """A fresh random patient key, wrapped under the current master key: (wrapped, master key id)."""
+    """A fresh patient key: its key-store part stored, its database part wrapped: (wrapped, master key id)."""
+    key_store().part_create(patient_id=patient_id)
     return patient_key_wrap(patient_id=patient_id, key=crypto.key_generate())
 
 
-def patient_key_unwrap(*, patient_id: uuid.UUID, wrapped: bytes, master_key_id: str) -> bytes:
-    """Unwrap a patient key. Cached by the wrapped bytes, so an erased or rewrapped key is never served stale.
+def _combine(*, database_part: bytes, store_part: bytes) -> bytes:
+    # HMAC as a PRF keyed by the key-store part over the database part: either part alone
+    # says nothing about the result.
+    return crypto.keyed_digest(key=store_part, data=b"healthledger/patient-key|" + database_part)
 
-    The cache key also carries everything the wrapping's associated data binds (patient,
-    master key id): a wrapped key copied to another row must fail here as it would uncached.
-    """
-    wrapped = bytes(wrapped)
-    cache_key = (wrapped, patient_id, master_key_id)
-    cached = _patient_keys.get(cache_key)
-    if cached is not None:
-        return cached
+
+def patient_key_part_unwrap(*, patient_id: uuid.UUID, wrapped: bytes, master_key_id: str) -> bytes:
+    """The database part of a patient key, unwrapped with the master key (for rewrapping on rotation)."""
     ring = master_keyring()
     master = ring.keys.get(master_key_id)
     if master is None:
@@ -156,7 +160,26 @@ def patient_key_unwrap(*, patient_id: uuid.UUID, wrapped: bytes, master_key_id: 
         master = master_keyring(refresh=True).keys.get(master_key_id)
     if master is None:
         raise KeyUnavailable(f"master key {master_key_id} is not in the keyring (wrong or missing master key)")
-    key = crypto.aead_open(key=master, sealed=wrapped, aad=_patient_key_aad(patient_id, master_key_id))
+    return crypto.aead_open(key=master, sealed=bytes(wrapped), aad=_patient_key_aad(patient_id, master_key_id))
+
+
+def patient_key_unwrap(*, patient_id: uuid.UUID, wrapped: bytes, master_key_id: str) -> bytes:
+    """The patient key. Cached by the wrapped bytes, so an erased or rewrapped key is never served stale.
+
+    The cache key also carries everything the wrapping's associated data binds (patient,
+    master key id): a wrapped key copied to another row must fail here as it would uncached.
+    KeyDestroyed when the key store no longer holds the patient's part (erased).
+    """
+    wrapped = bytes(wrapped)
+    cache_key = (wrapped, patient_id, master_key_id)
+    cached = _patient_keys.get(cache_key)
+    if cached is not None:
+        return cached
+    database_part = patient_key_part_unwrap(patient_id=patient_id, wrapped=wrapped, master_key_id=master_key_id)
+    store_part = key_store().part_get(patient_id=patient_id)
+    if store_part is None:
+        raise KeyDestroyed("this patient's key is gone from the key store: the record was erased")
+    key = _combine(database_part=database_part, store_part=store_part)
     if len(_patient_keys) >= PATIENT_KEY_CACHE_SIZE:
         _patient_keys.clear()
     _patient_keys[cache_key] = key
@@ -168,6 +191,13 @@ def patient_key_forget(*, wrapped: bytes) -> None:
     wrapped = bytes(wrapped)
     for cache_key in [k for k in _patient_keys if k[0] == wrapped]:
         del _patient_keys[cache_key]
+
+
+def patient_key_destroy(*, patient_id: uuid.UUID) -> bool:
+    """Erase a patient key for good: delete its key-store part and every cached copy; True if a part was deleted."""
+    for cache_key in [k for k in _patient_keys if k[1] == patient_id]:
+        del _patient_keys[cache_key]
+    return key_store().part_destroy(patient_id=patient_id)
 
 
 def master_key_rotation_begin() -> MasterKeyring:

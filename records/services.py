@@ -147,13 +147,17 @@ def _document_store(
 def patient_erase(*, patient: Patient, actor: str) -> Patient:
     """Crypto-shred a patient's record: destroy their key, so every version of every resource is unreadable.
 
-    The ciphertext stays (as it does in every backup) but can never be decrypted
-    again; blind-index tokens are deleted so not even the shape of the record stays
-    searchable. Erasing an erased record changes nothing.
+    Callers revoke the patient's grants first (consent.services.patient_record_erase is the
+    one place that does both, in that order). The key's database part is cleared and its
+    key-store part deleted once this commits: from then on no copy of the database, backups
+    included, can be opened, whoever holds the master key. Blind-index tokens are deleted,
+    so not even the shape of the record stays searchable. Erasing an erased record changes
+    nothing but finishes a key-store deletion a crash may have interrupted.
     """
     with transaction.atomic():
         locked = Patient.objects.select_for_update().get(pk=patient.pk)
         if locked.is_erased:
+            transaction.on_commit(lambda: keys.patient_key_destroy(patient_id=locked.pk))
             return locked
         wrapped = bytes(locked.wrapped_key or b"")
         locked.wrapped_key = None
@@ -164,7 +168,13 @@ def patient_erase(*, patient: Patient, actor: str) -> Patient:
         access_log_append(
             event=LogEvent(actor=actor, action="records.erase", outcome=Outcome.PERMIT, patient_ref=locked.id)
         )
-        transaction.on_commit(lambda: keys.patient_key_forget(wrapped=wrapped))
+
+        def shred() -> None:
+            # After the commit: a rolled-back erasure must not have destroyed the key.
+            keys.patient_key_forget(wrapped=wrapped)
+            keys.patient_key_destroy(patient_id=locked.pk)
+
+        transaction.on_commit(shred)
     logger.info("patient record erased")
     return locked
 
@@ -189,7 +199,7 @@ def master_key_rotate() -> int:
             )
             for patient in stale:
                 wrapped = bytes(patient.wrapped_key or b"")
-                key = keys.patient_key_unwrap(
+                key = keys.patient_key_part_unwrap(
                     patient_id=patient.id, wrapped=wrapped, master_key_id=patient.master_key_id
                 )
                 patient.wrapped_key, patient.master_key_id = keys.patient_key_wrap(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -73,11 +75,14 @@ def erase(request: HttpRequest, patient: Patient) -> HttpResponse:
         return redirect("portal:erased")
     form = EraseForm(request.POST or None, user=request.user)  # type: ignore[arg-type]
     if request.method == "POST" and form.is_valid():
-        record_erase(patient=patient, by=request.user)  # type: ignore[arg-type]
-        return redirect("portal:erased")
+        erased = record_erase(patient=patient, by=request.user)  # type: ignore[arg-type]
+        # The account is closed with the record: this answer is the last page it sees.
+        logout(request)
+        summary = selectors.erasure_summary(patient=erased)
+        return render(request, "portal/erased.html", {"patient": erased, "summary": summary, **_backups()})
     status = 400 if form.errors else 200
     summary = selectors.erasure_summary(patient=patient)
-    context = {"patient": patient, "nav": "erase", "form": form, "summary": summary}
+    context = {"patient": patient, "nav": "erase", "form": form, "summary": summary, **_backups()}
     return render(request, "portal/erase.html", context, status=status)
 
 
@@ -87,4 +92,9 @@ def erased(request: HttpRequest, patient: Patient) -> HttpResponse:
     if not patient.is_erased:
         return redirect("portal:erase")
     summary = selectors.erasure_summary(patient=patient)
-    return render(request, "portal/erased.html", {"patient": patient, "nav": "erase", "summary": summary})
+    context = {"patient": patient, "nav": "erase", "summary": summary, **_backups()}
+    return render(request, "portal/erased.html", context)
+
+
+def _backups() -> dict[str, int]:
+    return {"key_backup_days": settings.HEALTHLEDGER_KEY_BACKUP_DAYS}

@@ -80,7 +80,7 @@ def test_a_rotation_that_crashed_after_the_rewrap_commits_finishes_on_the_next_r
     before = _read(patient, stored)
     ring = keys.master_key_rotation_begin()
     for row in Patient.objects.all():
-        key = keys.patient_key_unwrap(
+        key = keys.patient_key_part_unwrap(
             patient_id=row.id, wrapped=bytes(row.wrapped_key), master_key_id=row.master_key_id
         )
         row.wrapped_key, row.master_key_id = keys.patient_key_wrap(patient_id=row.id, key=key, keyring=ring)

@@ -1,4 +1,4 @@
-"""Erase a patient's record by destroying their key (crypto-shredding). Irreversible."""
+"""Erase a patient's record: revoke its grants, destroy its key (crypto-shredding), close its account. Irreversible."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from consent.services import patient_record_erase
 from records.models import Patient
-from records.services import patient_erase
 
 ACTOR = "system:erase_patient"
 
@@ -26,6 +26,8 @@ class Command(BaseCommand):
         except (ValueError, Patient.DoesNotExist) as exc:
             raise CommandError(f"no patient record {options['patient_id']}") from exc
         if patient.is_erased:
+            # Once more: finishes a key-store deletion that a crash may have interrupted.
+            patient_record_erase(patient=patient, actor=ACTOR)
             self.stdout.write(f"patient {patient.pk} was already erased at {patient.erased_at:%Y-%m-%d %H:%M} UTC")
             return
         if not options["no_input"]:
@@ -33,5 +35,9 @@ class Command(BaseCommand):
             if answer.strip() != "erase":
                 raise CommandError("not erased")
         resources = patient.resources.count()
-        patient_erase(patient=patient, actor=ACTOR)
-        self.stdout.write(f"erased patient {patient.pk}: {resources} resources are now unreadable")
+        live = patient.grants.filter(status__in=["pending", "recorded"]).count()
+        patient_record_erase(patient=patient, actor=ACTOR)
+        self.stdout.write(
+            f"erased patient {patient.pk}: {live} grants revoked, {resources} resources are now unreadable,"
+            " the account is closed"
+        )

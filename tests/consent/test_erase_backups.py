@@ -1,0 +1,107 @@
+"""Erasure that backups cannot undo: a database copy taken before erasure opens nothing afterwards.
+
+The operator keeps everything it has (the master key, the key files, the database backup);
+only the patient's part in the key store is gone. Other patients read from both.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from consent.models import Grant
+from consent.services import patient_record_erase
+from healthledger.errors import IntegrityFailure, KeyDestroyed
+from healthledger.lib.keyfiles import clear_key_caches
+from records import decrypt, keys
+from records.envelope import version_aad, version_open
+from records.keystore import key_store
+from records.models import Patient, Resource, ResourceVersion
+from records.selectors import stored_version_get
+
+pytestmark = pytest.mark.django_db
+
+
+def _backup() -> dict:  # type: ignore[type-arg]
+    """What a database backup holds about patients: every column of every key-bearing row."""
+    return {
+        row["id"]: row
+        for row in Patient.objects.values("id", "wrapped_key", "master_key_id", "wallet_ciphertext", "erased_at")
+    }
+
+
+def _restore(backup: dict) -> None:  # type: ignore[type-arg]
+    for pk, row in backup.items():
+        Patient.objects.filter(pk=pk).update(**{k: v for k, v in row.items() if k != "id"})
+    clear_key_caches()  # a fresh process, as after a restore
+
+
+def _read_first(patient: Patient) -> bytes:
+    resource = Resource.objects.filter(patient=patient, resource_type="Observation").order_by("pk").first()
+    assert resource is not None
+    stored = stored_version_get(patient=patient, resource_type="Observation", resource_id=resource.fhir_id)
+    assert stored is not None
+    return decrypt.stored_version_decrypt(stored)
+
+
+def test_a_backup_taken_before_erasure_opens_nothing_of_the_erased_patient_and_everything_of_the_others(
+    alice_record, other_patient, django_capture_on_commit_callbacks
+):
+    import orjson
+
+    from records.demo import generate_patient_bundle
+    from records.services import fhir_ingest
+
+    fhir_ingest(payload=orjson.dumps(generate_patient_bundle(3, years=1)), actor="t", patient=other_patient)
+    before_alice, before_bob = _read_first(alice_record), _read_first(other_patient)
+    backup = _backup()
+    versions = ResourceVersion.objects.filter(resource__patient=alice_record).count()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        patient_record_erase(patient=alice_record, actor="system:test")
+
+    _restore(backup)
+    restored = Patient.objects.get(pk=alice_record.pk)
+    assert restored.wrapped_key is not None  # the backup's key column is back, with the master key beside it
+    opened = 0
+    for version in ResourceVersion.objects.filter(resource__patient=alice_record).select_related("resource"):
+        stored = stored_version_get(
+            patient=restored,
+            resource_type=version.resource.resource_type,
+            resource_id=version.resource.fhir_id,
+            version=version.version,
+        )
+        assert stored is not None
+        with pytest.raises(KeyDestroyed):
+            decrypt.stored_version_decrypt(stored)
+        # Nor does the database part alone, unwrapped with the master key, open it as a key.
+        part = keys.patient_key_part_unwrap(
+            patient_id=restored.pk, wrapped=bytes(restored.wrapped_key), master_key_id=restored.master_key_id
+        )
+        aad = version_aad(
+            patient_id=restored.pk, resource_type=stored.resource_type, fhir_id=stored.fhir_id, version=stored.version
+        )
+        with pytest.raises(IntegrityFailure):
+            version_open(
+                patient_key=part, aad=aad, ciphertext=stored.ciphertext, wrapped_data_key=stored.wrapped_data_key
+            )
+        opened += 1
+    assert opened == versions > 0
+    assert before_alice  # it did read before
+    assert _read_first(other_patient) == before_bob
+
+
+def test_the_erase_command_revokes_first_then_shreds_and_closes_the_account(
+    issue_grant, alice_record, patient_user, capsys, django_capture_on_commit_callbacks
+):
+    grant = issue_grant()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("erase_patient", str(alice_record.pk), "--no-input")
+    out = capsys.readouterr().out
+    assert "1 grants revoked" in out
+    revoked = Grant.objects.get(pk=grant.pk)
+    assert revoked.status == "revoked"
+    assert revoked.revocation_signature.startswith("0x")  # signed while the key still existed
+    patient_user.refresh_from_db()
+    assert (patient_user.is_active, patient_user.email, patient_user.first_name) == (False, "", "")
+    assert key_store().part_get(patient_id=alice_record.pk) is None
