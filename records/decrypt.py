@@ -7,17 +7,18 @@ serves the canonical bytes that were validated and stored on write.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable
 
-from healthledger.errors import KeyDestroyed
+from healthledger.errors import IntegrityFailure, KeyDestroyed
 from records import keys
-from records.envelope import version_aad, version_open, wallet_open
+from records.envelope import head_mac, version_aad, version_open, wallet_open
 from records.models import Patient
 from records.selectors import StoredVersion
 
 
 def stored_version_decrypt(stored: StoredVersion) -> bytes:
-    """Plaintext canonical JSON of one version; KeyDestroyed once erased, IntegrityFailure if tampered."""
+    """Plaintext of one version; KeyDestroyed once erased, IntegrityFailure if tampered with or rolled back."""
     if stored.wrapped_patient_key is None:
         raise KeyDestroyed("this patient's record was erased; its data can never be decrypted again")
     patient_key = keys.patient_key_unwrap(
@@ -29,6 +30,11 @@ def stored_version_decrypt(stored: StoredVersion) -> bytes:
         fhir_id=stored.fhir_id,
         version=stored.version,
     )
+    if stored.version == stored.current_version and not hmac.compare_digest(
+        stored.head_mac, head_mac(patient_key=patient_key, aad=aad)
+    ):
+        # The row says this is the newest version, and the MAC written with the newest says otherwise.
+        raise IntegrityFailure("the resource's current version was moved back (rolled back or its newest deleted)")
     return version_open(
         patient_key=patient_key, aad=aad, ciphertext=stored.ciphertext, wrapped_data_key=stored.wrapped_data_key
     )

@@ -31,6 +31,17 @@ def version_open(*, patient_key: bytes, aad: bytes, ciphertext: bytes, wrapped_d
     return crypto.aead_open(key=data_key, sealed=bytes(ciphertext), aad=b"healthledger/version|" + aad)
 
 
+def head_mac(*, patient_key: bytes, aad: bytes) -> bytes:
+    """A MAC saying "this version is the resource's newest": kept on the resource row, checked on every current read.
+
+    Moving the row's current_version back, or deleting the newest version and moving it back,
+    leaves a MAC that names another version; nobody without the patient's key can make one
+    that names the older version.
+    """
+    key = crypto.subkey_derive(key=patient_key, purpose=b"healthledger/head")
+    return crypto.keyed_digest(key=key, data=b"healthledger/head|" + aad)
+
+
 def content_hash_key(patient_key: bytes) -> bytes:
     """The key of a patient's content hashes: derived from their key, so erasure shreds it too."""
     return crypto.subkey_derive(key=patient_key, purpose=b"healthledger/content-hash")

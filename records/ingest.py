@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from healthledger.errors import InvalidFHIR, KeyDestroyed, OutcomeIssue
 from records import blind_index, crypto, keys
-from records.envelope import content_hash_key, version_aad, version_seal
+from records.envelope import content_hash_key, head_mac, version_aad, version_seal
 from records.fhir import canonical_json, index_terms, rewrite_references
 from records.models import IndexToken, Patient, Resource, ResourceVersion
 
@@ -65,6 +65,7 @@ class _Row:
     fhir_id: str
     version: int
     digest: bytes
+    head: bytes
     ciphertext: bytes
     wrapped_data_key: bytes
     tokens: set[bytes]
@@ -309,6 +310,7 @@ def document_write(planned: list[_Planned], mapping: dict[str, str]) -> dict[uui
                 server_id,
                 version,
                 digest,
+                head_mac(patient_key=patient_keys[owner.id], aad=aad),
                 ciphertext,
                 wrapped,
                 found,
@@ -318,14 +320,16 @@ def document_write(planned: list[_Planned], mapping: dict[str, str]) -> dict[uui
         (writes[owner.id].created if stored is None else writes[owner.id].updated).append(f"{name}/_history/{version}")
 
     updated = [
-        Resource(pk=row.pk, current_version=row.version, current_hash=row.digest, updated_at=now)
+        Resource(pk=row.pk, current_version=row.version, current_hash=row.digest, head_mac=row.head, updated_at=now)
         for row in rows
         if row.pk is not None
     ]
     at = connection.ops.adapt_datetimefield_value(now)
     _resources_insert([row for row in rows if row.pk is None], at=at)
     if updated:
-        Resource.objects.bulk_update(updated, ["current_version", "current_hash", "updated_at"], batch_size=500)
+        Resource.objects.bulk_update(
+            updated, ["current_version", "current_hash", "head_mac", "updated_at"], batch_size=500
+        )
         for part in chunks([r.pk for r in updated]):
             IndexToken.objects.filter(resource_id__in=part).delete()
     _rows_insert(
@@ -360,8 +364,8 @@ def _resources_insert(rows: list[_Row], *, at: Any) -> None:
     patient_ids = {row.patient_id: uuid_field.get_db_prep_value(row.patient_id, connection) for row in rows}
     _rows_insert(
         Resource,
-        ("patient", "resource_type", "fhir_id", "current_version", "current_hash", "updated_at"),
-        ((patient_ids[r.patient_id], r.resource_type, r.fhir_id, r.version, r.digest, at) for r in rows),
+        ("patient", "resource_type", "fhir_id", "current_version", "current_hash", "head_mac", "updated_at"),
+        ((patient_ids[r.patient_id], r.resource_type, r.fhir_id, r.version, r.digest, r.head, at) for r in rows),
     )
     by_identity = {(row.fhir_id, row.resource_type): row for row in rows}
     for part in chunks([row.fhir_id for row in rows]):

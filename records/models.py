@@ -68,6 +68,9 @@ class Resource(models.Model):
     # Keyed hash (under a key derived from the patient's key) of the current content, so an
     # unchanged re-import is detected without decrypting. Mirrors the current version row.
     current_hash = models.BinaryField(max_length=32, editable=False)
+    # MAC (under a key derived from the patient's key) naming the current version as the newest
+    # (records.envelope.head_mac): a rolled-back current_version fails it on read.
+    head_mac = models.BinaryField(max_length=32, editable=False, default=b"")
     updated_at = models.DateTimeField()
 
     class Meta:

@@ -32,6 +32,8 @@ _STORED_FIELDS = (
     "wrapped_data_key",
     "resource__patient__wrapped_key",
     "resource__patient__master_key_id",
+    "resource__current_version",
+    "resource__head_mac",
 )
 
 
@@ -47,6 +49,10 @@ class StoredVersion:
     wrapped_data_key: bytes = field(repr=False)
     wrapped_patient_key: bytes | None = field(repr=False)
     master_key_id: str
+    # The resource row's current version and its head MAC: a read of the current version checks
+    # that the MAC names it (records.decrypt), so a rolled-back row fails loudly.
+    current_version: int = 0
+    head_mac: bytes = field(default=b"", repr=False)
 
     @property
     def reference(self) -> str:
@@ -55,7 +61,7 @@ class StoredVersion:
 
 def _stored(row: Sequence[Any]) -> StoredVersion:
     """A StoredVersion from a row of _STORED_FIELDS, from the ORM or a raw cursor (either driver's types)."""
-    patient_id, resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id = row
+    patient_id, resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id, current, head = row
     return StoredVersion(
         patient_id=patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)),
         resource_type=resource_type,
@@ -65,6 +71,8 @@ def _stored(row: Sequence[Any]) -> StoredVersion:
         wrapped_data_key=bytes(wrapped_data_key),
         wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
         master_key_id=key_id,
+        current_version=int(current),
+        head_mac=bytes(head),
     )
 
 
@@ -74,7 +82,7 @@ def _stored_version_sql(*, pinned: bool) -> str:
     wanted = "%s" if pinned else "r.current_version"
     return (
         "SELECT r.resource_type, r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key,"  # noqa: S608 (model names)
-        " p.wrapped_key, p.master_key_id"
+        " p.wrapped_key, p.master_key_id, r.current_version, r.head_mac"
         f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id JOIN {patient} p ON p.id = r.patient_id"
         f" WHERE r.fhir_id = %s AND r.resource_type = %s AND r.patient_id = %s AND v.version = {wanted}"
     )
@@ -99,7 +107,7 @@ def stored_version_get(
         row = cursor.fetchone()
     if row is None:
         return None
-    resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, master_key_id = row
+    resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, master_key_id, current, head = row
     return StoredVersion(
         patient_id=patient.pk,
         resource_type=resource_type,
@@ -109,6 +117,8 @@ def stored_version_get(
         wrapped_data_key=bytes(wrapped_data_key),
         wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
         master_key_id=master_key_id,
+        current_version=int(current),
+        head_mac=bytes(head),
     )
 
 
@@ -273,7 +283,7 @@ def _page_sql(matches: str) -> str:
     version, resource, patient = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
     return (
         f"SELECT (SELECT COUNT(*) FROM ({matches}) m), r.patient_id, r.resource_type, r.fhir_id,"  # noqa: S608
-        " v.version, v.ciphertext, v.wrapped_data_key, p.wrapped_key, p.master_key_id"
+        " v.version, v.ciphertext, v.wrapped_data_key, p.wrapped_key, p.master_key_id, r.current_version, r.head_mac"
         f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id AND v.version = r.current_version"
         f" JOIN {patient} p ON p.id = r.patient_id WHERE r.id IN ({matches}) ORDER BY r.id LIMIT %s OFFSET %s"
     )
@@ -371,7 +381,7 @@ def _locate_sql(pinned: bool, extras: tuple[str, ...]) -> str:
         more = "".join(f", {extra}" for extra in extras)
         sql = _LOCATE_SQL[key] = (
             "SELECT r.patient_id, p.user_id, r.resource_type, r.fhir_id, v.version, v.ciphertext,"  # noqa: S608
-            f" v.wrapped_data_key, p.wrapped_key, p.master_key_id, v.created_at{more}"
+            f" v.wrapped_data_key, p.wrapped_key, p.master_key_id, r.current_version, r.head_mac, v.created_at{more}"
             f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id JOIN {patient} p ON p.id = r.patient_id"
             f" WHERE r.fhir_id = %s AND r.resource_type = %s AND v.version = {wanted}"
         )
@@ -394,10 +404,25 @@ def stored_version_locate(
         row = cursor.fetchone()
     if row is None:
         return None
-    patient_id, user_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id, at = row[:10]
+    (
+        patient_id,
+        user_id,
+        rtype,
+        fhir_id,
+        number,
+        ciphertext,
+        wrapped_data_key,
+        wrapped_key,
+        key_id,
+        current,
+        head,
+        at,
+    ) = row[:12]
     if isinstance(at, str):  # SQLite hands raw cursors text
         at = parse_datetime(at)
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    stored = _stored((patient_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id))
-    return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at, extras=tuple(row[10:]))
+    stored = _stored(
+        (patient_id, rtype, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id, current, head)
+    )
+    return LocatedVersion(stored=stored, patient_user_id=user_id, created_at=at, extras=tuple(row[12:]))

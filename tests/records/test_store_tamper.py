@@ -202,3 +202,63 @@ def test_a_database_dump_alone_holds_no_plaintext_and_no_key_and_cannot_be_decry
         resource_read(
             caller=Caller(actor=patient_user), patient=patient, resource_type=resource_type, resource_id=resource_id
         )
+
+
+def _two_versions(patient: Patient) -> Resource:
+    url = "urn:uuid:5b7c1d2e-3f40-4a51-8b62-9c7d8e9fa0b1"
+
+    def observation(value: float) -> bytes:
+        entry = {
+            "fullUrl": url,
+            "resource": {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+                "valueQuantity": {"value": value},
+            },
+            "request": {"method": "POST", "url": "Observation"},
+        }
+        return json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [entry]}).encode()
+
+    fhir_ingest(payload=observation(1.0), actor="t", patient=patient)
+    fhir_ingest(payload=observation(2.0), actor="t", patient=patient)
+    return Resource.objects.get(patient=patient)
+
+
+@pytest.mark.parametrize("delete_newest", [False, True], ids=["moved back", "newest deleted and moved back"])
+def test_a_rolled_back_current_version_fails_loudly_on_read_search_and_export(patient, patient_user, delete_newest):
+    from consent.gate import SearchCriteria, record_export, resource_search, resource_search_counted
+
+    resource = _two_versions(patient)
+    read = {"caller": Caller(actor=patient_user), "patient": patient, "resource_type": "Observation"}
+    assert json.loads(resource_read(**read, resource_id=resource.fhir_id))["valueQuantity"]["value"] == 2.0
+    if delete_newest:
+        ResourceVersion.objects.filter(resource=resource, version=2).delete()
+    # An insider with the database (not the patient's key) shows the old value as the current one.
+    Resource.objects.filter(pk=resource.pk).update(current_version=1)
+    with pytest.raises(IntegrityFailure, match="moved back"):
+        resource_read(**read, resource_id=resource.fhir_id)
+    with pytest.raises(IntegrityFailure):
+        resource_search(**read)
+    with pytest.raises(IntegrityFailure):
+        resource_search_counted(**read, criteria=SearchCriteria())
+    with pytest.raises(IntegrityFailure):
+        record_export(caller=Caller(actor=patient_user), patient=patient)
+    # Asked for by number, the version the row now calls current is refused too: the row lies about it.
+    with pytest.raises(IntegrityFailure):
+        resource_read(**read, resource_id=resource.fhir_id, version=1)
+
+
+def test_copying_an_older_rows_mac_does_not_hide_a_rollback(patient, patient_user, other_patient):
+    resource = _two_versions(patient)
+    # No MAC in the database names version 1 as the newest; another resource's MAC names itself.
+    ((_, theirs),) = _import(other_patient, 9.0)
+    foreign = Resource.objects.get(fhir_id=theirs)
+    Resource.objects.filter(pk=resource.pk).update(current_version=1, head_mac=bytes(foreign.head_mac))
+    with pytest.raises(IntegrityFailure):
+        resource_read(
+            caller=Caller(actor=patient_user),
+            patient=patient,
+            resource_type="Observation",
+            resource_id=resource.fhir_id,
+        )
