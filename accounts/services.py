@@ -102,4 +102,6 @@ def account_scrub(*, user_id: int) -> User:
     user.username = f"erased-{user.pk}"
     user.set_unusable_password()
     user.save(update_fields=["is_active", "first_name", "last_name", "email", "username", "password"])
+    # Notifications name clinicians and times: about the person, so they go with the account.
+    Notification.objects.filter(user_id=user_id).delete()
     return user

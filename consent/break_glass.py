@@ -35,6 +35,7 @@ from audit.services import LogEvent, access_log_append
 from consent.models import BreakGlassEpisode
 from consent.purposes import BREAK_GLASS_TYPES, Action, BreakGlassCode
 from healthledger.errors import ConsentDenied, HealthLedgerError
+from records.logtext import log_text_seal
 from records.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ def break_glass_admit(
             clinician=clinician,
             patient_id=patient.pk,
             code=code,
-            reason=reason,
+            # Sealed like the log's copy: erasure leaves the steward a record that a reason was given, not its words.
+            reason=log_text_seal(patient_id=patient.pk, text=reason),
             opened_at=now,
             expires_at=now + timedelta(minutes=settings.BREAK_GLASS_WINDOW_MINUTES),
         )
@@ -191,4 +193,10 @@ def break_glass_episodes(*, reviewed: bool | None = None) -> list[BreakGlassEpis
     if reviewed is not None:
         episodes = episodes.filter(reviewed_at__isnull=not reviewed)
     unreviewed_first = F("reviewed_at").asc(nulls_first=True)
-    return list(episodes.order_by(unreviewed_first, "-opened_at")[:200])
+    from consent.gate import access_log_text  # the gate admits through this module: imported here, not at the top
+
+    found = list(episodes.order_by(unreviewed_first, "-opened_at")[:200])
+    for episode in found:
+        # The steward reads the reason in words (in memory only; the row keeps it sealed).
+        episode.reason = access_log_text(patient_id=episode.patient_id, text=episode.reason)
+    return found

@@ -10,6 +10,7 @@ decrypts. A deny looks exactly like a missing resource.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -32,6 +33,7 @@ from consent.pdp import (
 from consent.purposes import Action, Purpose
 from healthledger.errors import IntegrityFailure, KeyDestroyed, ResourceNotFound
 from records import decrypt
+from records.logtext import log_text_seal
 from records.models import Patient
 from records.selectors import (
     SEARCH_LIMIT_MAX,
@@ -130,7 +132,11 @@ def _decide(
     return decision
 
 
-def _event(caller: Caller, patient: Patient, action: str, decision: Decision, **details: object) -> LogEvent:
+def _event(
+    caller: Caller, patient: Patient, action: str, decision: Decision, *, query: str = "", **details: object
+) -> LogEvent:
+    # What a query or a reason says about the patient is sealed under a key erasure destroys;
+    # the log's hashes cover the sealed form, so it verifies after the words are gone.
     return LogEvent(
         actor=caller.ref,
         action=action,
@@ -139,10 +145,16 @@ def _event(caller: Caller, patient: Patient, action: str, decision: Decision, **
         purpose=caller.purpose,
         grant_ref=decision.grant_id,
         job_id=caller.job_id,
-        reason=caller.reason if decision.break_glass else "",
+        query=log_text_seal(patient_id=patient.pk, text=query),
+        reason=log_text_seal(patient_id=patient.pk, text=caller.reason if decision.break_glass else ""),
         break_glass=decision.break_glass,
         **details,  # type: ignore[arg-type]
     )
+
+
+def access_log_text(*, patient_id: uuid.UUID | None, text: str) -> str:
+    """An access-log query or reason in words, for the patient's log and the steward; "[erased]" after erasure."""
+    return decrypt.log_text_open(patient_id=patient_id, text=text)
 
 
 def _deny(caller: Caller, patient: Patient, action: str, decision: Decision, **details: object) -> ResourceNotFound:

@@ -219,7 +219,7 @@ def _what(entry: AccessLogEntry) -> tuple[str, list[tuple[str, str]]]:
     if len(refs) > 1:
         words += f" {len(refs)} items"
     if entry.query:
-        words += f" (asked: {entry.query[:120]})"
+        words += f" (asked: {gate.access_log_text(patient_id=entry.patient_ref, text=entry.query)[:120]})"
     return words, links
 
 
@@ -229,7 +229,7 @@ def _why(entry: AccessLogEntry) -> str:
     except ValueError:
         words = entry.purpose
     if entry.break_glass and entry.reason:
-        words += f": “{entry.reason}”"
+        words += f": “{gate.access_log_text(patient_id=entry.patient_ref, text=entry.reason)}”"
     return words
 
 

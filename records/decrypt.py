@@ -7,12 +7,16 @@ serves the canonical bytes that were validated and stored on write.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import uuid
 from collections.abc import Iterable
 
 from healthledger.errors import IntegrityFailure, KeyDestroyed
-from records import keys
-from records.envelope import head_mac, version_aad, version_open, wallet_open
+from records import crypto, keys
+from records.envelope import SEALED_TEXT_PREFIX, head_mac, log_text_aad, version_aad, version_open, wallet_open
+from records.logtext import ERASED_TEXT
 from records.models import Patient
 from records.selectors import StoredVersion
 
@@ -53,3 +57,17 @@ def patient_signing_key(patient: Patient) -> bytes:
         patient_id=patient.pk, wrapped=bytes(patient.wrapped_key), master_key_id=patient.master_key_id
     )
     return wallet_open(patient_key=patient_key, patient_id=patient.pk, sealed=bytes(patient.wallet_ciphertext))
+
+
+def log_text_open(*, patient_id: uuid.UUID | None, text: str) -> str:
+    """A sealed access-log text in words again; "[erased]" once the patient's key is gone; plain text as it is."""
+    if patient_id is None or not text.startswith(SEALED_TEXT_PREFIX):
+        return text
+    key = keys.patient_log_key(patient_id=patient_id)
+    if key is None:
+        return ERASED_TEXT
+    try:
+        sealed = base64.urlsafe_b64decode(text[len(SEALED_TEXT_PREFIX) :])
+    except (binascii.Error, ValueError) as exc:
+        raise IntegrityFailure("a sealed access-log text is not valid") from exc
+    return crypto.aead_open(key=key, sealed=sealed, aad=log_text_aad(patient_id=patient_id)).decode("utf-8")

@@ -47,6 +47,13 @@ def content_hash_key(patient_key: bytes) -> bytes:
     return crypto.subkey_derive(key=patient_key, purpose=b"healthledger/content-hash")
 
 
+SEALED_TEXT_PREFIX = "sealed:"
+
+
+def log_text_aad(*, patient_id: uuid.UUID) -> bytes:
+    return f"healthledger/log-text|{patient_id}".encode("ascii")
+
+
 def wallet_aad(*, patient_id: uuid.UUID) -> bytes:
     return f"healthledger/wallet|{patient_id}".encode("ascii")
 

@@ -67,11 +67,13 @@ def master_key_id(raw: bytes) -> str:
 
 _state: dict[str, object] = {}
 _patient_keys: dict[tuple[bytes, uuid.UUID, str], bytes] = {}
+_log_keys: dict[uuid.UUID, bytes] = {}
 
 
 def _clear() -> None:
     _state.clear()
     _patient_keys.clear()
+    _log_keys.clear()
 
 
 register_key_cache(_clear)
@@ -193,10 +195,30 @@ def patient_key_forget(*, wrapped: bytes) -> None:
         del _patient_keys[cache_key]
 
 
+def patient_log_key(*, patient_id: uuid.UUID) -> bytes | None:
+    """The key that seals what the access log says about a patient in words (queries, reasons); None once erased.
+
+    Derived from the key-store part alone: no database read on the logging path, no copy of
+    the database holds it, and erasure destroys it with the patient's key.
+    """
+    cached = _log_keys.get(patient_id)
+    if cached is not None:
+        return cached
+    part = key_store().part_get(patient_id=patient_id)
+    if part is None:
+        return None
+    key = crypto.subkey_derive(key=part, purpose=b"healthledger/log-text")
+    if len(_log_keys) >= PATIENT_KEY_CACHE_SIZE:
+        _log_keys.clear()
+    _log_keys[patient_id] = key
+    return key
+
+
 def patient_key_destroy(*, patient_id: uuid.UUID) -> bool:
     """Erase a patient key for good: delete its key-store part and every cached copy; True if a part was deleted."""
     for cache_key in [k for k in _patient_keys if k[1] == patient_id]:
         del _patient_keys[cache_key]
+    _log_keys.pop(patient_id, None)
     return key_store().part_destroy(patient_id=patient_id)
 
 

@@ -25,6 +25,7 @@ from api.fhir.bundles import searchset
 from api.outcomes import FHIR_CONTENT_TYPE
 from audit.models import AccessLogEntry, Outcome
 from consent.fhir import GRANT_ID_SYSTEM, USER_ID_SYSTEM
+from consent.gate import access_log_text
 from consent.purposes import PURPOSE_SYSTEM
 from healthledger.errors import ResourceNotFound
 
@@ -66,7 +67,8 @@ def _entities(entry: AccessLogEntry, patient_fhir_id: str) -> list[dict[str, Any
         "role": {"system": _OBJECT_ROLE, "code": "1", "display": "Patient"},
     }
     if entry.break_glass and entry.reason:
-        patient["detail"] = [{"type": "break-glass-reason", "valueString": entry.reason}]
+        reason = access_log_text(patient_id=entry.patient_ref, text=entry.reason)
+        patient["detail"] = [{"type": "break-glass-reason", "valueString": reason}]
     found = [patient]
     found += [
         {"what": {"reference": ref}, "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"}}
@@ -78,7 +80,9 @@ def _entities(entry: AccessLogEntry, patient_fhir_id: str) -> list[dict[str, Any
             {
                 "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
                 "role": {"system": _OBJECT_ROLE, "code": "24", "display": "Query"},
-                "query": base64.b64encode(entry.query.encode()).decode("ascii"),
+                "query": base64.b64encode(
+                    access_log_text(patient_id=entry.patient_ref, text=entry.query).encode()
+                ).decode("ascii"),
             }
         )
     if entry.grant_ref:

@@ -105,3 +105,28 @@ def test_the_erase_command_revokes_first_then_shreds_and_closes_the_account(
     patient_user.refresh_from_db()
     assert (patient_user.is_active, patient_user.email, patient_user.first_name) == (False, "", "")
     assert key_store().part_get(patient_id=alice_record.pk) is None
+
+
+def test_erasure_takes_the_words_of_the_access_log_and_the_log_still_verifies(
+    alice_record, patient_user, django_capture_on_commit_callbacks
+):
+    from audit.models import AccessLogEntry
+    from audit.services import access_log_seal, access_log_verify
+    from consent.gate import Caller, access_log_text, resource_search
+
+    marker = "code=http://loinc.org|2345-7&note=Zyxwvut"
+    resource_search(caller=Caller(actor=patient_user), patient=alice_record, resource_type="Observation", query=marker)
+    entry = AccessLogEntry.objects.get(action="records.search")
+    assert marker not in entry.query  # sealed at rest, in the database and its backups
+    assert access_log_text(patient_id=alice_record.pk, text=entry.query) == marker
+    access_log_seal()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        patient_record_erase(patient=alice_record, actor="system:test")
+    clear_key_caches()
+
+    assert access_log_text(patient_id=alice_record.pk, text=entry.query) == "[erased]"
+    access_log_seal()
+    report = access_log_verify()
+    assert report.ok, report.problem
+    assert report.entries_checked == AccessLogEntry.objects.count()
