@@ -233,7 +233,8 @@ def patient_record_erase(*, patient: Patient, actor: str) -> Patient:
     """Erase a record, in the one order there is: end its sharing, then destroy its key, then its account's name.
 
     Every live grant is revoked first, signed with the patient's key while that key still
-    exists (after the shred nobody could ever sign the revocations). Then the key is
+    exists (after the shred nobody could ever sign the revocations), and every grant's scope
+    and commitment salt are cleared. Then the key is
     destroyed (records.services.patient_erase), the account is closed and its name and
     e-mail removed. One transaction: either all of it happened or none of it did. Used by
     the portal's erase page and the erase_patient command alike.
@@ -248,6 +249,9 @@ def patient_record_erase(*, patient: Patient, actor: str) -> Patient:
         )
         for grant in live:
             _revoke_locked(grant, actor=actor)
+        # What she shared, with whom and for what is about her: the scopes go, and with the commitment
+        # salt the on-chain commitments can no longer be tied to any scope. The chain keeps the commitment.
+        Grant.objects.filter(patient=patient).update(resource_types=[], categories=[], actions=[], commitment_salt="")
         erased = patient_erase(patient=patient, actor=actor)
         if erased.user_id is not None:
             account_scrub(user_id=erased.user_id)

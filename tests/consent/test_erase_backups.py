@@ -101,10 +101,14 @@ def test_the_erase_command_revokes_first_then_shreds_and_closes_the_account(
     assert "1 grants revoked" in out
     revoked = Grant.objects.get(pk=grant.pk)
     assert revoked.status == "revoked"
+    assert grant.resource_types == ["Observation"]
     assert revoked.revocation_signature.startswith("0x")  # signed while the key still existed
     patient_user.refresh_from_db()
     assert (patient_user.is_active, patient_user.email, patient_user.first_name) == (False, "", "")
     assert key_store().part_get(patient_id=alice_record.pk) is None
+    # What she shared is gone from the grant row; the chain keeps only the commitment it had.
+    assert (revoked.resource_types, revoked.categories, revoked.actions, revoked.commitment_salt) == ([], [], [], "")
+    assert revoked.scope_commitment.startswith("0x")
 
 
 def test_erasure_takes_the_words_of_the_access_log_and_the_log_still_verifies(
