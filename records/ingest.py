@@ -111,11 +111,7 @@ def _issued_to(owner: Patient, document: Any, mode: IdMode) -> set[tuple[str, st
 
     Ids issued to another record never count: they are just strings from a source.
     """
-    wanted = [
-        e.source_id
-        for e in document.entries
-        if e.source_id and e.resource_type != "Patient" and (mode is IdMode.IMPORT or e.method == "PUT")
-    ]
+    wanted = [e.source_id for e in document.entries if e.source_id and (mode is IdMode.IMPORT or e.method == "PUT")]
     issued: set[tuple[str, str]] = set()
     for part in chunks(wanted):
         issued.update(
@@ -160,7 +156,10 @@ def server_ids_assign(
             raise reject(entry.index, "not-supported", "DELETE entries are not supported")
         scope = compartments.get(entry.index)
         if entry.resource_type == "Patient":
-            server_id = _patient_server_id(owner, source, entry, scope)
+            if entry.source_id and ("Patient", entry.source_id) in issued:
+                server_id = entry.source_id  # one of this record's own Patient resources, sent back
+            else:
+                server_id = _patient_server_id(owner, source, entry, scope)
             for alias in (entry.full_url, scope, entry.source_id and f"Patient/{entry.source_id}"):
                 if alias:
                     patients.setdefault(alias, f"Patient/{server_id}")
@@ -178,7 +177,7 @@ def server_ids_assign(
     if mode is IdMode.CREATE:
         _refuse_other_records(document, compartments, patients, owner)
     mapping = reference_map(planned)
-    mapping.update(_outside_patients(compartments, patients, owner, source, mode))
+    mapping.update(_outside_patients(compartments, patients, owner, source, mode, issued))
     return planned, mapping
 
 
@@ -194,7 +193,12 @@ def _refuse_other_records(
 
 
 def _outside_patients(
-    compartments: dict[int, str | None], inside: dict[str, str], owner: Patient, source: Source, mode: IdMode
+    compartments: dict[int, str | None],
+    inside: dict[str, str],
+    owner: Patient,
+    source: Source,
+    mode: IdMode,
+    issued: set[tuple[str, str]],
 ) -> dict[str, str]:
     """References to the source's Patient from entries that came without it (an ndjson line, a single resource).
 
@@ -205,7 +209,7 @@ def _outside_patients(
     for scope in set(compartments.values()):
         if not scope or scope in rewrites or not scope.startswith("Patient/") or mode is IdMode.CREATE:
             continue
-        if scope == f"Patient/{owner.fhir_id}":
+        if scope == f"Patient/{owner.fhir_id}" or ("Patient", scope.removeprefix("Patient/")) in issued:
             continue
         key = _source_key(source, scope)
         if not owner.primary_source or owner.primary_source == key:

@@ -149,3 +149,21 @@ def test_without_javascript_the_result_comes_as_a_whole_page(alice, patient) -> 
     body = response.content.decode()
     assert "<html" in body
     assert "notes.json was not imported." in body
+
+
+def test_a_second_providers_export_and_the_portals_own_export_both_import(alice, patient, synthea_files) -> None:
+    first, second = synthea_files[1].read_bytes(), synthea_files[2].read_bytes()
+    entries = len(json.loads(first)["entry"]) + len(json.loads(second)["entry"])
+    _upload(alice, "clinic-a.json", first)
+
+    added = _upload(alice, "clinic-b.json", second)
+
+    assert added.status_code == 200
+    assert f"{len(json.loads(second)['entry'])} new" in added.content.decode()
+    assert Resource.objects.filter(patient=patient).count() == entries
+    assert Resource.objects.filter(patient=patient, resource_type="Patient").count() == 2
+    export = alice.get("/record/export/")
+    assert json.loads(export.content)["type"] == "collection"
+    again = _upload(alice, "my-export.json", export.content)
+    assert again.status_code == 200
+    assert f"0 new, 0 updated, {entries} already there" in again.content.decode()
