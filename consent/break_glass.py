@@ -174,7 +174,7 @@ def break_glass_review(*, episode: BreakGlassEpisode, by: User, note: str) -> Br
             raise HealthLedgerError("this episode was reviewed already", status=409)
         locked.reviewed_at = timezone.now()
         locked.reviewed_by = by
-        locked.review_note = note
+        locked.review_note = log_text_seal(patient_id=locked.patient_id, text=note)
         locked.save(update_fields=["reviewed_at", "reviewed_by", "review_note"])
         access_log_append(
             event=LogEvent(
@@ -199,4 +199,5 @@ def break_glass_episodes(*, reviewed: bool | None = None) -> list[BreakGlassEpis
     for episode in found:
         # The steward reads the reason in words (in memory only; the row keeps it sealed).
         episode.reason = access_log_text(patient_id=episode.patient_id, text=episode.reason)
+        episode.review_note = access_log_text(patient_id=episode.patient_id, text=episode.review_note)
     return found

@@ -7,6 +7,7 @@ from django.core import mail
 
 from accounts.models import Notification
 from consent import gate
+from consent.gate import access_log_text
 from consent.models import BreakGlassEpisode
 from healthledger.celery import app as celery_app
 from tests.portal.conftest import signed_in
@@ -131,7 +132,8 @@ def test_the_steward_lists_episodes_and_marks_one_reviewed_with_a_note(
     assert missing_note.status_code == 400
     assert reviewed.status_code == 302
     episode.refresh_from_db()
-    assert (episode.reviewed_by, episode.review_note) == (steward, "On shift in the ED; justified.")
+    note = access_log_text(patient_id=episode.patient_id, text=episode.review_note)
+    assert (episode.reviewed_by, note) == (steward, "On shift in the ED; justified.")
     assert "On shift in the ED; justified." in sam.get("/steward/break-glass/").content.decode()
 
 
