@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 from django.db import connection, transaction
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.models import Outcome
+from audit.selectors import released_under_grants
 from audit.services import LogEvent, access_log_commit, access_log_insert
 from consent.break_glass import break_glass_admit
 from consent.pdp import (
@@ -180,7 +181,24 @@ def _narrowed(decision: Decision, patient: Patient, resource_type: str, resource
         )
         if not in_scope:
             return Decision(permit=False, basis="category-not-granted", grant_id=decision.grant_id)
+    if decision.permit and decision.output_grants:
+        released = released_under_grants(
+            patient_ref=patient.pk, grant_refs=decision.output_grants, resource_type=resource_type
+        )
+        if resource_id not in released:
+            return Decision(permit=False, basis="not-own-job-output", grant_id=decision.grant_id)
+        return replace(decision, grant_id=released[resource_id])
     return decision
+
+
+def _outputs_only(decision: Decision, patient: Patient, resource_type: str, criteria: SearchCriteria) -> SearchCriteria:
+    """A search under a run-model grant's permit sees only what the jobs run under those grants released."""
+    released = released_under_grants(
+        patient_ref=patient.pk, grant_refs=decision.output_grants, resource_type=resource_type
+    )
+    ids = tuple(i for i in (criteria.ids or sorted(released)) if i in released)
+    # No released id left: an id that no resource has (ids are 1-64 of A-Za-z0-9-.), so nothing matches.
+    return replace(criteria, ids=ids or ("~none~",))
 
 
 def _read_permitted(caller: Caller, patient: Patient, decision: Decision, stored: StoredVersion) -> bytes:
@@ -215,6 +233,9 @@ def resource_read(
         raise _deny(caller, patient, "records.read", decision, resource_ids=(asked,))
     stored = stored_version_get(patient=patient, resource_type=resource_type, resource_id=resource_id, version=version)
     if stored is None:
+        if Patient.objects.filter(pk=patient.pk, erased_at__isnull=False).exists():
+            # The caller may see this record (decided above): it is gone, not missing.
+            raise KeyDestroyed("this patient's record was erased; its data can never be decrypted again")
         # Nothing was read, so nothing is logged as read; the caller sees what a stranger sees.
         raise ResourceNotFound("resource not found")
     return _read_permitted(caller, patient, decision, stored)
@@ -289,6 +310,9 @@ def resource_search(
     not even a count. `query` is the request's own text, logged as asked.
     """
     decision = _decide(caller, patient, action, [resource_type])
+    if decision.output_grants:
+        # Narrowing to a job's outputs is resource_search_counted's; this search does not take ids.
+        decision = Decision(permit=False, basis="not-own-job-output", grant_id=decision.grant_id)
     if not decision.permit:
         raise _deny(caller, patient, "records.search", decision, query=query)
     with transaction.atomic():
@@ -335,6 +359,8 @@ def resource_search_counted(
         raise _deny(caller, patient, "records.search", decision, query=query)
     limit = max(0, min(limit, SEARCH_LIMIT_MAX))
     offset = max(0, offset)
+    if decision.output_grants:
+        criteria = _outputs_only(decision, patient, resource_type, criteria)
     with transaction.atomic():
         matching = resource_matching(
             patient=patient, resource_type=resource_type, criteria=criteria, categories_any=decision.categories

@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from consent.break_glass import break_glass_refusal
 from consent.models import Grant, GrantStatus
-from consent.purposes import ALL_RESOURCE_TYPES, Purpose
+from consent.purposes import ALL_RESOURCE_TYPES, Action, Purpose
 from healthledger.lib.db import prepared_cursor
 from records.selectors import RowExtra
 
@@ -31,9 +31,13 @@ class Decision:
     # Categories ("system|code") the permit is narrowed to; empty means the whole resource types.
     categories: tuple[str, ...] = ()
     break_glass: bool = False
+    # Run-model grants the permit is narrowed to: only what a job released under one of them (the gate checks).
+    output_grants: tuple[str, ...] = ()
 
 
 DENY_NO_GRANT = Decision(permit=False, basis="no-grant")
+# What a diagnostic job writes into the record: its grantee may read these, for the jobs they ran.
+MODEL_OUTPUT_TYPES = frozenset({"RiskAssessment", "Provenance"})
 _PATIENT_FK = Grant._meta.get_field("patient").target_field  # type: ignore[union-attr]
 
 
@@ -87,6 +91,11 @@ def decide(
     for grant_id, granted_types, actions, categories in grants:
         if action in actions and _covers(granted_types, resource_types):
             return Decision(permit=True, basis="grant", grant_id=grant_id, categories=tuple(categories))
+    if action == Action.READ and set(resource_types) <= MODEL_OUTPUT_TYPES:
+        # A run-model grant covers the outputs of the jobs run under it, and nothing else of those types.
+        runs = tuple(grant_id for grant_id, _, actions, _ in grants if Action.RUN_MODEL in actions)
+        if runs:
+            return Decision(permit=True, basis="own-job-output", grant_id=runs[0], output_grants=runs)
     return DENY_NO_GRANT
 
 
