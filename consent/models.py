@@ -137,3 +137,32 @@ class BreakGlassEpisode(models.Model):
 
     def __str__(self) -> str:
         return f"break-glass {str(self.id)[:8]} {self.code}"
+
+
+class KeyKind(models.TextChoices):
+    CREATED = "created", "Key created in the patient's browser"
+    TAKEN = "taken", "Server-held key taken into the patient's browser; the server's copy destroyed"
+    ROTATED = "rotated", "Key replaced, signed by the old key and the new one"
+
+
+class KeyRegistration(models.Model):
+    """A patient-signed registration of the address her grants are signed with (append-only).
+
+    The new key signs KeyRegistration(account, key, previous) (ledger.signing.registration_typed_data); a rotation
+    is also signed by the previous key. Kept here and not yet on chain: ConsentRegistry has no registry of keys.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    patient = models.ForeignKey("records.Patient", on_delete=models.PROTECT, related_name="key_registrations")
+    kind = models.CharField(max_length=16, choices=KeyKind.choices)
+    address = models.CharField(max_length=42)
+    previous_address = models.CharField(max_length=42, blank=True, default="")
+    signature = models.CharField(max_length=132)
+    previous_signature = models.CharField(max_length=132, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["patient", "created_at"], name="consent_keyreg_patient")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.address}"

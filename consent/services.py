@@ -9,7 +9,7 @@ whatever the chain is doing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -117,6 +117,113 @@ def _chain_payload(grant: Grant, signature_hex: str) -> dict[str, object]:
     }
 
 
+class SignatureRequired(ConsentDenied):
+    """The patient holds her own key: only a signature she made in her browser can grant or revoke."""
+
+
+class InvalidSignature(ConsentDenied):
+    """A browser signature that does not recover the patient's registered address from the typed data."""
+
+
+def _server_key(patient: Patient) -> bytes:
+    """The key the operator holds for a patient who has not taken it yet; SignatureRequired once she has."""
+    fresh = Patient.objects.only("id", "wallet_ciphertext", "erased_at").get(pk=patient.pk)
+    if fresh.wallet_ciphertext is None and fresh.erased_at is None:
+        raise SignatureRequired("you hold your own key: sign in your browser to grant or revoke")
+    return gate.patient_signing_key(patient=patient)
+
+
+def _registered_address(patient: Patient) -> str:
+    address = Patient.objects.values_list("wallet_address", flat=True).get(pk=patient.pk)
+    if not address:
+        raise SignatureRequired("create your signing key first: nothing can be signed in your name yet")
+    return str(address)
+
+
+def _verify(typed: dict[str, object], signature: str, expected: str) -> str:
+    """The signature, checked to recover `expected` from exactly this typed data; refused otherwise."""
+    try:
+        signer = signing.recover_signer(typed, signing.signature_parse(signature))
+    except signing.BadSignature as exc:
+        raise InvalidSignature(str(exc)) from None
+    if signer != expected:
+        raise InvalidSignature("this signature was not made by your registered key over these terms")
+    return signature
+
+
+def grant_draft(
+    *,
+    patient: Patient,
+    by: User,
+    grantee: User,
+    resource_types: Sequence[str],
+    actions: Sequence[str],
+    purpose: str,
+    not_before: datetime,
+    not_after: datetime,
+    categories: Sequence[str] = (),
+    salt: str | None = None,
+    commitment_salt: str | None = None,
+) -> Grant:
+    """The unsaved grant the patient is asked to sign: checked terms, fresh salts (or the given ones), its id.
+
+    The browser signs `grant_typed_data(draft)`; grant_issue rebuilds the same draft from the same terms and
+    salts, so the id and the typed data it verifies are the ones she saw.
+    """
+    if by.pk != patient.user_id or by.role != Role.PATIENT:
+        raise ConsentDenied("only the patient can grant access to their record")
+    _check_scope(
+        grantee=grantee, resource_types=resource_types, actions=actions, purpose=purpose, categories=categories
+    )
+    # Seconds are what the chain compares; keep the database's window identical to the signed one.
+    not_before = not_before.replace(microsecond=0)
+    not_after = not_after.replace(microsecond=0)
+    _check_window(not_before=not_before, not_after=not_after, now=timezone.now())
+    commitment_bytes = _salt_bytes(commitment_salt) if commitment_salt else signing.new_salt()
+    scope = scope_document(resource_types=resource_types, categories=categories, actions=actions, purpose=purpose)
+    draft = Grant(
+        patient=patient,
+        grantee=grantee,
+        resource_types=sorted(set(resource_types)),
+        categories=sorted(set(categories)),
+        actions=sorted(set(actions)),
+        purpose=purpose,
+        not_before=not_before,
+        not_after=not_after,
+        patient_address=_registered_address(patient),
+        grantee_address=pseudonymous_address(label=f"user:{grantee.pk}"),
+        salt="0x" + (_salt_bytes(salt) if salt else signing.new_salt()).hex(),
+        commitment_salt="0x" + commitment_bytes.hex(),
+        scope_commitment="0x" + signing.scope_commitment(commitment_salt=commitment_bytes, scope=scope).hex(),
+    )
+    draft.id = "0x" + signing.grant_id(chain_grant(draft)).hex()
+    return draft
+
+
+def _salt_bytes(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text[2:]) if text.startswith("0x") else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise InvalidGrant("a salt is 0x followed by 64 hex digits")
+    return raw
+
+
+def grant_typed_data(grant: Grant) -> dict[str, object]:
+    """The EIP-712 typed data of a grant (draft or stored), bound to this deployment: what the patient signs."""
+    chain_id, contract_address = signing_domain()
+    return signing.grant_typed_data(chain_grant(grant), chain_id=chain_id, verifying_contract=contract_address)
+
+
+def revoke_typed_data(grant: Grant) -> dict[str, object]:
+    """The EIP-712 typed data revoking a grant: what the patient signs to end it."""
+    chain_id, contract_address = signing_domain()
+    return signing.revoke_typed_data(
+        bytes.fromhex(grant.id[2:]), chain_id=chain_id, verifying_contract=contract_address
+    )
+
+
 def grant_issue(
     *,
     patient: Patient,
@@ -128,45 +235,45 @@ def grant_issue(
     not_before: datetime,
     not_after: datetime,
     categories: Sequence[str] = (),
+    signature: str | None = None,
+    salt: str | None = None,
+    commitment_salt: str | None = None,
 ) -> Grant:
-    """Sign a grant with the patient's key, store it pending and queue it for the chain, in one transaction."""
-    if by.pk != patient.user_id or by.role != Role.PATIENT:
-        raise ConsentDenied("only the patient can grant access to their record")
-    now = timezone.now()
-    _check_scope(
-        grantee=grantee, resource_types=resource_types, actions=actions, purpose=purpose, categories=categories
-    )
-    # Seconds are what the chain compares; keep the database's window identical to the signed one.
-    not_before = not_before.replace(microsecond=0)
-    not_after = not_after.replace(microsecond=0)
-    _check_window(not_before=not_before, not_after=not_after, now=now)
-    chain_id, contract_address = signing_domain()
-    commitment_salt = signing.new_salt()
-    scope = scope_document(resource_types=resource_types, categories=categories, actions=actions, purpose=purpose)
+    """Store a patient-signed grant pending and queue it for the chain, in one transaction.
+
+    With `signature` (made in her browser over grant_typed_data of the draft with these salts), the signature
+    must recover her registered address before anything is stored or queued. Without it, the server signs
+    only for a patient whose key it still holds (old records, the demo); for one holding her own key,
+    SignatureRequired.
+    """
+    if signature is not None and not (salt and commitment_salt):
+        raise InvalidGrant("a signed grant names the salts it was signed with")
     with transaction.atomic():
-        private_key = gate.patient_signing_key(patient=patient)
-        draft = Grant(
+        draft = grant_draft(
             patient=patient,
+            by=by,
             grantee=grantee,
-            resource_types=sorted(set(resource_types)),
-            categories=sorted(set(categories)),
-            actions=sorted(set(actions)),
+            resource_types=resource_types,
+            actions=actions,
             purpose=purpose,
             not_before=not_before,
             not_after=not_after,
-            patient_address=signing.patient_address(private_key=private_key),
-            grantee_address=pseudonymous_address(label=f"user:{grantee.pk}"),
-            salt="0x" + signing.new_salt().hex(),
-            commitment_salt="0x" + commitment_salt.hex(),
-            scope_commitment="0x" + signing.scope_commitment(commitment_salt=commitment_salt, scope=scope).hex(),
+            categories=categories,
+            salt=salt,
+            commitment_salt=commitment_salt,
         )
-        struct = chain_grant(draft)
-        draft.id = "0x" + signing.grant_id(struct).hex()
-        signature = signing.grant_sign(
-            struct, private_key=private_key, chain_id=chain_id, verifying_contract=contract_address
-        )
-        draft.signature = "0x" + signature.to_bytes().hex()
+        typed = grant_typed_data(draft)
+        if signature is None:
+            private_key = _server_key(patient)
+            chain_id, contract_address = signing_domain()
+            signed = signing.grant_sign(
+                chain_grant(draft), private_key=private_key, chain_id=chain_id, verifying_contract=contract_address
+            )
+            signature = "0x" + signed.to_bytes().hex()
+        draft.signature = _verify(typed, signature, draft.patient_address)
         draft.full_clean(exclude=["patient", "grantee"])
+        if Grant.objects.filter(pk=draft.id).exists():
+            raise InvalidGrant("this grant is recorded already")
         draft.save(force_insert=True)
         outbox_enqueue(kind="grant", ref=draft.id, payload=_chain_payload(draft, draft.signature))
         access_log_append(
@@ -183,33 +290,43 @@ def grant_issue(
     return draft
 
 
-def grant_revoke(*, grant: Grant, by: User) -> Grant:
-    """Revoke now in the database (the next request is denied), then on chain through the outbox."""
+def grant_revoke(*, grant: Grant, by: User, signature: str | None = None) -> Grant:
+    """Revoke now in the database (the next request is denied), then on chain through the outbox.
+
+    `signature`: the patient's browser signature over revoke_typed_data(grant); without it the server signs
+    only for a patient whose key it still holds.
+    """
     with transaction.atomic():
         # Locks the grant row: a relay confirming the grant at the same moment must not
         # overwrite the revocation with "recorded".
         locked = Grant.objects.select_for_update().select_related("patient").get(pk=grant.pk)
         if by.pk != locked.patient.user_id:
             raise ConsentDenied("only the patient can revoke their grant")
-        return _revoke_locked(locked, actor=_actor(by))
+        return _revoke_locked(locked, actor=_actor(by), signature=signature)
 
 
-def _revoke_locked(locked: Grant, *, actor: str) -> Grant:
-    """Sign and record the revocation of a grant the caller holds locked, in the caller's transaction."""
+def _revoke_locked(locked: Grant, *, actor: str, signature: str | None = None) -> Grant:
+    """Verify (or, with a server-held key, make) the revocation's signature and record it, in the caller's
+    transaction, on a grant the caller holds locked."""
     if locked.status == GrantStatus.REVOKED:
         return locked
-    private_key = gate.patient_signing_key(patient=locked.patient)
-    chain_id, contract_address = signing_domain()
-    signature = signing.revoke_sign(
-        bytes.fromhex(locked.id[2:]),
-        private_key=private_key,
-        chain_id=chain_id,
-        verifying_contract=contract_address,
-    )
+    typed = revoke_typed_data(locked)
+    if signature is None:
+        private_key = _server_key(locked.patient)
+        chain_id, contract_address = signing_domain()
+        signed = signing.revoke_sign(
+            bytes.fromhex(locked.id[2:]),
+            private_key=private_key,
+            chain_id=chain_id,
+            verifying_contract=contract_address,
+        )
+        signature = "0x" + signed.to_bytes().hex()
+    # The grant's own signer, not today's registered key: the contract checks the revocation against it.
+    signature = _verify(typed, signature, locked.patient_address)
     was_on_chain = locked.status == GrantStatus.RECORDED
     locked.status = GrantStatus.REVOKED
     locked.revoked_at = timezone.now()
-    locked.revocation_signature = "0x" + signature.to_bytes().hex()
+    locked.revocation_signature = signature
     locked.save(update_fields=["status", "revoked_at", "revocation_signature"])
     if was_on_chain:
         outbox_enqueue(kind="revoke", ref=locked.id, payload=_chain_payload(locked, locked.revocation_signature))
@@ -229,11 +346,15 @@ def _revoke_locked(locked: Grant, *, actor: str) -> Grant:
     return locked
 
 
-def patient_record_erase(*, patient: Patient, actor: str) -> Patient:
+def patient_record_erase(
+    *, patient: Patient, actor: str, revocation_signatures: Mapping[str, str] | None = None
+) -> Patient:
     """Erase a record, in the one order there is: end its sharing, then destroy its key, then its account's name.
 
     Every live grant is revoked first, signed with the patient's key while that key still
-    exists (after the shred nobody could ever sign the revocations), and every grant's scope
+    exists (after the shred nobody could ever sign the revocations): by her browser, in
+    `revocation_signatures` (grant id -> signature), or by the server-held key where the
+    operator still holds it; a missing one refuses the whole erasure. And every grant's scope
     and commitment salt are cleared. Then the key is
     destroyed (records.services.patient_erase), the account is closed and its name and
     e-mail removed. One transaction: either all of it happened or none of it did. Used by
@@ -247,8 +368,10 @@ def patient_record_erase(*, patient: Patient, actor: str) -> Patient:
             .select_related("patient")
             .filter(patient=patient, status__in=[GrantStatus.PENDING, GrantStatus.RECORDED])
         )
+        signatures = revocation_signatures or {}
         for grant in live:
-            _revoke_locked(grant, actor=actor)
+            # A patient holding her own key signed these on the erase page; a server-held key signs here.
+            _revoke_locked(grant, actor=actor, signature=signatures.get(grant.id))
         # What she shared, with whom and for what is about her: the scopes go, and with the commitment
         # salt the on-chain commitments can no longer be tied to any scope. The chain keeps the commitment.
         Grant.objects.filter(patient=patient).update(resource_types=[], categories=[], actions=[], commitment_salt="")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils import is_address, keccak, to_checksum_address
 
 DOMAIN_NAME = "HealthLedger ConsentRegistry"
 DOMAIN_VERSION = "1"
@@ -190,3 +190,93 @@ def patient_key_new() -> tuple[bytes, str]:
     """A fresh per-patient secp256k1 signing key and its checksummed address."""
     account = Account.create()
     return bytes(account.key), str(account.address)
+
+
+# --- Signatures made in the patient's browser -----------------------------------------------------------
+# The browser signs the typed data the server exports (typed_data_json); the server rebuilds the same typed
+# data from its own fields and recovers the signer, so a signature over anything else recovers another address.
+
+_REGISTRATION_FIELDS = [
+    {"name": "account", "type": "bytes32"},
+    {"name": "key", "type": "address"},
+    {"name": "previous", "type": "address"},
+]
+REGISTRATION_TYPE = "KeyRegistration(bytes32 account,address key,address previous)"
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+# secp256k1 group order: a signature with s above half of it is malleable, and OpenZeppelin's ECDSA refuses it.
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+class BadSignature(ValueError):
+    """A signature that is malformed, or that the contract would refuse to recover (high s, v not 27/28)."""
+
+
+def signature_parse(text: str) -> Signature:
+    """A 0x-prefixed 65-byte hex signature, held to the contract's rules (v is 27 or 28, s in the lower half)."""
+    if not isinstance(text, str) or not text.startswith("0x") or len(text) != 132:
+        raise BadSignature("a signature is 0x followed by 130 hex digits")
+    try:
+        raw = bytes.fromhex(text[2:])
+    except ValueError:
+        raise BadSignature("a signature is 0x followed by 130 hex digits") from None
+    signature = Signature.from_bytes(raw)
+    if signature.v not in (27, 28) or int.from_bytes(signature.s, "big") > _SECP256K1_N // 2:
+        raise BadSignature("the signature is not in the form the contract accepts (v 27/28, low s)")
+    return signature
+
+
+def address_checked(text: object) -> str:
+    """A checksummed address from what a page sent; BadSignature when it is not one."""
+    if not isinstance(text, str) or not is_address(text):
+        raise BadSignature("not an Ethereum address")
+    return str(to_checksum_address(text))
+
+
+def recover_signer(typed: dict[str, object], signature: Signature) -> str:
+    """The checksummed address that made this signature over this typed data (any signature recovers someone)."""
+    try:
+        return str(Account.recover_message(encode_typed_data(full_message=typed), signature=signature.to_bytes()))
+    except Exception as exc:  # eth_keys raises several types for an unrecoverable (r, s)
+        raise BadSignature("the signature recovers no address") from exc
+
+
+def account_tag(patient_id: str) -> bytes:
+    """The 32 bytes a key registration names its record by: a hash of the record id, never PHI."""
+    return keccak(text=f"healthledger/patient|{patient_id}")
+
+
+def registration_typed_data(
+    *, account: bytes, key: str, previous: str, chain_id: int, verifying_contract: str
+) -> dict[str, object]:
+    """The EIP-712 message a key signs to register itself for a record (previous: the key it replaces, or zero)."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_FIELDS, "KeyRegistration": _REGISTRATION_FIELDS},
+        "primaryType": "KeyRegistration",
+        "domain": _domain(chain_id, verifying_contract),
+        "message": {"account": account, "key": to_checksum_address(key), "previous": to_checksum_address(previous)},
+    }
+
+
+def typed_data_json(typed: dict[str, object]) -> dict[str, object]:
+    """The typed data as JSON for the browser: bytes become 0x hex, integers stay integers (all below 2**53)."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, bytes):
+            return "0x" + value.hex()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, int) and not isinstance(value, bool) and value > 2**53:
+            raise ValueError("an integer above 2**53 cannot travel as a JSON number")
+        return value
+
+    result = plain(typed)
+    assert isinstance(result, dict)
+    return result
+
+
+def typed_data_digest(typed: dict[str, object]) -> bytes:
+    """The 32-byte EIP-712 digest (0x1901 || domain separator || struct hash) that the signature covers."""
+    signable = encode_typed_data(full_message=typed)
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)

@@ -67,6 +67,23 @@ def patient_create(*, user: User | None = None) -> Patient:
     return patient
 
 
+def patient_wallet_drop(*, patient: Patient, address: str) -> bool:
+    """Destroy the server's sealed copy of the patient's signing key, once she holds it herself.
+
+    Only the copy whose address is `address` (the one she proved to hold): a stale request cannot drop a
+    different key. True when a copy was dropped now. The address stays: it is the registered one.
+    """
+    dropped = Patient.objects.filter(
+        pk=patient.pk, wallet_address=address, wallet_ciphertext__isnull=False, erased_at__isnull=True
+    ).update(wallet_ciphertext=None)
+    return dropped == 1
+
+
+def patient_wallet_register(*, patient: Patient, address: str) -> None:
+    """Record the address of a key the patient made in her browser (the server never had it)."""
+    Patient.objects.filter(pk=patient.pk, erased_at__isnull=True).update(wallet_address=address, wallet_ciphertext=None)
+
+
 @dataclass(frozen=True)
 class WriteContext:
     """What the write's access-log entry says beyond who wrote: why, under which grant, for which job."""
