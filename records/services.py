@@ -22,7 +22,7 @@ from records import keys
 from records.envelope import wallet_seal
 from records.fhir import Document, parse_document, patient_compartment
 from records.ingest import IdMode, PatientWrites, Source, document_write, server_ids_assign
-from records.models import IndexToken, Patient
+from records.models import IndexToken, Patient, Resource, ResourceVersion
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +167,9 @@ def patient_erase(*, patient: Patient, actor: str) -> Patient:
     Callers revoke the patient's grants first (consent.services.patient_record_erase is the
     one place that does both, in that order). The key's database part is cleared and its
     key-store part deleted once this commits: from then on no copy of the database, backups
-    included, can be opened, whoever holds the master key. Blind-index tokens are deleted,
-    so not even the shape of the record stays searchable. Erasing an erased record changes
+    included, can be opened, whoever holds the master key. Blind-index tokens, version and
+    resource rows are deleted, so not even the shape of the record (which types, how many,
+    when) stays in the live database. Erasing an erased record changes
     nothing but finishes a key-store deletion a crash may have interrupted.
     """
     with transaction.atomic():
@@ -182,6 +183,10 @@ def patient_erase(*, patient: Patient, actor: str) -> Patient:
         locked.erased_at = timezone.now()
         locked.save(update_fields=["wrapped_key", "wallet_ciphertext", "erased_at"])
         IndexToken.objects.filter(resource__patient=locked).delete()
+        # The ciphertext is useless without the key, but its rows still say which kinds of resource,
+        # how many and when: they go too (backups keep theirs, unreadable).
+        ResourceVersion.objects.filter(resource__patient=locked).delete()
+        Resource.objects.filter(patient=locked).delete()
         access_log_append(
             event=LogEvent(actor=actor, action="records.erase", outcome=Outcome.PERMIT, patient_ref=locked.id)
         )

@@ -23,16 +23,24 @@ pytestmark = pytest.mark.django_db
 
 
 def _backup() -> dict:  # type: ignore[type-arg]
-    """What a database backup holds about patients: every column of every key-bearing row."""
+    """What a database backup holds: every patient row's key columns, every resource and version row."""
     return {
-        row["id"]: row
-        for row in Patient.objects.values("id", "wrapped_key", "master_key_id", "wallet_ciphertext", "erased_at")
+        "patients": {
+            row["id"]: row
+            for row in Patient.objects.values("id", "wrapped_key", "master_key_id", "wallet_ciphertext", "erased_at")
+        },
+        "resources": list(Resource.objects.all()),
+        "versions": list(ResourceVersion.objects.all()),
     }
 
 
 def _restore(backup: dict) -> None:  # type: ignore[type-arg]
-    for pk, row in backup.items():
+    for pk, row in backup["patients"].items():
         Patient.objects.filter(pk=pk).update(**{k: v for k, v in row.items() if k != "id"})
+    kept = set(Resource.objects.values_list("pk", flat=True))
+    Resource.objects.bulk_create([r for r in backup["resources"] if r.pk not in kept])
+    kept_versions = set(ResourceVersion.objects.values_list("pk", flat=True))
+    ResourceVersion.objects.bulk_create([v for v in backup["versions"] if v.pk not in kept_versions])
     clear_key_caches()  # a fresh process, as after a restore
 
 
@@ -59,6 +67,7 @@ def test_a_backup_taken_before_erasure_opens_nothing_of_the_erased_patient_and_e
 
     with django_capture_on_commit_callbacks(execute=True):
         patient_record_erase(patient=alice_record, actor="system:test")
+    assert not Resource.objects.filter(patient=alice_record).exists()  # not even the shape stays live
 
     _restore(backup)
     restored = Patient.objects.get(pk=alice_record.pk)
