@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from portal.metrics import observation_when
+from portal.metrics import observation_flags, observation_when, own_decimals, series_for_code, shown
+from portal.units import quantity_unit
 
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
@@ -56,6 +57,7 @@ TYPE_WORDS = {
     "Patient": "About you",
     "Procedure": "Procedure",
     "Provenance": "Where this record came from",
+    "RiskAssessment": "Result of an automated check",
 }
 
 
@@ -89,17 +91,44 @@ def _first_concept(resource: dict[str, Any], *keys: str) -> str:
     return ""
 
 
-def quantity_text(quantity: Any) -> str:
+UNIT_WORDS = {"mm[Hg]": "mmHg", "[lb_av]": "lb", "kg/m2": "kg/m²", "mL/min/{1.73_m2}": "mL/min/1.73m²", "Cel": "°C"}
+
+
+def _loinc_codes(concept: Any) -> list[str]:
+    if not isinstance(concept, dict):
+        return []
+    return [str(c.get("code")) for c in concept.get("coding", []) or [] if isinstance(c, dict) and c.get("code")]
+
+
+def _generic_decimals(value: float) -> int:
+    """Three significant figures, at most three decimals: 83.28015 reads 83.3, 0.87654 reads 0.877."""
+    size = abs(value)
+    return 0 if size >= 100 else 1 if size >= 10 else 2 if size >= 1 else 3
+
+
+def number_text(value: Any, codes: list[str] = [], unit: str = "") -> str:  # noqa: B006 - read only
+    """A recorded number at reading precision: its own, at most the analyte's rule in its unit (else 3 figures)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    rules = [s.decimals for s in map(series_for_code, codes) if s is not None and (not unit or s.ucum == unit)]
+    rule = rules[0] if rules else _generic_decimals(float(value))
+    return shown(float(value), min(rule, own_decimals(value)))
+
+
+def quantity_text(quantity: Any, codes: list[str] = [], *, exact: bool = False) -> str:  # noqa: B006 - read only
+    """A Quantity in words, in the unit it was recorded in (rounded unless `exact`)."""
     if not isinstance(quantity, dict) or "value" not in quantity:
         return ""
-    unit = quantity.get("unit") or quantity.get("code") or ""
-    return f"{quantity['value']} {unit}".strip()
+    code = quantity_unit(quantity)
+    unit = UNIT_WORDS.get(code) or quantity.get("unit") or code or ""
+    number = str(quantity["value"]) if exact else number_text(quantity["value"], codes, code)
+    return f"{number} {unit}".strip()
 
 
-def value_text(holder: dict[str, Any]) -> str:
+def value_text(holder: dict[str, Any], *, exact: bool = False) -> str:
     """An observation's (or component's) value[x] as words."""
     if "valueQuantity" in holder:
-        return quantity_text(holder["valueQuantity"])
+        return quantity_text(holder["valueQuantity"], _loinc_codes(holder.get("code")), exact=exact)
     if "valueCodeableConcept" in holder:
         return concept_text(holder["valueCodeableConcept"])
     for key in ("valueString", "valueBoolean", "valueInteger", "valueDateTime"):
@@ -144,7 +173,20 @@ def resource_title(resource: dict[str, Any]) -> str:
         return _first_concept(resource, "type", "reasonCode") or "Visit"
     if kind == "CarePlan":
         return _first_concept(resource, "category") or "Care plan"
-    return _first_concept(resource, "code", "type") or type_words(str(kind))
+    if kind == "RiskAssessment":
+        # The model's name, not the output's bare code ("code 98979-8").
+        prediction = (resource.get("prediction") or [{}])[0]
+        outcome = concept_text(prediction.get("outcome")) if isinstance(prediction, dict) else ""
+        method = resource.get("method")
+        for coding in method.get("coding", []) or [] if isinstance(method, dict) else []:
+            if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+                return str(coding["display"])  # the model's title; method.text is its id and version
+        return outcome if outcome and not outcome.startswith("code ") else "Result of an automated check"
+    title = _first_concept(resource, "code", "type")
+    if title.startswith("code "):
+        known = series_for_code(title.removeprefix("code "))
+        title = "Blood pressure" if title == f"code {BP_PANEL}" else known.label if known else title
+    return title or type_words(str(kind))
 
 
 def _status(resource: dict[str, Any]) -> str:
@@ -156,15 +198,60 @@ def _status(resource: dict[str, Any]) -> str:
     return str(status) if isinstance(status, str) else ""
 
 
-def resource_value(resource: dict[str, Any]) -> str:
+SYSTOLIC, DIASTOLIC, BP_PANEL = "8480-6", "8462-4", "85354-9"
+
+
+def _component(resource: dict[str, Any], code: str) -> dict[str, Any] | None:
+    for component in resource.get("component", []) or []:
+        if isinstance(component, dict) and code in _loinc_codes(component.get("code")):
+            return component
+    return None
+
+
+def blood_pressure_text(resource: dict[str, Any], *, exact: bool = False) -> str:
+    """Systolic/diastolic by their LOINC codes (never by order: Synthea lists diastolic first), or ""."""
+    upper, lower = _component(resource, SYSTOLIC), _component(resource, DIASTOLIC)
+    if upper is None or lower is None:
+        return ""
+    numbers = []
+    for part, code in ((upper, SYSTOLIC), (lower, DIASTOLIC)):
+        quantity = part.get("valueQuantity")
+        if not isinstance(quantity, dict) or quantity.get("value") is None:
+            return ""
+        numbers.append(str(quantity["value"]) if exact else number_text(quantity["value"], [code], "mm[Hg]"))
+    return "/".join(numbers) + " mmHg"
+
+
+def _risk_value(resource: dict[str, Any]) -> str:
+    prediction = (resource.get("prediction") or [{}])[0]
+    if not isinstance(prediction, dict):
+        return ""
+    qualitative = concept_text(prediction.get("qualitativeRisk"))
+    probability = prediction.get("probabilityDecimal")
+    if isinstance(probability, int | float) and not isinstance(probability, bool):
+        chance = f"{shown(100 * float(probability), 0)}% chance"
+        return f"{qualitative} ({chance})" if qualitative else chance
+    return qualitative or str(prediction.get("rationale", ""))
+
+
+def resource_value(resource: dict[str, Any], *, exact: bool = False) -> str:
     """The one-line result: a measurement's value, a blood pressure as 120/80, else the status."""
-    if resource.get("resourceType") == "Observation":
-        parts = [value_text(c) for c in resource.get("component", []) or [] if isinstance(c, dict)]
+    kind = resource.get("resourceType")
+    if kind == "Observation":
+        pressure = blood_pressure_text(resource, exact=exact)
+        if pressure:
+            return pressure
+        parts = [value_text(c, exact=exact) for c in resource.get("component", []) or [] if isinstance(c, dict)]
         parts = [p for p in parts if p]
-        if parts and all(p.endswith("mm[Hg]") for p in parts):
-            return "/".join(p.removesuffix(" mm[Hg]") for p in parts) + " mmHg"
-        return value_text(resource) or ", ".join(parts)
+        return value_text(resource, exact=exact) or ", ".join(parts)
+    if kind == "RiskAssessment":
+        return _risk_value(resource)
     return _status(resource)
+
+
+def resource_flag(resource: dict[str, Any]) -> str:
+    """H or L for a measurement of a charted kind, against its own reference range else the usual adult one."""
+    return observation_flags(resource) if resource.get("resourceType") == "Observation" else ""
 
 
 @dataclass
@@ -176,6 +263,8 @@ class PlainResource:
     when: str | None
     value: str
     facts: list[tuple[str, str]] = field(default_factory=list)
+    exact: str = ""  # the value exactly as recorded, when the shown one is rounded
+    flag: str = ""
 
 
 def _patient_facts(resource: dict[str, Any]) -> list[tuple[str, str]]:
@@ -200,6 +289,10 @@ def plain_resource(resource: dict[str, Any]) -> PlainResource:
     for component in resource.get("component", []) or []:
         if isinstance(component, dict):
             facts.append((concept_text(component.get("code")) or "Part", value_text(component)))
+    if kind == "RiskAssessment":
+        prediction = (resource.get("prediction") or [{}])[0]
+        if isinstance(prediction, dict) and isinstance(prediction.get("rationale"), str):
+            facts.append(("What it found", str(prediction["rationale"])))
     for label, key in (("Category", "category"), ("Body site", "bodySite"), ("Reason", "reasonCode")):
         text = _first_concept(resource, key)
         if text:
@@ -219,10 +312,14 @@ def plain_resource(resource: dict[str, Any]) -> PlainResource:
     for note in resource.get("note", []) or []:
         if isinstance(note, dict) and isinstance(note.get("text"), str):
             facts.append(("Note", str(note["text"])))
+    value = resource_value(resource)
+    exact = resource_value(resource, exact=True)
     return PlainResource(
         kind=type_words(kind),
         title=resource_title(resource),
         when=resource_when(resource),
-        value=resource_value(resource),
+        value=value,
         facts=facts,
+        exact=exact if exact != value else "",
+        flag=resource_flag(resource),
     )

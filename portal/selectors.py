@@ -26,8 +26,8 @@ from consent.purposes import ALL_RESOURCE_TYPES, Purpose
 from diagnostics.inference import list_models
 from healthledger.errors import ChainError, ChainUnavailable, HealthLedgerError, ResourceNotFound
 from ledger.client import ChainClient, chain_client
-from portal.metrics import CREATININE, Metric, Point, egfr_from_creatinine, points_for
-from portal.plain import TimelineView, resource_title, resource_value, resource_when, type_words
+from portal.metrics import CREATININE, Metric, Point, Refusal, egfr_from_creatinine, measure, points_for
+from portal.plain import TimelineView, resource_flag, resource_title, resource_value, resource_when, type_words
 from records.models import Patient, Resource, ResourceVersion
 from records.selectors import SEARCH_LIMIT_MAX
 
@@ -368,6 +368,7 @@ class TimelineItem:
     value: str
     resource_type: str
     resource_id: str
+    flag: str = ""
 
 
 def timeline(*, caller: gate.Caller, patient: Patient, view: TimelineView) -> list[TimelineItem]:
@@ -381,6 +382,7 @@ def timeline(*, caller: gate.Caller, patient: Patient, view: TimelineView) -> li
             value=resource_value(body),
             resource_type=view.resource_type,
             resource_id=str(body.get("id", "")),
+            flag=resource_flag(body),
         )
         for body in bodies
     ]
@@ -405,7 +407,24 @@ def _patient_demographics(caller: gate.Caller, patient: Patient) -> tuple[date |
 
 
 def _points_json(points: list[Point]) -> list[dict[str, object]]:
-    return [{"x": p.at, "y": p.value, "ref": p.reference} for p in points]
+    return [
+        {
+            "x": p.at,
+            "y": p.value,
+            "ref": p.reference,
+            "exact": p.exact,
+            "recorded": p.recorded,
+            "flag": p.flag,
+            "low": p.low,
+            "high": p.high,
+            "own_range": p.own_range,
+        }
+        for p in points
+    ]
+
+
+def _refused_json(refused: list[Refusal]) -> list[dict[str, object]]:
+    return [{"x": r.at, "ref": r.reference, "recorded": r.recorded, "reason": r.reason} for r in refused]
 
 
 def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> dict[str, object]:
@@ -417,13 +436,15 @@ def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> di
     bodies = list(observations.values())
     series: list[dict[str, object]] = []
     for item in metric.series:
+        points, refused = measure(bodies, item)
         series.append(
             {
                 "key": item.key,
                 "label": item.label,
                 "low": item.low,
                 "high": item.high,
-                "points": _points_json(points_for(bodies, item)),
+                "points": _points_json(points),
+                "refused": _refused_json(refused),
             }
         )
     if metric.derived_egfr:
@@ -437,9 +458,10 @@ def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> di
             {
                 "key": "egfr-computed",
                 "label": "eGFR computed from your creatinine (CKD-EPI 2021)",
-                "low": None,
+                "low": 90,
                 "high": None,
                 "points": _points_json(computed),
+                "refused": [],
             }
         )
     return {"slug": metric.slug, "title": metric.title, "unit": metric.unit, "series": series}

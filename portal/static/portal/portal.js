@@ -51,10 +51,20 @@
     return "";
   }
 
+  function pointRange(point, series) {
+    var text = rangeText({ low: point.low === undefined ? series.low : point.low, high: point.high === undefined ? series.high : point.high });
+    if (!text) { return ""; }
+    return text + (point.own_range ? " (from the lab)" : " (usual adult)");
+  }
+
+  var FLAG_WORDS = { H: "High", L: "Low" };
+
   function buildTable(holder, data) {
+    var wrap = document.createElement("div");
+    wrap.className = "table-wrap";
     var table = document.createElement("table");
     var head = table.createTHead().insertRow();
-    ["Date", "Measurement", "Value (" + data.unit + ")", "Usual range"].forEach(function (text) {
+    ["Date", "Measurement", "Value (" + data.unit + ")", "Flag", "Range", "Recorded as"].forEach(function (text) {
       var th = document.createElement("th"); th.scope = "col"; th.textContent = text; head.appendChild(th);
     });
     var body = table.createTBody();
@@ -67,11 +77,53 @@
         var link = document.createElement("a");
         link.href = "/record/" + point.ref + "/";
         link.textContent = String(point.y);
+        if (point.exact !== null && point.exact !== undefined && point.exact !== point.y) {
+          link.title = "Exact value: " + point.exact;
+        }
         cell.appendChild(link);
-        row.insertCell().textContent = rangeText(series);
+        var flagCell = row.insertCell();
+        if (point.flag) {
+          var badge = document.createElement("span");
+          badge.className = "flag flag-" + point.flag;
+          badge.textContent = FLAG_WORDS[point.flag] || point.flag;
+          flagCell.appendChild(badge);
+        }
+        row.insertCell().textContent = pointRange(point, series);
+        row.insertCell().textContent = point.recorded || "";
+      });
+      (series.refused || []).forEach(function (refusal) {
+        var row = body.insertRow();
+        row.className = "refused";
+        row.insertCell().textContent = refusal.x.slice(0, 10);
+        row.insertCell().textContent = series.label;
+        var cell = row.insertCell();
+        cell.colSpan = 3;
+        var link = document.createElement("a");
+        link.href = "/record/" + refusal.ref + "/";
+        link.textContent = "Not charted: " + refusal.reason;
+        cell.appendChild(link);
+        row.insertCell().textContent = refusal.recorded || "";
       });
     });
-    holder.replaceChildren(table);
+    wrap.appendChild(table);
+    holder.replaceChildren(wrap);
+  }
+
+  /* The y axis always reaches the reference ranges, so the band is on screen even when every value sits inside it. */
+  function axisBounds(series) {
+    var lows = [], highs = [];
+    series.forEach(function (s) {
+      if (s.low !== null) { lows.push(s.low); highs.push(s.low); }
+      if (s.high !== null) { highs.push(s.high); lows.push(s.high); }
+      s.points.forEach(function (p) {
+        if (p.low !== null && p.low !== undefined) { lows.push(p.low); }
+        if (p.high !== null && p.high !== undefined) { highs.push(p.high); }
+      });
+    });
+    return {
+      min: lows.length ? Math.min.apply(null, lows) : undefined,
+      max: highs.length ? Math.max.apply(null, highs) : undefined
+    };
   }
 
   function drawChart(canvas) {
@@ -84,10 +136,12 @@
       })
       .then(function (data) {
         var total = data.series.reduce(function (n, s) { return n + s.points.length; }, 0);
+        var refusedCount = data.series.reduce(function (n, s) { return n + (s.refused || []).length; }, 0);
         figure.dataset.points = String(total);
         buildTable(figure.querySelector("[data-chart-table]"), data);
         if (!total) { state.textContent = "No measurements of this kind in your record yet."; canvas.hidden = true; return; }
-        state.textContent = "";
+        state.textContent = refusedCount ? refusedCount + " value(s) could not be converted to " + data.unit + " and are not charted: see the table." : "";
+        var bounds = axisBounds(data.series.filter(function (s) { return s.points.length; }));
         var datasets = data.series.filter(function (s) { return s.points.length; }).map(function (series, i) {
           var colour = PALETTE[i % PALETTE.length];
           return {
@@ -107,7 +161,7 @@
             interaction: { mode: "nearest", intersect: false },
             scales: {
               x: { type: "linear", ticks: { maxTicksLimit: 6, callback: function (v) { return monthText(v); } } },
-              y: { title: { display: true, text: data.unit } }
+              y: { title: { display: true, text: data.unit }, suggestedMin: bounds.min, suggestedMax: bounds.max }
             },
             plugins: {
               legend: { position: "bottom", labels: { boxWidth: 12 } },
@@ -128,6 +182,17 @@
     canvases.reduce(function (previous, canvas) {
       return previous.then(function () { return drawChart(canvas); });
     }, Promise.resolve());
+  }
+
+  /* After an import the charts show the new values without a reload. */
+  function redrawCharts() {
+    document.querySelectorAll("canvas[data-chart-url]").forEach(function (canvas) {
+      var existing = window.Chart && window.Chart.getChart ? window.Chart.getChart(canvas) : null;
+      if (existing) { existing.destroy(); }
+      canvas.hidden = false;
+      delete canvas.closest("figure").dataset.drawn;
+    });
+    drawCharts(document);
   }
 
   /* Import: real upload progress from the browser, then the server's validate-and-encrypt step. */
@@ -176,6 +241,7 @@
   document.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
     if (target && (target.id === "import-result" || target.id === "timeline-panel")) { target.focus(); }
+    if (target && target.id === "import-result" && target.querySelector("[data-imported]")) { redrawCharts(); }
   });
 
   document.addEventListener("click", function (event) {
