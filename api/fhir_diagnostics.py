@@ -1,6 +1,11 @@
 """FHIR endpoints of diagnostics: `POST /fhir/Patient/{id}/$diagnose?model=<id>` and `GET /fhir/Task/{id}`.
 
-$diagnose answers 202 Accepted with the job as a Task and its Content-Location; the client
+$diagnose answers 202 Accepted with the job as a Task and its Content-Location once the job is
+committed with its dispatch row. It waits on the broker for one bounded publish at most
+(JOB_PUBLISH_TIMEOUT_SECONDS, then diagnostics.dispatch publishes it when the broker is back), and
+answers 503 with Retry-After only when the database could not accept the job. A request with an
+`Idempotency-Key` header that repeats an earlier one by the same client answers with that earlier
+job instead of making a second; the same key for another request is 422. The client
 follows the Task until it is completed (output: the RiskAssessment and its Provenance),
 rejected (consent ended) or failed. A Task is visible to its requester and to the patient
 whose record it runs on; anyone else gets what a stranger gets for a task that does not exist.
@@ -74,8 +79,14 @@ def patient_diagnose(request: HttpRequest, context: TokenContext, patient_id: st
     patient = Patient.objects.filter(fhir_id=patient_id, erased_at__isnull=True).first()
     if patient is None:
         raise ResourceNotFound("resource not found")
+    # Idempotency-Key: a client that lost the answer retries with the same key and gets the same job.
     job = services.diagnostic_job_request(
-        requester=context.user, patient=patient, model_id=model_id, purpose=caller.purpose, as_of=as_of
+        requester=context.user,
+        patient=patient,
+        model_id=model_id,
+        purpose=caller.purpose,
+        as_of=as_of,
+        idempotency_key=request.headers.get("Idempotency-Key", ""),
     )
     response = _task_response(DiagnosticJob.objects.select_related("patient").get(pk=job.pk), status=202)
     response["Location"] = f"/fhir/Task/{job.id}"

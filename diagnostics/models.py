@@ -53,6 +53,10 @@ class DiagnosticJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The client's Idempotency-Key (empty: none sent): a retry with the same key finds this job instead of
+    # making a second one. The fingerprint (sha256 of what was asked) tells a retry from a different request.
+    idempotency_key = models.CharField(max_length=128, blank=True, default="")
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         indexes = [
@@ -60,6 +64,11 @@ class DiagnosticJob(models.Model):
             models.Index(fields=["requester", "created_at"], name="diag_job_requester"),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["requester", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="diag_job_idempotency_key_once",
+            ),
             models.CheckConstraint(condition=Q(status__in=[s.value for s in JobStatus]), name="diag_job_status_valid"),
             models.CheckConstraint(condition=Q(progress__lte=100), name="diag_job_progress_percent"),
             models.CheckConstraint(
@@ -97,3 +106,30 @@ class JobResult(models.Model):
 
     def __str__(self) -> str:
         return f"result of job {self.job_id}"
+
+
+class JobDispatch(models.Model):
+    """The dispatch outbox of a job: written in the transaction that accepts the job, so an accepted job is
+    never without the promise to reach the broker.
+
+    The broker is a delivery mechanism, not the record: `published_at` NULL means the dispatcher still owes
+    the broker a message (on commit, or beat's next tick when the broker was down); once published, the
+    sweeper looks for the job's message in the broker after `JOB_REDISPATCH_SECONDS` and re-publishes a job
+    that is still not terminal and whose message is gone (a Redis that lost its data, a failed retry publish).
+    """
+
+    job = models.OneToOneField(DiagnosticJob, primary_key=True, on_delete=models.CASCADE, related_name="dispatch")
+    published_at = models.DateTimeField(null=True, blank=True)
+    # Messages published for this job (the first and every re-dispatch).
+    publishes = models.PositiveIntegerField(default=0)
+    # Failed publishes in a row, and when the dispatcher may try again.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    # Type of the last publish error only (never a message: it could quote the broker URL).
+    last_error = models.CharField(max_length=120, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["published_at", "next_attempt_at"], name="diag_dispatch_due")]
+
+    def __str__(self) -> str:
+        return f"dispatch of job {self.job_id}"

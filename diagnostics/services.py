@@ -14,6 +14,7 @@ seen at any point ends the job denied, with nothing read after it and nothing re
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import traceback
 import uuid
@@ -23,7 +24,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import orjson
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -35,6 +36,7 @@ from consent.models import Grant, GrantStatus
 from consent.pdp import decide
 from consent.purposes import Action, Purpose
 from diagnostics import fhir, inference
+from diagnostics.dispatch import job_dispatch_add
 from diagnostics.models import DiagnosticJob, JobResult, JobStatus
 from healthledger.errors import ChainUnavailable, HealthLedgerError, KeyDestroyed, ResourceNotFound
 from records.models import Patient
@@ -61,6 +63,14 @@ class UnknownModel(HealthLedgerError):
 
 class InvalidJobRequest(HealthLedgerError):
     """A job request that cannot be honoured as asked (wrong purpose for the model ...) (400)."""
+
+
+@dataclass
+class IdempotencyKeyReused(HealthLedgerError):
+    """An Idempotency-Key the requester already used for a different request (422)."""
+
+    status: int = field(default=422, kw_only=True)
+    issue_code: str = field(default="business-rule", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -135,19 +145,31 @@ def diagnostic_job_request(
     purpose: str | None = None,
     as_of: date | None = None,
     enqueue: bool = True,
+    idempotency_key: str = "",
 ) -> DiagnosticJob:
-    """Queue a model run on a patient's record for the requester; the task is queued when this commits.
+    """Accept a model run on a patient's record for the requester; the job is dispatched when this commits.
 
     The patient runs models on their own record (purpose PATRQT); anyone else needs a
     recorded grant with action run-model covering every resource type the model reads, for
     the model's purpose. Without one the answer is ResourceNotFound, as for a record that
     does not exist, and the refusal is logged. `enqueue=False` leaves queuing to the caller
     (diagnostic_jobs_enqueue, for batches).
+
+    The job and its dispatch row (diagnostics.dispatch) commit together: an accepted job reaches a
+    worker even when the broker is down now. With an `idempotency_key`, a repeat of the same request
+    by the same requester returns the job the first one made; the same key for a different request
+    is IdempotencyKeyReused.
     """
     spec = model_get(model_id).spec
     today = timezone.now().date()
+    fingerprint = _request_fingerprint(patient, spec.id, as_of, purpose)
     as_of = as_of or today
     as_of_check(as_of, today=today)
+    if idempotency_key:
+        idempotency_key_check(idempotency_key)
+        earlier = _job_for_key(requester, idempotency_key, fingerprint)
+        if earlier is not None:
+            return earlier
     own = _owns(requester, patient)
     expected = Purpose.PATRQT.value if own else spec.purpose
     purpose = purpose or expected
@@ -180,51 +202,71 @@ def diagnostic_job_request(
         raise ResourceNotFound("resource not found")
     if Patient.objects.filter(pk=patient.pk, erased_at__isnull=False).exists():
         raise KeyDestroyed("this patient's record was erased; no model can run on it")
-    with transaction.atomic():
-        job = DiagnosticJob.objects.create(
-            requester=requester,
-            patient=patient,
-            model_id=spec.id,
-            model_version=spec.version,
-            model_version_hash=spec.version_hash,
-            purpose=purpose,
-            grant_id=decision.grant_id or None,
-            as_of=as_of,
-        )
-        _log(
-            job,
-            actor=f"user:{requester.pk}",
-            action="diagnostics.job.request",
-            outcome=Outcome.PERMIT,
-            query=f"model={spec.id}",
-        )
-        if enqueue:
-            job_id = str(job.id)
-            transaction.on_commit(lambda: _enqueue([job_id]))
-    logger.info("diagnostic job queued id=%s model=%s", job.id, spec.id)
+    try:
+        with transaction.atomic():
+            job = DiagnosticJob.objects.create(
+                requester=requester,
+                patient=patient,
+                model_id=spec.id,
+                model_version=spec.version,
+                model_version_hash=spec.version_hash,
+                purpose=purpose,
+                grant_id=decision.grant_id or None,
+                as_of=as_of,
+                idempotency_key=idempotency_key,
+                idempotency_fingerprint=fingerprint if idempotency_key else "",
+            )
+            _log(
+                job,
+                actor=f"user:{requester.pk}",
+                action="diagnostics.job.request",
+                outcome=Outcome.PERMIT,
+                query=f"model={spec.id}",
+            )
+            if enqueue:
+                job_dispatch_add(job_ids=[str(job.id)])
+    except IntegrityError:
+        # Two requests with one key at once: the other one's job committed first (the unique key waited for it).
+        earlier = _job_for_key(requester, idempotency_key, fingerprint) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier
+    logger.info("diagnostic job accepted id=%s model=%s", job.id, spec.id)
     return job
 
 
-def _enqueue(job_ids: list[str]) -> None:
-    from diagnostics.tasks import diagnostic_job_run, diagnostic_jobs_run_batch
+IDEMPOTENCY_KEY_MAX = 128
 
-    if len(job_ids) == 1:
-        diagnostic_job_run.delay(job_ids[0])
-    else:
-        diagnostic_jobs_run_batch.delay(job_ids)
+
+def idempotency_key_check(key: str) -> None:
+    """InvalidJobRequest unless the key is 1 to 128 visible ASCII characters."""
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_MAX or not all(33 <= ord(ch) <= 126 for ch in key):
+        raise InvalidJobRequest(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters")
+
+
+def _request_fingerprint(patient: Patient, model_id: str, as_of: date | None, purpose: str | None) -> str:
+    # What was asked, as asked: a retry tomorrow without as-of is still the same request.
+    asked = f"{patient.pk}|{model_id}|{as_of.isoformat() if as_of else ''}|{purpose or ''}"
+    return hashlib.sha256(asked.encode()).hexdigest()
+
+
+def _job_for_key(requester: User, key: str, fingerprint: str) -> DiagnosticJob | None:
+    job = DiagnosticJob.objects.filter(requester=requester, idempotency_key=key).first()
+    if job is not None and job.idempotency_fingerprint != fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was already used for a different request")
+    return job
 
 
 def diagnostic_jobs_enqueue(*, job_ids: Sequence[str], batch_size: int = 1) -> int:
-    """Queue existing jobs on commit, `batch_size` job ids per task message; returns the number of messages.
+    """Dispatch existing jobs on commit, `batch_size` job ids per task message; returns the number of messages.
 
     Batching spreads one message's broker round trip over several jobs; each job in a batch
     is still run, counted and released on its own, exactly as if it had its own message.
     """
     ids = [str(job_id) for job_id in job_ids]
-    batches = [ids[i : i + max(1, batch_size)] for i in range(0, len(ids), max(1, batch_size))]
-    for batch in batches:
-        transaction.on_commit(lambda batch=batch: _enqueue(batch))  # type: ignore[misc]
-    return len(batches)
+    with transaction.atomic():
+        job_dispatch_add(job_ids=ids, batch_size=max(1, batch_size))
+    return -(-len(ids) // max(1, batch_size))
 
 
 # --- Run ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
+from diagnostics.dispatch import job_dispatch_pending
 from diagnostics.services import RunOutcome, diagnostic_job_execute, diagnostic_job_fail
 
 logger = logging.getLogger(__name__)
@@ -107,3 +108,13 @@ def diagnostic_jobs_run_batch(self, job_ids: list[str]) -> list[str]:  # type: i
     if waiting:
         _requeue(self, waiting, retry_in)
     return statuses
+
+
+@shared_task(name="diagnostics.tasks.job_dispatch_task", acks_late=True, ignore_result=True)
+def job_dispatch_task() -> dict[str, int | bool]:
+    """One dispatcher pass (beat): publish the jobs owed to the broker, re-dispatch open jobs whose message is gone.
+
+    No arguments: the dispatch rows are the work list. Safe to overlap (rows are claimed by compare-and-set)
+    and to lose (the next tick does the same work).
+    """
+    return job_dispatch_pending().as_dict()

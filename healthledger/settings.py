@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from healthledger.lib.env import database_from_url, envbool, envint, envstr
+from healthledger.lib.env import database_from_url, envbool, envfloat, envint, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("HEALTHLEDGER_VAR_DIR", str(BASE_DIR / "var")))
@@ -154,7 +154,21 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 150, minimum=1)
 # Redis redelivers an unacknowledged task after this; it must exceed the hard time limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 300, minimum=10)}
+# Socket timeouts: a broker that stops answering without closing the connection (paused, partitioned)
+# fails a publish after this instead of holding its thread forever.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 300, minimum=10),
+    "socket_timeout": envint("CELERY_BROKER_SOCKET_TIMEOUT", 5, minimum=2),
+    "socket_connect_timeout": envint("CELERY_BROKER_SOCKET_TIMEOUT", 5, minimum=2),
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = envint("CELERY_BROKER_SOCKET_TIMEOUT", 5, minimum=2)
+# Job dispatch (diagnostics/dispatch.py): the web tier's one bounded publish attempt, how long a process
+# leaves publishing to the dispatcher after a failure, the dispatcher's tick, and how long an open job may
+# go untouched before the sweeper looks for its broker message and re-dispatches a job whose message is gone.
+JOB_PUBLISH_TIMEOUT_SECONDS = max(0.1, envfloat("JOB_PUBLISH_TIMEOUT_SECONDS", 1.0))
+JOB_PUBLISH_BREAKER_SECONDS = envint("JOB_PUBLISH_BREAKER_SECONDS", 10, minimum=0)
+JOB_DISPATCH_SECONDS = envint("JOB_DISPATCH_SECONDS", 5, minimum=1)
+JOB_REDISPATCH_SECONDS = envint("JOB_REDISPATCH_SECONDS", 60, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
@@ -166,6 +180,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "audit-anchor": {
         "task": "audit.tasks.access_log_anchor_task",
         "schedule": float(envint("AUDIT_CHECKPOINT_SECONDS", 10, minimum=1)),
+    },
+    # Publishes jobs owed to the broker and re-dispatches open jobs whose broker message is gone.
+    "diagnostics-job-dispatch": {
+        "task": "diagnostics.tasks.job_dispatch_task",
+        "schedule": float(envint("JOB_DISPATCH_SECONDS", 5, minimum=1)),
     },
     # The relay is also queued on commit by every outbox write; beat is the safety net and the retry clock.
     "ledger-outbox-relay": {
