@@ -367,12 +367,17 @@ def _input_searches(spec: Any, as_of: date) -> dict[tuple[str, date | None], set
     reaches further back than some input of the model declares for those codes.
     """
     searches: dict[tuple[str, date | None], set[str]] = {}
+    whole: set[tuple[str, date | None]] = set()
     for item in spec.inputs:
         if item.resource_type == "Patient":
             continue
         since = as_of - timedelta(days=item.lookback_days) if item.lookback_days is not None else None
         searches.setdefault((item.resource_type, since), set()).update(item.codes)
-    return searches
+        if item.value_set is not None:
+            # ICD-10-CM ranges and drug names cannot be searched by token: the type is read whole (the
+            # grant covers it) and the model is handed only what the value set holds.
+            whole.add((item.resource_type, since))
+    return {key: (set() if key in whole else codes) for key, codes in searches.items()}
 
 
 def _inputs_read(job: DiagnosticJob, spec: Any, patient: Patient) -> _Inputs:
@@ -431,9 +436,11 @@ def _search_all(
     caller: Caller, patient: Patient, resource_type: str, codes: tuple[str, ...], since: date | None, as_of: date
 ) -> Iterable[tuple[str, bytes]]:
     offset = 0
-    criteria = SearchCriteria(codes=(codes,), date_ge=since, date_le=as_of if since else None)
-    query = f"{resource_type}?code={','.join(codes)}" + (
-        f"&date=ge{since.isoformat()}&date=le{as_of.isoformat()}" if since else ""
+    criteria = SearchCriteria(codes=(codes,) if codes else (), date_ge=since, date_le=as_of if since else None)
+    query = (
+        resource_type
+        + (f"?code={','.join(codes)}" if codes else "?")
+        + (f"&date=ge{since.isoformat()}&date=le{as_of.isoformat()}" if since else "")
     )
     while True:
         try:

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from diagnostics.inference import base, values
+from diagnostics.inference import base, values, valueset
 from diagnostics.inference.base import Contribution, InputSpec, ModelResult, ModelSpec
-from diagnostics.inference.values import Absent, Reading, loinc, rxnorm, snomed
+from diagnostics.inference.values import Absent, Reading, loinc, snomed
+from diagnostics.inference.valueset import value_set
 
 MODEL_ID = "ascvd-pce-2013"
 VERSION = "1.0.0"
@@ -65,56 +66,15 @@ SMOKING_LOOKBACK_DAYS = 3 * 365
 AFRICAN_AMERICAN = "2054-5"
 BP_PANELS = (loinc("85354-9"), loinc("55284-4"))
 
-# RxNorm: ingredients, and the clinical drugs Synthea and records/demo.py write.
-ANTIHYPERTENSIVES: dict[str, str] = {
-    "29046": "lisinopril",
-    "314076": "lisinopril 10 MG Oral Tablet",
-    "3827": "enalapril",
-    "1998": "captopril",
-    "833036": "captopril 25 MG Oral Tablet",
-    "35296": "ramipril",
-    "52175": "losartan",
-    "69749": "valsartan",
-    "83818": "irbesartan",
-    "5487": "hydrochlorothiazide",
-    "316049": "hydrochlorothiazide 25 MG",
-    "316052": "hydrochlorothiazide 6.25 MG",
-    "2409": "chlorthalidone",
-    "4603": "furosemide",
-    "315971": "furosemide 40 MG (Lasix)",
-    "9997": "spironolactone",
-    "17767": "amlodipine",
-    "197361": "amlodipine 5 MG Oral Tablet",
-    "3443": "diltiazem",
-    "11170": "verapamil",
-    "897718": "verapamil hydrochloride 40 MG",
-    "6918": "metoprolol",
-    "866414": "metoprolol succinate 100 MG extended release (Toprol)",
-    "1202": "atenolol",
-    "20352": "carvedilol",
-}
-DIABETES: dict[str, str] = {
-    "44054006": "diabetes mellitus type 2",
-    "46635009": "diabetes mellitus type 1",
-    "73211009": "diabetes mellitus",
-    "127013003": "diabetic renal disease",
-    "90781000119102": "microalbuminuria due to type 2 diabetes mellitus",
-    "157141000119108": "proteinuria due to type 2 diabetes mellitus",
-    "368581000119106": "neuropathy due to type 2 diabetes mellitus",
-    "422034002": "diabetic retinopathy associated with type 2 diabetes mellitus",
-    "1551000119108": "nonproliferative diabetic retinopathy due to type 2 diabetes mellitus",
-}
-# Established ASCVD (SNOMED CT): the equations are for primary prevention only, so these stop the score.
-ESTABLISHED_ASCVD: dict[str, str] = {
-    "22298006": "myocardial infarction",
-    "399211009": "history of myocardial infarction",
-    "401303003": "acute ST segment elevation myocardial infarction",
-    "401314000": "acute non-ST segment elevation myocardial infarction",
-    "53741008": "coronary arteriosclerosis (coronary heart disease)",
-    "414545008": "ischemic heart disease",
-    "230690007": "cerebrovascular accident (stroke)",
-    "399957001": "peripheral arterial occlusive disease",
-}
+# Diagnoses and drugs are recognised by value sets shipped as data files (valuesets/*.json, each with its
+# source and date): ICD-10-CM ranges, SNOMED CT lists, RxNorm ingredients and clinical drugs by class.
+ANTIHYPERTENSIVES = "antihypertensives"
+STATINS = "statins"
+DIABETES = "diabetes"
+ESTABLISHED_ASCVD = "ascvd-history"
+LDL_CODES = (loinc("13457-7"), loinc("18262-6"), loinc("2089-1"))
+LDL_STATIN_THRESHOLD = 190.0
+STATIN_DIABETES_AGES = (40, 75)
 # 72166-2 answers (SNOMED CT, the CDC/US Core smoking status value set): True = current smoker.
 SMOKING_ANSWERS: dict[str, bool] = {
     "449868002": True,  # current every day smoker
@@ -233,10 +193,12 @@ INPUTS = (
     InputSpec("total_cholesterol", "Observation", (loinc("2093-3"),), LIPID_LOOKBACK_DAYS),
     InputSpec("hdl", "Observation", (loinc("2085-9"),), LIPID_LOOKBACK_DAYS),
     InputSpec("systolic_bp", "Observation", (loinc("8480-6"),), PRESSURE_LOOKBACK_DAYS),
-    InputSpec("antihypertensive", "MedicationRequest", tuple(rxnorm(c) for c in ANTIHYPERTENSIVES), None, False),
-    InputSpec("diabetes", "Condition", tuple(snomed(c) for c in DIABETES), None, False),
+    InputSpec("antihypertensive", "MedicationRequest", (), None, False, value_set=ANTIHYPERTENSIVES),
+    InputSpec("diabetes", "Condition", (), None, False, value_set=DIABETES),
     InputSpec("smoking_status", "Observation", (loinc("72166-2"),), SMOKING_LOOKBACK_DAYS),
-    InputSpec("established_ascvd", "Condition", tuple(snomed(c) for c in ESTABLISHED_ASCVD), None, False),
+    InputSpec("established_ascvd", "Condition", (), None, False, value_set=ESTABLISHED_ASCVD),
+    InputSpec("statin", "MedicationRequest", (), None, False, value_set=STATINS),
+    InputSpec("ldl", "Observation", LDL_CODES, LIPID_LOOKBACK_DAYS, False),
 )
 
 
@@ -244,9 +206,7 @@ def _spec() -> ModelSpec:
     parameters = {
         "equations": {f"{sex}-{aa}": vars(eq) for (sex, aa), eq in EQUATIONS.items()},
         "ranges": [AGE_RANGE, TOTAL_CHOLESTEROL_RANGE, HDL_RANGE, SYSTOLIC_RANGE],
-        "antihypertensives": sorted(ANTIHYPERTENSIVES),
-        "diabetes": sorted(DIABETES),
-        "established_ascvd": sorted(ESTABLISHED_ASCVD),
+        "value_sets": [value_set(name) for name in (ANTIHYPERTENSIVES, STATINS, DIABETES, ESTABLISHED_ASCVD)],
         "smoking": SMOKING_ANSWERS,
         "inputs": [vars(i) for i in INPUTS],
     }
@@ -254,7 +214,10 @@ def _spec() -> ModelSpec:
         id=MODEL_ID,
         version=VERSION,
         version_hash=base.version_hash(
-            model_id=MODEL_ID, version=VERSION, parameters=parameters, modules=[sys.modules[__name__], base, values]
+            model_id=MODEL_ID,
+            version=VERSION,
+            parameters=parameters,
+            modules=[sys.modules[__name__], base, values, valueset],
         ),
         title=TITLE,
         intended_use=(
@@ -281,22 +244,6 @@ def _smoking(node: dict[str, Any]) -> bool:
     return SMOKING_ANSWERS[token.rsplit("|", 1)[1]]
 
 
-def _in_range(
-    name: str, reading: Reading, bounds: tuple[float, float], unit: str, problems: list[Contribution]
-) -> None:
-    low, high = bounds
-    if not low <= reading.value <= high:
-        problems.append(
-            Contribution(
-                name,
-                round(reading.value, 1),
-                None,
-                f"{reading.value:g} {unit} is outside the range the equations were derived on "
-                f"({low:g}-{high:g} {unit})",
-            )
-        )
-
-
 class AscvdPce2013:
     """The Pooled Cohort Equations, with each term's share of the individual sum as a contribution."""
 
@@ -310,18 +257,17 @@ class AscvdPce2013:
         sex: str | Absent = Absent("no Patient resource")
         race_codes: list[str] = []
         if isinstance(patient, Absent):
-            problems.append(Contribution("patient", None, None, patient.reason))
+            problems.append(values.problem("patient", patient))
         elif values.deceased_by(patient, as_of):
-            problems.append(Contribution("patient", None, None, "the patient died on or before the score date"))
+            problems.append(values.problem("patient", values.DECEASED))
         else:
             age, sex, race_codes = values.age_at(patient, as_of), values.sex_of(patient), values.omb_race_codes(patient)
             for name, got in (("age", age), ("sex", sex)):
                 if isinstance(got, Absent):
-                    problems.append(Contribution(name, None, None, got.reason))
-            if isinstance(age, int) and not AGE_RANGE[0] <= age <= AGE_RANGE[1]:
-                problems.append(
-                    Contribution("age", age, None, f"the equations are valid for ages 40 to 79 (age {age})")
-                )
+                    problems.append(values.problem(name, got))
+            if isinstance(age, int):
+                bad_age = values.out_of_range("age", age, AGE_RANGE, "years", "the ages the equations are for")
+                problems.extend([bad_age] if bad_age else [])
 
         def observed(name: str, read: Any, what: str) -> Reading | None:
             spec = self.spec.input(name)
@@ -334,7 +280,7 @@ class AscvdPce2013:
                 what=what,
             )
             if isinstance(found, Absent):
-                problems.append(Contribution(name, None, None, found.reason))
+                problems.append(values.problem(name, found))
                 return None
             return found
 
@@ -349,32 +295,32 @@ class AscvdPce2013:
             ("hdl", hdl, HDL_RANGE, "mg/dL"),
             ("systolic_bp", sbp, SYSTOLIC_RANGE, "mm Hg"),
         ):
-            if reading is not None:
-                _in_range(name, reading, bounds, unit, problems)
-        established = values.active_condition(
-            inputs.get("established_ascvd", ()), codes=self.spec.input("established_ascvd").codes, as_of=as_of
+            bad = reading and values.out_of_range(
+                name, reading.value, bounds, unit, "the range the equations were derived on"
+            )
+            problems.extend([bad] if bad else [])
+        established = values.matching_condition(
+            inputs.get("established_ascvd", ()), match=value_set(ESTABLISHED_ASCVD).match, as_of=as_of, history=True
         )
         if established is not None:
-            condition = values.display_of(inputs.get("established_ascvd", ()), established.source, established.code)
             problems.append(
                 Contribution(
                     "established_ascvd",
-                    condition,
+                    established.value,
                     None,
-                    f"{established.source} ({condition}) is established ASCVD: the equations are for primary "
-                    "prevention and do not apply",
+                    f"{established.source} ({established.value}, recorded {established.day}) is clinical ASCVD, "
+                    "whatever its clinical status: the equations are for primary prevention and do not apply",
+                    kind="excluded",
                 )
             )
         if problems or not isinstance(age, int) or not isinstance(sex, str):
             return base.insufficient(TITLE, problems)
         if tc is None or hdl is None or sbp is None or smoking is None:
             return base.insufficient(TITLE, problems)  # unreachable: each None added a problem above
-        medication = values.active_medication(
-            inputs.get("antihypertensive", ()), codes=self.spec.input("antihypertensive").codes, as_of=as_of
+        medication = values.matching_medication(
+            inputs.get("antihypertensive", ()), match=value_set(ANTIHYPERTENSIVES).match, as_of=as_of
         )
-        diabetes = values.active_condition(
-            inputs.get("diabetes", ()), codes=self.spec.input("diabetes").codes, as_of=as_of
-        )
+        diabetes = values.matching_condition(inputs.get("diabetes", ()), match=value_set(DIABETES).match, as_of=as_of)
         return self._score(
             age=age,
             sex=sex,
@@ -482,13 +428,11 @@ class AscvdPce2013:
         state: str,
     ) -> dict[str, tuple[object, str]]:
         if medication is not None:
-            drug = values.display_of(inputs.get("antihypertensive", ()), medication.source, medication.code)
-            treatment = f"treated: active {medication.source} ({drug})"
+            treatment = f"treated: active {medication.source} ({medication.value})"
         else:
             treatment = "untreated: no active antihypertensive MedicationRequest on record"
         if diabetes is not None:
-            condition = values.display_of(inputs.get("diabetes", ()), diabetes.source, diabetes.code)
-            diabetes_rule = f"active {diabetes.source} ({condition})"
+            diabetes_rule = f"active {diabetes.source} ({diabetes.value})"
         else:
             diabetes_rule = "no active diabetes Condition on record (prediabetes does not count)"
         smoking_rule = f"{'current' if smoker.value else 'not a current'} smoker per {smoker.source} ({smoker.day})"

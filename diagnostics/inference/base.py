@@ -19,6 +19,17 @@ from types import ModuleType
 from typing import Any, Protocol
 
 SUCCEEDED = "succeeded"
+
+# Why an input stops a model: nothing recorded; only values older than its window; a value outside the
+# plausible or derivation range; a unit the model cannot convert; a value it cannot read; a condition
+# that puts the patient outside the intended population.
+MISSING = "missing"
+STALE = "stale"
+OUT_OF_RANGE = "out-of-range"
+WRONG_UNIT = "wrong-unit"
+UNUSABLE = "unusable"
+EXCLUDED = "excluded"
+REASON_KINDS = (MISSING, STALE, OUT_OF_RANGE, WRONG_UNIT, UNUSABLE, EXCLUDED)
 INSUFFICIENT_DATA = "insufficient-data"
 
 DECISION_SUPPORT = (
@@ -36,6 +47,10 @@ class InputSpec:
     codes: tuple[str, ...]  # "system|code" tokens the blind index knows; () for Patient
     lookback_days: int | None  # how far back a value may come from; None = any time
     required: bool = True
+    # A value set (valuesets/<name>.json) that recognises this input instead of exact codes: the worker
+    # then reads every resource of the type (ICD-10-CM ranges and drug names cannot be searched by token)
+    # and passes the model only those the value set holds.
+    value_set: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,23 @@ class Contribution:
     value: object
     effect: float | None
     rule: str
+    # For a reason a model could not run: its kind and the limits it was held to (never the value).
+    kind: str = ""  # one of REASON_KINDS
+    low: float | None = None
+    high: float | None = None
+    unit: str = ""
+    window_days: int | None = None
+
+    def reason(self) -> dict[str, Any]:
+        """The structured reason, without the value or its date: safe to keep on the job after erasure."""
+        found: dict[str, Any] = {"input": self.name, "kind": self.kind or MISSING}
+        if self.window_days is not None:
+            found["window_days"] = self.window_days
+        if self.low is not None or self.high is not None:
+            found["range"] = [self.low, self.high]
+        if self.unit:
+            found["unit"] = self.unit
+        return found
 
 
 @dataclass(frozen=True)
@@ -81,6 +113,11 @@ class ModelResult:
     def succeeded(self) -> bool:
         return self.status == SUCCEEDED
 
+    @property
+    def reasons(self) -> list[dict[str, Any]]:
+        """Each reason the model did not run, structured and value-free (empty when it succeeded)."""
+        return [c.reason() for c in self.contributions] if self.status == INSUFFICIENT_DATA else []
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form, for storing the result and hashing it into provenance."""
         return {
@@ -90,6 +127,7 @@ class ModelResult:
                 {"name": c.name, "value": c.value, "effect": c.effect, "rule": c.rule} for c in self.contributions
             ],
             "missing": list(self.missing),
+            "reasons": self.reasons,
             "summary": self.summary,
         }
 
@@ -109,7 +147,7 @@ def insufficient(title: str, problems: Sequence[Contribution]) -> ModelResult:
         outputs={},
         contributions=tuple(problems),
         missing=names,
-        summary=f"{title} was not computed: missing, out-of-range or excluding input ({readable}).",
+        summary=f"{title} was not computed: {readable} (see the reasons).",
     )
 
 

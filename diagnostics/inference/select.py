@@ -4,7 +4,8 @@ The worker fetches each input through the gate by resource type and code; this
 function does the same selection over resources already in hand (a parsed
 Bundle in a test or a benchmark): a resource joins an input when its type is the
 input's and one of its searchable codes (the main code, an Observation
-component's code, a MedicationRequest's medication) is among the input's codes.
+component's code, a MedicationRequest's medication) is among the input's codes,
+or, for an input declared by a value set, when the value set holds one of them.
 Dates, statuses and units are left to the model, as with the worker.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from diagnostics.inference.base import ModelSpec
 from diagnostics.inference.values import concept_tokens
+from diagnostics.inference.valueset import value_set
 
 SEARCHED_CONCEPTS: dict[str, tuple[str, ...]] = {
     "Observation": ("code", "component.code"),
@@ -23,8 +25,9 @@ SEARCHED_CONCEPTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _searchable_tokens(resource: dict[str, Any]) -> set[str]:
-    tokens: set[str] = set()
+def searched_concepts(resource: dict[str, Any]) -> list[Any]:
+    """The CodeableConcepts of a resource that the blind index searches by code."""
+    found: list[Any] = []
     for path in SEARCHED_CONCEPTS.get(resource.get("resourceType", ""), ("code",)):
         nodes: list[Any] = [resource]
         for step in path.split("."):
@@ -33,9 +36,17 @@ def _searchable_tokens(resource: dict[str, Any]) -> set[str]:
                 value = node.get(step) if type(node) is dict else None
                 following.extend(value if type(value) is list else [value])
             nodes = following
-        for node in nodes:
-            tokens.update(concept_tokens(node))
-    return tokens
+        found.extend(nodes)
+    return found
+
+
+def _searchable_tokens(resource: dict[str, Any]) -> set[str]:
+    return {token for node in searched_concepts(resource) for token in concept_tokens(node)}
+
+
+def _in_value_set(name: str, resource: dict[str, Any]) -> bool:
+    held = value_set(name)
+    return any(held.match(node) is not None for node in searched_concepts(resource))
 
 
 def inputs_from_resources(spec: ModelSpec, resources: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -44,10 +55,11 @@ def inputs_from_resources(spec: ModelSpec, resources: Iterable[dict[str, Any]]) 
     selected: dict[str, list[dict[str, Any]]] = {}
     for item in spec.inputs:
         wanted = set(item.codes)
-        selected[item.name] = [
-            resource
-            for resource in pool
-            if resource.get("resourceType") == item.resource_type
-            and (item.resource_type == "Patient" or _searchable_tokens(resource) & wanted)
-        ]
+        of_type = [resource for resource in pool if resource.get("resourceType") == item.resource_type]
+        if item.resource_type == "Patient":
+            selected[item.name] = of_type
+        elif item.value_set is not None:
+            selected[item.name] = [resource for resource in of_type if _in_value_set(item.value_set, resource)]
+        else:
+            selected[item.name] = [resource for resource in of_type if _searchable_tokens(resource) & wanted]
     return selected

@@ -21,6 +21,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from diagnostics.inference.base import Contribution
+from diagnostics.inference.valueset import Match
+
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -63,13 +66,45 @@ class Reading:
 
 @dataclass(frozen=True)
 class Absent:
-    """No valid value: why, in words a clinician can act on."""
+    """No valid value: why, in words a clinician can act on, and the kind of reason (base.REASON_KINDS)."""
 
     reason: str
+    kind: str = "missing"
+    window_days: int | None = None
+    unit: str = ""
 
 
 class Unusable(Exception):
     """A matching element whose value cannot be used (wrong unit, no number, unknown answer)."""
+
+    def __init__(self, message: str, *, kind: str = "unusable", unit: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.unit = unit
+
+
+def problem(name: str, absent: Absent) -> Contribution:
+    """The Contribution that says why input `name` stops the model."""
+    return Contribution(
+        name, None, None, absent.reason, kind=absent.kind, window_days=absent.window_days, unit=absent.unit
+    )
+
+
+def out_of_range(name: str, value: float, bounds: tuple[float, float], unit: str, why: str) -> Contribution | None:
+    """A problem when `value` lies outside `bounds` (inclusive), saying which range it is held to and why."""
+    low, high = bounds
+    if low <= value <= high:
+        return None
+    return Contribution(
+        name,
+        round(value, 3),
+        None,
+        f"{value:g} {unit} is outside {why} ({low:g}-{high:g} {unit})",
+        kind="out-of-range",
+        low=low,
+        high=high,
+        unit=unit,
+    )
 
 
 # --- codes and dates -------------------------------------------------------------------------
@@ -180,7 +215,7 @@ def quantity_reader(units: Mapping[str, Conversion], unit_label: str) -> Callabl
             raise Unusable(f"its value is bounded ({quantity['comparator']}{number}), not measured")
         unit = quantity.get("code") if type(quantity.get("code")) is str else quantity.get("unit")
         if type(unit) is not str or unit not in units:
-            raise Unusable(f"its unit {unit!r} is not {unit_label}")
+            raise Unusable(f"its unit {unit!r} is not {unit_label}", kind="wrong-unit", unit=unit_label)
         return units[unit](float(number))
 
     return read
@@ -199,7 +234,8 @@ def latest_observation(
     earliest = as_of - timedelta(days=lookback_days) if lookback_days is not None else None
     best: tuple[datetime, int, Reading] | None = None
     seen = too_old = too_new = 0
-    unusable: list[str] = []
+    unusable: list[Unusable] = []
+    newest_old: date | None = None
     for index, resource in enumerate(resources):
         if type(resource) is not dict or resource.get("resourceType") != "Observation":
             continue
@@ -213,39 +249,44 @@ def latest_observation(
             when = clinical_time(resource)
             day, instant = parse_day(when), parse_instant(when)
             if day is None or instant is None:
-                unusable.append("it has no full date")
+                unusable.append(Unusable("it has no full date"))
                 continue
             if day > as_of:
                 too_new += 1
                 continue
             if earliest is not None and day < earliest:
                 too_old += 1
+                newest_old = day if newest_old is None or day > newest_old else newest_old
                 continue
             try:
                 value = read(node)
             except Unusable as problem:
-                unusable.append(str(problem))
+                unusable.append(problem)
                 continue
             candidate = (instant, index, Reading(value=value, day=day, source=reference(resource), code=token))
             if best is None or candidate[:2] > best[:2]:
                 best = candidate
     if best is not None:
         return best[2]
-    return Absent(
-        _absent_reason(what, seen=seen, too_old=too_old, too_new=too_new, unusable=unusable, lookback=lookback_days)
-    )
+    return _absent(what, seen=seen, too_old=too_old, newest_old=newest_old, unusable=unusable, lookback=lookback_days)
 
 
-def _absent_reason(
-    what: str, *, seen: int, too_old: int, too_new: int, unusable: list[str], lookback: int | None
-) -> str:
+def _absent(
+    what: str, *, seen: int, too_old: int, newest_old: date | None, unusable: list[Unusable], lookback: int | None
+) -> Absent:
     if seen == 0:
-        return f"no usable {what} is recorded"
+        return Absent(f"no {what} is recorded", window_days=lookback)
     if unusable:
-        return f"the {what} recorded {window_text(lookback)} cannot be used: {unusable[-1]}"
+        last = unusable[-1]
+        text = f"the {what} recorded {window_text(lookback)} cannot be used: {last}"
+        return Absent(text, kind=last.kind, window_days=lookback, unit=last.unit)
     if too_old and lookback is not None:
-        return f"no {what} is recorded in the {lookback} days up to the score date (only older ones)"
-    return f"no {what} is recorded on or before the score date"
+        return Absent(
+            f"the latest {what} is from {newest_old}, older than the {lookback}-day window up to the score date",
+            kind="stale",
+            window_days=lookback,
+        )
+    return Absent(f"no {what} is recorded on or before the score date", window_days=lookback)
 
 
 # --- patient ---------------------------------------------------------------------------------
@@ -260,6 +301,9 @@ def the_patient(resources: Sequence[Resource]) -> Resource | Absent:
         return Absent("more than one Patient resource was provided")
     patient = patients[0]
     return patient
+
+
+DECEASED = Absent("the patient died on or before the score date", kind="excluded")
 
 
 def deceased_by(patient: Resource, as_of: date) -> bool:
@@ -306,49 +350,90 @@ def omb_race_codes(patient: Resource) -> list[str]:
 # --- conditions and medications --------------------------------------------------------------
 
 
-def active_condition(resources: Sequence[Resource], *, codes: Sequence[str], as_of: date) -> Reading | None:
-    """An active, not refuted Condition with one of `codes` that had begun by `as_of`, if any."""
+Matcher = Callable[[Any], "Match | None"]
+
+
+def _condition_dates(resource: Resource) -> tuple[date | None, date | None]:
+    began = parse_day(resource.get("onsetDateTime")) or parse_day(resource.get("recordedDate"))
+    return began, parse_day(resource.get("abatementDateTime"))
+
+
+def _refuted(resource: Resource) -> bool:
+    verification = {c.get("code") for c in codings(resource.get("verificationStatus"))}
+    return bool(verification & EXCLUDED_VERIFICATION_STATUSES)
+
+
+def matching_condition(
+    resources: Sequence[Resource], *, match: Matcher, as_of: date, history: bool = False
+) -> Reading | None:
+    """The latest Condition the value set holds that had begun by `as_of`, if any.
+
+    Active ones only (clinicalStatus active, recurrence, relapse, not abated by `as_of`), unless
+    `history`: a past myocardial infarction or stroke is recorded resolved or inactive by Synthea
+    and most EHRs, and it is still history. Refuted, entered-in-error or unconfirmed entries never count.
+    """
     found: Reading | None = None
     for resource in resources:
         if type(resource) is not dict or resource.get("resourceType") != "Condition":
             continue
-        token = first_match(resource.get("code"), codes)
-        if token is None:
+        matched = match(resource.get("code"))
+        if matched is None or _refuted(resource):
             continue
-        clinical = {c.get("code") for c in codings(resource.get("clinicalStatus"))}
-        verification = {c.get("code") for c in codings(resource.get("verificationStatus"))}
-        if not clinical & ACTIVE_CONDITION_STATUSES or verification & EXCLUDED_VERIFICATION_STATUSES:
-            continue
-        began = parse_day(resource.get("onsetDateTime")) or parse_day(resource.get("recordedDate"))
+        began, ended = _condition_dates(resource)
         if began is not None and began > as_of:
             continue
-        ended = parse_day(resource.get("abatementDateTime"))
-        if ended is not None and ended <= as_of:
-            continue
-        reading = Reading(value=True, day=began or as_of, source=reference(resource), code=token)
+        if not history:
+            clinical = {c.get("code") for c in codings(resource.get("clinicalStatus"))}
+            if not clinical & ACTIVE_CONDITION_STATUSES or (ended is not None and ended <= as_of):
+                continue
+        reading = Reading(value=matched.display, day=began or as_of, source=reference(resource), code=matched.token)
         if found is None or reading.day > found.day:
             found = reading
     return found
 
 
-def active_medication(resources: Sequence[Resource], *, codes: Sequence[str], as_of: date) -> Reading | None:
-    """An active MedicationRequest (order or plan) for one of `codes`, written by `as_of`, if any."""
+def matching_medication(resources: Sequence[Resource], *, match: Matcher, as_of: date) -> Reading | None:
+    """An active MedicationRequest (order or plan) the value set holds, written by `as_of`, if any."""
     found: Reading | None = None
     for resource in resources:
         if type(resource) is not dict or resource.get("resourceType") != "MedicationRequest":
             continue
         if resource.get("status") != "active" or resource.get("doNotPerform") is True:
             continue
-        token = first_match(resource.get("medicationCodeableConcept"), codes)
-        if token is None:
+        matched = match(resource.get("medicationCodeableConcept"))
+        if matched is None:
             continue
         authored = parse_day(resource.get("authoredOn"))
         if authored is not None and authored > as_of:
             continue
-        reading = Reading(value=True, day=authored or as_of, source=reference(resource), code=token)
+        name = f"{matched.display} ({matched.klass})" if matched.klass else matched.display
+        reading = Reading(value=name, day=authored or as_of, source=reference(resource), code=matched.token)
         if found is None or reading.day > found.day:
             found = reading
     return found
+
+
+def code_matcher(codes: Sequence[str]) -> Matcher:
+    """A matcher for an exact list of "system|code" tokens."""
+    wanted = set(codes)
+
+    def match(concept: Any) -> Match | None:
+        token = first_match(concept, wanted)
+        return None if token is None else Match(token, token.rsplit("|", 1)[-1])
+
+    return match
+
+
+def active_condition(resources: Sequence[Resource], *, codes: Sequence[str], as_of: date) -> Reading | None:
+    """An active, not refuted Condition with one of `codes` that had begun by `as_of`, if any."""
+    found = matching_condition(resources, match=code_matcher(codes), as_of=as_of)
+    return None if found is None else Reading(True, found.day, found.source, found.code)
+
+
+def active_medication(resources: Sequence[Resource], *, codes: Sequence[str], as_of: date) -> Reading | None:
+    """An active MedicationRequest (order or plan) for one of `codes`, written by `as_of`, if any."""
+    found = matching_medication(resources, match=code_matcher(codes), as_of=as_of)
+    return None if found is None else Reading(True, found.day, found.source, found.code)
 
 
 def display_of(resources: Sequence[Resource], source: str, token: str) -> str:

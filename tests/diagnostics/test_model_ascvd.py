@@ -215,7 +215,7 @@ def test_an_active_antihypertensive_uses_the_treated_coefficient():
     assert abs(result.outputs["individual_sum"] - by_hand) < 1e-4
     assert result.outputs["risk_10y_percent"] == round(100 * (1 - 0.9144 ** math.exp(by_hand - 61.18)), 1)
     rule = next(c.rule for c in result.contributions if c.name == "systolic_bp")
-    assert "treated: active MedicationRequest/med-314076 (drug 314076)" in rule
+    assert "treated: active MedicationRequest/med-314076 (lisinopril 10 MG Oral Tablet (ACE inhibitor))" in rule
 
 
 @pytest.mark.parametrize(
@@ -282,7 +282,8 @@ def test_ages_outside_40_to_79_are_insufficient(age, ok):
     if not ok:
         assert result.missing == ("age",)
         assert result.outputs == {}
-        assert result.contributions[0].rule == f"the equations are valid for ages 40 to 79 (age {age})"
+        assert result.contributions[0].rule == f"{age} years is outside the ages the equations are for (40-79 years)"
+        assert result.reasons == [{"input": "age", "kind": "out-of-range", "range": [40, 79], "unit": "years"}]
 
 
 @pytest.mark.parametrize(
@@ -317,8 +318,8 @@ def test_every_missing_input_is_named_at_once():
     assert result.status == "insufficient-data"
     assert result.missing == ("total_cholesterol", "hdl", "systolic_bp", "smoking_status")
     assert result.summary == (
-        "10-year ASCVD risk (ACC/AHA 2013 Pooled Cohort Equations) was not computed: missing, out-of-range or "
-        "excluding input (total cholesterol, hdl, systolic bp, smoking status)."
+        "10-year ASCVD risk (ACC/AHA 2013 Pooled Cohort Equations) was not computed: total cholesterol, hdl, "
+        "systolic bp, smoking status (see the reasons)."
     )
 
 
@@ -355,8 +356,9 @@ def test_the_latest_value_within_lookback_wins_and_future_or_stale_ones_are_igno
     stale = run(inputs("male", total_cholesterol=[quantity("2093-3", 213, day="2020-01-01")]))
     assert stale.missing == ("total_cholesterol",)
     assert stale.contributions[0].rule == (
-        "no total cholesterol is recorded in the 1095 days up to the score date (only older ones)"
+        "the latest total cholesterol is from 2020-01-01, older than the 1095-day window up to the score date"
     )
+    assert stale.reasons == [{"input": "total_cholesterol", "kind": "stale", "window_days": 1095}]
 
 
 def test_units_are_converted_or_refused():

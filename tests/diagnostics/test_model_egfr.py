@@ -157,7 +157,7 @@ def test_insufficient_data_names_what_is_missing(gender, age, observations, miss
 def test_a_stale_creatinine_says_why_it_was_not_used():
     result = run("female", 50, creatinine(1.0, day="2023-05-01"))
     assert result.contributions[0].rule == (
-        "no serum creatinine is recorded in the 365 days up to the score date (only older ones)"
+        "the latest serum creatinine is from 2023-05-01, older than the 365-day window up to the score date"
     )
 
 

@@ -276,7 +276,7 @@ def test_an_unrecorded_oxygen_status_is_missing_never_assumed_air():
     result = run(found)
     assert result.status == "insufficient-data"
     assert result.missing == ("supplemental_oxygen",)
-    assert result.contributions[0].rule == "no usable air or supplemental oxygen record is recorded"
+    assert result.contributions[0].rule == "no air or supplemental oxygen record is recorded"
 
 
 def test_vital_signs_older_than_a_day_are_not_used():
@@ -287,7 +287,7 @@ def test_vital_signs_older_than_a_day_are_not_used():
     assert result.missing == ("respiratory_rate", "pulse")
     assert (
         result.contributions[0].rule
-        == "no respiration rate is recorded in the 1 days up to the score date (only older ones)"
+        == "the latest respiration rate is from 2024-05-30, older than the 1-day window up to the score date"
     )
 
 

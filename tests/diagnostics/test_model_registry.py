@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from diagnostics.inference import INSUFFICIENT_DATA, SUCCEEDED, InputSpec, get_model, list_models
+from diagnostics.inference.valueset import value_set
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = re.compile(
@@ -48,6 +49,10 @@ def test_every_model_declares_its_use_purpose_inputs_and_version(spec):
         assert item.resource_type in {"Patient", "Observation", "Condition", "MedicationRequest"}
         if item.resource_type == "Patient":
             assert item.codes == ()
+        elif item.value_set is not None:
+            assert item.codes == (), item  # a value set reads the whole type and matches in memory
+            assert value_set(item.value_set).source
+            assert value_set(item.value_set).date
         else:
             assert item.codes, item
             assert all(TOKEN.match(code) for code in item.codes), item

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from diagnostics.inference import ModelResult, get_model, inputs_from_resources
+from diagnostics.inference.valueset import value_set
 from records.fhir import index_terms, parse_document
 from tests.conftest import SYNTHEA_DIR
 
@@ -35,12 +36,16 @@ def _worker_inputs(model_id: str, resources: tuple[dict[str, Any], ...]) -> dict
     spec = get_model(model_id).spec
     selected: dict[str, list[dict[str, Any]]] = {}
     for item in spec.inputs:
-        selected[item.name] = [
-            r
-            for r in resources
-            if r["resourceType"] == item.resource_type
-            and (item.resource_type == "Patient" or index_terms(r).codes & set(item.codes))
-        ]
+        of_type = [r for r in resources if r["resourceType"] == item.resource_type]
+        if item.value_set is not None:
+            # The worker reads the whole type, then keeps what the value set holds.
+            held = value_set(item.value_set)
+            concept = "medicationCodeableConcept" if item.resource_type == "MedicationRequest" else "code"
+            selected[item.name] = [r for r in of_type if held.match(r.get(concept)) is not None]
+        else:
+            selected[item.name] = [
+                r for r in of_type if item.resource_type == "Patient" or index_terms(r).codes & set(item.codes)
+            ]
     return selected
 
 
