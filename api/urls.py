@@ -50,6 +50,7 @@ fhir_patterns: list[URLPattern | URLResolver] = [
     path("", records.transaction, name="fhir-base-slash"),
     path("metadata", capability.metadata, name="fhir-metadata"),
     path(".well-known/smart-configuration", capability.smart_configuration, name="fhir-smart-configuration"),
+    re_path(rf"^SearchParameter/{ID.replace('resource_id', 'parameter_id')}$", capability.search_parameter_read),
     path("Consent", consents.consent_search, name="fhir-consent-search"),
     re_path(rf"^Consent/{ID}$", consents.consent_read, name="fhir-consent-read"),
     path("AuditEvent", audit_events.audit_event_search, name="fhir-auditevent-search"),

@@ -144,7 +144,7 @@ def audit_event_read(request: HttpRequest, context: TokenContext, resource_id: s
 @fhir_endpoint("GET")
 def audit_event_search(request: HttpRequest, context: TokenContext) -> HttpResponse:
     scope_require(context, "AuditEvent", "s")
-    params.unknown_check(request.GET, SEARCH_PARAMETERS)
+    ignored = params.unknown_check(request.GET, SEARCH_PARAMETERS, strict=params.strict(request))
     paging = params.paging(request.GET, SORTS)
     days = params.day_range("date", request.GET.getlist("date"))
     fhir_id, entries = _patient_fhir_id(context)
@@ -176,4 +176,4 @@ def audit_event_search(request: HttpRequest, context: TokenContext) -> HttpRespo
         (f"AuditEvent/{e.pk}", orjson.dumps(entry_as_audit_event(e, patient_fhir_id=fhir_id, names=names)))
         for e in page
     ]
-    return searchset(request, paging, total, rendered)
+    return searchset(request, paging, total, rendered, ignored)

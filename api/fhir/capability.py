@@ -17,6 +17,8 @@ from api.fhir import audit_events, consents, records
 from api.fhir.params import COUNT_DEFAULT, COUNT_MAX
 from api.outcomes import FHIR_CONTENT_TYPE
 from api.scopes import PLAIN_SCOPES
+from healthledger.errors import ResourceNotFound
+from records.fhir.search_parameters import search_parameter_by_id, search_parameters
 
 FHIR_VERSION = "4.3.0"
 SOFTWARE_VERSION = "0.1.0"
@@ -68,7 +70,15 @@ def _oauth_uris(base: str) -> dict[str, Any]:
     }
 
 
-def _record_resource(resource_type: str) -> dict[str, Any]:
+def _declared_params(resource_type: str, fhir_base: str) -> list[dict[str, str]]:
+    """Exactly what a search of the type takes, each with its definition's canonical URL."""
+    return [
+        {"name": p.code, "definition": p.url(fhir_base), "type": p.type, "documentation": p.description}
+        for p in search_parameters(resource_type).values()
+    ]
+
+
+def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
     interactions = ["read", "vread", "search-type"] + ([] if resource_type == "Patient" else ["create"])
     return {
         "type": resource_type,
@@ -80,14 +90,14 @@ def _record_resource(resource_type: str) -> dict[str, Any]:
         "conditionalRead": "not-supported",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
-        "searchParam": _search_params(records.SEARCH_PARAMETERS - {"_sort"}),
+        "searchParam": _declared_params(resource_type, fhir_base),
     }
 
 
 @lru_cache(maxsize=8)
 def capability_statement(base: str) -> bytes:
     """The CapabilityStatement for a server reached at `base` (scheme://host), as JSON bytes."""
-    resources = [_record_resource(t) for t in sorted(records.RECORD_TYPES)]
+    resources = [_record_resource(t, f"{base}/fhir") for t in sorted(records.RECORD_TYPES)]
     resources += [
         {
             "type": "Consent",
@@ -170,3 +180,26 @@ def smart_configuration(request: HttpRequest, context: None) -> HttpResponse:
             "capabilities": _SMART_CAPABILITIES,
         }
     )
+
+
+@fhir_endpoint("GET", authenticated=False)
+def search_parameter_read(request: HttpRequest, context: None, parameter_id: str) -> HttpResponse:
+    """This server's own SearchParameter definitions, the canonical URLs its CapabilityStatement names."""
+    parameter = search_parameter_by_id(parameter_id)
+    if parameter is None:
+        raise ResourceNotFound("resource not found")
+    fhir_base = f"{_origin(request)}/fhir"
+    definition = {
+        "resourceType": "SearchParameter",
+        "id": parameter.id,
+        "url": parameter.url(fhir_base),
+        "name": parameter.id.replace("-", ""),
+        "status": "active",
+        "description": parameter.description,
+        "code": parameter.code,
+        "base": [parameter.resource_type],
+        "type": parameter.type,
+    }
+    if parameter.expression:
+        definition["expression"] = parameter.expression
+    return HttpResponse(orjson.dumps(definition), content_type=FHIR_CONTENT_TYPE)

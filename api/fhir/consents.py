@@ -48,7 +48,7 @@ def consent_read(request: HttpRequest, context: TokenContext, resource_id: str) 
 @fhir_endpoint("GET")
 def consent_search(request: HttpRequest, context: TokenContext) -> HttpResponse:
     scope_require(context, "Consent", "s")
-    params.unknown_check(request.GET, SEARCH_PARAMETERS)
+    ignored = params.unknown_check(request.GET, SEARCH_PARAMETERS, strict=params.strict(request))
     paging = params.paging(request.GET)
     grants = selectors.grants_visible_to(user_id=context.user.pk)
     named = params.patient_param(request.GET)
@@ -67,7 +67,7 @@ def consent_search(request: HttpRequest, context: TokenContext) -> HttpResponse:
     total = grants.count()
     page = list(grants[paging.offset : paging.offset + paging.count]) if paging.count else []
     entries = [(f"Consent/{consent_id(g)}", orjson.dumps(grant_as_consent(g))) for g in page]
-    return searchset(request, paging, total, entries)
+    return searchset(request, paging, total, entries, ignored)
 
 
 def _with_status(grants: QuerySet[Grant], statuses: list[str]) -> QuerySet[Grant]:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.http import QueryDict
+from django.http import HttpRequest, QueryDict
 
 from api.outcomes import BadRequest
 
@@ -45,16 +45,27 @@ def bad(parameter: str, message: str) -> BadRequest:
     return BadRequest(f"search parameter {parameter}: {message}")
 
 
-def unknown_check(params: QueryDict, supported: frozenset[str]) -> None:
-    """400 for what no search takes: a control character anywhere, or parameters this search does not support."""
+def strict(request: HttpRequest) -> bool:
+    """Whether the client asked for `Prefer: handling=strict` (FHIR: refuse what cannot be honoured)."""
+    prefer = request.headers.get("Prefer", "")
+    return any(part.strip().replace(" ", "") == "handling=strict" for part in prefer.split(";") + prefer.split(","))
+
+
+def unknown_check(params: QueryDict, supported: frozenset[str], *, strict: bool = True) -> tuple[str, ...]:
+    """The parameters this search ignores; 400 for a control character anywhere.
+
+    FHIR's rule: a parameter the server does not support for this type is ignored (and the
+    searchset's self link leaves it out), unless the client sent `Prefer: handling=strict`: 400.
+    """
     for name, values in params.lists():
         if _CONTROL.search(name) or any(_CONTROL.search(value) for value in values):
             raise bad(_CONTROL.sub("?", name)[:64], "a control character is not allowed in a search")
-    unknown = sorted({name for name in params if name not in supported | IGNORED | PAGING})
-    if unknown:
+    unknown = tuple(sorted({name for name in params if name not in supported | IGNORED | PAGING}))
+    if unknown and strict:
         raise BadRequest(
             f"unsupported search parameter(s): {', '.join(unknown)}; supported: {', '.join(sorted(supported | PAGING))}"
         )
+    return unknown
 
 
 def _prefixed(parameter: str, raw: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.http import http_date
 
 from accounts.models import Role
@@ -40,13 +40,13 @@ from records.fhir import canonical_json
 from records.fhir.index import patient_references
 from records.fhir.jsonio import DuplicateKey, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
+from records.fhir.search_parameters import search_parameters
 from records.fhir.validation import control_character_issues
 from records.models import Patient
 
 # Served by their own modules (api.fhir.consents, api.fhir.audit_events) or not resources of a record.
 NOT_RECORD_TYPES = frozenset({"Consent", "AuditEvent", "Bundle", "CapabilityStatement", "OperationOutcome"})
 RECORD_TYPES = frozenset(RESOURCE_TYPES - NOT_RECORD_TYPES)
-SEARCH_PARAMETERS = frozenset({"patient", "subject", "_id", "code", "category", "date", "_lastUpdated", "_sort"})
 SORTS = frozenset({"date", "-date"})
 _JSON_BODIES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 MAX_QUERY_LOGGED = 2000
@@ -112,11 +112,16 @@ def resource_vread(
     return _read(request, resource_type, resource_id, int(version))
 
 
-def search_patient(request: HttpRequest, context: TokenContext, resource_type: str) -> Patient | None:
+def supported_parameters(resource_type: str) -> frozenset[str]:
+    """What a search of this type takes: its declared parameters (records.fhir.search_parameters) and _sort."""
+    return frozenset(search_parameters(resource_type)) | {"_sort"}
+
+
+def search_patient(query: QueryDict, context: TokenContext, resource_type: str) -> Patient | None:
     """The one record a search runs on; None when the named patient does not exist."""
-    named = params.patient_param(request.GET)
+    named = params.patient_param(query)
     if named is None and resource_type == "Patient":
-        ids = params.id_list("_id", request.GET.getlist("_id"))
+        ids = params.id_list("_id", query.getlist("_id"))
         named = ids[0] if len(ids) == 1 else None
     if named is None:
         if context.user.role == Role.PATIENT:
@@ -125,15 +130,16 @@ def search_patient(request: HttpRequest, context: TokenContext, resource_type: s
     return selectors.patient_by_fhir_id(fhir_id=named)
 
 
-def _criteria(request: HttpRequest) -> tuple[gate.SearchCriteria, bool]:
-    """The search's criteria, and whether they can match anything at all."""
-    query = request.GET
-    days = params.day_range("date", query.getlist("date"))
+def _criteria(query: QueryDict, resource_type: str) -> tuple[gate.SearchCriteria, bool]:
+    """The search's criteria, and whether they can match anything at all; each from its declared parameter."""
+    by_index = {p.index: p.code for p in search_parameters(resource_type).values()}
+    date_name = by_index.get("date", "")
+    days = params.day_range(date_name, query.getlist(date_name)) if date_name else params.DayRange()
     updated = params.instant_range("_lastUpdated", query.getlist("_lastUpdated"))
     criteria = gate.SearchCriteria(
         ids=params.id_list("_id", query.getlist("_id")),
-        codes=params.token_groups("code", query.getlist("code")),
-        categories=params.token_groups("category", query.getlist("category")),
+        codes=params.token_groups("code", query.getlist(by_index["code"])) if "code" in by_index else (),
+        categories=params.token_groups("category", query.getlist("category")) if "category" in by_index else (),
         date_ge=days.ge,
         date_le=days.le,
         updated_ge=updated.ge,
@@ -142,17 +148,25 @@ def _criteria(request: HttpRequest) -> tuple[gate.SearchCriteria, bool]:
     return criteria, not (days.empty or updated.empty)
 
 
+def _used(request: HttpRequest, ignored: tuple[str, ...]) -> QueryDict:
+    query = request.GET.copy()
+    for name in ignored:
+        query.pop(name, None)
+    return query
+
+
 @fhir_endpoint("GET")
 def resource_search(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
     _record_type(resource_type)
     scope_require(context, resource_type, "s")
-    params.unknown_check(request.GET, SEARCH_PARAMETERS)
-    paging = params.paging(request.GET, SORTS)
-    criteria, satisfiable = _criteria(request)
+    ignored = params.unknown_check(request.GET, supported_parameters(resource_type), strict=params.strict(request))
+    query = _used(request, ignored)
+    paging = params.paging(query, SORTS)
+    criteria, satisfiable = _criteria(query, resource_type)
     caller = gate_caller(request, context)
-    patient = search_patient(request, context, resource_type)
+    patient = search_patient(query, context, resource_type)
     if patient is None or not satisfiable:
-        return searchset(request, paging, 0, [])
+        return searchset(request, paging, 0, [], ignored)
     try:
         page = gate.resource_search_counted(
             caller=caller,
@@ -166,9 +180,9 @@ def resource_search(request: HttpRequest, context: TokenContext, resource_type: 
         )
     except ResourceNotFound:
         # Denied: exactly what a search of a patient that does not exist returns.
-        return searchset(request, paging, 0, [])
+        return searchset(request, paging, 0, [], ignored)
     refs = [ref.rsplit("/_history/", 1)[0] for ref in page.references]
-    return searchset(request, paging, page.total or 0, list(zip(refs, page.bodies, strict=True)))
+    return searchset(request, paging, page.total or 0, list(zip(refs, page.bodies, strict=True)), ignored)
 
 
 # --- Writes -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from django.db import OperationalError
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from api.fhir.records import SEARCH_PARAMETERS
+from api.fhir.records import supported_parameters
 from tests.api.conftest import bearer
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,7 @@ def test_metadata_is_a_valid_capability_statement_that_names_what_is_supported(a
     by_type = {r["type"]: r for r in rest["resource"]}
     observation = by_type["Observation"]
     assert [i["code"] for i in observation["interaction"]] == ["read", "vread", "search-type", "create"]
-    assert {p["name"] for p in observation["searchParam"]} == SEARCH_PARAMETERS - {"_sort"}
+    assert {p["name"] for p in observation["searchParam"]} == supported_parameters("Observation") - {"_sort"}
     assert [i["code"] for i in by_type["Consent"]["interaction"]] == ["read", "search-type"]
     assert "create" not in [i["code"] for i in by_type["Patient"]["interaction"]]
     oauth = {e["url"]: e["valueUri"] for e in rest["security"]["extension"][0]["extension"]}

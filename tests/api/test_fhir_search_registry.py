@@ -1,0 +1,111 @@
+"""Search parameters come from one registry per type: unknown ones are ignored (or refused when strict), and the
+CapabilityStatement lists per type exactly what a search takes, with each definition's canonical URL."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+
+from records.fhir.search_parameters import search_parameters
+from records.models import Resource
+from tests.api.conftest import bearer
+
+pytestmark = pytest.mark.django_db
+
+STRICT = {"HTTP_PREFER": "handling=strict"}
+
+
+def _get(api, token: str, url: str, **headers: str):  # type: ignore[no-untyped-def]
+    response = api.get(url, **bearer(token), **headers)
+    return response, orjson.loads(response.content)
+
+
+def _self_query(bundle: dict) -> dict[str, list[str]]:  # type: ignore[type-arg]
+    url = next(link["url"] for link in bundle["link"] if link["relation"] == "self")
+    return parse_qs(urlsplit(url).query)
+
+
+def test_unknown_parameters_are_ignored_and_named_in_an_outcome_entry_and_left_out_of_the_self_link(
+    api, patient_user, token_for, alice_record
+):
+    token = token_for(patient_user)
+    _, plain = _get(api, token, "/fhir/Observation?_count=1000")
+    response, bundle = _get(api, token, "/fhir/Observation?_count=1000&colour=blue&_totalMethod=accurate")
+
+    assert response.status_code == 200
+    matches = [e for e in bundle["entry"] if e["search"]["mode"] == "match"]
+    assert [e["resource"]["id"] for e in matches] == [e["resource"]["id"] for e in plain["entry"]]
+    assert bundle["total"] == plain["total"]
+    outcome = bundle["entry"][-1]
+    assert outcome["search"] == {"mode": "outcome"}
+    assert outcome["resource"]["resourceType"] == "OperationOutcome"
+    assert outcome["resource"]["issue"][0]["diagnostics"] == "search parameter(s) ignored: _totalMethod, colour"
+    assert set(_self_query(bundle)) == {"_count", "_offset"}
+
+
+def test_prefer_handling_strict_refuses_an_unknown_parameter_with_a_400(api, patient_user, token_for, alice_record):
+    response, body = _get(api, token_for(patient_user), "/fhir/Observation?colour=blue", **STRICT)
+    assert response.status_code == 400
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["diagnostics"].startswith("unsupported search parameter(s): colour;")
+
+
+def test_a_parameter_of_another_type_is_not_one_of_patient(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+    strict, _ = _get(api, token, "/fhir/Patient?code=http://loinc.org|8867-4", **STRICT)
+    assert strict.status_code == 400
+    response, bundle = _get(api, token, "/fhir/Patient?code=http://loinc.org|8867-4")
+    assert response.status_code == 200
+    assert bundle["entry"][-1]["resource"]["issue"][0]["diagnostics"] == "search parameter(s) ignored: code"
+
+
+def test_patients_are_found_by_birthdate(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+    patient = Resource.objects.get(patient=alice_record, resource_type="Patient")
+    _, own = _get(api, token, f"/fhir/Patient/{patient.fhir_id}")
+    born = own["birthDate"]
+    _, found = _get(api, token, f"/fhir/Patient?birthdate={born}")
+    _, before = _get(api, token, f"/fhir/Patient?birthdate=lt{born}")
+    assert ([e["resource"]["id"] for e in found["entry"]], before["total"]) == ([patient.fhir_id], 0)
+
+
+def test_a_denied_search_with_an_ignored_parameter_looks_like_a_search_of_nobody(
+    api, other_clinician, token_for, alice_record
+):
+    token = token_for(other_clinician)
+    fhir_id = Resource.objects.get(patient=alice_record, resource_type="Patient").fhir_id
+    denied = api.get(f"/fhir/Observation?patient={fhir_id}&colour=blue", **bearer(token))
+    nobody = api.get("/fhir/Observation?patient=no-such-patient&colour=blue", **bearer(token))
+    assert denied.status_code == nobody.status_code == 200
+    assert denied.content.replace(fhir_id.encode(), b"X") == nobody.content.replace(b"no-such-patient", b"X")
+
+
+def test_the_capability_statement_lists_per_type_exactly_what_its_search_takes(api):
+    statement = orjson.loads(api.get("/fhir/metadata").content)
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+
+    def names(resource_type: str) -> set[str]:
+        return {p["name"] for p in resources[resource_type]["searchParam"]}
+
+    assert names("Patient") == {"_id", "_lastUpdated", "birthdate"}
+    assert names("Observation") == {"_id", "_lastUpdated", "patient", "subject", "code", "category", "date"}
+    assert "code" not in names("Patient")
+    assert names("Encounter") == set(search_parameters("Encounter"))
+    by_name = {p["name"]: p for p in resources["Observation"]["searchParam"]}
+    assert by_name["_id"]["definition"] == "http://hl7.org/fhir/SearchParameter/Resource-id"
+    assert by_name["code"]["definition"] == "http://testserver/fhir/SearchParameter/Observation-code"
+
+
+def test_the_servers_own_search_parameter_definitions_resolve(api):
+    response = api.get("/fhir/SearchParameter/Observation-code")
+    definition = orjson.loads(response.content)
+    assert response.status_code == 200
+    assert (definition["url"], definition["code"], definition["base"], definition["expression"]) == (
+        "http://testserver/fhir/SearchParameter/Observation-code",
+        "code",
+        ["Observation"],
+        "Observation.code | Observation.component.code",
+    )
+    assert api.get("/fhir/SearchParameter/Observation-colour").status_code == 404
