@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from portal.views import ai, auth, clinician, notices, patient, sharing, steward
+from portal.views import ai, auth, clinician, keys, notices, patient, sharing, steward
 
 app_name = "portal"
 
@@ -27,6 +27,9 @@ urlpatterns = [
     path("record/<str:resource_type>/<str:resource_id>/", patient.resource_detail, name="resource"),
     path("sharing/", sharing.sharing, name="sharing"),
     path("sharing/<str:grant_id>/revoke/", sharing.grant_revoke_view, name="grant_revoke"),
+    path("keys/", keys.keys, name="keys"),
+    path("keys/take/", keys.key_take, name="key_take"),
+    path("keys/register/", keys.key_register, name="key_register"),
     path("access/", patient.access_log, name="access_log"),
     path("access/<int:entry_id>/", patient.access_proof, name="access_proof"),
     path("notifications/", notices.notifications, name="notifications"),

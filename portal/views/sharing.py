@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
-
-import dataclasses
 
 from django.conf import settings
 from django.contrib.auth import logout
@@ -35,7 +34,6 @@ from portal.services import record_erase
 from portal.views.common import error_page, patient_page
 from portal.views.keys import key_context
 from records.models import Patient
-
 
 DRAFT_SESSION_KEY = "portal.grant_draft"
 

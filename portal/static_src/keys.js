@@ -1,0 +1,356 @@
+// The patient's signing key, in the patient's browser. Bundled by esbuild into portal/static/portal/keys.js
+// (npm run build:keys); no inline script, no CDN.
+//
+// - A key is 32 bytes from WebCrypto (crypto.getRandomValues), written as a 24-word BIP-39 phrase: the phrase
+//   IS the key (its entropy), so a key the operator held and handed over ("take your key") gets a phrase too.
+// - At rest it is AES-GCM ciphertext in IndexedDB, under a key derived from the passphrase with scrypt
+//   (N=2^17, r=8, p=1). Neither the key, the phrase nor the passphrase is ever sent: requests carry addresses
+//   and signatures only.
+// - It signs the EIP-712 typed data the server put in the page (one definition, shared with the contract).
+import { entropyToMnemonic, mnemonicToEntropy, validateMnemonic } from "@scure/bip39";
+import { wordlist } from "@scure/bip39/wordlists/english.js";
+import { scryptAsync } from "@noble/hashes/scrypt.js";
+import { bytesToHex, concat, hexToBytes, keccak256, stringToBytes } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+
+const DB_NAME = "healthledger-keys";
+const STORE = "keys";
+const SCRYPT = { N: 2 ** 17, r: 8, p: 1, dkLen: 32 };
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+function openDb() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: "address" });
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function dbDo(mode, action) {
+  const db = await openDb();
+  return new Promise((resolve, reject) => {
+    const request = action(db.transaction(STORE, mode).objectStore(STORE));
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+const sameAddress = (a, b) => !!a && !!b && a.toLowerCase() === b.toLowerCase();
+
+async function wrappingKey(passphrase, salt) {
+  const raw = await scryptAsync(stringToBytes(passphrase.normalize("NFKC")), salt, SCRYPT);
+  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+}
+
+async function storeKey(privateKey, passphrase) {
+  const address = privateKeyToAccount(privateKey).address;
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const aad = stringToBytes("healthledger/key|" + address.toLowerCase());
+  const key = await wrappingKey(passphrase, salt);
+  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, key, hexToBytes(privateKey));
+  const record = { address, kdf: { name: "scrypt", ...SCRYPT }, salt, iv, sealed: new Uint8Array(sealed), created: Date.now() };
+  await dbDo("readwrite", (store) => store.put(record));
+  return address;
+}
+
+async function loadKey(address, passphrase) {
+  const record = await dbDo("readonly", (store) => store.get(address));
+  if (!record) throw new Error("This browser does not hold that key. Recover it from your phrase on the key page.");
+  const key = await wrappingKey(passphrase, record.salt);
+  const aad = stringToBytes("healthledger/key|" + record.address.toLowerCase());
+  try {
+    const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: record.iv, additionalData: aad }, key, record.sealed);
+    return bytesToHex(new Uint8Array(plain));
+  } catch {
+    throw new Error("That passphrase does not open the key held in this browser.");
+  }
+}
+
+async function hasKey(address) {
+  return !!(await dbDo("readonly", (store) => store.get(address)));
+}
+
+function newPrivateKey() {
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    const n = BigInt(bytesToHex(bytes));
+    if (n > 0n && n < SECP256K1_N) return bytesToHex(bytes);
+  }
+}
+
+const phraseOf = (privateKey) => entropyToMnemonic(hexToBytes(privateKey), wordlist);
+
+function keyOfPhrase(phrase) {
+  const words = phrase.trim().toLowerCase().split(/\s+/).join(" ");
+  if (!validateMnemonic(words, wordlist)) throw new Error("That is not a valid recovery phrase (24 words).");
+  const entropy = mnemonicToEntropy(words, wordlist);
+  if (entropy.length !== 32) throw new Error("A recovery phrase here has 24 words.");
+  return bytesToHex(entropy);
+}
+
+function readJson(id) {
+  const node = document.getElementById(id);
+  return node ? JSON.parse(node.textContent) : null;
+}
+
+function csrfToken() {
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+async function post(url, fields) {
+  const body = new URLSearchParams(fields);
+  const response = await fetch(url, {
+    method: "POST",
+    body,
+    credentials: "same-origin",
+    headers: { "X-CSRFToken": csrfToken() },
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.error || "The server refused this (" + response.status + ").");
+  return answer;
+}
+
+async function signTyped(privateKey, typed) {
+  const account = privateKeyToAccount(privateKey);
+  return account.signTypedData({
+    domain: typed.domain,
+    types: typed.types,
+    primaryType: typed.primaryType,
+    message: typed.message,
+  });
+}
+
+function showError(root, message) {
+  const box = root.querySelector("[data-key-error]");
+  if (!box) return;
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// --- Signing a grant or a revocation --------------------------------------------------------------------
+
+function checkGrant(typed, scopeCheck, address) {
+  const message = typed.message;
+  if (!sameAddress(message.patient, address)) throw new Error("This grant does not name your key.");
+  const commitment = keccak256(concat([hexToBytes(scopeCheck.commitment_salt), stringToBytes(scopeCheck.scope)]));
+  if (commitment.toLowerCase() !== message.terms.scopeCommitment.toLowerCase()) {
+    throw new Error("The commitment in this message does not hide the scope shown. Nothing was signed.");
+  }
+}
+
+function utc(seconds) {
+  return new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
+function initSignForm(form) {
+  const typed = readJson("typed-data");
+  const scopeCheck = readJson("scope-check");
+  const box = form.querySelector("[data-key-address]");
+  const address = box ? box.getAttribute("data-key-address") : "";
+  const view = document.querySelector("[data-typed-data-view]");
+  if (view) view.textContent = JSON.stringify(typed, null, 2);
+  if (typed.primaryType === "Grant") {
+    // The dates in plain words are read from the very message that is signed.
+    const from = document.querySelector("[data-signed-from]");
+    const until = document.querySelector("[data-signed-until]");
+    if (from) from.textContent = utc(typed.message.terms.notBefore);
+    if (until) until.textContent = utc(typed.message.terms.notAfter);
+  }
+  let signed = false;
+  form.addEventListener("submit", async (event) => {
+    if (signed) return;
+    event.preventDefault();
+    const passphraseInput = form.querySelector("[data-key-passphrase]");
+    const button = form.querySelector("button[type=submit]");
+    showError(form, "");
+    button.disabled = true;
+    try {
+      if (typed.primaryType === "Grant") checkGrant(typed, scopeCheck, address);
+      const privateKey = await loadKey(address, passphraseInput.value);
+      form.querySelector("[data-key-signature]").value = await signTyped(privateKey, typed);
+      passphraseInput.value = "";
+      signed = true;
+      form.submit();
+    } catch (error) {
+      showError(form, error.message);
+      button.disabled = false;
+    }
+  });
+}
+
+// --- Erasure: every live grant's revocation, signed at once ---------------------------------------------
+
+function initEraseForm(form) {
+  const items = readJson("revocations-typed-data") || [];
+  let signed = false;
+  form.addEventListener("submit", async (event) => {
+    if (signed || items.length === 0) return;
+    event.preventDefault();
+    const passphraseInput = form.querySelector("[data-key-passphrase]");
+    showError(form, "");
+    try {
+      const keys = {};
+      const signatures = {};
+      for (const item of items) {
+        const signer = item.signer;
+        if (!keys[signer]) keys[signer] = await loadKey(signer, passphraseInput.value);
+        signatures[item.grant_id] = await signTyped(keys[signer], item.typed_data);
+      }
+      form.querySelector("[data-revocation-signatures]").value = JSON.stringify(signatures);
+      passphraseInput.value = "";
+      signed = true;
+      form.submit();
+    } catch (error) {
+      showError(form, error.message);
+    }
+  });
+}
+
+// --- The key page: create, take, recover, rotate -------------------------------------------------------
+
+function passphraseOf(form) {
+  const one = form.querySelector("[data-passphrase]").value;
+  const two = form.querySelector("[data-passphrase-again]").value;
+  if (one.length < 10) throw new Error("Choose a passphrase of at least 10 characters.");
+  if (one !== two) throw new Error("The two passphrases differ.");
+  return one;
+}
+
+function registrationFor(address, previous) {
+  const typed = readJson("registration-typed-data");
+  typed.message = { ...typed.message, key: address };
+  if (previous) typed.message.previous = previous;
+  return typed;
+}
+
+function clearInputs(form) {
+  form.querySelectorAll("input, textarea").forEach((input) => {
+    if (input.type !== "hidden") input.value = "";
+  });
+}
+
+function showPhrase(root, phrase) {
+  const panel = root.querySelector("[data-phrase-panel]");
+  const list = panel.querySelector("[data-phrase-words]");
+  const words = phrase.split(" ");
+  list.replaceChildren(...words.map((word) => Object.assign(document.createElement("li"), { textContent: word })));
+  const picks = [];
+  while (picks.length < 2) {
+    const n = crypto.getRandomValues(new Uint32Array(1))[0] % words.length;
+    if (!picks.includes(n)) picks.push(n);
+  }
+  picks.sort((a, b) => a - b);
+  picks.forEach((n, i) => (panel.querySelector("[data-check-label-" + i + "]").textContent = "Word " + (n + 1)));
+  panel.hidden = false;
+  return new Promise((resolve) => {
+    const check = panel.querySelector("[data-phrase-check]");
+    check.onsubmit = (event) => {
+      event.preventDefault();
+      const given = [...check.querySelectorAll("[data-check-word]")].map((input) => input.value.trim().toLowerCase());
+      if (given[0] !== words[picks[0]] || given[1] !== words[picks[1]]) {
+        showError(root, "Those words do not match your phrase. Look at it again.");
+        return;
+      }
+      showError(root, "");
+      list.replaceChildren();
+      clearInputs(check);
+      panel.hidden = true;
+      resolve();
+    };
+  });
+}
+
+async function register(root, privateKey, previousKey) {
+  const address = privateKeyToAccount(privateKey).address;
+  const previous = previousKey ? privateKeyToAccount(previousKey).address : null;
+  const typed = registrationFor(address, previous);
+  const fields = { address, signature: await signTyped(privateKey, typed) };
+  if (previousKey) fields.previous_signature = await signTyped(previousKey, typed);
+  await post(root.getAttribute("data-register-url"), fields);
+}
+
+function done(root) {
+  root.querySelectorAll("form.key-form").forEach((form) => (form.hidden = true));
+  root.querySelector("[data-key-done]").hidden = false;
+}
+
+const ACTIONS = {
+  async create(root, form) {
+    const passphrase = passphraseOf(form);
+    const privateKey = newPrivateKey();
+    clearInputs(form);
+    form.hidden = true;
+    await showPhrase(root, phraseOf(privateKey));
+    await storeKey(privateKey, passphrase);
+    await register(root, privateKey, null);
+    done(root);
+  },
+  async take(root, form) {
+    const passphrase = passphraseOf(form);
+    const answer = await post(root.getAttribute("data-take-url"), {});
+    const privateKey = answer.private_key;
+    if (!sameAddress(privateKeyToAccount(privateKey).address, root.getAttribute("data-key-address"))) {
+      throw new Error("The key handed over is not your registered key.");
+    }
+    clearInputs(form);
+    form.hidden = true;
+    await showPhrase(root, phraseOf(privateKey));
+    await storeKey(privateKey, passphrase);
+    await register(root, privateKey, null); // the server destroys its copy once this is accepted
+    done(root);
+  },
+  async recover(root, form) {
+    const passphrase = passphraseOf(form);
+    const privateKey = keyOfPhrase(form.querySelector("[data-recovery-phrase]").value);
+    const address = privateKeyToAccount(privateKey).address;
+    // Recovery never registers anything: the phrase must give the key already registered.
+    if (!sameAddress(address, root.getAttribute("data-key-address"))) {
+      throw new Error("That phrase gives another key than the one registered for you.");
+    }
+    clearInputs(form);
+    await storeKey(privateKey, passphrase);
+    done(root);
+  },
+  async rotate(root, form) {
+    const current = await loadKey(root.getAttribute("data-key-address"), form.querySelector("[data-current-passphrase]").value);
+    const passphrase = passphraseOf(form);
+    const privateKey = newPrivateKey();
+    clearInputs(form);
+    form.hidden = true;
+    await showPhrase(root, phraseOf(privateKey));
+    await storeKey(privateKey, passphrase);
+    await register(root, privateKey, current);
+    done(root);
+  },
+};
+
+async function initKeyPage(root) {
+  const address = root.getAttribute("data-key-address");
+  if (root.getAttribute("data-key-custody") === "browser") {
+    const here = await hasKey(address);
+    const marker = document.querySelector(here ? "[data-key-here]" : "[data-key-missing]");
+    if (marker) marker.hidden = false;
+  }
+  root.querySelectorAll("form[data-key-action]").forEach((form) => {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      showError(root, "");
+      try {
+        await ACTIONS[form.getAttribute("data-key-action")](root, form);
+      } catch (error) {
+        form.hidden = false;
+        showError(root, error.message);
+      }
+    });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.querySelector("[data-key-page]");
+  if (page) initKeyPage(page);
+  document.querySelectorAll("form[data-sign-typed]").forEach(initSignForm);
+  document.querySelectorAll("form[data-sign-erase]").forEach(initEraseForm);
+});

@@ -1,0 +1,70 @@
+"""The patient's signing key: who holds it, creating it in the browser, taking it from the operator, rotating it.
+
+The private key and the recovery phrase exist only in the browser (portal/static/portal/keys.js). These views
+see addresses and signatures; the one exception is "take your key", whose answer carries the key the operator
+held, once, to the browser that then registers it and so destroys the server's copy.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from consent.keys import (
+    InvalidKeyRegistration,
+    patient_key_custody,
+    patient_key_register,
+    patient_key_release,
+    registration_typed_data,
+)
+from healthledger.errors import ConsentDenied
+from ledger import signing
+from portal.views.common import patient_page
+from records.models import Patient
+
+
+def key_context(patient: Patient) -> dict[str, object]:
+    """What every signing page tells the browser: who holds the key, and its registered address."""
+    fresh = Patient.objects.only("wallet_address").get(pk=patient.pk)
+    return {"key_custody": patient_key_custody(patient), "key_address": fresh.wallet_address}
+
+
+@require_GET
+@patient_page
+def keys(request: HttpRequest, patient: Patient) -> HttpResponse:
+    context: dict[str, object] = {"patient": patient, "nav": "keys", **key_context(patient)}
+    if not patient.is_erased:
+        previous = context["key_address"] if context["key_custody"] == "browser" else signing.ZERO_ADDRESS
+        # The key the browser registers is filled in there; the types, the domain and the record tag are ours.
+        template = registration_typed_data(patient=patient, key=signing.ZERO_ADDRESS, previous=str(previous))
+        context["registration_typed_data"] = signing.typed_data_json(template)
+    return render(request, "portal/keys.html", context)
+
+
+@require_POST
+@patient_page
+def key_take(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """Step one of "take your key": the operator's copy, to this browser only, once it asks."""
+    try:
+        private_key = patient_key_release(patient=patient, by=request.user)  # type: ignore[arg-type]
+    except (InvalidKeyRegistration, ConsentDenied) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"private_key": "0x" + private_key.hex()})
+
+
+@require_POST
+@patient_page
+def key_register(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """Register the key the browser holds, proven by its signature (and the old key's, for a rotation)."""
+    try:
+        registration = patient_key_register(
+            patient=patient,
+            by=request.user,  # type: ignore[arg-type]
+            address=request.POST.get("address", ""),
+            signature=request.POST.get("signature", ""),
+            previous_signature=request.POST.get("previous_signature", ""),
+        )
+    except (InvalidKeyRegistration, ConsentDenied) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"kind": registration.kind, "address": registration.address})
