@@ -13,7 +13,7 @@ from consent.purposes import ALL_RESOURCE_TYPES, PURPOSE_SYSTEM, Action
 GRANT_ID_SYSTEM = "urn:healthledger:grant"
 USER_ID_SYSTEM = "urn:healthledger:user"
 CHAIN_TX_SYSTEM = "urn:healthledger:chain-tx"
-_ACTION_CODES = {Action.READ: "access", Action.WRITE: "correct", Action.RUN_MODEL: "use"}
+_ACTION_CODES = {Action.READ: "access", Action.WRITE: "correct", Action.RUN_MODEL: "use", Action.RUN_ANALYSIS: "use"}
 _ACTION_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentaction"
 
 

@@ -23,6 +23,7 @@ class Action(models.TextChoices):
     READ = "read", "Read"
     WRITE = "write", "Write"
     RUN_MODEL = "run-model", "Run an AI model"
+    RUN_ANALYSIS = "run-analysis", "Run a study's approved analyses"
 
 
 # A patient may grant these purposes; PATRQT is the patient's own access and ETREAT is break-glass.

@@ -1,0 +1,422 @@
+"""Studies: create, change state (one service), join and withdraw, request runs and releases, check outputs.
+
+Every state change goes through study_transition, which enforces the state machine and the
+separation of duties (nobody reviews a study they are on), records a StudyDecision, writes an
+access-log entry (`research.study.<verb>`) and tells the other side (an in-app notification and
+an e-mail that names no data).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Role, User
+from accounts.services import notification_create, user_create
+from audit.models import Outcome
+from audit.services import LogEvent, access_log_append
+from consent.models import Grant
+from consent.purposes import Action, Purpose
+from consent.services import MAX_GRANT_DURATION, grant_issue, grant_revoke
+from healthledger.errors import ConsentDenied, HealthLedgerError, ResourceNotFound
+from records.models import Patient
+from research import catalogue, specs
+from research.models import (
+    AnalysisRun,
+    MemberRole,
+    OutputCheck,
+    Participation,
+    Release,
+    ReleaseStatus,
+    RunStatus,
+    Study,
+    StudyDecision,
+    StudyMember,
+    StudyState,
+)
+
+logger = logging.getLogger(__name__)
+S = StudyState
+
+# (from, to) -> who may do it: "pi" (the study's principal investigator), "steward" (a steward not on
+# the study), "system" (the end-date closer). Every other pair is refused.
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (S.DRAFT, S.SUBMITTED): "pi",
+    (S.RETURNED, S.SUBMITTED): "pi",
+    (S.DRAFT, S.WITHDRAWN): "pi",
+    (S.SUBMITTED, S.WITHDRAWN): "pi",
+    (S.IN_REVIEW, S.WITHDRAWN): "pi",
+    (S.RETURNED, S.WITHDRAWN): "pi",
+    (S.SUBMITTED, S.IN_REVIEW): "steward",
+    (S.IN_REVIEW, S.RETURNED): "steward",
+    (S.IN_REVIEW, S.APPROVED): "steward",
+    (S.IN_REVIEW, S.REJECTED): "steward",
+    (S.APPROVED, S.RECRUITING): "pi",
+    (S.RECRUITING, S.ACTIVE): "pi",
+    (S.RECRUITING, S.SUSPENDED): "steward",
+    (S.ACTIVE, S.SUSPENDED): "steward",
+    (S.SUSPENDED, S.ACTIVE): "steward",
+    (S.RECRUITING, S.REVOKED): "steward",
+    (S.ACTIVE, S.REVOKED): "steward",
+    (S.SUSPENDED, S.REVOKED): "steward",
+    (S.RECRUITING, S.CLOSED): "pi",
+    (S.ACTIVE, S.CLOSED): "pi",
+}
+SYSTEM_CLOSABLE = (S.APPROVED, S.RECRUITING, S.ACTIVE, S.SUSPENDED)
+REASON_REQUIRED = {S.RETURNED, S.REJECTED, S.SUSPENDED, S.REVOKED}
+VERBS = {
+    S.SUBMITTED: "submit",
+    S.IN_REVIEW: "review",
+    S.RETURNED: "return",
+    S.APPROVED: "approve",
+    S.REJECTED: "reject",
+    S.RECRUITING: "recruit",
+    S.ACTIVE: "activate",
+    S.SUSPENDED: "suspend",
+    S.REVOKED: "revoke",
+    S.WITHDRAWN: "withdraw",
+    S.CLOSED: "close",
+}
+# FHIR R4 ResearchStudy.status for each state.
+FHIR_STATUS = {
+    S.DRAFT: "in-review",
+    S.SUBMITTED: "in-review",
+    S.IN_REVIEW: "in-review",
+    S.RETURNED: "in-review",
+    S.APPROVED: "approved",
+    S.REJECTED: "disapproved",
+    S.RECRUITING: "active",
+    S.ACTIVE: "closed-to-accrual",
+    S.SUSPENDED: "temporarily-closed-to-accrual",
+    S.REVOKED: "administratively-completed",
+    S.WITHDRAWN: "withdrawn",
+    S.CLOSED: "completed",
+}
+JOINABLE = (S.RECRUITING,)
+RUNNABLE = (S.RECRUITING, S.ACTIVE)
+
+
+class StudyRefused(HealthLedgerError):
+    """A study action this user may not take now (409 / 403 by the interface)."""
+
+
+def _actor(user: User | None) -> str:
+    return f"user:{user.pk}" if user is not None else "system:research"
+
+
+def _log(action: str, *, by: User | None, study: Study, outcome: str = Outcome.PERMIT, query: str = "") -> None:
+    access_log_append(
+        event=LogEvent(
+            actor=_actor(by), action=action, outcome=outcome, purpose=Purpose.HRESCH, query=query or f"study={study.pk}"
+        )
+    )
+
+
+def is_member(study: Study, user: User) -> bool:
+    return StudyMember.objects.filter(study=study, user=user).exists()
+
+
+def is_pi(study: Study, user: User) -> bool:
+    return StudyMember.objects.filter(study=study, user=user, role=MemberRole.PI).exists()
+
+
+def _ends_at(spec: dict[str, Any]) -> datetime:
+    day = datetime.fromisoformat(spec["ends"]).date()
+    return timezone.make_aware(datetime.combine(day, time(23, 59, 59)))
+
+
+def _check_end(spec: dict[str, Any]) -> None:
+    # Patients' grants last until the study's end, and a grant lasts at most MAX_GRANT_DURATION.
+    ends = _ends_at(spec)
+    if ends <= timezone.now():
+        raise specs.InvalidSpec("the study's end date is in the past")
+    if ends - timezone.now() > MAX_GRANT_DURATION:
+        raise specs.InvalidSpec("a study ends at most five years from now (patients' grants last until then)")
+
+
+def study_create(*, by: User, spec: object) -> Study:
+    """A draft study from a spec; `by` becomes its principal investigator."""
+    if by.role not in (Role.RESEARCHER, Role.STEWARD) or not by.is_active:
+        raise StudyRefused("only a researcher can request a study")
+    clean = specs.spec_validate(spec)
+    _check_end(clean)
+    with transaction.atomic():
+        study = Study.objects.create(
+            title=clean["title"], spec=clean, spec_hash=specs.spec_hash(clean), ends_at=_ends_at(clean), created_by=by
+        )
+        StudyMember.objects.create(study=study, user=by, role=MemberRole.PI)
+        _log("research.study.create", by=by, study=study)
+    return study
+
+
+def study_spec_update(*, study: Study, by: User, spec: object) -> Study:
+    """A new version of the spec. Editable in draft or returned; after approval it is a new version for review."""
+    clean = specs.spec_validate(spec)
+    _check_end(clean)
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(pk=study.pk)  # a review racing an edit must see one spec
+        if not is_pi(locked, by):
+            raise StudyRefused("only the principal investigator changes the spec")
+        if locked.state not in (S.DRAFT, S.RETURNED, S.APPROVED, S.RECRUITING, S.ACTIVE):
+            raise StudyRefused(f"a {locked.state} study's spec cannot change")
+        if locked.state not in (S.DRAFT, S.RETURNED):
+            # Changing what was approved needs approval again; joined patients must be asked again.
+            locked.version += 1
+            _transition_locked(locked, to=S.SUBMITTED, by=by, reason="spec changed after approval", check=False)
+        locked.spec, locked.spec_hash, locked.title, locked.ends_at = (
+            clean, specs.spec_hash(clean), clean["title"], _ends_at(clean),
+        )  # fmt: skip
+        locked.save()
+        _log("research.study.spec", by=by, study=locked, query=f"study={locked.pk} spec={locked.spec_hash}")
+    return locked
+
+
+def study_member_add(*, study: Study, by: User, user: User) -> StudyMember:
+    """The PI adds a co-investigator (who may read the study's releases, and never review it)."""
+    if not is_pi(study, by):
+        raise StudyRefused("only the principal investigator adds members")
+    if user.role not in (Role.RESEARCHER, Role.STEWARD):
+        raise StudyRefused("co-investigators are researchers")
+    with transaction.atomic():
+        member = StudyMember.objects.create(study=study, user=user, role=MemberRole.CO_INVESTIGATOR)
+        _log("research.study.member", by=by, study=study)
+    return member
+
+
+def _check_actor(study: Study, current: str, to: str, by: User | None) -> None:
+    who = TRANSITIONS.get((current, to))
+    if by is None:
+        if to == S.CLOSED and current in SYSTEM_CLOSABLE:
+            return
+        raise StudyRefused(f"a study cannot go from {current} to {to} by itself")
+    if who is None:
+        raise StudyRefused(f"a study cannot go from {current} to {to}")
+    if who == "pi" and not is_pi(study, by):
+        raise StudyRefused("only the study's principal investigator can do this")
+    if who == "steward":
+        if by.role != Role.STEWARD:
+            raise StudyRefused("only a data steward can do this")
+        if is_member(study, by):
+            raise StudyRefused("separation of duties: you cannot review a study you are on")
+
+
+def _study_account(study: Study) -> User:
+    # The study's own grantee: no password, never signs in; the chain sees only its pseudonymous address.
+    return user_create(username=f"study-{study.pk.hex[:12]}", password=None, role=Role.RESEARCHER)
+
+
+def _transition_locked(study: Study, *, to: str, by: User | None, reason: str, check: bool = True) -> None:
+    current = study.state
+    if check:
+        _check_actor(study, current, to, by)
+    if to in REASON_REQUIRED and not reason.strip():
+        raise StudyRefused(f"a reason is required to {VERBS[to]} a study")
+    if to == S.APPROVED and study.account_id is None:
+        study.account = _study_account(study)
+    study.state = to
+    study.save()
+    StudyDecision.objects.create(
+        study=study, by=by, from_state=current, to_state=to, reason=reason.strip(), spec_hash=study.spec_hash
+    )
+    _log(f"research.study.{VERBS[to]}", by=by, study=study, query=f"study={study.pk} {current}->{to}")
+    _notify(study, to=to, by=by)
+
+
+def _notify(study: Study, *, to: str, by: User | None) -> None:
+    text = f"Study request {study.title[:80]!r} is now {StudyState(to).label.lower()}."
+    if (by is not None and by.role == Role.STEWARD) or by is None:
+        targets = list(StudyMember.objects.filter(study=study).values_list("user_id", flat=True))
+    else:
+        targets = list(User.objects.filter(role=Role.STEWARD, is_active=True).values_list("pk", flat=True))
+    for user_id in targets:
+        if by is None or user_id != by.pk:
+            notification_create(user_id=user_id, kind=f"research.study.{VERBS[to]}", text=text, link="/research/")
+
+
+def study_transition(*, study: Study, to: str, by: User | None, reason: str = "") -> Study:
+    """Move a study to `to`, if the state machine and the separation of duties allow it; logged and notified."""
+    with transaction.atomic():
+        # Locks the study row: two stewards deciding at once must not both act on the same state.
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        _transition_locked(locked, to=to, by=by, reason=reason)
+    logger.info("study %s -> %s", locked.pk, to)
+    return locked
+
+
+def studies_close_ended(*, now: datetime | None = None) -> int:
+    """Close every study past its end date (Celery beat). Returns how many closed."""
+    now = now or timezone.now()
+    closed = 0
+    for study in Study.objects.filter(state__in=SYSTEM_CLOSABLE, ends_at__lte=now):
+        study_transition(study=study, to=S.CLOSED, by=None, reason="end date reached")
+        closed += 1
+    return closed
+
+
+# --- Patients ------------------------------------------------------------------------------------
+
+
+def participation_join(*, study: Study, by: User) -> Participation:
+    """The patient joins: a grant signed with their key to the study's account, HRESCH, until the study ends."""
+    patient = Patient.objects.filter(user=by, erased_at__isnull=True).first()
+    if patient is None or by.role != Role.PATIENT:
+        raise ConsentDenied("only a patient with a record can join a study")
+    now = timezone.now()
+    if study.state not in JOINABLE or study.ends_at <= now or study.account_id is None:
+        raise StudyRefused("this study is not recruiting")
+    with transaction.atomic():
+        if Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).exists():
+            raise StudyRefused("you already take part in this study")
+        grant = grant_issue(
+            patient=patient,
+            by=by,
+            grantee=study.account,  # type: ignore[arg-type]
+            resource_types=study.spec["data"],
+            actions=[Action.RUN_ANALYSIS],
+            purpose=Purpose.HRESCH,
+            not_before=now - timedelta(seconds=1),
+            not_after=study.ends_at,
+        )
+        joined = Participation.objects.create(study=study, patient=patient, grant=grant, spec_hash=study.spec_hash)
+        access_log_append(
+            event=LogEvent(
+                actor=_actor(by),
+                action="research.participation.join",
+                outcome=Outcome.PERMIT,
+                patient_ref=patient.pk,
+                purpose=Purpose.HRESCH,
+                grant_ref=grant.id,
+                query=f"study={study.pk} spec={study.spec_hash}",
+            )
+        )
+    return joined
+
+
+def participation_withdraw(*, participation: Participation, by: User) -> Participation:
+    """Leave the study: the grant is revoked, so the next read is denied. Released results stay released."""
+    with transaction.atomic():
+        locked = Participation.objects.select_for_update().select_related("grant").get(pk=participation.pk)
+        grant_revoke(grant=locked.grant, by=by)  # refuses anyone but the patient
+        if locked.withdrawn_at is None:
+            locked.withdrawn_at = timezone.now()
+            locked.save(update_fields=["withdrawn_at"])
+            access_log_append(
+                event=LogEvent(
+                    actor=_actor(by),
+                    action="research.participation.withdraw",
+                    outcome=Outcome.PERMIT,
+                    patient_ref=locked.patient_id,
+                    purpose=Purpose.HRESCH,
+                    grant_ref=locked.grant_id,
+                    query=f"study={locked.study_id}",
+                )
+            )
+    return locked
+
+
+# --- Runs and releases --------------------------------------------------------------------------
+
+
+def analysis_run_request(*, study: Study, by: User, analysis_index: int) -> AnalysisRun:
+    """Queue one of the study's approved analyses; the run task is queued when this commits."""
+    from research.runs import analysis_key
+
+    if not is_pi(study, by):
+        raise StudyRefused("only the study's principal investigator runs analyses")
+    if study.state not in RUNNABLE or study.ends_at <= timezone.now():
+        raise StudyRefused("analyses run only while the study is recruiting or active, before its end date")
+    analyses = study.spec["analyses"]
+    if not 0 <= analysis_index < len(analyses):
+        raise StudyRefused(f"the spec declares analyses 0 to {len(analyses) - 1}")
+    item = analyses[analysis_index]
+    analysis = catalogue.analysis_get(item["id"])
+    with transaction.atomic():
+        run = AnalysisRun.objects.create(
+            study=study,
+            requested_by=by,
+            analysis_id=analysis.id,
+            analysis_version=analysis.version,
+            code_hash=catalogue.code_hash(analysis.id),
+            params=item["params"],
+            analysis_key=analysis_key(analysis.id, analysis.version, item["params"]),
+            spec_hash=study.spec_hash,
+        )
+        _log("research.run.request", by=by, study=study, query=f"study={study.pk} run={run.pk} analysis={analysis.id}")
+        run_id = str(run.pk)
+        transaction.on_commit(lambda: _enqueue_run(run_id))
+    return run
+
+
+def _enqueue_run(run_id: str) -> None:
+    from research.tasks import analysis_run_start
+
+    analysis_run_start.delay(run_id)
+
+
+def release_request(*, run: AnalysisRun, by: User) -> Release:
+    """Ask for an output check of a finished run; two checkers when any rule flagged something."""
+    if not is_pi(run.study, by):
+        raise StudyRefused("only the study's principal investigator asks for a release")
+    if run.status != RunStatus.SUCCEEDED or not run.report:
+        raise StudyRefused("only a run that passed disclosure control can be released")
+    with transaction.atomic():
+        release, _ = Release.objects.get_or_create(
+            run=run, defaults={"checks_needed": 2 if run.report.get("flagged") else 1}
+        )
+        _log("research.release.request", by=by, study=run.study, query=f"run={run.pk}")
+        for steward in User.objects.filter(role=Role.STEWARD, is_active=True).exclude(
+            study_memberships__study=run.study
+        ):
+            notification_create(
+                user_id=steward.pk,
+                kind="research.release.request",
+                text="An output waits for checking.",
+                link="/research/",
+            )
+    return release
+
+
+def output_check(*, release: Release, by: User, approve: bool, comment: str = "") -> Release:
+    """A steward not on the study checks an output; released once enough independent checkers approve."""
+    from research.runs import release_finalise
+
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().select_related("run__study").get(pk=release.pk)
+        study = locked.run.study
+        if by.role != Role.STEWARD:
+            raise StudyRefused("only a data steward checks outputs")
+        if is_member(study, by):
+            raise StudyRefused("separation of duties: you cannot check an output of a study you are on")
+        if locked.status != ReleaseStatus.PENDING:
+            raise StudyRefused(f"this output is already {locked.status}")
+        if not approve and not comment.strip():
+            raise StudyRefused("a reason is required to refuse an output")
+        OutputCheck.objects.create(release=locked, checker=by, approve=approve, comment=comment.strip())
+        verb = "approve" if approve else "refuse"
+        _log(f"research.release.check.{verb}", by=by, study=study, query=f"run={locked.run_id}")
+        if not approve:
+            locked.status = ReleaseStatus.REFUSED
+            locked.save(update_fields=["status"])
+        elif locked.checks.filter(approve=True).count() >= locked.checks_needed:
+            release_finalise(release=locked, by=by)
+    return locked
+
+
+def participation_for(*, user: User, study: Study) -> Participation | None:
+    return Participation.objects.filter(study=study, patient__user=user, withdrawn_at__isnull=True).first()
+
+
+def grant_of(participation: Participation) -> Grant:
+    return Grant.objects.get(pk=participation.grant_id)
+
+
+def study_for_member(*, study_id: object, user: User) -> Study:
+    """A study the user is on (or any, for a steward); ResourceNotFound otherwise."""
+    study = Study.objects.filter(pk=study_id).first()
+    if study is None or not (user.role == Role.STEWARD or is_member(study, user)):
+        raise ResourceNotFound("study not found")
+    return study

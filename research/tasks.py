@@ -1,0 +1,47 @@
+"""Celery tasks of research: ids only, never data. The services make redelivery harmless.
+
+`analysis_run_start` freezes the cohort and fans out one `analysis_chunk_run` per chunk; the chunk
+that finishes last combines. `studies_close` is the beat job closing studies past their end date.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+
+from research import runs
+from research.services import studies_close_ended
+
+_LIMITS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "soft_time_limit": settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    "time_limit": settings.CELERY_TASK_TIME_LIMIT,
+}
+
+
+@shared_task(name="research.tasks.analysis_run_start", **_LIMITS)
+def analysis_run_start(run_id: str) -> int:
+    """Freeze and commit the run's cohort, then queue its chunks (on commit)."""
+    with transaction.atomic():
+        chunks = runs.analysis_run_start(run_id=run_id)
+        for index in chunks:
+            transaction.on_commit(lambda index=index: analysis_chunk_run.delay(run_id, index))  # type: ignore[misc]
+    return len(chunks)
+
+
+@shared_task(name="research.tasks.analysis_chunk_run", **_LIMITS)
+def analysis_chunk_run(run_id: str, index: int) -> bool:
+    """Read one chunk through the gate and store its sums; the last chunk combines."""
+    if runs.analysis_chunk_run(run_id=run_id, index=index):
+        runs.analysis_run_combine(run_id=run_id)
+        return True
+    return False
+
+
+@shared_task(name="research.tasks.studies_close", **_LIMITS)
+def studies_close() -> int:
+    """Close every study past its end date."""
+    return studies_close_ended()

@@ -1,0 +1,180 @@
+"""Analysis runs end to end: frozen cohort, gated reads under each participant's grant, sums only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from audit.merkle import verify_inclusion_path
+from audit.models import AccessLogEntry
+from research.models import AnalysisRun, RunChunk
+from research.runs import cohort_inclusion, cohort_leaf
+from research.services import analysis_run_request, participation_withdraw
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(study, researcher, capture, index: int = 0) -> AnalysisRun:  # type: ignore[no-untyped-def]
+    with capture(execute=True):
+        run = analysis_run_request(study=study, by=researcher, analysis_index=index)
+    return AnalysisRun.objects.get(pk=run.pk)
+
+
+def _reads(run: AnalysisRun):  # type: ignore[no-untyped-def]
+    return AccessLogEntry.objects.filter(job_id=str(run.pk), action__in=["records.read", "records.search"])
+
+
+def test_a_run_reads_every_participant_under_their_own_grant_and_releases_only_sums(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    study = recruiting_study()
+    patients = [make_patient(sex="female" if i % 2 else "male", diabetic=i < 12) for i in range(24)]
+    joined = join(study, patients)
+
+    run = _run(study, researcher, django_capture_on_commit_callbacks)
+
+    assert (run.status, run.cohort_size) == ("succeeded", 24)
+    reads = _reads(run)
+    assert {e.patient_ref for e in reads.filter(outcome="permit")} == {p.pk for p in patients}
+    grants = {j.patient_id: j.grant_id for j in joined}
+    assert all(e.grant_ref == grants[e.patient_ref] and e.actor == f"job:{run.pk}" for e in reads)
+    cells = {tuple(c["group"].values()): c for c in run.result["cells"]}
+    # 6 diabetic women, 6 diabetic men, 6 + 6 without: every cell under 10 is suppressed.
+    assert all(c["count"] is None for c in cells.values())
+    assert all(chunk.partial is None for chunk in RunChunk.objects.filter(run=run))
+
+
+def test_a_patient_who_did_not_join_is_never_read_and_the_log_proves_it(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    study = recruiting_study()
+    outsider = make_patient()
+    join(study, [make_patient() for _ in range(20)])
+
+    run = _run(study, researcher, django_capture_on_commit_callbacks)
+
+    assert run.status == "succeeded"
+    assert not AccessLogEntry.objects.filter(patient_ref=outsider.pk).exclude(actor="system:test").exists()
+    assert _reads(run).count() >= 20
+
+
+def test_a_withdrawn_participant_is_excluded_from_the_next_run(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    study = recruiting_study()
+    joined = join(study, [make_patient() for _ in range(22)])
+    leaver = joined[0]
+    first = _run(study, researcher, django_capture_on_commit_callbacks)
+    participation_withdraw(participation=leaver, by=leaver.patient.user)
+
+    second = _run(study, researcher, django_capture_on_commit_callbacks, index=1)
+
+    assert (first.cohort_size, second.cohort_size) == (22, 21)
+    assert not _reads(second).filter(patient_ref=leaver.patient_id).exists()
+    assert cohort_inclusion(run=second, grant_id=leaver.grant_id) is None
+
+
+def test_a_participant_withdrawing_during_a_run_is_denied_at_the_next_read(
+    recruiting_study, make_patient, join, researcher, monkeypatch
+):
+    from research import runs
+
+    study = recruiting_study()
+    joined = join(study, [make_patient() for _ in range(20)])
+    run = analysis_run_request(study=study, by=researcher, analysis_index=0)
+    chunks = runs.analysis_run_start(run_id=str(run.pk))
+    leaver = joined[-1]
+    participation_withdraw(participation=leaver, by=leaver.patient.user)
+
+    for index in chunks:
+        runs.analysis_chunk_run(run_id=str(run.pk), index=index)
+    done = runs.analysis_run_combine(run_id=str(run.pk))
+
+    assert done.cohort_size == 20
+    denied = _reads(done).filter(patient_ref=leaver.patient_id)
+    assert [e.outcome for e in denied] == ["deny"]
+
+
+def test_a_study_past_its_end_date_reads_nothing(recruiting_study, make_patient, join, researcher, monkeypatch):
+    from research import runs
+
+    study = recruiting_study()
+    join(study, [make_patient() for _ in range(20)])
+    run = analysis_run_request(study=study, by=researcher, analysis_index=0)
+    later = study.ends_at + timedelta(days=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+
+    assert runs.analysis_run_start(run_id=str(run.pk)) == []
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert not _reads(run).exists()
+
+
+def test_the_gate_denies_a_chunk_read_once_the_grants_have_ended(
+    recruiting_study, make_patient, join, researcher, monkeypatch
+):
+    from research import runs
+
+    study = recruiting_study()
+    join(study, [make_patient() for _ in range(20)])
+    run = analysis_run_request(study=study, by=researcher, analysis_index=0)
+    chunks = runs.analysis_run_start(run_id=str(run.pk))
+    later = study.ends_at + timedelta(seconds=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+
+    for index in chunks:
+        runs.analysis_chunk_run(run_id=str(run.pk), index=index)
+
+    assert not _reads(run).filter(outcome="permit").exists()
+    assert _reads(run).filter(outcome="deny").count() == 20
+
+
+def test_a_cohort_of_19_is_blocked_and_one_of_20_runs(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    study = recruiting_study()
+    join(study, [make_patient() for _ in range(19)])
+    small = _run(study, researcher, django_capture_on_commit_callbacks)
+    join(study, [make_patient()])
+    enough = _run(study, researcher, django_capture_on_commit_callbacks)
+
+    assert (small.status, small.cohort_size) == ("blocked", 19)
+    rules = {r["id"]: r["outcome"] for r in small.report["rules"]}
+    assert rules["SDC-COHORT-MIN"] == "blocked"
+    assert not _reads(small).exists()
+    assert (enough.status, enough.cohort_size) == ("succeeded", 20)
+
+
+def test_each_participant_can_verify_their_inclusion_in_the_cohort_commitment(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    study = recruiting_study()
+    joined = join(study, [make_patient() for _ in range(21)])
+    run = _run(study, researcher, django_capture_on_commit_callbacks)
+    me = joined[5]
+
+    proof = cohort_inclusion(run=run, grant_id=me.grant_id)
+
+    assert proof is not None
+    leaf = cohort_leaf(run_id=str(run.pk), grant_id=me.grant_id)
+    path = [bytes.fromhex(p) for p in proof["path"]]
+    assert verify_inclusion_path(leaf, proof["index"], proof["size"], path, bytes.fromhex(run.cohort_root))
+    freeze = AccessLogEntry.objects.get(job_id=str(run.pk), action="research.run.freeze")
+    assert f"cohort_root={run.cohort_root}" in freeze.query
+
+
+def test_the_mean_of_an_observation_is_released_with_sd_and_quartiles_but_no_extremes(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    study = recruiting_study()
+    join(study, [make_patient(cholesterol=180.0 + 2 * i) for i in range(21)])
+
+    run = _run(study, researcher, django_capture_on_commit_callbacks, index=1)
+
+    assert run.status == "succeeded"
+    assert (run.result["mean"], run.result["n"]) == (200.0, 20)
+    assert run.result["quantiles"]["p50"] == pytest.approx(200.0, abs=1.0)
+    assert not {"min", "max"} & set(run.result)
