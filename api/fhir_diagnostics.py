@@ -1,5 +1,8 @@
 """FHIR endpoints of diagnostics: `POST /fhir/Patient/{id}/$diagnose?model=<id>` and `GET /fhir/Task/{id}`.
 
+$diagnose takes its inputs in the query or as a `Parameters` body (api.fhir.operations.DIAGNOSE,
+which is also its OperationDefinition).
+
 $diagnose answers 202 Accepted with the job as a Task and its Content-Location once the job is
 committed with its dispatch row. It waits on the broker for one bounded publish at most
 (JOB_PUBLISH_TIMEOUT_SECONDS, then diagnostics.dispatch publishes it when the broker is back), and
@@ -22,14 +25,13 @@ from django.utils import timezone
 
 from api.access import fhir_endpoint, gate_caller, scope_require
 from api.auth import TokenContext
+from api.fhir import operations
 from api.outcomes import FHIR_CONTENT_TYPE, BadRequest
 from diagnostics import selectors, services
 from diagnostics.fhir import job_as_task
 from diagnostics.models import DiagnosticJob
 from healthledger.errors import ResourceNotFound
 from records.models import Patient
-
-_DIAGNOSE_PARAMETERS = frozenset({"model", "as-of", "_format"})
 
 
 def _task_response(job: DiagnosticJob, *, status: int = 200) -> HttpResponse:
@@ -50,8 +52,7 @@ def _task_response(job: DiagnosticJob, *, status: int = 200) -> HttpResponse:
     return response
 
 
-def _as_of(request: HttpRequest) -> date | None:
-    value = request.GET.get("as-of")
+def _as_of(value: str | None) -> date | None:
     if value is None:
         return None
     try:
@@ -66,15 +67,13 @@ def _as_of(request: HttpRequest) -> date | None:
 @fhir_endpoint("POST")
 def patient_diagnose(request: HttpRequest, context: TokenContext, patient_id: str) -> HttpResponse:
     """Queue a model run on a patient's record; 202 with the Task to follow."""
-    unknown = sorted(set(request.GET) - _DIAGNOSE_PARAMETERS)
-    if unknown:
-        raise BadRequest(f"unsupported parameter(s): {', '.join(unknown)}")
-    model_id = (request.GET.get("model") or "").strip()
+    inputs = operations.operation_inputs(request, operations.DIAGNOSE)  # the query, or a Parameters body
+    model_id = inputs.get("model", "").strip()
     if not model_id:
         raise BadRequest("the model parameter is required: $diagnose?model=<model id>")
     scope_require(context, "Task", "c")
     caller = gate_caller(request, context)
-    as_of = _as_of(request)
+    as_of = _as_of(inputs.get("as-of"))
     services.model_get(model_id)  # an unknown model is a 400 whether or not the patient exists
     patient = Patient.objects.filter(fhir_id=patient_id, erased_at__isnull=True).first()
     if patient is None:

@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from api.access import fhir_endpoint
-from api.fhir import audit_events, capability, consents, records
+from api.fhir import audit_events, capability, consents, operations, records
 from api.oauth import OwnTokensIntrospectView, SmartAuthorizationView, SmartRevokeTokenView, SmartTokenView
 from api.outcomes import NotSupported
 from api.rest import TokenIntrospectView
@@ -21,6 +21,7 @@ from healthledger.errors import ResourceNotFound
 
 TYPE = r"(?P<resource_type>[A-Z][A-Za-z]{1,63})"
 ID = r"(?P<resource_id>[A-Za-z0-9\-.]{1,64})"
+DEFINITION_ID = r"(?P<definition_id>[A-Za-z0-9\-.]{1,64})"
 
 # Other modules' FHIR routes, e.g. path("", include("api.fhir_diagnostics")).
 FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [path("", include("api.fhir_diagnostics"))]
@@ -50,7 +51,8 @@ fhir_patterns: list[URLPattern | URLResolver] = [
     path("", records.transaction, name="fhir-base-slash"),
     path("metadata", capability.metadata, name="fhir-metadata"),
     path(".well-known/smart-configuration", capability.smart_configuration, name="fhir-smart-configuration"),
-    re_path(rf"^SearchParameter/{ID.replace('resource_id', 'parameter_id')}$", capability.search_parameter_read),
+    re_path(rf"^SearchParameter/{DEFINITION_ID}$", capability.search_parameter_read),
+    re_path(rf"^OperationDefinition/{DEFINITION_ID}$", operations.operation_definition_read),
     path("Consent", consents.consent_search, name="fhir-consent-search"),
     re_path(rf"^Consent/{ID}$", consents.consent_read, name="fhir-consent-read"),
     path("AuditEvent", audit_events.audit_event_search, name="fhir-auditevent-search"),

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from api.access import fhir_endpoint
 from api.fhir import audit_events, consents, records
+from api.fhir.operations import capability_operations
 from api.fhir.params import COUNT_DEFAULT, COUNT_MAX
 from api.outcomes import FHIR_CONTENT_TYPE
 from api.scopes import PLAIN_SCOPES
@@ -80,7 +81,7 @@ def _declared_params(resource_type: str, fhir_base: str) -> list[dict[str, str]]
 
 def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
     interactions = ["read", "vread", "search-type"] + ([] if resource_type == "Patient" else ["create"])
-    return {
+    resource: dict[str, Any] = {
         "type": resource_type,
         "interaction": [{"code": code} for code in interactions],
         "versioning": "versioned",
@@ -92,6 +93,10 @@ def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
         "conditionalDelete": "not-supported",
         "searchParam": _declared_params(resource_type, fhir_base),
     }
+    declared_operations = capability_operations(resource_type, fhir_base)
+    if declared_operations:
+        resource["operation"] = declared_operations
+    return resource
 
 
 @lru_cache(maxsize=8)
@@ -183,9 +188,9 @@ def smart_configuration(request: HttpRequest, context: None) -> HttpResponse:
 
 
 @fhir_endpoint("GET", authenticated=False)
-def search_parameter_read(request: HttpRequest, context: None, parameter_id: str) -> HttpResponse:
+def search_parameter_read(request: HttpRequest, context: None, definition_id: str) -> HttpResponse:
     """This server's own SearchParameter definitions, the canonical URLs its CapabilityStatement names."""
-    parameter = search_parameter_by_id(parameter_id)
+    parameter = search_parameter_by_id(definition_id)
     if parameter is None:
         raise ResourceNotFound("resource not found")
     fhir_base = f"{_origin(request)}/fhir"
