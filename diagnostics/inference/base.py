@@ -88,12 +88,15 @@ class Contribution:
     high: float | None = None
     unit: str = ""
     window_days: int | None = None
+    window_minutes: int | None = None
 
     def reason(self) -> dict[str, Any]:
         """The structured reason, without the value or its date: safe to keep on the job after erasure."""
         found: dict[str, Any] = {"input": self.name, "kind": self.kind or MISSING}
         if self.window_days is not None:
             found["window_days"] = self.window_days
+        if self.window_minutes is not None:
+            found["window_minutes"] = self.window_minutes
         if self.low is not None or self.high is not None:
             found["range"] = [self.low, self.high]
         if self.unit:

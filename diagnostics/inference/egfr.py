@@ -10,8 +10,10 @@ with Scr in mg/dL, k = 0.7 (female) or 0.9 (male), a = -0.241 (female) or
 
 Inputs from FHIR: Patient.birthDate (full date; adults, age >= 18, as the
 equation was developed in), Patient.gender (female | male), and the latest
-serum creatinine, LOINC 2160-0 (serum or plasma) or 38483-4 (as Synthea writes
-it), in mg/dL or umol/L (divided by 88.4), from the last year.
+serum creatinine, LOINC 2160-0 (serum or plasma, mass), 38483-4 (as Synthea writes
+it) or 14682-9 (serum or plasma, moles), in mg/dL or umol/L (divided by 88.4),
+from the last year, and plausible: 0.2-20 mg/dL (18-1768 umol/L); outside that
+range the value is an entry or unit error and the model says so.
 
 Stage: KDIGO 2012 GFR categories on the reported (whole-number) eGFR, as a
 laboratory report shows it: G1 >= 90, G2 60-89, G3a 45-59, G3b 30-44, G4 15-29,
@@ -35,7 +37,15 @@ VERSION = "1.0.0"
 TITLE = "eGFR (CKD-EPI 2021 creatinine, race-free)"
 
 UMOL_PER_MG_CREATININE = 88.4
-CREATININE_UNITS = {"mg/dL": values.same, "umol/L": lambda v: v / UMOL_PER_MG_CREATININE}
+CREATININE_UNITS = {
+    "mg/dL": values.same,
+    "umol/L": lambda v: v / UMOL_PER_MG_CREATININE,
+    "µmol/L": lambda v: v / UMOL_PER_MG_CREATININE,
+}
+# What a serum creatinine can plausibly be (mg/dL; 18-1768 umol/L): outside it is a unit or entry error,
+# and the equation would report it (0.01 mg/dL gives an eGFR of 405).
+CREATININE_PLAUSIBLE = (0.2, 20.0)
+AGE_PLAUSIBLE = (18, 120)
 CREATININE_LOOKBACK_DAYS = 365
 MINIMUM_AGE = 18
 
@@ -57,7 +67,9 @@ STAGES = (
 
 INPUTS = (
     InputSpec("patient", "Patient", (), None),
-    InputSpec("creatinine", "Observation", (loinc("2160-0"), loinc("38483-4")), CREATININE_LOOKBACK_DAYS),
+    InputSpec(
+        "creatinine", "Observation", (loinc("2160-0"), loinc("38483-4"), loinc("14682-9")), CREATININE_LOOKBACK_DAYS
+    ),
 )
 
 
@@ -81,6 +93,7 @@ def _spec() -> ModelSpec:
         "age_base": AGE_BASE,
         "stages": STAGES,
         "minimum_age": MINIMUM_AGE,
+        "plausible": [CREATININE_PLAUSIBLE, AGE_PLAUSIBLE],
         "inputs": [vars(i) for i in INPUTS],
     }
     return ModelSpec(
@@ -114,18 +127,17 @@ class EgfrCkdEpi2021:
         sex: str | Absent = Absent("no Patient resource")
         patient = values.the_patient(inputs.get("patient", ()))
         if isinstance(patient, Absent):
-            problems.append(Contribution("patient", None, None, patient.reason))
+            problems.append(values.problem("patient", patient))
         elif values.deceased_by(patient, as_of):
-            problems.append(Contribution("patient", None, None, "the patient died on or before the score date"))
+            problems.append(values.problem("patient", values.DECEASED))
         else:
             age, sex = values.age_at(patient, as_of), values.sex_of(patient)
             for name, got in (("age", age), ("sex", sex)):
                 if isinstance(got, Absent):
-                    problems.append(Contribution(name, None, None, got.reason))
-            if isinstance(age, int) and age < MINIMUM_AGE:
-                problems.append(
-                    Contribution("age", age, None, f"the equation is for adults aged 18 or over (age {age})")
-                )
+                    problems.append(values.problem(name, got))
+            if isinstance(age, int):
+                bad_age = values.out_of_range("age", age, AGE_PLAUSIBLE, "years", "the adults the equation is for")
+                problems.extend([bad_age] if bad_age else [])
         spec = self.spec.input("creatinine")
         creatinine = values.latest_observation(
             inputs.get("creatinine", ()),
@@ -136,11 +148,12 @@ class EgfrCkdEpi2021:
             what="serum creatinine",
         )
         if isinstance(creatinine, Absent):
-            problems.append(Contribution("creatinine", None, None, creatinine.reason))
-        elif creatinine.value <= 0:
-            problems.append(
-                Contribution("creatinine", creatinine.value, None, "a creatinine of zero or less is not a measurement")
+            problems.append(values.problem("creatinine", creatinine))
+        else:
+            implausible = values.out_of_range(
+                "creatinine", creatinine.value, CREATININE_PLAUSIBLE, "mg/dL", "what a serum creatinine can be"
             )
+            problems.extend([implausible] if implausible else [])
         if problems or isinstance(creatinine, Absent) or not isinstance(age, int) or not isinstance(sex, str):
             return base.insufficient(TITLE, problems)
 

@@ -22,7 +22,12 @@ medium; 7 or more high. The chart's bands are whole numbers (temperature: one
 decimal), so a value is rounded half up to that precision before banding.
 
 Inputs, as Observations a clinician posts (status final, amended or corrected),
-each the latest within the last day before the score date:
+read as ONE observation set: each parameter's latest value in the last day
+before the score date, and every one of them within WINDOW_MINUTES (60 by
+default; `News2(window_minutes=...)`) of the newest; a parameter measured only
+earlier than that is stale and the score is not given (the chart scores a set
+of observations taken together, not values hours apart). NEWS2 is not for
+children: the Patient's age on the score date must be 16 or more.
 - respiration rate LOINC 9279-1 (/min); pulse LOINC 8867-4 (/min);
 - SpO2 LOINC 59408-5 (pulse oximetry) or 2708-6 (arterial), in %;
 - systolic pressure LOINC 8480-6 (mm[Hg]), alone or in a blood pressure panel;
@@ -44,7 +49,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from diagnostics.inference import base, values
@@ -56,6 +61,16 @@ VERSION = "1.0.0"
 TITLE = "NEWS2 (RCP National Early Warning Score 2)"
 
 LOOKBACK_DAYS = 1
+WINDOW_MINUTES = 60
+MINIMUM_AGE = 16
+# What a measurement can plausibly be: outside these it is an entry or unit error, not a very sick patient.
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "respiratory_rate": (1, 80, "/min"),
+    "spo2": (50, 100, "%"),
+    "systolic_bp": (40, 300, "mm Hg"),
+    "pulse": (20, 300, "/min"),
+    "temperature": (25.0, 45.0, "C"),
+}
 PER_MINUTE = {"/min": values.same, "{breaths}/min": values.same, "{beats}/min": values.same, "1/min": values.same}
 PERCENT = {"%": values.same}
 PRESSURE = {"mm[Hg]": values.same, "mmHg": values.same}
@@ -123,6 +138,7 @@ RESPONSES = {
 }
 
 INPUTS = (
+    InputSpec("patient", "Patient", (), None),
     InputSpec("respiratory_rate", "Observation", (loinc("9279-1"),), LOOKBACK_DAYS),
     InputSpec("spo2", "Observation", (loinc("59408-5"), loinc("2708-6")), LOOKBACK_DAYS),
     InputSpec(
@@ -205,7 +221,7 @@ READERS: dict[str, tuple[Any, str]] = {
 }
 
 
-def _spec() -> ModelSpec:
+def _spec(window_minutes: int) -> ModelSpec:
     parameters = {
         "bands": [
             RESPIRATION,
@@ -219,6 +235,9 @@ def _spec() -> ModelSpec:
         "acvpu": ACVPU_ANSWERS,
         "oxygen": [ROOM_AIR, ON_OXYGEN, OXYGEN_FLOW, OXYGEN_CONCENTRATION, ROOM_AIR_FIO2_PERCENT],
         "inputs": [vars(i) for i in INPUTS],
+        "window_minutes": window_minutes,
+        "minimum_age": MINIMUM_AGE,
+        "plausible": PLAUSIBLE,
     }
     return ModelSpec(
         id=MODEL_ID,
@@ -242,12 +261,15 @@ def _spec() -> ModelSpec:
 class News2:
     """NEWS2 from the latest posted vital signs; each parameter's points are its contribution."""
 
-    def __init__(self) -> None:
-        self.spec = _spec()
+    def __init__(self, *, window_minutes: int = WINDOW_MINUTES) -> None:
+        if window_minutes <= 0:
+            raise ValueError("the observation set's window must be a positive number of minutes")
+        self.window = timedelta(minutes=window_minutes)
+        self.spec = _spec(window_minutes)
 
     def run(self, inputs: Mapping[str, Sequence[dict[str, Any]]], *, as_of: date) -> ModelResult:
         readings: dict[str, Reading] = {}
-        problems: list[Contribution] = []
+        problems: list[Contribution] = self._patient_problems(inputs, as_of)
         for name, (read, what) in READERS.items():
             spec = self.spec.input(name)
             found = values.latest_observation(
@@ -259,9 +281,10 @@ class News2:
                 what=what,
             )
             if isinstance(found, Absent):
-                problems.append(Contribution(name, None, None, found.reason))
+                problems.append(values.problem(name, found))
             else:
                 readings[name] = found
+        problems.extend(self._set_problems(readings))
         if problems:
             return base.insufficient(TITLE, problems)
         declared = values.active_condition(
@@ -270,6 +293,45 @@ class News2:
             as_of=as_of,
         )
         return self._score(readings, declared)
+
+    @staticmethod
+    def _patient_problems(inputs: Mapping[str, Sequence[dict[str, Any]]], as_of: date) -> list[Contribution]:
+        patient = values.the_patient(inputs.get("patient", ()))
+        if isinstance(patient, Absent):
+            return [values.problem("patient", patient)]
+        if values.deceased_by(patient, as_of):
+            return [values.problem("patient", values.DECEASED)]
+        age = values.age_at(patient, as_of)
+        if isinstance(age, Absent):
+            return [values.problem("age", age)]
+        bad = values.out_of_range("age", age, (MINIMUM_AGE, 130), "years", "the ages NEWS2 is for (16 or over)")
+        return [bad] if bad else []
+
+    def _set_problems(self, readings: dict[str, Reading]) -> list[Contribution]:
+        """Each reading outside the window before the newest one, and each implausible value."""
+        problems: list[Contribution] = []
+        instants = [r.instant for r in readings.values() if r.instant is not None]
+        newest = max(instants) if instants else None
+        minutes = int(self.window.total_seconds() // 60)
+        for name, reading in readings.items():
+            if newest is not None and reading.instant is not None and reading.instant < newest - self.window:
+                problems.append(
+                    Contribution(
+                        name,
+                        None,
+                        None,
+                        f"the latest {READERS[name][1]} ({reading.source}, {reading.instant.isoformat()}) is more "
+                        f"than {minutes} minutes before the newest vital sign ({newest.isoformat()}): not one "
+                        "observation set",
+                        kind="stale",
+                        window_minutes=minutes,
+                    )
+                )
+            if name in PLAUSIBLE:
+                low, high, unit = PLAUSIBLE[name]
+                bad = values.out_of_range(name, reading.value, (low, high), unit, "what can be measured")
+                problems.extend([bad] if bad else [])
+        return problems
 
     def _score(self, readings: dict[str, Reading], declared: Reading | None) -> ModelResult:
         on_oxygen = bool(readings["supplemental_oxygen"].value)

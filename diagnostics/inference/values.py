@@ -62,6 +62,7 @@ class Reading:
     day: date  # the calendar date it was measured (or recorded)
     source: str  # "Observation/<id>", for the contribution's rule
     code: str  # the "system|code" token that matched
+    instant: datetime | None = None  # when it was measured, to the second, where the record says
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,8 @@ def latest_observation(
             except Unusable as problem:
                 unusable.append(problem)
                 continue
-            candidate = (instant, index, Reading(value=value, day=day, source=reference(resource), code=token))
+            reading = Reading(value=value, day=day, source=reference(resource), code=token, instant=instant)
+            candidate = (instant, index, reading)
             if best is None or candidate[:2] > best[:2]:
                 best = candidate
     if best is not None:

@@ -164,3 +164,28 @@ def test_a_stale_creatinine_says_why_it_was_not_used():
 def test_the_latest_creatinine_wins():
     result = run("male", 60, creatinine(2.0, day="2024-01-10"), creatinine(1.0, day="2024-05-30"))
     assert result.outputs["creatinine_mg_dl"] == 1.0
+
+
+def test_creatinine_in_micromoles_under_loinc_14682_9_is_read():
+    result = run("female", 50, creatinine(88.4, "umol/L", code="14682-9"))
+    assert result.outputs["egfr_ml_min_1_73m2"] == 69  # the same as 1.0 mg/dL
+    assert run("female", 50, creatinine(88.4, "µmol/L", code="14682-9")).outputs["egfr_ml_min_1_73m2"] == 69
+
+
+def test_an_implausible_creatinine_is_refused_with_the_range_it_broke():
+    result = run("female", 50, creatinine(0.01))
+    assert result.status == "insufficient-data"
+    assert result.reasons == [{"input": "creatinine", "kind": "out-of-range", "range": [0.2, 20.0], "unit": "mg/dL"}]
+    assert result.contributions[0].rule == ("0.01 mg/dL is outside what a serum creatinine can be (0.2-20 mg/dL)")
+
+
+def test_a_creatinine_in_an_unknown_unit_is_a_wrong_unit_reason():
+    result = run("male", 50, creatinine(1.0, "g/L"))
+    assert result.reasons == [
+        {"input": "creatinine", "kind": "wrong-unit", "window_days": 365, "unit": "mg/dL or umol/L"}
+    ]
+
+
+def test_a_child_gets_no_egfr_from_the_adult_equation():
+    result = run("male", 17, creatinine(0.6))
+    assert result.reasons == [{"input": "age", "kind": "out-of-range", "range": [18, 120], "unit": "years"}]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from diagnostics.inference import get_model
+from diagnostics.inference.news2 import News2
 
 AS_OF = date(2024, 6, 1)
 LOINC = "http://loinc.org"
@@ -57,6 +58,7 @@ def oxygen(kind: str) -> dict[str, Any]:
 def vitals(**changes: Any) -> dict[str, list[dict[str, Any]]]:
     v = {**NORMAL, **changes}
     return {
+        "patient": [{"resourceType": "Patient", "id": "p1", "birthDate": "1960-02-03", "gender": "female"}],
         "respiratory_rate": [qty("9279-1", v["respiratory_rate"], "/min")],
         "spo2": [qty("59408-5", v["spo2"], "%")],
         "supplemental_oxygen": [oxygen(v["oxygen"])],
@@ -265,7 +267,7 @@ def test_the_latest_reading_of_the_day_wins():
     found = vitals()
     early = qty("8867-4", 140, "/min")
     late = qty("8867-4", 72, "/min")
-    early["effectiveDateTime"], late["effectiveDateTime"] = "2024-06-01T06:00:00+00:00", "2024-06-01T09:00:00+00:00"
+    early["effectiveDateTime"], late["effectiveDateTime"] = "2024-06-01T05:00:00+00:00", "2024-06-01T07:00:00+00:00"
     found["pulse"] = [late, early]
     assert points(run(found), "pulse") == 0
 
@@ -304,6 +306,7 @@ def test_an_unknown_consciousness_answer_is_missing():
 def test_nothing_posted_names_all_seven_parameters():
     result = run({})
     assert result.missing == (
+        "patient",
         "respiratory_rate",
         "spo2",
         "supplemental_oxygen",
@@ -312,3 +315,59 @@ def test_nothing_posted_names_all_seven_parameters():
         "consciousness",
         "temperature",
     )
+
+
+def test_vital_signs_more_than_an_hour_before_the_newest_are_not_one_observation_set():
+    found = vitals()
+    found["pulse"][0]["effectiveDateTime"] = "2024-06-01T09:31:00+01:00"  # two hours and a minute after the rest
+    result = run(found)
+    assert result.status == "insufficient-data"
+    assert result.missing == (
+        "respiratory_rate",
+        "spo2",
+        "supplemental_oxygen",
+        "systolic_bp",
+        "consciousness",
+        "temperature",
+    )
+    assert result.reasons[0] == {"input": "respiratory_rate", "kind": "stale", "window_minutes": 60}
+    assert (
+        "more than 60 minutes before the newest vital sign (2024-06-01T09:31:00+01:00)" in result.contributions[0].rule
+    )
+
+
+def test_the_observation_set_window_is_configurable():
+    found = vitals()
+    found["pulse"][0]["effectiveDateTime"] = "2024-06-01T09:31:00+01:00"
+    assert News2(window_minutes=180).run(found, as_of=AS_OF).succeeded
+    assert News2(window_minutes=180).spec.version_hash != News2().spec.version_hash
+
+
+def test_a_reading_exactly_an_hour_before_the_newest_is_in_the_set():
+    found = vitals()
+    found["pulse"][0]["effectiveDateTime"] = "2024-06-01T08:30:00+01:00"
+    assert run(found).succeeded
+
+
+def test_news2_refuses_a_patient_under_16():
+    found = vitals()
+    found["patient"][0]["birthDate"] = "2008-06-02"  # 15 on the score date
+    result = run(found)
+    assert result.status == "insufficient-data"
+    assert result.reasons == [{"input": "age", "kind": "out-of-range", "range": [16, 130], "unit": "years"}]
+
+
+def test_news2_scores_a_patient_on_their_16th_birthday():
+    found = vitals()
+    found["patient"][0]["birthDate"] = "2008-06-01"
+    assert run(found).succeeded
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"), [({"pulse": 0}, "pulse"), ({"temp": 98.6}, "temperature"), ({"spo2": 9}, "spo2")]
+)
+def test_an_implausible_vital_sign_is_refused_with_the_range_it_broke(changes, name):
+    result = run(vitals(**changes))
+    assert result.missing == (name,)
+    assert result.reasons[0]["kind"] == "out-of-range"
+    assert "is outside what can be measured" in result.contributions[0].rule
