@@ -76,6 +76,15 @@ class ImportForm(forms.Form):
         label="FHIR file: a Bundle or resource (.json), or one resource per line (.ndjson)",
         widget=forms.ClearableFileInput(attrs={"accept": ".json,.ndjson,.jsonl,application/fhir+json"}),
     )
+    source = forms.CharField(
+        label="Where is this file from?",
+        help_text="The hospital, doctor or app that gave it to you, e.g. Riverside Clinic. Use the same name "
+        "each time you import from them, so a newer file updates the older one.",
+        max_length=64,
+        required=False,
+        widget=forms.TextInput(attrs={"list": "import-sources", "autocomplete": "off"}),
+    )
+    skip_bad = forms.BooleanField(required=False)
 
 
 class ClinicianChoice(forms.ModelChoiceField):  # type: ignore[type-arg]

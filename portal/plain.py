@@ -11,6 +11,7 @@ from typing import Any
 
 from portal.metrics import observation_flags, observation_when, own_decimals, series_for_code, shown
 from portal.units import quantity_unit
+from records.ingest import SOURCE_TAG_SYSTEM
 
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
@@ -247,6 +248,18 @@ def resource_value(resource: dict[str, Any], *, exact: bool = False) -> str:
     if kind == "RiskAssessment":
         return _risk_value(resource)
     return _status(resource)
+
+
+UNLABELLED = "No source named"
+
+
+def resource_source(resource: dict[str, Any]) -> str:
+    """The label of the source the resource was imported from (records.ingest tags it), or UNLABELLED."""
+    meta = resource.get("meta")
+    for tag in meta.get("tag", []) or [] if isinstance(meta, dict) else []:
+        if isinstance(tag, dict) and tag.get("system") == SOURCE_TAG_SYSTEM and isinstance(tag.get("display"), str):
+            return str(tag["display"])
+    return UNLABELLED
 
 
 def resource_flag(resource: dict[str, Any]) -> str:

@@ -27,7 +27,16 @@ from diagnostics.inference import list_models
 from healthledger.errors import ChainError, ChainUnavailable, HealthLedgerError, ResourceNotFound
 from ledger.client import ChainClient, chain_client
 from portal.metrics import CREATININE, Metric, Point, Refusal, egfr_from_creatinine, measure, points_for
-from portal.plain import TimelineView, resource_flag, resource_title, resource_value, resource_when, type_words
+from portal.plain import (
+    UNLABELLED,
+    TimelineView,
+    resource_flag,
+    resource_source,
+    resource_title,
+    resource_value,
+    resource_when,
+    type_words,
+)
 from records.models import Patient, Resource, ResourceVersion
 from records.selectors import SEARCH_LIMIT_MAX
 
@@ -369,6 +378,13 @@ class TimelineItem:
     resource_type: str
     resource_id: str
     flag: str = ""
+    source: str = ""
+
+
+def record_sources(*, caller: gate.Caller, patient: Patient) -> list[str]:
+    """The labels of the sources the record was imported from (each source brings a Patient resource of its own)."""
+    bodies = _bodies(caller, patient, "Patient", query="Patient (where my records came from)")
+    return sorted({resource_source(body) for body in bodies} - {UNLABELLED})
 
 
 def timeline(*, caller: gate.Caller, patient: Patient, view: TimelineView) -> list[TimelineItem]:
@@ -383,6 +399,7 @@ def timeline(*, caller: gate.Caller, patient: Patient, view: TimelineView) -> li
             resource_type=view.resource_type,
             resource_id=str(body.get("id", "")),
             flag=resource_flag(body),
+            source=resource_source(body),
         )
         for body in bodies
     ]

@@ -262,8 +262,29 @@ def _without_version_meta(resource: dict[str, Any], server_id: str) -> dict[str,
     return out
 
 
-def document_write(planned: list[_Planned], mapping: dict[str, str]) -> dict[uuid.UUID, PatientWrites]:
+SOURCE_TAG_SYSTEM = "urn:healthledger:source"
+
+
+def source_tagged(resource: dict[str, Any], source: Source) -> dict[str, Any]:
+    """The resource with a meta.tag naming the source it was imported from (the uploader's label).
+
+    Inside the encrypted content, not a column: which providers a patient sees is health
+    information too, and erasure must take it with the key. No label leaves the resource as
+    it came (a record's own export, sent back, keeps the tags it carries).
+    """
+    if not source.label:
+        return resource
+    meta = dict(resource.get("meta") or {})
+    tags = [t for t in meta.get("tag", []) or [] if not (isinstance(t, dict) and t.get("system") == SOURCE_TAG_SYSTEM)]
+    meta["tag"] = [*tags, {"system": SOURCE_TAG_SYSTEM, "code": source.label[:64], "display": source.label}]
+    return {**resource, "meta": meta}
+
+
+def document_write(
+    planned: list[_Planned], mapping: dict[str, str], source: Source | None = None
+) -> dict[uuid.UUID, PatientWrites]:
     """Encrypt, version and index every planned entry and write it all in bulk; `mapping` rewrites references."""
+    source = source or Source()
     now = timezone.now()
     owners = {p.owner.id: p.owner for p in planned}
     stored_owners = [pid for pid, p in owners.items() if not p._state.adding]
@@ -292,7 +313,7 @@ def document_write(planned: list[_Planned], mapping: dict[str, str]) -> dict[uui
         stored = existing.get((entry.resource_type, server_id))
         if stored is not None and stored[1] != owner.id:
             raise reject(entry.index, "conflict", "the resource id is held in another record")
-        content = _without_version_meta(rewrite_references(entry.resource, mapping), server_id)
+        content = source_tagged(_without_version_meta(rewrite_references(entry.resource, mapping), server_id), source)
         if entry.resource_type == "Patient" and server_id != owner.fhir_id:
             content = _linked_to(content, owner)
         digest = hash_keys[owner.id](canonical_json(content))

@@ -142,7 +142,9 @@ def _document_store(
         if patient.is_erased:
             raise KeyDestroyed("this patient's record was erased; nothing can be added to it")
         planned, mapping = server_ids_assign(document, compartments, patient, mode=mode, source=source)
-        writes = document_write(planned, mapping) if planned else {patient.id: PatientWrites(patient_id=patient.id)}
+        writes = (
+            document_write(planned, mapping, source) if planned else {patient.id: PatientWrites(patient_id=patient.id)}
+        )
         access_log_append_many(
             events=[
                 LogEvent(

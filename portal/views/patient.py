@@ -50,6 +50,9 @@ def record(request: HttpRequest, patient: Patient) -> HttpResponse:
         "nav": "record",
         "form": ImportForm(),
         "counts": selectors.record_counts(patient=patient),
+        "sources": selectors.record_sources(caller=own_caller(request), patient=patient)
+        if not patient.is_erased
+        else [],
         "metrics": METRICS,
         "views": TIMELINE_VIEWS,
     }
@@ -67,9 +70,17 @@ def record_import_view(request: HttpRequest, patient: Patient) -> HttpResponse:
         return render(request, template, {"problems": ["Choose a file to import."]}, status=400)
     upload = form.cleaned_data["file"]
     try:
-        report = record_import(patient=patient, user=request.user, payload=upload.read(), filename=upload.name)  # type: ignore[arg-type]
+        report = record_import(
+            patient=patient,
+            user=request.user,  # type: ignore[arg-type]
+            payload=upload.read(),
+            filename=upload.name,
+            source_label=form.cleaned_data["source"],
+            skip_bad=form.cleaned_data["skip_bad"],
+        )
     except ImportRejected as exc:
-        return render(request, template, {"problems": exc.problems, "filename": upload.name}, status=exc.status)
+        context = {"problems": exc.problems, "filename": upload.name, "partial": exc.partial}
+        return render(request, template, context, status=exc.status)
     context = {"report": report, "filename": upload.name, "counts": selectors.record_counts(patient=patient)}
     return render(request, template, context)
 
@@ -81,10 +92,22 @@ def timeline(request: HttpRequest, patient: Patient, view: str) -> HttpResponse:
     if chosen is None:
         raise Http404
     items = selectors.timeline(caller=own_caller(request), patient=patient, view=chosen)
+    sources = sorted({item.source for item in items})
+    source = request.GET.get("source", "")[:64]
+    if source:
+        items = [item for item in items if item.source == source]
     years: dict[str, list[selectors.TimelineItem]] = {}
     for item in items:
         years.setdefault(item.when[:4] or "Undated", []).append(item)
-    context = {"view": chosen, "years": years, "count": len(items), "patient": patient, "nav": "record"}
+    context = {
+        "view": chosen,
+        "years": years,
+        "count": len(items),
+        "patient": patient,
+        "nav": "record",
+        "sources": sources,
+        "source": source,
+    }
     template = "portal/_timeline.html" if request.headers.get("HX-Request") else "portal/timeline.html"
     return render(request, template, context)
 
