@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -346,6 +347,20 @@ def _revoke_locked(locked: Grant, *, actor: str, signature: str | None = None) -
     return locked
 
 
+def _unrevoked(patient: Patient) -> QuerySet[Grant]:
+    """The grants erasure must revoke first: every one not revoked or refused by the chain, expired ones too."""
+    return (
+        Grant.objects.select_related("patient")
+        .filter(patient=patient, status__in=[GrantStatus.PENDING, GrantStatus.RECORDED])
+        .order_by("created_at", "id")
+    )
+
+
+def erasure_revocations(*, patient: Patient) -> list[tuple[Grant, dict[str, object]]]:
+    """What a patient holding her own key signs on the erase page: each grant erasure revokes, with its typed data."""
+    return [(grant, revoke_typed_data(grant)) for grant in _unrevoked(patient)]
+
+
 def patient_record_erase(
     *, patient: Patient, actor: str, revocation_signatures: Mapping[str, str] | None = None
 ) -> Patient:
@@ -363,11 +378,7 @@ def patient_record_erase(
     with transaction.atomic():
         # Locked so a grant issued while this runs cannot escape the revocations.
         Patient.objects.select_for_update().filter(pk=patient.pk).first()
-        live = (
-            Grant.objects.select_for_update()
-            .select_related("patient")
-            .filter(patient=patient, status__in=[GrantStatus.PENDING, GrantStatus.RECORDED])
-        )
+        live = _unrevoked(patient).select_for_update()
         signatures = revocation_signatures or {}
         for grant in live:
             # A patient holding her own key signed these on the erase page; a server-held key signs here.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from consent.services import (
     InvalidGrant,
     InvalidSignature,
     SignatureRequired,
+    erasure_revocations,
     grant_draft,
     grant_issue,
     grant_revoke,
@@ -189,16 +191,46 @@ def erase(request: HttpRequest, patient: Patient) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         # Counted first: erasure deletes the rows the counts come from.
         before = selectors.erasure_summary(patient=patient)
-        erased = record_erase(patient=patient, by=request.user)  # type: ignore[arg-type]
+        try:
+            erased = record_erase(
+                patient=patient,
+                by=request.user,  # type: ignore[arg-type]
+                revocation_signatures=_revocation_signatures(request),
+            )
+        except (InvalidSignature, SignatureRequired) as exc:
+            form.add_error(None, f"Nothing was erased: {exc}")
+            return _erase_page(request, patient, form)
         # The account is closed with the record: this answer is the last page it sees.
         logout(request)
         after = selectors.erasure_summary(patient=erased)
         summary = dataclasses.replace(before, erased_at=erased.erased_at, log_entries=after.log_entries)
         return render(request, "portal/erased.html", {"patient": erased, "summary": summary, **_backups()})
+    return _erase_page(request, patient, form)
+
+
+def _erase_page(request: HttpRequest, patient: Patient, form: EraseForm) -> HttpResponse:
     status = 400 if form.errors else 200
     summary = selectors.erasure_summary(patient=patient)
-    context = {"patient": patient, "nav": "erase", "form": form, "summary": summary, **_backups()}
+    context: dict[str, object] = {"patient": patient, "nav": "erase", "form": form, "summary": summary, **_backups()}
+    context.update(key_context(patient))
+    if context["key_custody"] != "server":
+        # Her key, in her browser, signs every revocation erasure makes: after the shred nobody could.
+        context["revocations"] = [
+            {"grant_id": grant.pk, "signer": grant.patient_address, "typed_data": signing.typed_data_json(typed)}
+            for grant, typed in erasure_revocations(patient=patient)
+        ]
     return render(request, "portal/erase.html", context, status=status)
+
+
+def _revocation_signatures(request: HttpRequest) -> dict[str, str] | None:
+    text = request.POST.get("revocation_signatures", "")
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()):
+        return None
+    return parsed
 
 
 @require_GET

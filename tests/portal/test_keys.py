@@ -147,3 +147,30 @@ def test_a_revocation_with_her_own_key_is_signed_on_the_confirmation_page(alice,
     assert unsigned.status_code == 400
     assert signed.status_code == 302
     assert Grant.objects.get().status == GrantStatus.REVOKED
+
+
+def test_erasing_with_her_own_key_needs_her_browser_to_sign_every_revocation(
+    alice, alice_record, clinician, deployed, patient
+):
+    from tests.portal.conftest import PASSWORD
+
+    key = _take_key(alice)
+    typed = _page_json(alice.post("/sharing/", _form(clinician)).content.decode(), "typed-data")
+    alice.post("/sharing/", {"signature": _sign(typed, key)})
+    grant = Grant.objects.get()
+    page = alice.get("/erase/").content.decode()
+    items = _page_json(page, "revocations-typed-data")
+    confirm = {"confirmation": "erase my record", "password": PASSWORD}
+
+    unsigned = alice.post("/erase/", confirm)
+    assert unsigned.status_code == 400
+    assert "Nothing was erased" in unsigned.content.decode()
+    assert Patient.objects.get(pk=patient.pk).is_erased is False
+
+    signatures = {item["grant_id"]: _sign(item["typed_data"], key) for item in items}  # type: ignore[union-attr]
+    erased = alice.post("/erase/", {**confirm, "revocation_signatures": json.dumps(signatures)})
+
+    assert [item["grant_id"] for item in items] == [grant.pk]  # type: ignore[union-attr]
+    assert erased.status_code == 200
+    assert Patient.objects.get(pk=patient.pk).is_erased is True
+    assert Grant.objects.get().status == GrantStatus.REVOKED
