@@ -32,6 +32,7 @@ from healthledger.errors import ConsentDenied, InvalidFHIR, OutcomeIssue
 from healthledger.lib.account_secrets import totp_seed_seal
 from portal.models import LoginFailure, SealedTOTPDevice
 from records.fhir.jsonio import DuplicateKey, dumps_exact, loads_exact
+from records.ingest import Source
 from records.models import Patient
 from records.selectors import patient_for_user
 from records.services import IngestResult, fhir_ingest, patient_create
@@ -232,6 +233,8 @@ class ImportReport:
     created: int
     updated: int
     unchanged: int
+    source: str = ""  # the label the patient gave the provider this file came from
+    skipped: tuple[str, ...] = ()  # the problems of the entries left out, when the patient asked to skip them
 
     @property
     def total(self) -> int:
@@ -244,6 +247,7 @@ class ImportRejected(InvalidFHIR):
     def __init__(self, message: str, problems: list[str], *, status: int = 400) -> None:
         super().__init__(message, status=status)
         self.problems = problems
+        self.partial = False  # some entries pass: the patient may import those and leave the rest out
 
 
 def ndjson_as_batch(payload: bytes) -> tuple[bytes, list[int]]:
@@ -322,20 +326,85 @@ def _entry_kinds(payload: bytes) -> dict[int, str]:
     return kinds
 
 
-def record_import(*, patient: Patient, user: User, payload: bytes, filename: str) -> ImportReport:
-    """Import an uploaded FHIR Bundle, resource or ndjson file into the patient's own record, all or nothing.
+SKIP_ROUNDS = 5  # leaving an entry out can strand another that referred to it: that one goes in the next round
 
-    Raises ImportRejected listing every problem in plain words (nothing is stored then).
+
+def _bad_entries(issues: list[OutcomeIssue]) -> set[int] | None:
+    """The Bundle entries the issues are about, or None when one is about the file as a whole."""
+    found: set[int] = set()
+    for issue in issues:
+        expression = issue.expression[0] if issue.expression else ""
+        index_text = expression.removeprefix("Bundle.entry[").partition("]")[0]
+        if not expression.startswith("Bundle.entry[") or not index_text.isdigit():
+            return None
+        found.add(int(index_text))
+    return found
+
+
+def _import_skipping(
+    *, patient: Patient, user: User, payload: bytes, lines: list[int] | None, source: Source
+) -> tuple[IngestResult, list[str]]:
+    """Import every entry that passes, leaving out the ones that do not, as the patient asked.
+
+    Raises ImportRejected when a problem is about the whole file, or when nothing would be left.
+    """
+    document = orjson.loads(payload)
+    kinds = _entry_kinds(payload)
+    kept = list(range(len(document.get("entry") or [])))  # original indices of the entries still in
+    skipped: list[str] = []
+    for _ in range(SKIP_ROUNDS):
+        trial = dumps_exact({**document, "entry": [document["entry"][i] for i in kept]})
+        try:
+            return fhir_ingest(payload=trial, actor=f"user:{user.pk}", patient=patient, source=source), skipped
+        except InvalidFHIR as exc:
+            bad = _bad_entries(exc.issues)
+            if not bad:
+                problems = issues_in_words(exc.issues, lines=None, kinds={})
+                raise ImportRejected("the file was not imported", problems, status=exc.status) from exc
+            for issue in exc.issues:
+                index = kept[int(issue.expression[0].removeprefix("Bundle.entry[").partition("]")[0])]
+                where = f"Bundle.entry[{index}]" + issue.expression[0].partition("]")[2]
+                moved = OutcomeIssue(issue.code, issue.diagnostics, (where,), issue.severity)
+                skipped.extend(issues_in_words([moved], lines=lines, kinds=kinds))
+            kept = [original for position, original in enumerate(kept) if position not in bad]
+            if not kept:
+                raise ImportRejected("the file was not imported", skipped[:200]) from exc
+    raise ImportRejected("the file was not imported", skipped[:200])
+
+
+def record_import(
+    *, patient: Patient, user: User, payload: bytes, filename: str, source_label: str = "", skip_bad: bool = False
+) -> ImportReport:
+    """Import an uploaded FHIR Bundle, resource or ndjson file into the patient's own record.
+
+    All or nothing, unless the patient asked (`skip_bad`) to import the entries that pass and
+    leave out the rest, which the report then lists. Every resource is tagged with the
+    source label the patient gave. Raises ImportRejected listing every problem in plain words
+    (nothing is stored then); `partial` on it says whether skipping the bad entries could help.
     """
     lines: list[int] | None = None
+    source = Source(label=source_label.strip())
     if filename.lower().endswith((".ndjson", ".jsonl")):
         payload, lines = ndjson_as_batch(payload)
+    skipped: list[str] = []
     try:
-        result: IngestResult = fhir_ingest(payload=payload, actor=f"user:{user.pk}", patient=patient)
+        result: IngestResult = fhir_ingest(payload=payload, actor=f"user:{user.pk}", patient=patient, source=source)
     except InvalidFHIR as exc:
-        problems = issues_in_words(exc.issues, lines=lines, kinds=_entry_kinds(payload))
-        raise ImportRejected("the file was not imported", problems, status=exc.status) from exc
-    return ImportReport(created=result.created, updated=result.updated, unchanged=result.unchanged)
+        bad = _bad_entries(exc.issues)
+        if skip_bad and bad:
+            result, skipped = _import_skipping(patient=patient, user=user, payload=payload, lines=lines, source=source)
+        else:
+            problems = issues_in_words(exc.issues, lines=lines, kinds=_entry_kinds(payload))
+            rejected = ImportRejected("the file was not imported", problems, status=exc.status)
+            rejected.partial = bool(bad) and len(bad) < len(_entry_kinds(payload))
+            raise rejected from exc
+    return ImportReport(
+        created=result.created,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        source=source.label,
+        skipped=tuple(skipped[:200]),
+    )
 
 
 # --- erasure ------------------------------------------------------------------------------------------
