@@ -174,3 +174,17 @@ def test_erasing_with_her_own_key_needs_her_browser_to_sign_every_revocation(
     assert erased.status_code == 200
     assert Patient.objects.get(pk=patient.pk).is_erased is True
     assert Grant.objects.get().status == GrantStatus.REVOKED
+
+
+def test_seed_demo_leaves_a_demo_patient_who_took_her_key_alone(alice, patient, deployed):
+    from portal.management.commands.seed_demo import _sharing_ensure
+    from tests.conftest import _user
+
+    _take_key(alice)
+
+    said = _sharing_ensure(
+        patient=patient, owner=patient.user, clinician=_user("dr.x", "clinician"), researcher=_user("r.x", "researcher")
+    )
+
+    assert said == "sharing demo skipped: the demo patient holds her own key"
+    assert Grant.objects.count() == 0

@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from accounts.services import user_create
 from consent import gate
+from consent.keys import patient_key_custody
 from consent.models import Grant, GrantStatus
 from consent.services import grant_issue, grant_revoke
 from healthledger.errors import ChainError, ChainUnavailable, ResourceNotFound
@@ -112,6 +113,10 @@ def _sharing_ensure(*, patient: Patient, owner: User, clinician: User, researche
         signing_domain()
     except ChainUnavailable:
         return "sharing demo skipped: ConsentRegistry is not deployed (run manage.py deploy_contracts)"
+    if patient_key_custody(patient) != "server":
+        # The demo grants are signed with the key the operator holds for the demo patient; once she has taken
+        # her key (the portal's "Your key" page), only her browser can sign, so there is nothing to seed.
+        return "sharing demo skipped: the demo patient holds her own key"
     now = timezone.now()
 
     def share(types: list[str], purpose: str, days: int, categories: tuple[str, ...] = ()) -> Grant:
