@@ -21,6 +21,7 @@ from healthledger.errors import ResourceNotFound
 
 TYPE = r"(?P<resource_type>[A-Z][A-Za-z]{1,63})"
 ID = r"(?P<resource_id>[A-Za-z0-9\-.]{1,64})"
+PATIENT_ID = r"(?P<patient_id>[A-Za-z0-9\-.]{1,64})"
 DEFINITION_ID = r"(?P<definition_id>[A-Za-z0-9\-.]{1,64})"
 
 # Other modules' FHIR routes, e.g. path("", include("api.fhir_diagnostics")).
@@ -59,6 +60,8 @@ fhir_patterns: list[URLPattern | URLResolver] = [
     re_path(rf"^AuditEvent/{ID}$", audit_events.audit_event_read, name="fhir-auditevent-read"),
     *FHIR_EXTENSIONS,
     re_path(rf"^{TYPE}$", resource_type_endpoint, name="fhir-type"),
+    re_path(rf"^{TYPE}/_search$", records.resource_search_post, name="fhir-type-search"),
+    re_path(rf"^Patient/{PATIENT_ID}/{TYPE}$", records.compartment_search, name="fhir-compartment-search"),
     re_path(rf"^{TYPE}/{ID}$", records.resource_read, name="fhir-read"),
     re_path(rf"^{TYPE}/{ID}/_history/(?P<version>[0-9]{{1,10}})$", records.resource_vread, name="fhir-vread"),
     re_path(r"^.*$", fhir_not_found),

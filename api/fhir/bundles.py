@@ -8,9 +8,10 @@ the page position, so a denied search and a search of nothing are byte-identical
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import orjson
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 
 from api.fhir.params import Paging
 from api.outcomes import FHIR_CONTENT_TYPE
@@ -21,28 +22,44 @@ def base_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/fhir")
 
 
-def _link(request: HttpRequest, offset: int, count: int, ignored: Sequence[str] = ()) -> str:
-    query = request.GET.copy()
+@dataclass(frozen=True)
+class SearchUrl:
+    """The GET form of a search, which its links repeat: a compartment's path, or a POST _search as a GET."""
+
+    path: str
+    query: QueryDict
+
+
+def _link(request: HttpRequest, offset: int, count: int, ignored: Sequence[str], url: SearchUrl | None) -> str:
+    query = (url.query if url is not None else request.GET).copy()
     for name in ignored:  # the self link says what the search did: without what it ignored
         query.pop(name, None)
+    query.pop("_summary", None)  # said by _count=0
     query.setlist("_offset", [str(offset)])
     query.setlist("_count", [str(count)])
-    return request.build_absolute_uri(request.path) + "?" + query.urlencode(safe="|:/,")
+    path = url.path if url is not None else request.path
+    return request.build_absolute_uri(path) + "?" + query.urlencode(safe="|:/,")
 
 
-def paging_links(request: HttpRequest, paging: Paging, total: int, ignored: Sequence[str] = ()) -> list[dict[str, str]]:
+def paging_links(
+    request: HttpRequest, paging: Paging, total: int, ignored: Sequence[str] = (), url: SearchUrl | None = None
+) -> list[dict[str, str]]:
     """self, first, previous, next and last, each with the same query; none that points past what may be seen."""
     count, offset = paging.count, paging.offset
-    links = [{"relation": "self", "url": _link(request, offset, count, ignored)}]
+
+    def link(at: int) -> str:
+        return _link(request, at, count, ignored, url)
+
+    links = [{"relation": "self", "url": link(offset)}]
     if count == 0:
         return links
-    links.append({"relation": "first", "url": _link(request, 0, count, ignored)})
+    links.append({"relation": "first", "url": link(0)})
     if offset > 0:
-        links.append({"relation": "previous", "url": _link(request, max(0, offset - count), count, ignored)})
+        links.append({"relation": "previous", "url": link(max(0, offset - count))})
     if offset + count < total:
-        links.append({"relation": "next", "url": _link(request, offset + count, count, ignored)})
+        links.append({"relation": "next", "url": link(offset + count)})
     last = max(0, (total - 1) // count * count) if total else 0
-    links.append({"relation": "last", "url": _link(request, last, count, ignored)})
+    links.append({"relation": "last", "url": link(last)})
     return links
 
 
@@ -67,11 +84,12 @@ def searchset(
     total: int,
     entries: Sequence[tuple[str, bytes]],
     ignored: Sequence[str] = (),
+    url: SearchUrl | None = None,
 ) -> HttpResponse:
     """A searchset response; `entries` are (Type/id, stored JSON bytes) in page order; `ignored` parameter names."""
     base = base_url(request)
     head = orjson.dumps({"resourceType": "Bundle", "type": "searchset", "total": total,
-                         "link": paging_links(request, paging, total, ignored)})  # fmt: skip
+                         "link": paging_links(request, paging, total, ignored, url)})  # fmt: skip
     # The resource bytes are the stored canonical JSON, placed as they are.
     parts = [
         b'{"fullUrl":' + orjson.dumps(f"{base}/{ref}") + b',"resource":' + data + b',"search":{"mode":"match"}}'

@@ -47,7 +47,9 @@ _PARAM_DOCS = {
 }
 _RESULT_DOCS = (
     f"_count (default {COUNT_DEFAULT}, at most {COUNT_MAX}; 0 returns only the total), _offset (paging; "
-    "next/previous links carry the query), _sort=date|-date (clinical date, then id), _format=json"
+    "next/previous links carry the query), _summary=count, _sort=date|-date (clinical date, then id), "
+    "_format=json; POST {type}/_search takes the parameters as a form; parameters a type does not take are "
+    "ignored and named in an OperationOutcome entry, or refused (400) with Prefer: handling=strict"
 )
 
 
@@ -152,6 +154,8 @@ def capability_statement(base: str) -> bytes:
                 },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                # Patient/{id}/{type} searches that patient's record.
+                "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             }
         ],
     }

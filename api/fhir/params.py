@@ -28,7 +28,7 @@ COUNT_DEFAULT = 50
 COUNT_MAX = 1000
 # Accepted everywhere and without effect on the result (_total: the total is always counted exactly).
 IGNORED = frozenset({"_format", "_pretty", "_total"})
-PAGING = frozenset({"_count", "_offset"})
+PAGING = frozenset({"_count", "_offset", "_summary"})
 
 _DATE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
@@ -279,8 +279,13 @@ class Paging:
 
 
 def paging(params: QueryDict, sorts: frozenset[str] = frozenset()) -> Paging:
-    """_count (default 50, at most 1000; 0 asks only for the total), _offset, and _sort among `sorts`."""
+    """_count (default 50, at most 1000; 0 asks only for the total), _summary=count (the same), _offset, and _sort."""
     count = _integer(params, "_count", COUNT_DEFAULT, COUNT_MAX)
+    summary = params.getlist("_summary")
+    if summary:
+        if summary != ["count"]:
+            raise bad("_summary", "supported: count")
+        count = 0
     offset = _integer(params, "_offset", 0, 10**9)
     sort = ""
     values = params.getlist("_sort")

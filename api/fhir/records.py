@@ -32,7 +32,7 @@ from api.auth import (
     token_identity,
 )
 from api.fhir import params
-from api.fhir.bundles import searchset
+from api.fhir.bundles import SearchUrl, searchset
 from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, NotAuthenticated, NotSupported, ScopeDenied
 from consent import gate, writes
 from healthledger.errors import DocumentTooLarge, InvalidFHIR, ResourceNotFound
@@ -117,9 +117,15 @@ def supported_parameters(resource_type: str) -> frozenset[str]:
     return frozenset(search_parameters(resource_type)) | {"_sort"}
 
 
-def search_patient(query: QueryDict, context: TokenContext, resource_type: str) -> Patient | None:
-    """The one record a search runs on; None when the named patient does not exist."""
+def search_patient(
+    query: QueryDict, context: TokenContext, resource_type: str, compartment: str | None = None
+) -> Patient | None:
+    """The one record a search runs on; None when the named patient does not exist (or two names disagree)."""
     named = params.patient_param(query)
+    if compartment is not None:
+        if named is not None and named != compartment:
+            return None  # Patient/a/Observation?patient=b: both must hold, and no resource is in two records
+        named = compartment
     if named is None and resource_type == "Patient":
         ids = params.id_list("_id", query.getlist("_id"))
         named = ids[0] if len(ids) == 1 else None
@@ -148,25 +154,33 @@ def _criteria(query: QueryDict, resource_type: str) -> tuple[gate.SearchCriteria
     return criteria, not (days.empty or updated.empty)
 
 
-def _used(request: HttpRequest, ignored: tuple[str, ...]) -> QueryDict:
-    query = request.GET.copy()
+def _used(asked: QueryDict, ignored: tuple[str, ...]) -> QueryDict:
+    query = asked.copy()
     for name in ignored:
         query.pop(name, None)
     return query
 
 
-@fhir_endpoint("GET")
-def resource_search(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
+def _search(
+    request: HttpRequest,
+    context: TokenContext,
+    resource_type: str,
+    asked: QueryDict,
+    url: SearchUrl | None = None,
+    compartment: str | None = None,
+) -> HttpResponse:
+    """One search of a type, however it was asked (GET, POST _search, a Patient compartment)."""
     _record_type(resource_type)
     scope_require(context, resource_type, "s")
-    ignored = params.unknown_check(request.GET, supported_parameters(resource_type), strict=params.strict(request))
-    query = _used(request, ignored)
+    ignored = params.unknown_check(asked, supported_parameters(resource_type), strict=params.strict(request))
+    query = _used(asked, ignored)
     paging = params.paging(query, SORTS)
     criteria, satisfiable = _criteria(query, resource_type)
     caller = gate_caller(request, context)
-    patient = search_patient(query, context, resource_type)
+    patient = search_patient(query, context, resource_type, compartment)
     if patient is None or not satisfiable:
-        return searchset(request, paging, 0, [], ignored)
+        return searchset(request, paging, 0, [], ignored, url)
+    logged = asked.urlencode() if url is not None else request.META.get("QUERY_STRING", "")
     try:
         page = gate.resource_search_counted(
             caller=caller,
@@ -176,13 +190,38 @@ def resource_search(request: HttpRequest, context: TokenContext, resource_type: 
             sort=paging.sort,
             limit=paging.count,
             offset=paging.offset,
-            query=request.META.get("QUERY_STRING", "")[:MAX_QUERY_LOGGED],
+            query=(f"Patient/{compartment}/{resource_type}?" if compartment else "") + logged[:MAX_QUERY_LOGGED],
         )
     except ResourceNotFound:
         # Denied: exactly what a search of a patient that does not exist returns.
-        return searchset(request, paging, 0, [], ignored)
+        return searchset(request, paging, 0, [], ignored, url)
     refs = [ref.rsplit("/_history/", 1)[0] for ref in page.references]
-    return searchset(request, paging, page.total or 0, list(zip(refs, page.bodies, strict=True)), ignored)
+    return searchset(request, paging, page.total or 0, list(zip(refs, page.bodies, strict=True)), ignored, url)
+
+
+@fhir_endpoint("GET")
+def resource_search(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
+    return _search(request, context, resource_type, request.GET)
+
+
+@fhir_endpoint("POST")
+def resource_search_post(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
+    """POST {type}/_search: the parameters in a form body (and the query), answered as the GET would be."""
+    media = (request.content_type or "").lower()
+    if request.body.strip() and media != "application/x-www-form-urlencoded":
+        raise NotSupported("send the search parameters as application/x-www-form-urlencoded", status=415)
+    asked = request.GET.copy()
+    for name, values in request.POST.lists():
+        asked.setlist(name, asked.getlist(name) + values)
+    return _search(request, context, resource_type, asked, SearchUrl(path=f"/fhir/{resource_type}", query=asked))
+
+
+@fhir_endpoint("GET")
+def compartment_search(
+    request: HttpRequest, context: TokenContext, patient_id: str, resource_type: str
+) -> HttpResponse:
+    """GET Patient/{id}/{type}: the type's search inside that patient's record (the Patient compartment)."""
+    return _search(request, context, resource_type, request.GET, compartment=patient_id)
 
 
 # --- Writes -------------------------------------------------------------------------------

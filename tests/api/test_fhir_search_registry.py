@@ -109,3 +109,52 @@ def test_the_servers_own_search_parameter_definitions_resolve(api):
         "Observation.code | Observation.component.code",
     )
     assert api.get("/fhir/SearchParameter/Observation-colour").status_code == 404
+
+
+def test_summary_count_returns_only_the_total(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+    _, counted = _get(api, token, "/fhir/Observation?_summary=count")
+    expected = Resource.objects.filter(patient=alice_record, resource_type="Observation").count()
+    assert (counted["total"], "entry" in counted, _self_query(counted)["_count"]) == (expected, False, ["0"])
+    response, _ = _get(api, token, "/fhir/Observation?_summary=data")
+    assert response.status_code == 400
+
+
+def test_a_patient_compartment_search_is_the_search_of_that_patient(
+    api, clinician, other_clinician, token_for, issue_grant, alice_record
+):
+    issue_grant()
+    fhir_id = Resource.objects.get(patient=alice_record, resource_type="Patient").fhir_id
+    token = token_for(clinician)
+    _, plain = _get(api, token, f"/fhir/Observation?patient={fhir_id}&_count=7")
+    response, compartment = _get(api, token, f"/fhir/Patient/{fhir_id}/Observation?_count=7")
+
+    assert response.status_code == 200
+    assert compartment["total"] == plain["total"] > 0
+    assert [e["resource"]["id"] for e in compartment["entry"]] == [e["resource"]["id"] for e in plain["entry"]]
+    next_url = next(link["url"] for link in compartment["link"] if link["relation"] == "next")
+    assert urlsplit(next_url).path == f"/fhir/Patient/{fhir_id}/Observation"
+    _, elsewhere = _get(api, token, f"/fhir/Patient/{fhir_id}/Observation?patient=someone-else")
+    assert elsewhere["total"] == 0
+    stranger = api.get(f"/fhir/Patient/{fhir_id}/Observation", **bearer(token_for(other_clinician)))
+    nobody = api.get("/fhir/Patient/no-such-patient/Observation", **bearer(token_for(other_clinician)))
+    assert stranger.content.replace(fhir_id.encode(), b"X") == nobody.content.replace(b"no-such-patient", b"X")
+
+
+def test_post_search_takes_a_form_body_and_answers_as_the_get_would(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+    _, plain = _get(api, token, "/fhir/Observation?_count=3&_sort=-date")
+    response = api.post(
+        "/fhir/Observation/_search",
+        data="_count=3&_sort=-date",
+        content_type="application/x-www-form-urlencoded",
+        **bearer(token),
+    )
+    bundle = orjson.loads(response.content)
+    assert response.status_code == 200
+    assert [e["resource"]["id"] for e in bundle["entry"]] == [e["resource"]["id"] for e in plain["entry"]]
+    self_url = next(link["url"] for link in bundle["link"] if link["relation"] == "self")
+    assert urlsplit(self_url).path == "/fhir/Observation"
+    assert _self_query(bundle)["_sort"] == ["-date"]
+    wrong = api.post("/fhir/Observation/_search", data=b"{}", content_type="application/json", **bearer(token))
+    assert wrong.status_code == 415
