@@ -24,6 +24,7 @@ from consent import gate
 from consent.models import Grant, GrantStatus
 from consent.purposes import ALL_RESOURCE_TYPES, Purpose
 from diagnostics.inference import list_models
+from diagnostics.selectors import job_reason_detail
 from healthledger.errors import ChainError, ChainUnavailable, HealthLedgerError, ResourceNotFound
 from ledger.client import ChainClient, chain_client
 from portal.metrics import CREATININE, Metric, Point, Refusal, egfr_from_creatinine, measure, points_for
@@ -38,7 +39,7 @@ from portal.plain import (
     type_words,
 )
 from records.models import Patient, Resource, ResourceVersion
-from records.selectors import SEARCH_LIMIT_MAX
+from records.selectors import SEARCH_LIMIT_MAX, SearchCriteria
 
 EXPIRING_SOON = timedelta(days=7)
 LIVE_STATUSES = (GrantStatus.PENDING, GrantStatus.RECORDED)
@@ -444,13 +445,30 @@ def _refused_json(refused: list[Refusal]) -> list[dict[str, object]]:
     return [{"x": r.at, "ref": r.reference, "recorded": r.recorded, "reason": r.reason} for r in refused]
 
 
-def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> dict[str, object]:
-    """A chart's data: each series' points (time, value, source resource) and its reference range."""
-    observations: dict[str, dict[str, Any]] = {}
-    for code in metric.search_codes:
-        for body in _bodies(caller, patient, "Observation", code=code, query=f"Observation?code={code}"):
-            observations[str(body.get("id"))] = body
-    bodies = list(observations.values())
+def _observations_coded(
+    caller: gate.Caller, patient: Patient, codes: Iterable[str], query: str
+) -> list[dict[str, Any]]:
+    """Every Observation carrying any of the codes, in one search (one access-log entry per thousand)."""
+    criteria = SearchCriteria(codes=(tuple(dict.fromkeys(codes)),))
+    found: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        page = gate.resource_search_counted(
+            caller=caller,
+            patient=patient,
+            resource_type="Observation",
+            criteria=criteria,
+            limit=SEARCH_LIMIT_MAX,
+            offset=offset,
+            query=query,
+        )
+        found.extend(orjson.loads(body) for body in page.bodies)
+        if len(page.bodies) < SEARCH_LIMIT_MAX:
+            return found
+        offset += SEARCH_LIMIT_MAX
+
+
+def _chart(metric: Metric, bodies: list[dict[str, Any]], computed: list[Point]) -> dict[str, object]:
     series: list[dict[str, object]] = []
     for item in metric.series:
         points, refused = measure(bodies, item)
@@ -465,12 +483,6 @@ def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> di
             }
         )
     if metric.derived_egfr:
-        creatinine: dict[str, dict[str, Any]] = {}
-        for code in (f"http://loinc.org|{c}" for c in CREATININE.codes):
-            for body in _bodies(caller, patient, "Observation", code=code, query=f"Observation?code={code}"):
-                creatinine[str(body.get("id"))] = body
-        born, sex = _patient_demographics(caller, patient)
-        computed = egfr_from_creatinine(points_for(list(creatinine.values()), CREATININE), birth_date=born, sex=sex)
         series.append(
             {
                 "key": "egfr-computed",
@@ -482,6 +494,33 @@ def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> di
             }
         )
     return {"slug": metric.slug, "title": metric.title, "unit": metric.unit, "series": series}
+
+
+def metric_charts(*, caller: gate.Caller, patient: Patient, metrics: Iterable[Metric]) -> list[dict[str, object]]:
+    """Charts' data: each series' points (time, value, source resource) and its reference range.
+
+    All the charts of a page come from one search (one entry in the patient's own access log),
+    plus one read of the Patient resource when eGFR is computed from creatinine.
+    """
+    chosen = list(metrics)
+    derived = any(m.derived_egfr for m in chosen)
+    codes = [code for m in chosen for code in m.search_codes]
+    if derived:
+        codes += [f"http://loinc.org|{c}" for c in CREATININE.codes]
+    titles = ", ".join(m.title for m in chosen)
+    bodies = _observations_coded(caller, patient, codes, f"Observation (charts: {titles})")
+    computed: list[Point] = []
+    if derived:
+        creatinine = points_for(bodies, CREATININE)
+        if creatinine:
+            born, sex = _patient_demographics(caller, patient)
+            computed = egfr_from_creatinine(creatinine, birth_date=born, sex=sex)
+    return [_chart(metric, bodies, computed) for metric in chosen]
+
+
+def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> dict[str, object]:
+    """One chart's data (see metric_charts)."""
+    return metric_charts(caller=caller, patient=patient, metrics=[metric])[0]
 
 
 # --- clinicians -----------------------------------------------------------------------------------
@@ -602,6 +641,7 @@ class AiJob:
     title: str
     active: bool
     result: AiResult | None
+    reason_detail: str = ""  # the model's own words for why it did not run, opened for the patient
 
 
 def _ext_value(parts: list[dict[str, Any]], url: str) -> str:
@@ -661,6 +701,7 @@ def ai_jobs(*, caller: gate.Caller, patient: Patient, jobs: list[Any]) -> list[A
                 title=titles.get(job.model_id, job.model_id),
                 active=job.status in ("queued", "running"),
                 result=result,
+                reason_detail=job_reason_detail(job) if job.status == "insufficient-data" else "",
             )
         )
     return shown

@@ -115,7 +115,13 @@ def timeline(request: HttpRequest, patient: Patient, view: str) -> HttpResponse:
 @require_GET
 @patient_page
 def chart_data(request: HttpRequest, patient: Patient, metric: str) -> HttpResponse:
-    """JSON for one chart: the patient's own observations of that measurement, through the gate."""
+    """JSON for one chart, or for every chart of the record page ("all"), through the gate.
+
+    "all" is one search: loading the record page writes one entry into the patient's own log, not one per chart.
+    """
+    if metric == "all":
+        charts = selectors.metric_charts(caller=own_caller(request), patient=patient, metrics=METRICS)
+        return JsonResponse({"charts": charts})
     chosen = METRICS_BY_SLUG.get(metric)
     if chosen is None:
         raise Http404

@@ -126,15 +126,18 @@
     };
   }
 
-  function drawChart(canvas) {
-    var figure = canvas.closest("figure");
-    var state = figure.querySelector("[data-chart-state]");
-    return fetch(canvas.dataset.chartUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+  function fetchJson(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("status " + response.status); }
         return response.json();
-      })
-      .then(function (data) {
+      });
+  }
+
+  function drawChart(canvas, data) {
+    var figure = canvas.closest("figure");
+    var state = figure.querySelector("[data-chart-state]");
+    (function () {
         var total = data.series.reduce(function (n, s) { return n + s.points.length; }, 0);
         var refusedCount = data.series.reduce(function (n, s) { return n + (s.refused || []).length; }, 0);
         figure.dataset.points = String(total);
@@ -170,23 +173,31 @@
           }
         });
         figure.dataset.drawn = "true";
-      })
-      .catch(function () {
-        state.textContent = "This chart could not be loaded right now.";
-      });
+    })();
   }
 
-  /* One chart at a time: each is several gate reads, and the page stays responsive while they arrive. */
+  /* Every chart from one request: one search through the gate, one entry in the patient's own access log. */
   function drawCharts(root) {
-    var canvases = Array.prototype.slice.call(root.querySelectorAll("canvas[data-chart-url]"));
-    canvases.reduce(function (previous, canvas) {
-      return previous.then(function () { return drawChart(canvas); });
-    }, Promise.resolve());
+    var holder = root.querySelector("[data-charts-url]");
+    var canvases = Array.prototype.slice.call(root.querySelectorAll("canvas[data-chart-slug]"));
+    if (!holder || !canvases.length) { return; }
+    fetchJson(holder.dataset.chartsUrl).then(function (payload) {
+      var bySlug = {};
+      payload.charts.forEach(function (chart) { bySlug[chart.slug] = chart; });
+      canvases.forEach(function (canvas) {
+        var data = bySlug[canvas.dataset.chartSlug];
+        if (data) { drawChart(canvas, data); }
+      });
+    }).catch(function () {
+      canvases.forEach(function (canvas) {
+        canvas.closest("figure").querySelector("[data-chart-state]").textContent = "This chart could not be loaded right now.";
+      });
+    });
   }
 
   /* After an import the charts show the new values without a reload. */
   function redrawCharts() {
-    document.querySelectorAll("canvas[data-chart-url]").forEach(function (canvas) {
+    document.querySelectorAll("canvas[data-chart-slug]").forEach(function (canvas) {
       var existing = window.Chart && window.Chart.getChart ? window.Chart.getChart(canvas) : null;
       if (existing) { existing.destroy(); }
       canvas.hidden = false;
