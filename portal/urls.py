@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from portal.views import ai, auth, clinician, keys, notices, patient, sharing, steward
+from portal.views import ai, auth, clinician, keys, notices, patient, research, sharing, steward
 
 app_name = "portal"
 
@@ -46,6 +46,27 @@ urlpatterns = [
         name="clinician_resource",
     ),
     path("steward/break-glass/", steward.break_glass_list, name="steward_break_glass"),
+    path("research/", research.research_home, name="research_home"),
+    path("research/mine/", research.patient_research, name="patient_research"),
+    path("research/studies/<uuid:study_id>/", research.study_card, name="study_card"),
+    path("research/studies/<uuid:study_id>/join/", research.study_join, name="study_join"),
+    path("research/studies/<uuid:study_id>/withdraw/", research.study_withdraw, name="study_withdraw"),
+    path("research/my-studies/", research.research_studies, name="research_studies"),
+    path("research/my-studies/new/", research.research_study_create, name="research_study_create"),
+    path(
+        "research/my-studies/<uuid:study_id>/state/",
+        research.research_study_transition,
+        name="research_study_transition",
+    ),
+    path("research/my-studies/<uuid:study_id>/run/", research.research_run, name="research_run"),
+    path("research/runs/<uuid:run_id>/release/", research.research_release_request, name="research_release_request"),
+    path(
+        "research/releases/<uuid:release_id>.<str:fmt>",
+        research.research_release_download,
+        name="research_release_download",
+    ),
+    path("steward/research/", research.steward_research, name="steward_research"),
+    path("steward/research/outputs/<uuid:release_id>/", research.steward_output_check, name="steward_output_check"),
     path(
         "steward/break-glass/<uuid:episode_id>/review/",
         steward.break_glass_review_view,

@@ -93,7 +93,7 @@ def make_patient(db) -> Callable[..., Patient]:  # type: ignore[no-untyped-def]
 
     def make(*, sex: str = "female", birth: str = "1970-01-01", diabetic: bool = False,
              cholesterol: float | None = 200.0) -> Patient:  # fmt: skip
-        user = user_create(username=f"p{next(counter)}", password=None, role="patient")
+        user = user_create(username=f"participant-{next(counter):05d}-x", password=None, role="patient")
         patient = patient_create(user=user)
         payload = orjson.dumps(bundle(sex=sex, birth=birth, diabetic=diabetic, cholesterol=cholesterol))
         fhir_ingest(payload=payload, actor="system:test", patient=patient)
