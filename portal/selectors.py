@@ -27,7 +27,17 @@ from diagnostics.inference import list_models
 from diagnostics.selectors import job_reason_detail
 from healthledger.errors import ChainError, ChainUnavailable, HealthLedgerError, ResourceNotFound
 from ledger.client import ChainClient, chain_client
-from portal.metrics import CREATININE, Metric, Point, Refusal, egfr_from_creatinine, measure, points_for
+from portal.metrics import (
+    CREATININE,
+    METRICS,
+    Metric,
+    Point,
+    Refusal,
+    egfr_from_creatinine,
+    measure,
+    points_for,
+    shown,
+)
 from portal.plain import (
     UNLABELLED,
     TimelineView,
@@ -516,6 +526,76 @@ def metric_charts(*, caller: gate.Caller, patient: Patient, metrics: Iterable[Me
             born, sex = _patient_demographics(caller, patient)
             computed = egfr_from_creatinine(creatinine, birth_date=born, sex=sex)
     return [_chart(metric, bodies, computed) for metric in chosen]
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The newest value of one measurement, as the dashboard shows it."""
+
+    label: str
+    value: str
+    unit: str
+    flag: str
+    when: str
+    reference: str
+
+
+@dataclass
+class Health:
+    latest: list[Latest]
+    conditions: list[TimelineItem]
+    medications: list[TimelineItem]
+
+
+ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
+
+
+def _active(body: dict[str, Any]) -> bool:
+    if body.get("resourceType") == "MedicationRequest":
+        return body.get("status") == "active"
+    status = body.get("clinicalStatus")
+    codes = {c.get("code") for c in (status or {}).get("coding", []) if isinstance(c, dict)}
+    return bool(codes & ACTIVE_CONDITION)
+
+
+def _current(caller: gate.Caller, patient: Patient, resource_type: str, query: str) -> list[TimelineItem]:
+    bodies = [b for b in _bodies(caller, patient, resource_type, query=query) if _active(b)]
+    items = {
+        resource_title(b): TimelineItem(
+            when=resource_when(b) or "",
+            title=resource_title(b),
+            value="",
+            resource_type=resource_type,
+            resource_id=str(b.get("id", "")),
+            source=resource_source(b),
+        )
+        for b in sorted(bodies, key=lambda b: resource_when(b) or "")
+    }
+    return sorted(items.values(), key=lambda item: item.title.lower())
+
+
+def health_summary(*, caller: gate.Caller, patient: Patient) -> Health:
+    """What the dashboard opens on: the newest value of each charted measurement with its flag, and what is active.
+
+    Three searches (three entries in the patient's own log): the measurements, conditions, prescriptions.
+    """
+    codes = [code for m in METRICS for code in m.search_codes]
+    bodies = _observations_coded(caller, patient, codes, "Observation (dashboard: latest measurements)")
+    latest: list[Latest] = []
+    for metric in METRICS:
+        for item in metric.series:
+            points = points_for(bodies, item)
+            if points:
+                newest = points[-1]
+                value = shown(newest.value, item.decimals)
+                latest.append(Latest(item.label, value, metric.unit, newest.flag, newest.at, newest.reference))
+    return Health(
+        latest=latest,
+        conditions=_current(caller, patient, "Condition", "Condition (dashboard: active conditions)"),
+        medications=_current(
+            caller, patient, "MedicationRequest", "MedicationRequest (dashboard: active prescriptions)"
+        ),
+    )
 
 
 def metric_chart(*, caller: gate.Caller, patient: Patient, metric: Metric) -> dict[str, object]:

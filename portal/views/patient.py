@@ -38,7 +38,10 @@ ACCESS_PAGE = 50
 def dashboard(request: HttpRequest, patient: Patient) -> HttpResponse:
     board = selectors.dashboard(patient=patient, me=request.user, now=timezone.now())  # type: ignore[arg-type]
     notices = notifications_for(user=request.user, unread_only=True, limit=5)  # type: ignore[arg-type]
-    context = {"board": board, "patient": patient, "nav": "dashboard", "notices": notices}
+    health = None
+    if board.resource_count and not patient.is_erased:
+        health = selectors.health_summary(caller=own_caller(request), patient=patient)
+    context = {"board": board, "patient": patient, "nav": "dashboard", "notices": notices, "health": health}
     return render(request, "portal/dashboard.html", context)
 
 
