@@ -45,6 +45,7 @@ def _task_response(job: DiagnosticJob, *, status: int = 200) -> HttpResponse:
         patient_fhir_id=job.patient.fhir_id,
         model_title=title,
         result_refs=selectors.job_result_refs(job),
+        reason_detail=selectors.job_reason_detail(job),
     )
     response = HttpResponse(orjson.dumps(task), status=status, content_type=FHIR_CONTENT_TYPE)
     response["Content-Location"] = f"/fhir/Task/{job.id}"

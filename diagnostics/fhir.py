@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from diagnostics.inference.base import reason_words
 from records.fhir import canonical_json
 
 EXTENSION_BASE = "https://healthledger.example/fhir/StructureDefinition/"
@@ -19,6 +20,9 @@ MODEL_SYSTEM = "urn:healthledger:model"
 JOB_SYSTEM = "urn:healthledger:diagnostic-job"
 USER_SYSTEM = "urn:healthledger:user"
 PURPOSE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+REASON_SYSTEM = (
+    "urn:healthledger:diagnostic-reason"  # missing | stale | out-of-range | wrong-unit | unusable | excluded
+)
 DECISION_SUPPORT_NOTE = "Decision support, not a diagnosis: a clinician interprets this result."
 
 # Job status -> Task.status (R4B task-status).
@@ -236,8 +240,14 @@ def job_as_task(
     patient_fhir_id: str,
     model_title: str,
     result_refs: Sequence[str] = (),
+    reason_detail: str = "",
 ) -> dict[str, Any]:
-    """A job as an R4B Task: its state, what it is about, and (once released) its outputs."""
+    """A job as an R4B Task: its state, what it is about, and (once released) its outputs.
+
+    An insufficient-data job's reasons are a coded statusReason (one coding per reason, its kind as the
+    code, the plain words as display); `reason_detail` (the model's own words, opened for this viewer)
+    is added as a note.
+    """
     status = str(job.status)
     business = _BUSINESS_STATUS[status]
     if job.status_reason and status in ("insufficient-data", "denied", "failed"):
@@ -273,6 +283,18 @@ def job_as_task(
         task["executionPeriod"] = period
     if job.status_reason and status in ("denied", "failed"):
         task["statusReason"] = {"text": job.status_reason}
+    reasons = list(getattr(job, "reasons", None) or ())
+    if reasons and status == "insufficient-data":
+        words = [reason_words(reason) for reason in reasons]
+        task["statusReason"] = {
+            "coding": [
+                {"system": REASON_SYSTEM, "code": str(reason.get("kind")), "display": text}
+                for reason, text in zip(reasons, words, strict=True)
+            ],
+            "text": "; ".join(words),
+        }
+    if reason_detail and status == "insufficient-data":
+        task["note"] = [{"text": reason_detail}]
     outputs = [{"type": {"text": ref.split("/", 1)[0]}, "valueReference": {"reference": ref}} for ref in result_refs]
     if outputs:
         task["output"] = outputs

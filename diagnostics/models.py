@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from diagnostics.inference.base import reason_words
+
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -42,6 +44,12 @@ class DiagnosticJob(models.Model):
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     # Short reason for denied/failed/insufficient-data ("consent-ended (...)", "missing: hdl" ...): never values.
     status_reason = models.CharField(max_length=255, blank=True, default="")
+    # Why a model could not run, structured and value-free ({"input", "kind", "range", "window_days", "unit"}):
+    # it outlives an erasure without saying anything about the patient's values.
+    reasons = models.JSONField(default=list, blank=True)
+    # The model's own words for those reasons (values, dates, the excluding condition), sealed under the
+    # patient's log key (records.logtext) so an erasure leaves only a marker; open with consent.gate.access_log_text.
+    reason_detail = models.TextField(blank=True, default="")
     # Percent of the declared inputs read so far (the portal shows it).
     progress = models.PositiveSmallIntegerField(default=0)
     # Every delivery of the task that started work on the job; `orderly_retries` of them ended by asking
@@ -84,6 +92,11 @@ class DiagnosticJob(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def reason_lines(self) -> list[str]:
+        """Each structured reason in plain words (no values: those are in the sealed detail)."""
+        return [reason_words(reason) for reason in self.reasons or ()]
 
 
 class JobResult(models.Model):

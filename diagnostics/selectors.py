@@ -1,4 +1,4 @@
-"""Reads of diagnostic jobs: the job rows carry no health data, so these never touch the gate."""
+"""Reads of diagnostic jobs: the job rows carry no health data in clear; a sealed reason opens through the gate."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import uuid
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
+from consent.gate import access_log_text
 from diagnostics.models import DiagnosticJob
 from records.models import Patient
 
@@ -40,3 +41,11 @@ def job_result_refs(job: DiagnosticJob) -> list[str]:
     if result is None:
         return []
     return ["/".join(ref.split("/")[:2]) for ref in (result.risk_assessment_ref, result.provenance_ref)]
+
+
+def job_reason_detail(job: DiagnosticJob) -> str:
+    """The model's own words for why it did not run (values, dates, the excluding condition), opened for a viewer
+    job_for_viewer allowed; "[erased]" once the patient is erased, "" when there is none."""
+    if not job.reason_detail:
+        return ""
+    return access_log_text(patient_id=job.patient_id, text=job.reason_detail)

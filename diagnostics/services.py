@@ -39,6 +39,7 @@ from diagnostics import fhir, inference
 from diagnostics.dispatch import job_dispatch_add
 from diagnostics.models import DiagnosticJob, JobResult, JobStatus
 from healthledger.errors import ChainUnavailable, HealthLedgerError, KeyDestroyed, ResourceNotFound
+from records.logtext import log_text_seal
 from records.models import Patient
 from records.services import fhir_ingest
 
@@ -494,8 +495,8 @@ def _release(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, r
                 resource_ids=(released.risk_assessment_ref, released.provenance_ref),
             )
             return JobStatus.SUCCEEDED
-        missing = ",".join(result.missing)
-        _terminal(locked, JobStatus.INSUFFICIENT_DATA, f"missing: {missing}" if missing else "")
+        _reasons_keep(locked, result)
+        _terminal(locked, JobStatus.INSUFFICIENT_DATA, "; ".join(locked.reason_lines))
         # What the requester learns is which inputs the record lacks: a release too, so it is logged.
         _log(
             locked,
@@ -505,6 +506,15 @@ def _release(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, r
             query="insufficient-data",
         )
         return JobStatus.INSUFFICIENT_DATA
+
+
+def _reasons_keep(job: DiagnosticJob, result: Any) -> None:
+    """Keep why the model did not run: structured and value-free in clear, its own words sealed for the patient."""
+    # A model that names only what is missing (no reasons of its own) still gets one reason per name.
+    job.reasons = list(result.reasons) or [{"input": name, "kind": "missing"} for name in result.missing]
+    detail = "\n".join(f"{c.name.replace('_', ' ')}: {c.rule}" for c in result.contributions)
+    job.reason_detail = log_text_seal(patient_id=job.patient_id, text=detail)
+    job.save(update_fields=["reasons", "reason_detail", "updated_at"])
 
 
 def _created(result: Any, resource_type: str) -> str:

@@ -135,6 +135,52 @@ class ModelResult:
         }
 
 
+# How an input is named to a person; others read as their name with spaces.
+INPUT_LABELS = {
+    "hdl": "HDL cholesterol",
+    "ldl": "LDL cholesterol",
+    "systolic_bp": "systolic blood pressure",
+    "spo2": "oxygen saturation",
+    "established_ascvd": "history of atherosclerotic cardiovascular disease",
+    "supplemental_oxygen": "air or supplemental oxygen",
+    "consciousness": "consciousness (ACVPU)",
+    "egfr": "eGFR",
+    "uacr": "urine albumin-to-creatinine ratio",
+}
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def reason_words(reason: Mapping[str, Any]) -> str:
+    """A structured reason in plain words, with its limits and never a patient's value."""
+    name = str(reason.get("input", ""))
+    label = INPUT_LABELS.get(name, name.replace("_", " "))
+    kind = reason.get("kind", MISSING)
+    days, minutes, unit = reason.get("window_days"), reason.get("window_minutes"), reason.get("unit", "")
+    if kind == STALE and minutes is not None:
+        return f"{label}: not measured within {minutes} minutes of the newest vital sign"
+    if kind == STALE:
+        return f"{label}: only values older than the {days} days before the as-of date"
+    if kind == OUT_OF_RANGE:
+        low, high = (reason.get("range") or [None, None])[:2]
+        return f"{label}: outside the range the model accepts ({_number(low)}-{_number(high)} {unit})".replace(
+            " )", ")"
+        )
+    if kind == WRONG_UNIT:
+        return f"{label}: recorded in a unit the model cannot use (it needs {unit})"
+    if kind == UNUSABLE:
+        return f"{label}: recorded, but the value cannot be read"
+    if kind == EXCLUDED:
+        if name == "patient":
+            return "the patient died on or before the as-of date"
+        return f"{label}: recorded, which puts the patient outside the model's intended population"
+    if days is None:
+        return f"{label}: not recorded"
+    return f"{label}: not recorded in the {'day' if days == 1 else f'{days} days'} up to the as-of date"
+
+
 class Model(Protocol):
     spec: ModelSpec
 

@@ -154,10 +154,12 @@ class DiabetesProgression:
                 what=what,
             )
             if isinstance(reading, Absent):
-                problems.append(Contribution(name, None, None, reading.reason))
+                problems.append(values.problem(name, reading))
             elif reading.value <= 0:
                 problems.append(
-                    Contribution(name, reading.value, None, f"a {what} of zero or less is not a measurement")
+                    Contribution(
+                        name, reading.value, None, f"a {what} of zero or less is not a measurement", kind="out-of-range"
+                    )
                 )
             else:
                 sources[name] = reading
@@ -181,18 +183,18 @@ class DiabetesProgression:
     ) -> None:
         patient = values.the_patient(inputs.get("patient", ()))
         if isinstance(patient, Absent):
-            problems.append(Contribution("patient", None, None, patient.reason))
+            problems.append(values.problem("patient", patient))
             return
         if values.deceased_by(patient, as_of):
-            problems.append(Contribution("patient", None, None, "the patient died on or before the score date"))
+            problems.append(values.problem("patient", values.DECEASED))
             return
         age, sex = values.age_at(patient, as_of), values.sex_of(patient)
         if isinstance(age, Absent):
-            problems.append(Contribution("age", None, None, age.reason))
+            problems.append(values.problem("age", age))
         else:
             found["age"] = float(age)
         if isinstance(sex, Absent):
-            problems.append(Contribution("sex", None, None, sex.reason))
+            problems.append(values.problem("sex", sex))
         else:
             found["sex"] = SEX_CODES[sex]
 
@@ -204,6 +206,10 @@ class DiabetesProgression:
                 None,
                 f"{found[feature['name']]:.4g} {feature['unit']} is outside the training data's range "
                 f"{feature['min']:g}-{feature['max']:g}: the model does not extrapolate",
+                kind="out-of-range",
+                low=feature["min"],
+                high=feature["max"],
+                unit=feature["unit"],
             )
             for feature in self.features
             if not feature["min"] <= found[feature["name"]] <= feature["max"]

@@ -222,7 +222,8 @@ def test_a_record_without_the_inputs_ends_insufficient_data_and_stores_no_result
     job = diagnostic_job_request(requester=patient_user, patient=patient, model_id=SPEC.id)
     assert diagnostic_job_execute(job_id=str(job.id)).status == "insufficient-data"
     job.refresh_from_db()
-    assert (job.status_reason, job.progress) == ("missing: creatinine", 100)
+    assert (job.status_reason, job.progress) == ("creatinine: not recorded", 100)
+    assert job.reasons == [{"input": "creatinine", "kind": "missing"}]
     assert not JobResult.objects.filter(job=job).exists()
     assert not Resource.objects.filter(patient=patient, resource_type="RiskAssessment").exists()
 
@@ -245,6 +246,7 @@ def test_real_models_run_through_jobs_on_a_generated_record(alice_record, patien
             risk = _read_as_alice(patient_user, alice_record, result.risk_assessment_ref)
             assert (risk["method"]["coding"][0]["code"], fhir.output_hash(risk)) == (spec.id, result.output_hash)
         else:
-            assert job.status_reason.startswith("missing")
+            assert job.reasons
+            assert job.status_reason == "; ".join(job.reason_lines)[:255]
         statuses[spec.id] = outcome.status
     assert statuses["egfr-ckd-epi-2021"] == "succeeded"

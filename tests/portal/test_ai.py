@@ -65,7 +65,10 @@ def test_a_record_without_recent_inputs_says_what_is_missing(alice, alice_record
 
     diagnostic_job_execute(job_id=str(DiagnosticJob.objects.get().pk))
 
-    assert "Not enough data" in alice.get("/ai/").content.decode()
+    page = alice.get("/ai/").content.decode()
+    assert "Not enough data" in page
+    assert "<li>creatinine: not recorded in the 365 days up to the as-of date</li>" in page
+    assert "In detail" in page  # the model's own words, opened for her
 
 
 def test_an_unknown_model_is_a_friendly_400(alice, patient) -> None:
