@@ -33,6 +33,8 @@ PLAIN_SCOPES = frozenset(
     {"openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access", "online_access"}
 )
 DEFAULT_SCOPES = ("user/*.rs",)
+# The researcher API's own scopes (api/research.py): never a FHIR resource scope, never patient data.
+RESEARCH_SCOPES = frozenset({"research.read", "research.write"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class ResourceScope:
 
 def scope_parse(scope: str) -> ResourceScope | None:
     """A resource scope, or None for a plain scope (openid, fhirUser ...); ValueError when it is neither."""
-    if scope in PLAIN_SCOPES:
+    if scope in PLAIN_SCOPES or scope in RESEARCH_SCOPES:
         return None
     match = _RESOURCE_SCOPE.match(scope)
     if match is None:
@@ -121,6 +123,8 @@ _DESCRIPTIONS = _Descriptions(
         "launch/patient": "The patient in context",
         "offline_access": "Stay signed in (refresh tokens)",
         "online_access": "Stay signed in while you are",
+        "research.read": "Read your studies, runs and released results (aggregate tables only)",
+        "research.write": "Request studies, run their approved analyses and ask for releases",
     }
 )
 

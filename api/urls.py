@@ -76,6 +76,7 @@ oauth_patterns = [
 
 api_patterns = [
     path("token/introspect", TokenIntrospectView.as_view(), name="api-token-introspect"),
+    path("research/", include("api.research")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -108,10 +108,14 @@ def study_public(study: Study) -> dict[str, Any]:
     }
 
 
-def run_public(run: AnalysisRun) -> dict[str, Any]:
-    """A run as its researcher sees it: the disclosure report and, once it passed, the checked table."""
+def run_public(run: AnalysisRun, *, for_checker: bool = False) -> dict[str, Any]:
+    """A run as its researcher sees it: the disclosure report always, the table only once released.
+
+    The output checker (`for_checker`) sees the table that waits for their check.
+    """
     t = disclosure.thresholds()
     release = Release.objects.filter(run=run).first()
+    released = release is not None and release.status == ReleaseStatus.RELEASED
     return {
         "id": str(run.pk),
         "study": str(run.study_id),
@@ -122,7 +126,7 @@ def run_public(run: AnalysisRun) -> dict[str, Any]:
         "cohort_size": disclosure.round_to(run.cohort_size, t.rounding) if run.cohort_size >= t.count else None,
         "cohort_commitment": run.cohort_root,
         "report": run.report,
-        "result": run.result if run.status == "succeeded" else None,
+        "result": run.result if run.status == "succeeded" and (released or for_checker) else None,
         "release": None if release is None else {"id": str(release.pk), "status": release.status},
     }
 

@@ -9,6 +9,7 @@ an e-mail that names no data).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -100,8 +101,11 @@ JOINABLE = (S.RECRUITING,)
 RUNNABLE = (S.RECRUITING, S.ACTIVE)
 
 
+@dataclass
 class StudyRefused(HealthLedgerError):
-    """A study action this user may not take now (409 / 403 by the interface)."""
+    """A study action this user may not take, or not in the study's state (409)."""
+
+    status: int = field(default=409, kw_only=True)
 
 
 def _actor(user: User | None) -> str:

@@ -188,7 +188,10 @@ def research_release_download(request: HttpRequest, release_id: uuid.UUID, fmt: 
 @_role_page(Role.STEWARD)
 def steward_research(request: HttpRequest) -> HttpResponse:
     steward: User = request.user  # type: ignore[assignment]
-    outputs = [(release, selectors.run_public(release.run)) for release in selectors.output_queue(steward=steward)]
+    outputs = [
+        (release, selectors.run_public(release.run, for_checker=True))
+        for release in selectors.output_queue(steward=steward)
+    ]
     context = {
         "reviews": selectors.review_queue(steward=steward),
         "outputs": outputs,

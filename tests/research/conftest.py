@@ -21,6 +21,7 @@ from records.models import Patient
 from records.services import fhir_ingest, patient_create
 from research.models import Participation, Study
 from research.services import participation_join, study_create, study_transition
+from tests.api.conftest import token_for  # noqa: F401
 from tests.consent.conftest import deployed  # noqa: F401
 from tests.ledger.conftest import chain  # noqa: F401
 
