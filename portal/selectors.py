@@ -36,6 +36,7 @@ from portal.metrics import (
     egfr_from_creatinine,
     measure,
     points_for,
+    series_for_code,
     shown,
 )
 from portal.plain import (
@@ -208,6 +209,17 @@ class AccessRow:
     permitted: bool
     proof_status: str  # verified / pending / failed / unavailable
     resource_links: list[tuple[str, str]] = field(default_factory=list)  # (label, "Type/id")
+    technical: str = ""  # the query as asked, one click away for those who want it
+    burst: list[AccessRow] = field(default_factory=list)  # later rows of the same burst, shown under this one
+
+    @property
+    def burst_status(self) -> str:
+        """The burst's verification: verified only when every entry in it is."""
+        statuses = {self.proof_status, *(r.proof_status for r in self.burst)}
+        for worst in ("failed", "unavailable", "pending"):
+            if worst in statuses:
+                return worst
+        return "verified"
 
 
 def _actor_names(actors: Iterable[str], *, me: User) -> dict[str, str]:
@@ -228,19 +240,74 @@ def _actor_names(actors: Iterable[str], *, me: User) -> dict[str, str]:
     return names
 
 
-def _what(entry: AccessLogEntry) -> tuple[str, list[tuple[str, str]]]:
+PLURAL_WORDS = {
+    "Observation": "measurements and test results",
+    "Condition": "conditions",
+    "MedicationRequest": "prescriptions",
+    "Encounter": "visits",
+    "Immunization": "immunizations",
+    "Procedure": "procedures",
+    "AllergyIntolerance": "allergies",
+    "DiagnosticReport": "reports",
+    "CarePlan": "care plans",
+    "Patient": "records of your details",
+    "RiskAssessment": "results of automated checks",
+}
+BURST_GAP = timedelta(minutes=5)
+
+
+def _query_parts(query: str) -> tuple[str, dict[str, str]]:
+    """ "Observation?category=sys|laboratory&date=ge2020-01-01" as ("Observation", {"category": "laboratory", ...})."""
+    kind, _, rest = query.partition("?")
+    params: dict[str, str] = {}
+    for pair in rest.split("&"):
+        name, _, value = pair.partition("=")
+        if name and value:
+            params[name.split(":")[0]] = value.rsplit("|", 1)[-1]
+    return kind.split(" ")[0].strip(), params
+
+
+def _kind_words(kind: str, params: dict[str, str], count: int) -> str:
+    """What was read, in words: "lab results", "blood pressure values", "measurements and test results"."""
+    if params.get("category") in CATEGORY_WORDS:
+        return CATEGORY_WORDS[params["category"]].lower()
+    series = series_for_code(params.get("code", "")) if params.get("code") else None
+    if series is not None:
+        return f"{series.label.split(' (')[0].lower()} values"
+    if count == 1:
+        return type_words(kind).lower() if kind else "item"
+    return PLURAL_WORDS.get(kind, f"{type_words(kind).lower()} items" if kind else "items")
+
+
+def _date_words(params: dict[str, str]) -> str:
+    years = sorted(
+        {v.lstrip("geltq")[:4] for k, v in params.items() if k == "date" and v.lstrip("geltq")[:4].isdigit()}
+    )
+    if len(years) == 1:
+        return f" from {years[0]}"
+    return f" from {years[0]} to {years[-1]}" if years else ""
+
+
+def _what(entry: AccessLogEntry) -> tuple[str, list[tuple[str, str]], str]:
+    """The entry in words ("Searched: 3 lab results from 2020"), links to what was read, and the query as asked."""
     words = ACTION_WORDS.get(entry.action, entry.action)
     refs = [str(r) for r in entry.resource_ids or []]
+    query = gate.access_log_text(patient_id=entry.patient_ref, text=entry.query) if entry.query else ""
+    kind, params = _query_parts(query)
+    if not kind and refs:
+        kind = refs[0].split("/")[0]
+    if entry.action in ("records.read", "records.search") and (refs or kind):
+        count = len(refs)
+        noun = _kind_words(kind, params, count)
+        words += f": {'nothing' if not count else ('a ' + noun if count == 1 else f'{count} {noun}')}"
+        words += _date_words(params)
     links = []
-    for ref in refs[:5]:
+    for number, ref in enumerate(refs[:5], start=1):
         parts = ref.split("/")
         if len(parts) >= 2:
-            links.append((f"{type_words(parts[0])} {parts[1][:8]}", f"{parts[0]}/{parts[1]}"))
-    if len(refs) > 1:
-        words += f" {len(refs)} items"
-    if entry.query:
-        words += f" (asked: {gate.access_log_text(patient_id=entry.patient_ref, text=entry.query)[:120]})"
-    return words, links
+            label = type_words(parts[0]) if len(refs) == 1 else f"item {number}"
+            links.append((label, f"{parts[0]}/{parts[1]}"))
+    return words, links, query
 
 
 def _why(entry: AccessLogEntry) -> str:
@@ -267,7 +334,7 @@ def access_rows(
     snapshot = chain_snapshot() if verify else None
     rows = []
     for entry in page:
-        what, links = _what(entry)
+        what, links, technical = _what(entry)
         status = entry_proof(entry, snapshot).status if snapshot is not None else "pending"
         rows.append(
             AccessRow(
@@ -280,9 +347,36 @@ def access_rows(
                 permitted=entry.outcome == Outcome.PERMIT,
                 proof_status=status,
                 resource_links=links,
+                technical=technical,
             )
         )
-    return rows, more
+    return bursts_grouped(rows), more
+
+
+def _same_burst(head: AccessRow, row: AccessRow, previous: AccessRow) -> bool:
+    a, b = head.entry, row.entry
+    return (
+        (a.actor, a.action, a.outcome, a.purpose, a.grant_ref) == (b.actor, b.action, b.outcome, b.purpose, b.grant_ref)
+        and not a.break_glass
+        and not b.break_glass
+        and abs(previous.entry.at - b.at) <= BURST_GAP
+    )
+
+
+def bursts_grouped(rows: list[AccessRow]) -> list[AccessRow]:
+    """Consecutive rows of one actor doing one thing under one grant within minutes of each other, as one line.
+
+    The first row stands for the burst; the others hang under it (row.burst) and still show one by one
+    when the line is opened. Break-glass entries always stand alone.
+    """
+    grouped: list[AccessRow] = []
+    for row in rows:
+        head = grouped[-1] if grouped else None
+        if head is not None and _same_burst(head, row, head.burst[-1] if head.burst else head):
+            head.burst.append(row)
+        else:
+            grouped.append(row)
+    return grouped
 
 
 def access_entry_get(*, patient: Patient, entry_id: int) -> AccessLogEntry:
@@ -294,7 +388,7 @@ def access_entry_get(*, patient: Patient, entry_id: int) -> AccessLogEntry:
 
 
 def access_row(*, entry: AccessLogEntry, me: User) -> AccessRow:
-    what, links = _what(entry)
+    what, links, technical = _what(entry)
     return AccessRow(
         entry=entry,
         who=_actor_names([entry.actor], me=me)[entry.actor],
@@ -305,6 +399,7 @@ def access_row(*, entry: AccessLogEntry, me: User) -> AccessRow:
         permitted=entry.outcome == Outcome.PERMIT,
         proof_status="pending",
         resource_links=links,
+        technical=technical,
     )
 
 

@@ -83,6 +83,17 @@ def test_a_second_providers_numbers_read_right_at_both_sizes(
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
     assert _contrast(_rgb(outline), (255, 255, 255)) >= 3
     page.screenshot(path=str(tmp_path / f"resource-{viewport['width']}.png"), full_page=True)
+
+    # The access log fits: no sideways scrolling, the Verified column on screen, at both sizes.
+    page.goto(f"{base}/access/?mine=1")
+    expect(page.locator("table.access tbody tr").first).to_be_visible()
+    assert page.evaluate(
+        "(() => { const w = document.querySelector('.table-wrap'); return w.scrollWidth <= w.clientWidth; })()"
+    )
+    verified = page.locator("table.access tbody tr").first.locator("td").last.bounding_box()
+    assert verified is not None
+    assert verified["x"] + verified["width"] <= viewport["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     assert csp_violations == []
 
 
