@@ -36,6 +36,21 @@ def _chain() -> str:
     return chain_health()
 
 
+def _backlog() -> dict[str, object]:
+    """What is accepted and not done yet: jobs owed to the broker or overdue, chain writes not yet confirmed.
+
+    Database reads only, so a down broker or chain never slows /healthz (`manage.py system_status` also asks
+    them: jobs without a broker message, the relayer's nonce against the chain's).
+    """
+    from diagnostics.dispatch import job_dispatch_status
+    from ledger.selectors import outbox_status
+
+    try:
+        return {"jobs": job_dispatch_status(), "chain_outbox": outbox_status(ask_chain=False)}
+    except Exception as exc:  # reported, never fatal: the probe's answer is the services above
+        return {"error": type(exc).__name__}
+
+
 CHECKS: dict[str, Callable[[], str]] = {"database": _database, "broker": _broker, "chain": _chain}
 REQUIRED = ("database", "broker")
 
@@ -51,9 +66,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
             state = f"down ({type(exc).__name__})"
         report[name] = {"status": state, "ms": round((time.perf_counter() - started) * 1000, 1)}
     healthy = all(str(report[name]["status"]) == "up" for name in REQUIRED)  # type: ignore[index]
-    response = JsonResponse(
-        {"status": "ok" if healthy else "degraded", "services": report}, status=200 if healthy else 503
-    )
+    body: dict[str, object] = {"status": "ok" if healthy else "degraded", "services": report}
+    if report["database"]["status"] == "up":  # type: ignore[index]
+        body["backlog"] = _backlog()
+    response = JsonResponse(body, status=200 if healthy else 503)
     if not healthy:
         response["Retry-After"] = "5"
     return response
