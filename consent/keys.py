@@ -118,8 +118,11 @@ def patient_key_release(*, patient: Patient, by: User) -> bytes:
     _owner(patient, by)
     if patient_key_custody(patient) != "server":
         raise InvalidKeyRegistration("the operator holds no key of yours")
-    private_key = gate.patient_signing_key(patient=patient)
-    access_log_append(
-        event=LogEvent(actor=f"user:{by.pk}", action="consent.key.release", outcome="permit", patient_ref=patient.pk)
-    )
+    with transaction.atomic():
+        private_key = gate.patient_signing_key(patient=patient)
+        access_log_append(
+            event=LogEvent(
+                actor=f"user:{by.pk}", action="consent.key.release", outcome="permit", patient_ref=patient.pk
+            )
+        )
     return private_key

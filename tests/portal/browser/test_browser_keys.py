@@ -1,0 +1,179 @@
+"""The patient's key in a real browser: create it, sign a grant, revoke it, recover it on a fresh profile, rotate.
+
+Every request body of these tests is recorded: none carries the private key, the recovery phrase or the
+passphrase. The chain is the in-process EVM.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from consent.models import Grant, GrantStatus, KeyKind, KeyRegistration
+from ledger import signing
+from records.models import Patient
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "correct horse battery staple"
+PASSPHRASE = "a long passphrase for this browser"
+
+
+def _record_bodies(page: Page, bodies: list[str]) -> None:
+    page.on("request", lambda request: bodies.append(request.post_data or ""))
+
+
+def _sign_in(page: Page, base: str) -> None:
+    page.goto(f"{base}/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Your dashboard")).to_be_visible()
+
+
+def _confirm_phrase(page: Page) -> list[str]:
+    panel = page.locator("[data-phrase-panel]")
+    expect(panel).to_be_visible(timeout=30_000)
+    words = panel.locator("[data-phrase-words] li").all_inner_texts()
+    assert len(words) == 24
+    for i in (0, 1):
+        label = panel.locator(f"[data-check-label-{i}]").inner_text()
+        page.locator(f"#check-{i}").fill(words[int(label.split()[-1]) - 1])
+    page.get_by_role("button", name="I wrote it down: register my key").click()
+    expect(page.locator("[data-key-done]")).to_be_visible(timeout=30_000)
+    return words
+
+
+def _grant(page: Page, base: str) -> None:
+    page.goto(f"{base}/sharing/")
+    page.get_by_label("Clinician", exact=True).select_option(label="dr_carol")
+    page.get_by_label("Measurement or test result").check()
+    page.get_by_role("button", name="Review and sign").click()
+    expect(page.get_by_role("heading", name="What you are signing, in plain words")).to_be_visible()
+    expect(page.locator("[data-signed-message]")).to_contain_text("dr_carol")
+    page.get_by_label("Your key's passphrase (it stays in this browser)").fill(PASSPHRASE)
+    page.get_by_role("button", name="Sign and grant access").click()
+    expect(page.get_by_role("status")).to_contain_text("Access granted", timeout=30_000)
+
+
+def _key_of(words: list[str]) -> str:
+    """The key a 24-word phrase stands for: its 256 bits of BIP-39 entropy (keys.js uses it as the key)."""
+    from eth_account.hdaccount.mnemonic import Language, Mnemonic
+
+    wordlist = Mnemonic(Language.ENGLISH).wordlist
+    bits = "".join(format(wordlist.index(word), "011b") for word in words)
+    return int(bits[:256], 2).to_bytes(32, "big").hex()
+
+
+def test_create_sign_revoke_recover_and_rotate_without_the_key_ever_leaving_the_browser(
+    live_server, browser: Browser, shot_on_failure, csp_violations, deployed, patient, clinician
+) -> None:  # type: ignore[no-untyped-def]
+    Patient.objects.filter(pk=patient.pk).update(wallet_address="", wallet_ciphertext=None)  # a new patient
+    page: Page = shot_on_failure
+    base = live_server.url
+    bodies: list[str] = []
+    _record_bodies(page, bodies)
+    _sign_in(page, base)
+
+    # Create the key: passphrase, phrase shown once and checked by two words, registered by its signature.
+    page.goto(f"{base}/keys/")
+    page.get_by_label("A passphrase for this browser (at least 10 characters)").fill(PASSPHRASE)
+    page.get_by_label("The passphrase again").fill(PASSPHRASE)
+    page.get_by_role("button", name="Create my key").click()
+    words = _confirm_phrase(page)
+    key_hex = _key_of(words)
+    address = Patient.objects.get(pk=patient.pk).wallet_address
+    assert address == signing.patient_address(private_key=bytes.fromhex(key_hex))
+    assert KeyRegistration.objects.get(patient=patient).kind == KeyKind.CREATED
+
+    # Sign a grant after reading it in plain words; revoke it with a signature too.
+    _grant(page, base)
+    grant = Grant.objects.get()
+    assert grant.patient_address == address
+    page.locator(f"#grant-{grant.pk}").get_by_role("link", name="Revoke").click()
+    page.get_by_label("Your key's passphrase (it stays in this browser)").fill(PASSPHRASE)
+    page.get_by_role("button", name="Yes, revoke access").click()
+    expect(page.get_by_role("status")).to_contain_text("Access revoked", timeout=30_000)
+    assert Grant.objects.get().status == GrantStatus.REVOKED
+
+    # A fresh profile: no key here until the phrase recovers it; then it signs.
+    fresh_context = browser.new_context()
+    fresh = fresh_context.new_page()
+    _record_bodies(fresh, bodies)
+    _sign_in(fresh, base)
+    fresh.goto(f"{base}/keys/")
+    expect(fresh.locator("[data-key-missing]")).to_be_visible()
+    fresh.get_by_label("Your recovery phrase (24 words)").fill(" ".join(words))
+    fresh.locator("#recover-passphrase").fill(PASSPHRASE)
+    fresh.locator("#recover-passphrase-again").fill(PASSPHRASE)
+    fresh.get_by_role("button", name="Recover my key").click()
+    expect(fresh.locator("[data-key-done]")).to_be_visible(timeout=30_000)
+    _grant(fresh, base)
+    assert Grant.objects.filter(status=GrantStatus.PENDING).count() == 1
+
+    # Rotate: a new key, registered with the old key's signature too.
+    fresh.goto(f"{base}/keys/")
+    fresh.get_by_label("Your current passphrase").fill(PASSPHRASE)
+    fresh.locator("#rotate-passphrase").fill(PASSPHRASE)
+    fresh.locator("#rotate-passphrase-again").fill(PASSPHRASE)
+    fresh.get_by_role("button", name="Replace my key").click()
+    new_words = _confirm_phrase(fresh)
+    assert KeyRegistration.objects.filter(patient=patient).order_by("-id").first().kind == KeyKind.ROTATED  # type: ignore[union-attr]
+    assert Patient.objects.get(pk=patient.pk).wallet_address == signing.patient_address(
+        private_key=bytes.fromhex(_key_of(new_words))
+    )
+    fresh_context.close()
+
+    secrets_seen = [
+        key_hex,
+        _key_of(new_words),
+        " ".join(words),
+        "+".join(words),
+        words[0] + "%20" + words[1],
+        PASSPHRASE,
+    ]
+    secrets_seen.append(PASSPHRASE.replace(" ", "+"))
+    assert sum("signature=0x" in body for body in bodies) >= 4  # registration, grant, revocation, grant, rotation
+    for body in bodies:
+        for secret in secrets_seen:
+            assert secret.lower() not in body.lower()
+    assert csp_violations == []
+
+
+def test_take_your_key_then_erase_with_revocations_signed_in_the_browser(
+    live_server, shot_on_failure, csp_violations, deployed, patient, clinician
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.portal.conftest import PASSWORD as ACCOUNT_PASSWORD
+
+    assert ACCOUNT_PASSWORD == PASSWORD
+    page: Page = shot_on_failure
+    base = live_server.url
+    bodies: list[str] = []
+    _record_bodies(page, bodies)
+    _sign_in(page, base)
+
+    page.goto(f"{base}/sharing/")
+    expect(page.get_by_role("note")).to_contain_text("The operator of this service holds your signing key")
+    page.goto(f"{base}/keys/")
+    page.get_by_label("A passphrase for this browser (at least 10 characters)").fill(PASSPHRASE)
+    page.get_by_label("The passphrase again").fill(PASSPHRASE)
+    page.get_by_role("button", name="Take my key").click()
+    words = _confirm_phrase(page)
+    record = Patient.objects.get(pk=patient.pk)
+    assert record.wallet_ciphertext is None
+    assert record.wallet_address == signing.patient_address(private_key=bytes.fromhex(_key_of(words)))
+
+    _grant(page, base)
+    page.goto(f"{base}/erase/")
+    page.get_by_label("Type").fill("erase my record")
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_label("Your key's passphrase (it stays in this browser)").fill(PASSPHRASE)
+    page.get_by_role("button", name="Erase my data for good").click()
+    expect(page.get_by_role("heading", level=1)).not_to_have_text("Erase my data", timeout=30_000)
+
+    assert Patient.objects.get(pk=patient.pk).is_erased is True
+    assert Grant.objects.get().status == GrantStatus.REVOKED
+    for body in bodies:
+        assert " ".join(words) not in body
+        assert PASSPHRASE.replace(" ", "+") not in body
+    assert csp_violations == []
