@@ -191,7 +191,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "ledger.tasks.outbox_relay_task",
         "schedule": float(envint("OUTBOX_RELAY_SECONDS", 2, minimum=1)),
     },
+    # Closes studies past their end date (their patients' grants end with them anyway).
+    "research-studies-close": {"task": "research.tasks.studies_close", "schedule": 3600.0},
 }
+
+# --- Research disclosure control (research/disclosure.py; each rule's id is in every output's report) ---
+RESEARCH_SDC_MIN_COHORT = envint("RESEARCH_SDC_MIN_COHORT", 20, minimum=20)
+RESEARCH_SDC_COUNT_THRESHOLD = envint("RESEARCH_SDC_COUNT_THRESHOLD", 10, minimum=10)
+RESEARCH_SDC_ROUNDING = envint("RESEARCH_SDC_ROUNDING", 5, minimum=1)
+RESEARCH_SDC_PERCENT_THRESHOLD = envint("RESEARCH_SDC_PERCENT_THRESHOLD", 10, minimum=10)
+RESEARCH_SDC_STAT_MIN_N = envint("RESEARCH_SDC_STAT_MIN_N", 10, minimum=10)
+RESEARCH_SDC_DIFFERENCING = envint("RESEARCH_SDC_DIFFERENCING", 10, minimum=1)
 
 # --- Keys (never in the database) -----------------------------------------------
 KEYS_DIR = Path(envstr("HEALTHLEDGER_KEYS_DIR", str(VAR_DIR / "keys")))
