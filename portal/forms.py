@@ -87,6 +87,22 @@ class ImportForm(forms.Form):
     skip_bad = forms.BooleanField(required=False)
 
 
+def _time_zone_choices() -> list[tuple[str, str]]:
+    import zoneinfo
+
+    names = sorted(zoneinfo.available_timezones())
+    return [("", "The time zone of the device I am using"), *[(n, n.replace("_", " ")) for n in names]]
+
+
+class TimeZoneForm(forms.Form):
+    time_zone = forms.ChoiceField(
+        label="Show times in",
+        choices=_time_zone_choices,
+        required=False,
+        help_text="Every date and time in the portal is shown in this time zone.",
+    )
+
+
 class ClinicianChoice(forms.ModelChoiceField):  # type: ignore[type-arg]
     def label_from_instance(self, obj: Any) -> str:
         return person_name(obj)

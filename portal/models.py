@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -41,3 +42,13 @@ class SealedTOTPDevice(TOTPDevice):
     @property
     def bin_key(self) -> bytes:
         return totp_seed_open(sealed=self.key, user_id=self.user_id)
+
+
+class Preference(models.Model):
+    """How a person wants the portal to read: the time zone its times are shown in ("" follows the browser)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portal_preference")
+    time_zone = models.CharField(max_length=64, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"preferences of user {self.user_id}"

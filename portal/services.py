@@ -28,9 +28,9 @@ from accounts.services import user_create
 from audit.models import AccessLogEntry, Outcome
 from audit.services import LogEvent, access_log_append
 from consent.services import patient_record_erase
-from healthledger.errors import ConsentDenied, InvalidFHIR, OutcomeIssue
+from healthledger.errors import ConsentDenied, HealthLedgerError, InvalidFHIR, OutcomeIssue
 from healthledger.lib.account_secrets import totp_seed_seal
-from portal.models import LoginFailure, SealedTOTPDevice
+from portal.models import LoginFailure, Preference, SealedTOTPDevice
 from records.fhir.jsonio import DuplicateKey, dumps_exact, loads_exact
 from records.ingest import Source
 from records.models import Patient
@@ -405,6 +405,28 @@ def record_import(
         source=source.label,
         skipped=tuple(skipped[:200]),
     )
+
+
+# --- preferences ------------------------------------------------------------------------------------
+
+
+def time_zone_valid(name: str) -> bool:
+    """An IANA time zone name this machine knows ("" means: follow the browser)."""
+    return name == "" or name in _time_zones()
+
+
+def _time_zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def preference_time_zone_set(*, user: User, time_zone: str) -> Preference:
+    """Store the time zone the portal shows this person's times in ("" follows the browser)."""
+    if not time_zone_valid(time_zone):
+        raise HealthLedgerError("unknown time zone")  # the form offers known names only
+    preference, _ = Preference.objects.update_or_create(user=user, defaults={"time_zone": time_zone})
+    return preference
 
 
 # --- erasure ------------------------------------------------------------------------------------------

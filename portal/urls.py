@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from portal.views import ai, auth, clinician, keys, notices, patient, research, sharing, steward
+from portal.views import ai, auth, clinician, keys, notices, patient, preferences, research, sharing, steward
 
 app_name = "portal"
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("login/verify/", auth.login_verify, name="login_verify"),
     path("logout/", LogoutView.as_view(), name="logout"),
     path("account/security/", auth.security, name="security"),
+    path("account/settings/", preferences.preferences, name="preferences"),
     path("dashboard/", patient.dashboard, name="dashboard"),
     path("record/", patient.record, name="record"),
     path("record/import/", patient.record_import_view, name="record_import"),

@@ -9,20 +9,24 @@ messages are written without PHI (healthledger.errors), and a 5xx shows none.
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import Role, User
 from consent.gate import Caller
 from healthledger.errors import HealthLedgerError, KeyDestroyed, ResourceNotFound, ServiceUnavailable
-from portal.services import patient_record_ensure, totp_confirmed_device
+from portal.models import Preference
+from portal.services import patient_record_ensure, time_zone_valid, totp_confirmed_device
 from records.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -138,6 +142,31 @@ def steward_page(view: View) -> View:
             return view(request, *args, **kwargs)
         except HealthLedgerError as exc:
             return domain_error_page(request, exc)
+
+    return wrapped
+
+
+BROWSER_TIME_ZONE_COOKIE = "hl_tz"  # set by portal.js from the browser's Intl time zone
+
+
+def local_time_zone(request: HttpRequest) -> str:
+    """The time zone to show this person's times in: her choice, else her browser's, else UTC."""
+    chosen = Preference.objects.filter(user_id=request.user.pk).values_list("time_zone", flat=True).first()
+    if chosen:
+        return chosen
+    browser = unquote(request.COOKIES.get(BROWSER_TIME_ZONE_COOKIE, ""))[:64]
+    return browser if browser and time_zone_valid(browser) else "UTC"
+
+
+def in_local_time(view: View) -> View:
+    """Render the page in the person's local time zone (every |date in its templates follows)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        with timezone.override(zoneinfo.ZoneInfo(local_time_zone(request))):
+            return view(request, *args, **kwargs)
 
     return wrapped
 

@@ -8,12 +8,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.selectors import notifications_for
 from accounts.services import notifications_mark_read
-from portal.views.common import patient_page
+from portal.views.common import in_local_time, patient_page
 from records.models import Patient
 
 
 @require_GET
 @patient_page
+@in_local_time
 def notifications(request: HttpRequest, patient: Patient) -> HttpResponse:
     notices = notifications_for(user=request.user)  # type: ignore[arg-type]
     context = {"patient": patient, "nav": "notifications", "notices": notices}

@@ -24,7 +24,7 @@ from portal.metrics import METRICS, METRICS_BY_SLUG
 from portal.params import page_param, version_param
 from portal.plain import TIMELINE_BY_SLUG, TIMELINE_VIEWS, plain_resource, type_words
 from portal.services import ImportRejected, record_import
-from portal.views.common import own_caller, patient_page
+from portal.views.common import in_local_time, own_caller, patient_page
 from records.fhir.jsonio import dumps_exact, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
 from records.models import Patient
@@ -35,6 +35,7 @@ ACCESS_PAGE = 50
 
 @require_GET
 @patient_page
+@in_local_time
 def dashboard(request: HttpRequest, patient: Patient) -> HttpResponse:
     board = selectors.dashboard(patient=patient, me=request.user, now=timezone.now())  # type: ignore[arg-type]
     notices = notifications_for(user=request.user, unread_only=True, limit=5)  # type: ignore[arg-type]
@@ -47,6 +48,7 @@ def dashboard(request: HttpRequest, patient: Patient) -> HttpResponse:
 
 @require_GET
 @patient_page
+@in_local_time
 def record(request: HttpRequest, patient: Patient) -> HttpResponse:
     context = {
         "patient": patient,
@@ -90,6 +92,7 @@ def record_import_view(request: HttpRequest, patient: Patient) -> HttpResponse:
 
 @require_GET
 @patient_page
+@in_local_time
 def timeline(request: HttpRequest, patient: Patient, view: str) -> HttpResponse:
     chosen = TIMELINE_BY_SLUG.get(view)
     if chosen is None:
@@ -134,6 +137,7 @@ def chart_data(request: HttpRequest, patient: Patient, metric: str) -> HttpRespo
 
 @require_GET
 @patient_page
+@in_local_time
 def resource_detail(request: HttpRequest, patient: Patient, resource_type: str, resource_id: str) -> HttpResponse:
     if resource_type not in RESOURCE_TYPES:
         raise Http404
@@ -173,6 +177,7 @@ def record_export(request: HttpRequest, patient: Patient) -> HttpResponse:
 
 @require_GET
 @patient_page
+@in_local_time
 def access_log(request: HttpRequest, patient: Patient) -> HttpResponse:
     include_own = request.GET.get("mine") == "1"
     number = page_param(request)
@@ -197,6 +202,7 @@ def access_log(request: HttpRequest, patient: Patient) -> HttpResponse:
 
 @require_GET
 @patient_page
+@in_local_time
 def access_proof(request: HttpRequest, patient: Patient, entry_id: int) -> HttpResponse:
     """One entry with its inclusion proof into the root anchored on chain, and what was checked."""
     entry = selectors.access_entry_get(patient=patient, entry_id=entry_id)

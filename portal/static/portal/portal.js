@@ -235,7 +235,16 @@
     });
   }
 
+  /* The browser's time zone, for the server to show times in until the person chooses one in Settings. */
+  function rememberTimeZone() {
+    try {
+      var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone) { document.cookie = "hl_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Lax"; }
+    } catch (e) { /* no Intl: times stay in UTC */ }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    rememberTimeZone();
     if (window.htmx) {
       /* 4xx answers carry the problems to show (a rejected file, a bad form): swap them in like a success. */
       window.htmx.config.responseHandling = [
