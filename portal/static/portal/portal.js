@@ -243,8 +243,23 @@
     } catch (e) { /* no Intl: times stay in UTC */ }
   }
 
+  /* On a narrow screen the main navigation folds into a Menu button (without JavaScript it simply wraps). */
+  function wireMenu() {
+    var toggle = document.querySelector(".menu-toggle");
+    var nav = document.getElementById("main-nav");
+    if (!toggle || !nav) { return; }
+    document.documentElement.classList.add("has-menu");
+    toggle.hidden = false;
+    toggle.addEventListener("click", function () {
+      var open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      nav.classList.toggle("open", open);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     rememberTimeZone();
+    wireMenu();
     if (window.htmx) {
       /* 4xx answers carry the problems to show (a rejected file, a bad form): swap them in like a success. */
       window.htmx.config.responseHandling = [

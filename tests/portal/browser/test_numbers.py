@@ -45,6 +45,17 @@ def test_a_second_providers_numbers_read_right_at_both_sizes(
     page.get_by_role("button", name="Sign in").click()
     page.goto(f"{base}/record/")
     expect(page.locator("#record-summary")).to_have_text("Your record is empty.")
+    # Navigation fits: one line on a laptop, a Menu button on a phone.
+    links = page.locator("#main-nav a")
+    if viewport["width"] < 1000:
+        expect(links.first).to_be_hidden()
+        page.get_by_role("button", name="Menu").click()
+        expect(page.get_by_role("link", name="Who saw my data")).to_be_visible()
+        page.get_by_role("button", name="Menu").click()
+    else:
+        expect(page.get_by_role("button", name="Menu")).to_be_hidden()
+        tops = {round(links.nth(i).bounding_box()["y"]) for i in range(links.count())}  # type: ignore[index]
+        assert len(tops) == 1, tops
 
     upload = tmp_path / "hilltop.json"
     upload.write_bytes(orjson.dumps(BUNDLE))
