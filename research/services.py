@@ -325,8 +325,11 @@ def participation_withdraw(*, participation: Participation, by: User) -> Partici
 # --- Runs and releases --------------------------------------------------------------------------
 
 
-def analysis_run_request(*, study: Study, by: User, analysis_index: int) -> AnalysisRun:
-    """Queue one of the study's approved analyses; the run task is queued when this commits."""
+def analysis_run_request(*, study: Study, by: User, analysis_index: int, enqueue: bool = True) -> AnalysisRun:
+    """Queue one of the study's approved analyses; the run task is queued when this commits.
+
+    `enqueue=False` leaves running it to the caller (the demo seed runs it in process).
+    """
     from research.runs import analysis_key
 
     if not is_pi(study, by):
@@ -351,7 +354,8 @@ def analysis_run_request(*, study: Study, by: User, analysis_index: int) -> Anal
         )
         _log("research.run.request", by=by, study=study, query=f"study={study.pk} run={run.pk} analysis={analysis.id}")
         run_id = str(run.pk)
-        transaction.on_commit(lambda: _enqueue_run(run_id))
+        if enqueue:
+            transaction.on_commit(lambda: _enqueue_run(run_id))
     return run
 
 

@@ -37,6 +37,7 @@ from records.demo import DEMO_PATIENT_SEED, generate_patient_bundle
 from records.models import Patient, Resource
 from records.selectors import patient_for_user, resource_search
 from records.services import fhir_ingest, patient_create
+from research.demo import demo_study_ensure
 
 DEFAULT_DEMO_PASSWORD = "healthledger-demo"
 ACTOR = "system:seed_demo"
@@ -46,6 +47,7 @@ DEMO_USERS = (
     ("demo.researcher", Role.RESEARCHER),
     ("demo.steward", Role.STEWARD),
 )
+RESEARCH_DEMO_COHORT = 25
 COHORT_SEED_BASE = 1000  # cohort patients use seeds 1000, 1001, ... so none repeats the demo patient
 
 
@@ -58,11 +60,17 @@ class SeedReport:
     imported: dict[str, int] = field(default_factory=dict)  # username -> resources imported now
     stale_passwords: list[str] = field(default_factory=list)  # existing users whose password is not the given one
     sharing: str = ""  # what the sharing demo did, in one line (empty: nothing to do)
+    research: str = ""  # what the research demo did, in one line (empty: nothing to do)
 
 
-def demo_seed(*, password: str, cohort: int = 0) -> SeedReport:
-    """Create what is missing of the demo users and records; change nothing that exists."""
+def demo_seed(*, password: str, cohort: int = 0, research: bool = False) -> SeedReport:
+    """Create what is missing of the demo users and records; change nothing that exists.
+
+    `research`: also the demo study (research.demo), with a cohort of at least RESEARCH_DEMO_COHORT.
+    """
     report = SeedReport()
+    if research:
+        cohort = max(cohort, RESEARCH_DEMO_COHORT)
     users: dict[str, User] = {}
     demo_patient: Patient | None = None
     for username, role in DEMO_USERS:
@@ -76,10 +84,20 @@ def demo_seed(*, password: str, cohort: int = 0) -> SeedReport:
             clinician=users["dr.demo"],
             researcher=users["demo.researcher"],
         )
+    members: list[Patient] = []
     for number in range(cohort):
         # Research cohort members never log in: their accounts have no usable password.
         user = _user_ensure(username=f"demo.cohort.{number + 1:03d}", role=Role.PATIENT, password=None, report=report)
-        _record_ensure(user=user, seed=COHORT_SEED_BASE + number, report=report)
+        members.append(_record_ensure(user=user, seed=COHORT_SEED_BASE + number, report=report))
+    if research:
+        try:
+            signing_domain()
+        except ChainUnavailable:
+            report.research = "research demo skipped: ConsentRegistry is not deployed"
+            return report
+        report.research = demo_study_ensure(
+            researcher=users["demo.researcher"], steward=users["demo.steward"], cohort=members
+        )
     return report
 
 
@@ -179,10 +197,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--cohort", type=int, default=0, help="also create N research-cohort patients with generated records"
         )
+        parser.add_argument(
+            "--research",
+            action="store_true",
+            help=f"also the demo study: approved, {RESEARCH_DEMO_COHORT}+ cohort patients joined, one result released",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = envstr("DEMO_PASSWORD", DEFAULT_DEMO_PASSWORD)
-        report = demo_seed(password=password, cohort=max(0, options["cohort"]))
+        report = demo_seed(password=password, cohort=max(0, options["cohort"]), research=options["research"])
         roles = dict(DEMO_USERS)
         self.stdout.write(f"Demo logins (password: {password}):")
         for username, role in roles.items():
@@ -194,6 +217,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  {username:<16} {role!s:<11} {state}{record}")
         if report.sharing:
             self.stdout.write(f"  {report.sharing}")
+        if report.research:
+            self.stdout.write(f"  {report.research}")
         if options["cohort"]:
             cohort_imported = sum(n for name, n in report.imported.items() if name.startswith("demo.cohort."))
             self.stdout.write(f"  cohort: {options['cohort']} patients, {cohort_imported} resources imported now")
