@@ -131,3 +131,8 @@ def access_log_for_patient_user(*, user_id: int) -> QuerySet[AccessLogEntry]:
     if patient is None:
         return AccessLogEntry.objects.none()
     return AccessLogEntry.objects.filter(patient_ref=patient.pk).order_by("at", "id")
+
+
+def patients_by_ids(*, ids: list[uuid.UUID]) -> list[Patient]:
+    """Records by id, not erased, in a stable order (their FHIR Patient id)."""
+    return list(Patient.objects.filter(pk__in=ids, erased_at__isnull=True).order_by("fhir_id", "pk"))

@@ -36,6 +36,7 @@ from healthledger.errors import IntegrityFailure, KeyDestroyed, ResourceNotFound
 from records import decrypt
 from records.logtext import log_text_seal
 from records.models import Patient
+from records.reindex import index_tokens_rebuild
 from records.selectors import (
     SEARCH_LIMIT_MAX,
     RowExtra,
@@ -411,6 +412,32 @@ def record_export(*, caller: Caller, patient: Patient) -> bytes:
     )
     head = f'{{"resourceType":"Bundle","type":"collection","timestamp":"{timestamp}","entry":['.encode("ascii")
     return head + entries + b"]}"
+
+
+def record_index_rebuild(*, patient: Patient) -> int:
+    """Rebuild a record's blind index from its current versions (an operator's maintenance); the token count.
+
+    The plaintext never leaves this function: it goes from decryption to records.reindex and is
+    dropped; the access log says the record was read to be reindexed, by whom ("system:reindex").
+    """
+    with transaction.atomic():
+        locked = Patient.objects.select_for_update().filter(pk=patient.pk, erased_at__isnull=True).first()
+        if locked is None:  # erased: nothing to decrypt, and its index was deleted with the key
+            return 0
+        stored = stored_versions_current(patient=locked)
+        bodies = decrypt.stored_versions_decrypt(stored)
+        count = index_tokens_rebuild(patient=locked, stored=stored, bodies=bodies)
+        access_log_insert(
+            event=LogEvent(
+                actor="system:reindex",
+                action="records.reindex",
+                outcome=Outcome.PERMIT,
+                patient_ref=locked.pk,
+                purpose=Purpose.HOPERAT.value,
+                resource_ids=[item.reference for item in stored],
+            )
+        )
+    return count
 
 
 def patient_signing_key(*, patient: Patient) -> bytes:

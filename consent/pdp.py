@@ -6,9 +6,11 @@ request path), writes nothing, and never decrypts. The gate logs what it says.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from django.db import connection
@@ -148,6 +150,16 @@ def live_grants(*, grantee_id: int, patient_id: object, purpose: str, at: dateti
         cursor.execute(_live_sql(), params)
         rows = cursor.fetchall()
     return [(gid, _json(types), _json(actions), _json(categories)) for gid, types, actions, categories in rows]
+
+
+def live_grant_patients(*, grantee_id: int, purpose: str, at: datetime) -> list[uuid.UUID]:
+    """The patients on whom the grantee holds a live grant for this purpose at `at`: live_grants' rule, any patient."""
+    before, after = _live_params(grantee_id, purpose, at)
+    params: list[Any] = [*before, *after]
+    where = _LIVE_WHERE.format(patient="g.patient_id")  # the same rule, with the patient left open
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT g.patient_id FROM {_grant_table()} g WHERE {where}", params)  # noqa: S608
+        return [row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(str(row[0])) for row in cursor.fetchall()]
 
 
 def live_grants_expression(*, grantee: RowExtra, at: datetime) -> RowExtra:

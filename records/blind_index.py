@@ -44,7 +44,12 @@ def date_buckets(day: date) -> tuple[str, str, str]:
 
 
 def resource_tokens(
-    *, patient_id: uuid.UUID, codes: Iterable[str], categories: Iterable[str], dates: Iterable[date]
+    *,
+    patient_id: uuid.UUID,
+    codes: Iterable[str],
+    categories: Iterable[str],
+    dates: Iterable[date],
+    terms: Iterable[str] = (),
 ) -> set[bytes]:
     """Every token one resource version carries.
 
@@ -55,6 +60,7 @@ def resource_tokens(
     pid = patient_id.bytes
     found = {digest(b"code|" + pid + b"|" + code.encode("utf-8")) for code in codes}
     found.update(digest(b"category|" + pid + b"|" + category.encode("utf-8")) for category in categories)
+    found.update(digest(b"term|" + pid + b"|" + term.encode("utf-8")) for term in terms)
     dates = list(dates)
     buckets = {bucket for day in dates for bucket in date_buckets(day)}
     found.update(digest(b"date|" + pid + b"|" + bucket.encode("ascii")) for bucket in buckets)

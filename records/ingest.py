@@ -326,7 +326,7 @@ def document_write(
         ciphertext, wrapped = version_seal(patient_key=patient_keys[owner.id], aad=aad, plaintext=plaintext)
         terms = index_terms(content)
         found = blind_index.resource_tokens(
-            patient_id=owner.id, codes=terms.codes, categories=terms.categories, dates=terms.dates
+            patient_id=owner.id, codes=terms.codes, categories=terms.categories, dates=terms.dates, terms=terms.terms
         )
         rows.append(
             _Row(

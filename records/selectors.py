@@ -190,6 +190,8 @@ class SearchCriteria:
     date_le: date | None = None
     updated_ge: datetime | None = None
     updated_lt: datetime | None = None
+    # Groups of "<parameter>=<value>" term alternatives (status, gender, identifier, name ...), ANDed.
+    terms: tuple[tuple[str, ...], ...] = ()
 
 
 def resource_matching(
@@ -203,6 +205,7 @@ def resource_matching(
     if criteria.ids:
         found = found.filter(fhir_id__in=criteria.ids)
     groups = [("code", group) for group in criteria.codes] + [("category", g) for g in criteria.categories]
+    groups += [("term", group) for group in criteria.terms]
     if categories_any:
         # A grant narrowed to categories: the resource must carry at least one of them.
         groups.append(("category", tuple(categories_any)))

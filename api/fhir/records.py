@@ -19,6 +19,7 @@ import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.http import http_date
+from django.utils.timezone import now
 
 from accounts.models import Role
 from api import selectors
@@ -34,13 +35,13 @@ from api.auth import (
 from api.fhir import params
 from api.fhir.bundles import SearchUrl, searchset
 from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, NotAuthenticated, NotSupported, ScopeDenied
-from consent import gate, writes
+from consent import gate, pdp, writes
 from healthledger.errors import DocumentTooLarge, InvalidFHIR, ResourceNotFound
 from records.fhir import canonical_json
 from records.fhir.index import patient_references
 from records.fhir.jsonio import DuplicateKey, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
-from records.fhir.search_parameters import search_parameters
+from records.fhir.search_parameters import search_parameters, term_query
 from records.fhir.validation import control_character_issues
 from records.models import Patient
 
@@ -138,7 +139,15 @@ def search_patient(
 
 def _criteria(query: QueryDict, resource_type: str) -> tuple[gate.SearchCriteria, bool]:
     """The search's criteria, and whether they can match anything at all; each from its declared parameter."""
-    by_index = {p.index: p.code for p in search_parameters(resource_type).values()}
+    declared = search_parameters(resource_type)
+    by_index = {p.index: p.code for p in declared.values()}
+    terms = tuple(
+        group
+        for p in declared.values()
+        if p.index == "term"
+        for raw in query.getlist(p.code)
+        for group in term_query(p, raw)
+    )
     date_name = by_index.get("date", "")
     days = params.day_range(date_name, query.getlist(date_name)) if date_name else params.DayRange()
     updated = params.instant_range("_lastUpdated", query.getlist("_lastUpdated"))
@@ -150,6 +159,7 @@ def _criteria(query: QueryDict, resource_type: str) -> tuple[gate.SearchCriteria
         date_le=days.le,
         updated_ge=updated.ge,
         updated_lt=updated.lt,
+        terms=terms,
     )
     return criteria, not (days.empty or updated.empty)
 
@@ -177,6 +187,8 @@ def _search(
     paging = params.paging(query, SORTS)
     criteria, satisfiable = _criteria(query, resource_type)
     caller = gate_caller(request, context)
+    if _patient_list_asked(query, context, resource_type, compartment):
+        return _patient_list(request, caller, query, paging, criteria if satisfiable else None, ignored, url)
     patient = search_patient(query, context, resource_type, compartment)
     if patient is None or not satisfiable:
         return searchset(request, paging, 0, [], ignored, url)
@@ -197,6 +209,66 @@ def _search(
         return searchset(request, paging, 0, [], ignored, url)
     refs = [ref.rsplit("/_history/", 1)[0] for ref in page.references]
     return searchset(request, paging, page.total or 0, list(zip(refs, page.bodies, strict=True)), ignored, url)
+
+
+def _patient_list_asked(query: QueryDict, context: TokenContext, resource_type: str, compartment: str | None) -> bool:
+    """`Patient?...` naming no one patient, by someone other than a patient: the caller's patient list."""
+    if resource_type != "Patient" or compartment is not None or context.user.role == Role.PATIENT:
+        return False
+    return params.patient_param(query) is None and len(params.id_list("_id", query.getlist("_id"))) != 1
+
+
+def _patient_list(
+    request: HttpRequest,
+    caller: gate.Caller,
+    query: QueryDict,
+    paging: params.Paging,
+    criteria: gate.SearchCriteria | None,
+    ignored: tuple[str, ...],
+    url: SearchUrl | None,
+) -> HttpResponse:
+    """The Patient resources of every record the caller holds a live grant on, matching the criteria.
+
+    Each record is searched through the gate like any search (decided, logged; a record whose
+    grants do not cover Patient adds nothing), first to count, then for the page's own rows, so
+    nothing beyond the page is decrypted. No record without a live grant is ever looked at.
+    """
+    if criteria is None:
+        return searchset(request, paging, 0, [], ignored, url)
+    ids = pdp.live_grant_patients(grantee_id=caller.actor.pk if caller.actor else 0, purpose=caller.purpose, at=now())
+    logged = (url.query.urlencode() if url is not None else request.META.get("QUERY_STRING", ""))[:MAX_QUERY_LOGGED]
+
+    def search(patient: Patient, limit: int, offset: int = 0) -> gate.SearchPage | None:
+        try:
+            return gate.resource_search_counted(
+                caller=caller,
+                patient=patient,
+                resource_type="Patient",
+                criteria=criteria,
+                limit=limit,
+                offset=offset,
+                query=logged,
+            )
+        except ResourceNotFound:
+            return None
+
+    counted = [(p, page.total or 0) for p in selectors.patients_by_ids(ids=ids) if (page := search(p, 0)) is not None]
+    entries: list[tuple[str, bytes]] = []
+    skip, need = paging.offset, paging.count
+    for patient, total in counted:
+        if need <= 0:
+            break
+        if skip >= total:
+            skip -= total
+            continue
+        page = search(patient, need, skip)
+        if page is not None:
+            entries += [
+                (ref.rsplit("/_history/", 1)[0], body) for ref, body in zip(page.references, page.bodies, strict=True)
+            ]
+            need -= len(page.references)
+        skip = 0
+    return searchset(request, paging, sum(total for _, total in counted), entries, ignored, url)
 
 
 @fhir_endpoint("GET")

@@ -89,16 +89,22 @@ class IndexTerms:
     codes: frozenset[str]  # "system|code" of its main code (and Observation component codes)
     categories: frozenset[str]  # "system|code" of its category (Encounter: class)
     dates: list[datetime.date]  # its dates, the clinically meaningful one first, without repeats
+    # "<parameter>=<value>" of the registry's term parameters (status, gender, identifier, name ...)
+    terms: frozenset[str] = frozenset()
 
 
 def index_terms(resource: dict[str, Any]) -> IndexTerms:
     """The search terms of one validated resource (plain JSON, as parse_document returns it)."""
+    # The registry reads this module's element tables, so it is imported here, not at the top.
+    from records.fhir.search_parameters import search_terms
+
     resource_type = resource.get("resourceType", "")
     return IndexTerms(
         patient_refs=frozenset(patient_references(resource)),
         codes=frozenset(_tokens(resource, MAIN_CODES.get(resource_type, DEFAULT_MAIN_CODES))),
         categories=frozenset(_category_tokens(resource, resource_type)),
         dates=_dates(resource),
+        terms=search_terms(resource),
     )
 
 

@@ -89,8 +89,10 @@ def test_the_capability_statement_lists_per_type_exactly_what_its_search_takes(a
     def names(resource_type: str) -> set[str]:
         return {p["name"] for p in resources[resource_type]["searchParam"]}
 
-    assert names("Patient") == {"_id", "_lastUpdated", "birthdate"}
-    assert names("Observation") == {"_id", "_lastUpdated", "patient", "subject", "code", "category", "date"}
+    patient = {"_id", "_lastUpdated", "birthdate", "gender", "identifier", "name", "family", "given"}
+    assert names("Patient") == patient
+    observation = {"_id", "_lastUpdated", "patient", "subject", "code", "category", "date", "status"}
+    assert names("Observation") == observation
     assert "code" not in names("Patient")
     assert names("Encounter") == set(search_parameters("Encounter"))
     by_name = {p["name"]: p for p in resources["Observation"]["searchParam"]}
@@ -158,3 +160,45 @@ def test_post_search_takes_a_form_body_and_answers_as_the_get_would(api, patient
     assert _self_query(bundle)["_sort"] == ["-date"]
     wrong = api.post("/fhir/Observation/_search", data=b"{}", content_type="application/json", **bearer(token))
     assert wrong.status_code == 415
+
+
+def _alice(api, token: str, alice_record) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    fhir_id = Resource.objects.get(patient=alice_record, resource_type="Patient").fhir_id
+    return _get(api, token, f"/fhir/Patient/{fhir_id}")[1]
+
+
+def test_a_granted_clinician_finds_the_patient_by_name_gender_and_identifier(
+    api, clinician, other_clinician, token_for, issue_grant, alice_record
+):
+    issue_grant(resource_types=["Patient", "Observation"])
+    token = token_for(clinician)
+    alice = _alice(api, token, alice_record)
+    family, given = alice["name"][0]["family"], alice["name"][0]["given"][0]
+    identifier = alice["identifier"][0]
+    queries = {
+        f"family={family[:3].upper()}": 1,
+        f"given={given.lower()}": 1,
+        f"name={given[:2]} {family[:2]}": 1,
+        f"family={family}zz": 0,
+        f"gender={alice['gender']}": 1,
+        "gender=unknown-gender": 0,
+        f"identifier={identifier['system']}|{identifier['value']}": 1,
+        f"identifier={identifier['value']}": 1,
+        "identifier=no-such-value": 0,
+    }
+    for query, expected in queries.items():
+        response, bundle = _get(api, token, f"/fhir/Patient?_id={alice['id']}&{query}")
+        assert (query, response.status_code, bundle["total"]) == (query, 200, expected)
+    stranger = token_for(other_clinician)
+    denied = api.get(f"/fhir/Patient?_id={alice['id']}&family={family}", **bearer(stranger))
+    nobody = api.get(f"/fhir/Patient?_id=no-such-patient&family={family}", **bearer(stranger))
+    assert denied.content.replace(alice["id"].encode(), b"X") == nobody.content.replace(b"no-such-patient", b"X")
+
+
+def test_observations_are_found_by_status(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+    _, everything = _get(api, token, "/fhir/Observation?_summary=count")
+    _, final = _get(api, token, "/fhir/Observation?status=final&_summary=count")
+    _, either = _get(api, token, "/fhir/Observation?status=amended,final&_summary=count")
+    _, amended = _get(api, token, "/fhir/Observation?status=amended&_summary=count")
+    assert (final["total"], either["total"], amended["total"]) == (everything["total"], everything["total"], 0)
