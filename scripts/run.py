@@ -503,7 +503,7 @@ def main() -> int:
         run.start_app()
         print("seeding demo data ...", flush=True)
         # Captured rather than logged: it prints the demo password.
-        logins = run.manage("seed_demo", "seed_demo", timeout=300, capture=True)
+        logins = run.manage("seed_demo", "seed_demo", "--research", timeout=300, capture=True)
         health = run.wait_healthy()
         _print_banner(run, logins, health, database=describe_database(env.get("DATABASE_URL", ""), var_dir))
         while True:
