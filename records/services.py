@@ -51,8 +51,13 @@ class IngestResult:
         return self.created + self.updated + self.unchanged
 
 
-def patient_create(*, user: User | None = None) -> Patient:
-    """Create an empty patient record with a fresh key wrapped under the current master key."""
+def patient_create(*, user: User | None = None, server_key: bool = True) -> Patient:
+    """Create an empty patient record with a fresh key wrapped under the current master key.
+
+    `server_key=False` (self-custody, what sign-up does): no signing key is made here; the patient creates
+    hers in her browser and registers its address. True makes one the operator holds (older records, the
+    demo, fixtures, import_fhir): the portal names it as such and offers to hand it over.
+    """
     patient = Patient(user=user)
     # The server names every record; no source's Patient id ever does.
     patient.fhir_id = str(patient.id)
@@ -60,8 +65,9 @@ def patient_create(*, user: User | None = None) -> Patient:
     patient_key = keys.patient_key_unwrap(
         patient_id=patient.id, wrapped=patient.wrapped_key, master_key_id=patient.master_key_id
     )
-    private_key, patient.wallet_address = signing.patient_key_new()
-    patient.wallet_ciphertext = wallet_seal(patient_key=patient_key, patient_id=patient.id, private_key=private_key)
+    if server_key:
+        private_key, patient.wallet_address = signing.patient_key_new()
+        patient.wallet_ciphertext = wallet_seal(patient_key=patient_key, patient_id=patient.id, private_key=private_key)
     patient.full_clean(exclude=["wrapped_key", "wallet_ciphertext"])
     patient.save(force_insert=True)
     return patient

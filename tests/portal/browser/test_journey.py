@@ -27,6 +27,7 @@ from tests.api.conftest import basic, register_app
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a sturdy passphrase 7"
+KEY_PASSPHRASE = "the passphrase of my signing key"
 
 
 @pytest.fixture
@@ -109,12 +110,27 @@ def test_the_whole_patient_journey(
     chart.get_by_text("Values as a table").click()
     expect(chart.locator("table tbody tr").first).to_be_visible()
 
-    # Grant the clinician access to observations for treatment, for 30 days.
-    page.get_by_role("link", name="Sharing").click()
+    # She creates her signing key in the browser (a new account has none), writes down the phrase, checks two words.
+    page.get_by_role("link", name="Your key").click()
+    page.get_by_label("A passphrase for this browser (at least 10 characters)").fill(KEY_PASSPHRASE)
+    page.get_by_label("The passphrase again").fill(KEY_PASSPHRASE)
+    page.get_by_role("button", name="Create my key").click()
+    expect(page.locator("[data-phrase-panel]")).to_be_visible(timeout=30_000)
+    words = page.locator("[data-phrase-words] li").all_inner_texts()
+    for i in (0, 1):
+        number = int(page.locator(f"[data-check-label-{i}]").inner_text().split()[-1])
+        page.locator(f"#check-{i}").fill(words[number - 1])
+    page.get_by_role("button", name="I wrote it down: register my key").click()
+    expect(page.locator("[data-key-done]")).to_be_visible(timeout=30_000)
+
+    # Grant the clinician access to observations for treatment, for 30 days, read in plain words and signed here.
+    page.get_by_role("link", name="Sharing", exact=True).click()
     page.get_by_label("Clinician", exact=True).select_option(label="dr_carol")
     page.get_by_label("Measurement or test result").check()
-    page.get_by_role("button", name="Grant access").click()
-    expect(page.get_by_role("status")).to_contain_text("Access granted")
+    page.get_by_role("button", name="Review and sign").click()
+    page.get_by_label("Your key's passphrase (it stays in this browser)").fill(KEY_PASSPHRASE)
+    page.get_by_role("button", name="Sign and grant access").click()
+    expect(page.get_by_role("status")).to_contain_text("Access granted", timeout=30_000)
     _relay_and_anchor()
     grant = Grant.objects.get()
     assert grant.status == "recorded"
@@ -136,11 +152,12 @@ def test_the_whole_patient_journey(
     expect(page.locator(".notice.ok")).to_contain_text("This entry, exactly as shown, is included")
     expect(page.locator(".notice.ok")).to_contain_text("transaction 0x")
 
-    # She revokes, with one click and a confirmation.
-    page.get_by_role("link", name="Sharing").click()
+    # She revokes, with one click and a confirmation signed with her key.
+    page.get_by_role("link", name="Sharing", exact=True).click()
     page.locator(f"#grant-{grant.pk}").get_by_role("link", name="Revoke").click()
+    page.get_by_label("Your key's passphrase (it stays in this browser)").fill(KEY_PASSPHRASE)
     page.get_by_role("button", name="Yes, revoke access").click()
-    expect(page.get_by_role("status")).to_contain_text("Access revoked")
+    expect(page.get_by_role("status")).to_contain_text("Access revoked", timeout=30_000)
     expect(page.locator(f"#grant-{grant.pk}")).to_contain_text("Revoked")
 
     # The clinician's next read is denied, and the patient sees the denied attempt.
