@@ -192,6 +192,9 @@ class SearchCriteria:
     updated_lt: datetime | None = None
     # Groups of "<parameter>=<value>" term alternatives (status, gender, identifier, name ...), ANDed.
     terms: tuple[tuple[str, ...], ...] = ()
+    # Excluded (ne): inclusive ranges of days, and half-open ranges of update instants (None: open above).
+    date_not: tuple[tuple[date, date], ...] = ()
+    updated_not: tuple[tuple[datetime, datetime | None], ...] = ()
 
 
 def resource_matching(
@@ -219,6 +222,12 @@ def resource_matching(
                 blind_index.date_range_tokens(patient_id=patient.pk, date_ge=criteria.date_ge, date_le=criteria.date_le)
             )
         )
+    for first, last in criteria.date_not:
+        found = found.filter(
+            ~_has_token(blind_index.date_range_tokens(patient_id=patient.pk, date_ge=first, date_le=last))
+        )
+    for start, end in criteria.updated_not:
+        found = found.exclude(updated_at__gte=start, **({"updated_at__lt": end} if end is not None else {}))
     if criteria.updated_ge is not None:
         found = found.filter(updated_at__gte=criteria.updated_ge)
     if criteria.updated_lt is not None:

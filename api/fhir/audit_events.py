@@ -158,6 +158,8 @@ def audit_event_search(request: HttpRequest, context: TokenContext) -> HttpRespo
         entries = entries.filter(at__gte=instants.ge)
     if instants.lt is not None:
         entries = entries.filter(at__lt=instants.lt)
+    for ge, lt in instants.excluded:  # ne
+        entries = entries.exclude(at__gte=ge, at__lt=lt) if lt is not None else entries.exclude(at__gte=ge)
     outcomes = [o for raw in request.GET.getlist("outcome") for o in raw.split(",")]
     if outcomes:
         by_code = {code: outcome for outcome, code in _OUTCOME.items()}

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.http import HttpRequest, QueryDict
 
 from api.outcomes import BadRequest
 
-PREFIXES = ("eq", "ge", "gt", "le", "lt")
-UNSUPPORTED_PREFIXES = ("ne", "sa", "eb", "ap")
+PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt", "sa", "eb", "ap")
+# ap: within this share of the distance between the value and now (FHIR suggests 10%), and at least a day.
+APPROXIMATE_SHARE = 0.1
 COUNT_DEFAULT = 50
 COUNT_MAX = 1000
 # Accepted everywhere and without effect on the result (_total: the total is always counted exactly).
@@ -73,10 +74,19 @@ def _prefixed(parameter: str, raw: str) -> tuple[str, str]:
         raise bad(parameter, "several values in one parameter (OR) are not supported for dates")
     head = raw[:2]
     if head in PREFIXES:
-        return head, raw[2:]
-    if head in UNSUPPORTED_PREFIXES:
-        raise bad(parameter, f"the prefix {head} is not supported (eq, ge, gt, le, lt)")
+        # A resource's date is indexed as one day (or one instant), so its range starts and ends there:
+        # "starts after" is after the value's range (gt), "ends before" is before it (lt).
+        return {"sa": "gt", "eb": "lt"}.get(head, head), raw[2:]
     return "eq", raw
+
+
+def _approximate(first: date, last: date, today: date) -> tuple[date, date]:
+    """The days `ap` covers: the value's range widened by a share of its distance from today, at least a day."""
+    distance = max(abs((today - first).days), abs((today - last).days))
+    margin = timedelta(days=max(1, int(distance * APPROXIMATE_SHARE)))
+    low = first - margin if first - date.min >= margin else date.min
+    high = last + margin if date.max - last >= margin else date.max
+    return low, high
 
 
 def _match(parameter: str, value: str) -> re.Match[str]:
@@ -111,6 +121,8 @@ class InstantRange:
     ge: datetime | None = None
     lt: datetime | None = None
     nothing: bool = False
+    # Half-open ranges of instants excluded (ne); None: to the calendar's end.
+    excluded: list[tuple[datetime, datetime | None]] = field(default_factory=list)
 
     def narrow(self, ge: datetime | None = None, lt: datetime | None = None) -> None:
         if ge is not None and (self.ge is None or ge > self.ge):
@@ -130,6 +142,8 @@ class DayRange:
     ge: date | None = None
     le: date | None = None
     nothing: bool = False
+    # Inclusive ranges of days excluded (ne).
+    excluded: list[tuple[date, date]] = field(default_factory=list)
 
     def narrow(self, ge: date | None = None, le: date | None = None) -> None:
         if ge is not None and (self.ge is None or ge > self.ge):
@@ -147,7 +161,14 @@ class DayRange:
         lt = None
         if self.le is not None and self.le < date.max:
             lt = datetime.combine(self.le + timedelta(days=1), time.min, tzinfo=UTC)
-        return InstantRange(ge=ge, lt=lt, nothing=self.empty)
+        excluded = [
+            (
+                datetime.combine(first, time.min, tzinfo=UTC),
+                datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC) if last < date.max else None,
+            )
+            for first, last in self.excluded
+        ]
+        return InstantRange(ge=ge, lt=lt, nothing=self.empty, excluded=excluded)
 
 
 def day_range(parameter: str, values: list[str]) -> DayRange:
@@ -159,6 +180,10 @@ def day_range(parameter: str, values: list[str]) -> DayRange:
         has_time = "T" in value
         if prefix == "eq":
             out.narrow(first, last)
+        elif prefix == "ne":
+            out.excluded.append((first, last))
+        elif prefix == "ap":
+            out.narrow(*_approximate(first, last, datetime.now(UTC).date()))
         elif prefix == "ge" or (prefix == "gt" and has_time):
             out.narrow(ge=first)
         elif prefix == "gt":
@@ -218,6 +243,15 @@ def instant_range(parameter: str, values: list[str]) -> InstantRange:
         start, end = _instant_range(parameter, value)
         if prefix == "eq":
             out.narrow(start, end)
+        elif prefix == "ne":
+            out.excluded.append((start, end))
+        elif prefix == "ap":
+            now = datetime.now(UTC)
+            distance = max(abs(now - start), abs(now - (end or _LAST_INSTANT)))
+            margin = max(timedelta(days=1), distance * APPROXIMATE_SHARE)
+            low = start - margin if start - _FIRST_INSTANT >= margin else _FIRST_INSTANT
+            high = end + margin if end is not None and _LAST_INSTANT - end >= margin else None
+            out.narrow(low, high)
         elif prefix == "ge":
             out.narrow(ge=start)
         elif prefix == "gt":

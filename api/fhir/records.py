@@ -160,6 +160,8 @@ def _criteria(query: QueryDict, resource_type: str) -> tuple[gate.SearchCriteria
         updated_ge=updated.ge,
         updated_lt=updated.lt,
         terms=terms,
+        date_not=tuple(days.excluded),
+        updated_not=tuple(updated.excluded),
     )
     return criteria, not (days.empty or updated.empty)
 

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
+from django.utils import timezone
 
 from records.fhir.search_parameters import search_parameters
 from records.models import Resource
@@ -202,3 +203,26 @@ def test_observations_are_found_by_status(api, patient_user, token_for, alice_re
     _, either = _get(api, token, "/fhir/Observation?status=amended,final&_summary=count")
     _, amended = _get(api, token, "/fhir/Observation?status=amended&_summary=count")
     assert (final["total"], either["total"], amended["total"]) == (everything["total"], everything["total"], 0)
+
+
+def _count(api, token: str, query: str) -> int:  # type: ignore[no-untyped-def]
+    response, bundle = _get(api, token, f"/fhir/Observation?_summary=count&{query}")
+    assert response.status_code == 200, bundle
+    return int(bundle["total"])
+
+
+def test_date_prefixes_ne_sa_eb_and_ap(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+    total = _count(api, token, "")
+    _, page = _get(api, token, "/fhir/Observation?_count=1&_sort=date")
+    day = page["entry"][0]["resource"]["effectiveDateTime"][:10]
+
+    on_day = _count(api, token, f"date={day}")
+    assert 0 < on_day < total
+    assert _count(api, token, f"date=ne{day}") == total - on_day
+    assert _count(api, token, f"date=sa{day}") == _count(api, token, f"date=gt{day}")
+    assert _count(api, token, f"date=eb{day}") == _count(api, token, f"date=lt{day}") == 0
+    assert on_day <= _count(api, token, f"date=ap{day}") <= total
+    year = str(timezone.now().year)
+    assert (_count(api, token, f"_lastUpdated=ne{year}"), _count(api, token, "_lastUpdated=ne1999")) == (0, total)
+    assert _count(api, token, f"_lastUpdated=ap{year}") == total
