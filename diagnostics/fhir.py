@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from diagnostics.inference.base import reason_words
@@ -19,6 +19,7 @@ EXTENSION_BASE = "https://healthledger.example/fhir/StructureDefinition/"
 MODEL_SYSTEM = "urn:healthledger:model"
 JOB_SYSTEM = "urn:healthledger:diagnostic-job"
 USER_SYSTEM = "urn:healthledger:user"
+GRANT_SYSTEM = "urn:healthledger:grant"
 PURPOSE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 REASON_SYSTEM = (
     "urn:healthledger:diagnostic-reason"  # missing | stale | out-of-range | wrong-unit | unusable | excluded
@@ -104,13 +105,34 @@ def _qualitative(outputs: Mapping[str, object]) -> str:
     return ""
 
 
+# A model's own category -> HL7 risk-probability, where the words mean the same.
+RISK_PROBABILITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/risk-probability"
+RISK_PROBABILITY = {
+    "low": "low",
+    "borderline": "low",
+    "low-medium": "low",
+    "intermediate": "moderate",
+    "medium": "moderate",
+    "moderate": "moderate",
+    "high": "high",
+}
+UCUM = "http://unitsofmeasure.org"
+
+
+def _qualitative_concept(spec_id: str, qualitative: str) -> dict[str, Any]:
+    codings = [{"system": f"{MODEL_SYSTEM}:{spec_id}:category", "code": qualitative, "display": qualitative}]
+    if qualitative in RISK_PROBABILITY:
+        codings.append({"system": RISK_PROBABILITY_SYSTEM, "code": RISK_PROBABILITY[qualitative]})
+    return {"coding": codings, "text": qualitative}
+
+
 def risk_assessment(
     *,
     resource_id: str,
     job_id: str,
     spec: SpecLike,
     patient_fhir_id: str,
-    occurrence: datetime,
+    as_of: date,
     outputs: Mapping[str, object],
     contributions: Sequence[Any],
     summary: str,
@@ -123,7 +145,13 @@ def risk_assessment(
         prediction["probabilityDecimal"] = probability
     qualitative = _qualitative(outputs)
     if qualitative:
-        prediction["qualitativeRisk"] = {"text": qualitative}
+        prediction["qualitativeRisk"] = _qualitative_concept(spec.id, qualitative)
+    horizon = getattr(spec, "horizon_years", None)
+    if horizon:
+        prediction["whenRange"] = {
+            "low": {"value": 0, "unit": "years", "system": UCUM, "code": "a"},
+            "high": {"value": horizon, "unit": "years", "system": UCUM, "code": "a"},
+        }
     if summary:
         prediction["rationale"] = summary
     extensions = [_named("model-output", name, value) for name, value in outputs.items()]
@@ -137,7 +165,8 @@ def risk_assessment(
         "identifier": [{"system": JOB_SYSTEM, "value": job_id}],
         "status": "final",
         "subject": {"reference": f"Patient/{patient_fhir_id}"},
-        "occurrenceDateTime": instant(occurrence),
+        # The clinical date the assessment is for (its as-of date), not when the worker ran.
+        "occurrenceDateTime": as_of.isoformat(),
         "method": {
             "coding": [{"system": MODEL_SYSTEM, "code": spec.id, "display": spec.title}],
             "text": f"{spec.id} {spec.version}",
@@ -151,6 +180,44 @@ def risk_assessment(
     if extensions:
         resource["extension"] = extensions
     return resource
+
+
+def derived_observation(
+    *,
+    resource_id: str,
+    job_id: str,
+    spec: SpecLike,
+    patient_fhir_id: str,
+    as_of: date,
+    value: float,
+    derived_from: Sequence[str],
+) -> dict[str, Any]:
+    """A model output released as a laboratory-style Observation (eGFR as LOINC 98979-8, in UCUM units)."""
+    key, token, unit, display = spec.observation  # type: ignore[attr-defined]
+    del key
+    return {
+        "resourceType": "Observation",
+        "id": resource_id,
+        "identifier": [{"system": JOB_SYSTEM, "value": job_id}],
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [_coding(token, display)], "text": display},
+        "subject": {"reference": f"Patient/{patient_fhir_id}"},
+        "effectiveDateTime": as_of.isoformat(),
+        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
+        "method": {"coding": [{"system": MODEL_SYSTEM, "code": spec.id, "display": spec.title}]},
+        "derivedFrom": [{"reference": ref} for ref in derived_from],
+        "note": [{"text": DECISION_SUPPORT_NOTE}],
+    }
 
 
 def output_hash(resource: Mapping[str, Any]) -> str:
@@ -183,11 +250,15 @@ def provenance(
     requester_ref: str,
     input_commitment_hex: str,
     output_hash_hex: str,
+    as_of: date | None = None,
+    grant_id: str = "",
+    also_targets: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The Provenance of a released RiskAssessment: which model made it, from what, for whom, and the hashes."""
+    """The Provenance of a released RiskAssessment: which model made it, from what, as of when, under which grant,
+    for whom, and the hashes."""
     resource: dict[str, Any] = {
         "resourceType": "Provenance",
-        "target": [{"reference": target}],
+        "target": [{"reference": ref} for ref in (target, *also_targets)],
         "recorded": instant(recorded),
         "reason": [{"coding": [{"system": PURPOSE_SYSTEM, "code": purpose}]}],
         "activity": {
@@ -229,6 +300,12 @@ def provenance(
             {"url": EXTENSION_BASE + "output-hash", "valueString": "sha256:" + output_hash_hex},
         ],
     }
+    if as_of is not None:
+        resource["extension"].append({"url": EXTENSION_BASE + "as-of", "valueDate": as_of.isoformat()})
+    if grant_id:
+        # The grant that authorised the run (its id is the EIP-712 struct hash recorded on chain).
+        resource["policy"] = [f"{GRANT_SYSTEM}:{grant_id}"]
+        resource["extension"].append({"url": EXTENSION_BASE + "grant", "valueString": grant_id})
     if sources:
         resource["entity"] = [{"role": "source", "what": {"reference": ref}} for ref in sources]
     return resource

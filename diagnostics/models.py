@@ -41,6 +41,9 @@ class DiagnosticJob(models.Model):
     grant = models.ForeignKey("consent.Grant", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
     # The date the score is for: inputs are read up to it, and back by each input's lookback.
     as_of = models.DateField()
+    # True when the requester named no as-of date: `as_of` is then an upper bound (the request's day) until the
+    # worker sets it to the date of the newest input the model needs, the clinical date of the assessment.
+    as_of_from_inputs = models.BooleanField(default=False)
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     # Short reason for denied/failed/insufficient-data ("consent-ended (...)", "missing: hdl" ...): never values.
     status_reason = models.CharField(max_length=255, blank=True, default="")

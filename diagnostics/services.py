@@ -20,7 +20,7 @@ import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import orjson
@@ -164,6 +164,7 @@ def diagnostic_job_request(
     spec = model_get(model_id).spec
     today = timezone.now().date()
     fingerprint = _request_fingerprint(patient, spec.id, as_of, purpose)
+    as_of_from_inputs = as_of is None  # the worker dates the assessment by its newest input
     as_of = as_of or today
     as_of_check(as_of, today=today)
     if idempotency_key:
@@ -214,6 +215,7 @@ def diagnostic_job_request(
                 purpose=purpose,
                 grant_id=decision.grant_id or None,
                 as_of=as_of,
+                as_of_from_inputs=as_of_from_inputs,
                 idempotency_key=idempotency_key,
                 idempotency_fingerprint=fingerprint if idempotency_key else "",
             )
@@ -364,15 +366,18 @@ def _progress(job: DiagnosticJob, done: int, total: int) -> None:
 def _input_searches(spec: Any, as_of: date) -> dict[tuple[str, date | None], set[str]]:
     """The model's declared inputs as few searches: (resource type, earliest date) -> every code declared for them.
 
-    Inputs share a search only when they share both the type and the lookback, so a search never
-    reaches further back than some input of the model declares for those codes.
+    One search per type, over all of the record's history for the declared codes (the earliest date is
+    None): the model applies each input's lookback itself, so it can say a value is stale and when it
+    was taken. `as_of` stays in the signature for the day a search is bounded again.
     """
     searches: dict[tuple[str, date | None], set[str]] = {}
     whole: set[tuple[str, date | None]] = set()
     for item in spec.inputs:
         if item.resource_type == "Patient":
             continue
-        since = as_of - timedelta(days=item.lookback_days) if item.lookback_days is not None else None
+        # Read back past the lookback too: the model tells a value older than its window (stale, with its
+        # date) from none at all, and a job without an as-of date is dated by its newest input.
+        since = None
         searches.setdefault((item.resource_type, since), set()).update(item.codes)
         if item.value_set is not None:
             # ICD-10-CM ranges and drug names cannot be searched by token: the type is read whole (the
@@ -409,6 +414,11 @@ def _inputs_read(job: DiagnosticJob, spec: Any, patient: Patient) -> _Inputs:
         done += 1
         _progress(job, done, total)
     read.values = inference.inputs_from_resources(spec, pool)
+    if job.as_of_from_inputs:
+        newest = inference.newest_input_day(spec, read.values, upto=job.as_of)
+        if newest is not None and newest != job.as_of:
+            job.as_of = newest
+            job.save(update_fields=["as_of", "updated_at"])
     return read
 
 
@@ -532,7 +542,7 @@ def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inpu
         job_id=str(job.id),
         spec=spec,
         patient_fhir_id=patient.fhir_id,
-        occurrence=now,
+        as_of=job.as_of,
         outputs=result.outputs,
         contributions=result.contributions,
         summary=result.summary,
@@ -543,6 +553,7 @@ def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inpu
     stored_risk = {**risk, "id": risk_id}
     output_hash = fhir.output_hash(stored_risk)
     commitment = fhir.input_commitment(inputs.bodies)
+    observation_ref = _observation_store(job, spec, patient, inputs, result)
     prov = fhir.provenance(
         job_id=str(job.id),
         spec=spec,
@@ -553,6 +564,9 @@ def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inpu
         requester_ref=f"user:{job.requester_id}",
         input_commitment_hex=commitment,
         output_hash_hex=output_hash,
+        as_of=job.as_of,
+        grant_id=str(job.grant_id or ""),
+        also_targets=(observation_ref,) if observation_ref else (),
     )
     prov["id"] = str(job.id)
     prov_ref = _created(fhir_ingest(payload=orjson.dumps(prov), actor=actor, patient=patient), "Provenance")
@@ -564,6 +578,28 @@ def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inpu
         output_hash=output_hash,
         input_refs=inputs.references,
         released_at=now,
+    )
+
+
+def _observation_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, result: Any) -> str:
+    """Release the output a model declares as an Observation (eGFR, LOINC 98979-8); "" when it declares none."""
+    declared = getattr(spec, "observation", None)
+    value = result.outputs.get(declared[0]) if declared else None
+    if value is None:
+        return ""
+    used = tuple(result.sources)
+    derived = [ref for ref in inputs.references if "/".join(ref.split("/")[:2]) in used]
+    observation = fhir.derived_observation(
+        resource_id=str(job.id),
+        job_id=str(job.id),
+        spec=spec,
+        patient_fhir_id=patient.fhir_id,
+        as_of=job.as_of,
+        value=value,
+        derived_from=derived,
+    )
+    return _created(
+        fhir_ingest(payload=orjson.dumps(observation), actor=f"job:{job.id}", patient=patient), "Observation"
     )
 
 

@@ -19,7 +19,7 @@ from diagnostics.inference.base import (
     ModelSpec,
 )
 from diagnostics.inference.registry import get_model, list_models
-from diagnostics.inference.select import inputs_from_resources
+from diagnostics.inference.select import inputs_from_resources, newest_input_day
 
 __all__ = [
     "INSUFFICIENT_DATA",
@@ -32,4 +32,5 @@ __all__ = [
     "get_model",
     "inputs_from_resources",
     "list_models",
+    "newest_input_day",
 ]

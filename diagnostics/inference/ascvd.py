@@ -229,6 +229,7 @@ def _spec() -> ModelSpec:
         purpose="TREAT",
         inputs=INPUTS,
         output_code=loinc("79423-0"),
+        horizon_years=10,
     )
 
 

@@ -65,6 +65,10 @@ class ModelSpec:
     purpose: str  # the PurposeOfUse it serves: "TREAT"
     inputs: tuple[InputSpec, ...]
     output_code: str  # "system|code" of the RiskAssessment prediction
+    horizon_years: int | None = None  # what the prediction is over (prediction.whenRange); None = now
+    # An output also released as an Observation, to be searched and charted like a lab:
+    # (output key, "system|code", UCUM unit, display).
+    observation: tuple[str, str, str, str] | None = None
 
     def input(self, name: str) -> InputSpec:
         """The declared input called `name` (KeyError when the model declares none)."""
@@ -111,6 +115,7 @@ class ModelResult:
     contributions: tuple[Contribution, ...]
     missing: tuple[str, ...]  # names of missing, out-of-range or excluding inputs when insufficient
     summary: str  # one plain-language sentence, no PHI beyond the numbers
+    sources: tuple[str, ...] = ()  # "Observation/<id>" of each resource the result was computed from
 
     @property
     def succeeded(self) -> bool:

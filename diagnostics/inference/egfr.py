@@ -112,6 +112,13 @@ def _spec() -> ModelSpec:
         purpose="TREAT",
         inputs=INPUTS,
         output_code=loinc("98979-8"),
+        observation=(
+            "egfr_ml_min_1_73m2",
+            loinc("98979-8"),
+            "mL/min/{1.73_m2}",
+            "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum, Plasma or Blood by "
+            "Creatinine-based formula (CKD-EPI 2021)",
+        ),
     )
 
 
@@ -193,5 +200,6 @@ class EgfrCkdEpi2021:
             },
             contributions=contributions,
             missing=(),
+            sources=(creatinine.source,),
             summary=f"Estimated GFR {reported} mL/min/1.73 m2 (CKD-EPI 2021), KDIGO category {stage} ({description}).",
         )

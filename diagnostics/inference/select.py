@@ -11,11 +11,12 @@ Dates, statuses and units are left to the model, as with the worker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from diagnostics.inference.base import ModelSpec
-from diagnostics.inference.values import concept_tokens
+from diagnostics.inference.values import clinical_time, concept_tokens, parse_day
 from diagnostics.inference.valueset import value_set
 
 SEARCHED_CONCEPTS: dict[str, tuple[str, ...]] = {
@@ -47,6 +48,33 @@ def _searchable_tokens(resource: dict[str, Any]) -> set[str]:
 def _in_value_set(name: str, resource: dict[str, Any]) -> bool:
     held = value_set(name)
     return any(held.match(node) is not None for node in searched_concepts(resource))
+
+
+def _day_of(resource: dict[str, Any]) -> date | None:
+    kind = resource.get("resourceType")
+    if kind == "Observation":
+        return parse_day(clinical_time(resource))
+    if kind == "Condition":
+        return parse_day(resource.get("onsetDateTime")) or parse_day(resource.get("recordedDate"))
+    if kind == "MedicationRequest":
+        return parse_day(resource.get("authoredOn"))
+    return None
+
+
+def newest_input_day(spec: ModelSpec, inputs: Mapping[str, Sequence[dict[str, Any]]], *, upto: date) -> date | None:
+    """The date of the newest resource among the model's required inputs, up to `upto`: the default as-of date.
+
+    A record exported years ago is scored as of its own newest data, and labelled with that date, instead
+    of being told every value is too old.
+    """
+    days = [
+        day
+        for item in spec.inputs
+        if item.required and item.resource_type != "Patient"
+        for resource in inputs.get(item.name, ())
+        if (day := _day_of(resource)) is not None and day <= upto
+    ]
+    return max(days, default=None)
 
 
 def inputs_from_resources(spec: ModelSpec, resources: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -69,8 +69,11 @@ def test_a_granted_clinicians_job_releases_a_risk_assessment_and_its_provenance(
     prov = _read_as_alice(patient_user, alice_record, result.provenance_ref)
     assert prov["target"] == [{"reference": result.risk_assessment_ref}]
     assert [e["what"]["reference"] for e in prov["entity"]] == result.input_refs
-    extensions = {e["url"].rsplit("/", 1)[1]: e["valueString"] for e in prov["extension"]}
+    extensions = {e["url"].rsplit("/", 1)[1]: e.get("valueString", e.get("valueDate")) for e in prov["extension"]}
+    assert prov["policy"] == [f"urn:healthledger:grant:{grant.id}"]
     assert extensions == {
+        "as-of": job.as_of.isoformat(),
+        "grant": grant.id,
         "diagnostic-job": str(job.id),
         "model-id": SPEC.id,
         "model-version": SPEC.version,

@@ -60,14 +60,15 @@ def test_running_the_egfr_model_queues_a_job_and_shows_its_explained_result(alic
     assert 'hx-trigger="every 2s"' not in page
 
 
-def test_a_record_without_recent_inputs_says_what_is_missing(alice, alice_record) -> None:
-    alice.post("/ai/run/", {"model_id": "egfr-ckd-epi-2021"})
+def test_a_record_without_the_inputs_says_in_plain_words_what_is_missing(alice, alice_record) -> None:
+    # The demo record has vital signs but no ACVPU consciousness assessment: NEWS2 cannot be scored.
+    alice.post("/ai/run/", {"model_id": "news2"})
 
     diagnostic_job_execute(job_id=str(DiagnosticJob.objects.get().pk))
 
     page = alice.get("/ai/").content.decode()
     assert "Not enough data" in page
-    assert "<li>creatinine: not recorded in the 365 days up to the as-of date</li>" in page
+    assert "<li>consciousness (ACVPU): not recorded in the day up to the as-of date</li>" in page
     assert "In detail" in page  # the model's own words, opened for her
 
 
