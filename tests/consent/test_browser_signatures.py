@@ -349,3 +349,18 @@ def test_the_registration_the_browser_signs_hashes_the_same_in_viem_and_the_serv
 
     assert _viem_digest(typed) == signing.typed_data_digest(typed)
     assert signing.REGISTRATION_TYPE == "KeyRegistration(bytes32 account,address key,address previous)"
+
+
+def test_the_operators_erase_command_cannot_revoke_in_her_name_and_erases_nothing(
+    patient, patient_user, clinician, own_key
+):
+    from django.core.management import CommandError, call_command
+
+    grant_issue(**_signed_terms(patient, patient_user, clinician, own_key))  # type: ignore[arg-type]
+
+    with pytest.raises(CommandError) as refused:
+        call_command("erase_patient", str(patient.pk), "--no-input")
+
+    assert "holds her own signing key and has 1 live grant(s)" in str(refused.value)
+    assert Patient.objects.get(pk=patient.pk).is_erased is False
+    assert Grant.objects.get().status == GrantStatus.PENDING

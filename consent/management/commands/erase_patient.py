@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consent.services import patient_record_erase
+from consent.services import SignatureRequired, patient_record_erase
 from records.models import Patient
 
 ACTOR = "system:erase_patient"
@@ -36,7 +36,14 @@ class Command(BaseCommand):
                 raise CommandError("not erased")
         resources = patient.resources.count()
         live = patient.grants.filter(status__in=["pending", "recorded"]).count()
-        patient_record_erase(patient=patient, actor=ACTOR)
+        try:
+            patient_record_erase(patient=patient, actor=ACTOR)
+        except SignatureRequired as exc:
+            # She holds her own key: only her browser can sign the revocations erasure makes first.
+            raise CommandError(
+                f"not erased: {exc}. This patient holds her own signing key and has {live} live grant(s); she erases"
+                " from the portal's erase page, which signs their revocations, or revokes them first"
+            ) from exc
         self.stdout.write(
             f"erased patient {patient.pk}: {live} grants revoked, {resources} resources are now unreadable,"
             " the account is closed"
