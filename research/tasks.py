@@ -22,13 +22,16 @@ _LIMITS = {
 }
 
 
-@shared_task(name="research.tasks.analysis_run_start", **_LIMITS)
-def analysis_run_start(run_id: str) -> int:
-    """Freeze and commit the run's cohort, then queue its chunks (on commit)."""
+@shared_task(bind=True, name="research.tasks.analysis_run_start", **_LIMITS)
+def analysis_run_start(self, run_id: str) -> int:  # type: ignore[no-untyped-def]
+    """Freeze and commit the run's cohort, then queue its chunks (on commit), on the queue this came from."""
+    queue = (self.request.delivery_info or {}).get("routing_key") or None
     with transaction.atomic():
         chunks = runs.analysis_run_start(run_id=run_id)
         for index in chunks:
-            transaction.on_commit(lambda index=index: analysis_chunk_run.delay(run_id, index))  # type: ignore[misc]
+            transaction.on_commit(
+                lambda index=index: analysis_chunk_run.apply_async(args=[run_id, index], queue=queue)  # type: ignore[misc]
+            )
     return len(chunks)
 
 
