@@ -177,6 +177,18 @@ def anchor_confirmed(*, anchor_id: int, tx_hash: str, block_number: int | None) 
     return anchor
 
 
+def anchor_lost(*, anchor_id: int) -> None:
+    """Outbox handler: the block holding the anchor is gone from the chain; pending until it lands again.
+
+    The outbox sends the same bytes again (the root and size in its payload), so the anchor that lands is
+    exactly this one; until it does, its range is not counted as anchored.
+    """
+    AccessLogAnchor.objects.filter(pk=anchor_id, status=AnchorStatus.ANCHORED).update(
+        status=AnchorStatus.PENDING, tx_hash="", block_number=None
+    )
+    logger.warning("access-log anchor %s lost from the chain; waiting for it to land again", anchor_id)
+
+
 def anchor_failed(*, anchor_id: int, error: str) -> bool:
     """Outbox handler: the anchor will never be on chain; the next anchoring run covers its range again.
 

@@ -11,4 +11,9 @@ class AuditConfig(AppConfig):
         from audit import handlers
         from ledger.outbox import register_outbox_handler
 
-        register_outbox_handler("anchor", on_confirmed=handlers.anchor_landed, on_failed=handlers.anchor_refused)
+        register_outbox_handler(
+            "anchor",
+            on_confirmed=handlers.anchor_landed,
+            on_failed=handlers.anchor_refused,
+            on_reorged=handlers.anchor_lost,
+        )

@@ -12,5 +12,10 @@ class ConsentConfig(AppConfig):
         from consent import handlers
         from ledger.outbox import register_outbox_handler
 
-        register_outbox_handler("grant", on_confirmed=handlers.grant_landed, on_failed=handlers.grant_refused)
-        register_outbox_handler("revoke", on_confirmed=handlers.revocation_landed)
+        register_outbox_handler(
+            "grant",
+            on_confirmed=handlers.grant_landed,
+            on_failed=handlers.grant_refused,
+            on_reorged=handlers.grant_lost,
+        )
+        register_outbox_handler("revoke", on_confirmed=handlers.revocation_landed, on_reorged=handlers.revocation_lost)

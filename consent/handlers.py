@@ -15,5 +15,13 @@ def grant_refused(message: Any) -> None:
     services.grant_chain_failed(grant_id=message.ref, error=message.last_error or "")
 
 
+def grant_lost(message: Any) -> None:
+    services.grant_chain_lost(grant_id=message.ref)
+
+
+def revocation_lost(message: Any) -> None:
+    services.revocation_chain_lost(grant_id=message.ref)
+
+
 def revocation_landed(message: Any) -> None:
     services.revocation_confirmed(grant_id=message.ref, tx_hash=message.tx_hash, block_number=message.block_number)

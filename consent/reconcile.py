@@ -36,7 +36,7 @@ from consent.models import Grant, GrantStatus
 from consent.services import _chain_payload
 from ledger.client import ChainClient, GrantEvent, GrantState, chain_client
 from ledger.models import OutboxMessage, OutboxStatus
-from ledger.outbox import outbox_enqueue
+from ledger.outbox import outbox_enqueue, outbox_recheck
 from ledger.selectors import deployment_current
 
 logger = logging.getLogger(__name__)
@@ -348,6 +348,12 @@ def chain_reconcile(*, dry_run: bool = False, client: ChainClient | None = None)
     Raises ChainUnavailable when the node cannot be asked (nothing is changed then).
     """
     client = client or chain_client()
+    if not dry_run:
+        # Confirmations whose blocks the chain forgot go back to the outbox first (same bytes, replayed by
+        # the relay), so below they count as in flight instead of "not repairable here".
+        reopened = outbox_recheck(client=client)
+        if reopened:
+            logger.warning("chain reconcile: %d confirmed write(s) lost by the chain are being sent again", reopened)
     report = ReconcileReport(dry_run=dry_run)
     run = _Run(client, report)
     deployment = deployment_current(chain_id=client.chain_id, artifact_hash=client.artifact.hash)

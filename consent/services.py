@@ -414,6 +414,23 @@ def grant_chain_failed(*, grant_id: str, error: str) -> None:
     logger.warning("grant refused by the chain id=%s error=%s", grant_id[:18], error[:80])
 
 
+def grant_chain_lost(*, grant_id: str) -> None:
+    """Outbox handler: the block that recorded the grant is gone from the chain (a node lost it, a reorg).
+
+    Back to pending until the outbox sends it again and it confirms: no read is allowed on a grant the
+    chain does not hold. A revoked grant stays revoked (the database enforces a revocation at once).
+    """
+    Grant.objects.filter(pk=grant_id, status=GrantStatus.RECORDED).update(status=GrantStatus.PENDING)
+    Grant.objects.filter(pk=grant_id).update(tx_hash="", block_number=None)
+    logger.warning("grant lost from the chain id=%s; waiting for it to be recorded again", grant_id[:18])
+
+
+def revocation_chain_lost(*, grant_id: str) -> None:
+    """Outbox handler: the block that recorded the revocation is gone; it stays revoked here and is sent again."""
+    Grant.objects.filter(pk=grant_id).update(revocation_tx_hash="", revocation_block_number=None)
+    logger.warning("revocation lost from the chain id=%s; sending it again", grant_id[:18])
+
+
 def revocation_confirmed(*, grant_id: str, tx_hash: str, block_number: int | None) -> None:
     """Outbox handler: the revocation is on chain."""
     Grant.objects.filter(pk=grant_id).update(revocation_tx_hash=tx_hash, revocation_block_number=block_number)

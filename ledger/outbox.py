@@ -9,8 +9,16 @@ Why it cannot send a write twice:
 - the one exception proves itself first: when the chain shows the row's nonce used by a *different*
   transaction, the row's bytes can never be mined, and only then is it signed again with a new nonce.
 
+A chain that forgets blocks (a node killed before it wrote its last blocks, a state file rolled back, a
+reorganisation) is a vanished receipt: every pass first asks the chain how many transactions of the relayer
+account are mined, and any message confirmed with a nonce at or above that count was lost with its block. It
+goes back to `sent` with the same bytes (patients' signatures and anchor roots are in the payload, so the
+write is replayed exactly), its `on_reorged` handler takes the confirmed state back in the same transaction,
+and the next check rebroadcasts it. A gap in the relayer's nonces that no stored message can fill is not
+waited on forever: the next signature takes the lowest free nonce from the chain's count.
+
 Higher layers (consent, audit) learn the outcome through handlers they register in their AppConfig.ready();
-ledger never imports them. Handlers run in the transaction that marks the message confirmed or failed.
+ledger never imports them. Handlers run in the transaction that marks the message confirmed, failed or lost.
 """
 
 from __future__ import annotations
@@ -41,19 +49,23 @@ Handler = Callable[[OutboxMessage], None]
 class _Handlers:
     on_confirmed: Handler
     on_failed: Handler | None
+    on_reorged: Handler | None = None
 
 
 _HANDLERS: dict[str, _Handlers] = {}
 
 
-def register_outbox_handler(kind: str, *, on_confirmed: Handler, on_failed: Handler | None = None) -> None:
-    """Call `on_confirmed(message)` / `on_failed(message)` when a message of this kind settles.
+def register_outbox_handler(
+    kind: str, *, on_confirmed: Handler, on_failed: Handler | None = None, on_reorged: Handler | None = None
+) -> None:
+    """Call `on_confirmed(message)` / `on_failed(message)` when a message of this kind settles, and
+    `on_reorged(message)` when the block that confirmed it is gone from the chain (it will confirm again).
 
     Registering a kind again replaces its handlers (one owner per kind).
     """
     if kind not in OutboxKind.values:
         raise ValueError(f"unknown outbox kind {kind!r}")
-    _HANDLERS[kind] = _Handlers(on_confirmed=on_confirmed, on_failed=on_failed)
+    _HANDLERS[kind] = _Handlers(on_confirmed=on_confirmed, on_failed=on_failed, on_reorged=on_reorged)
 
 
 @dataclass
@@ -66,6 +78,7 @@ class RelayReport:
     failed: int = 0
     waiting: int = 0  # sent and not confirmed yet, or held behind another message
     deferred: int = 0  # backed off after an error
+    reorged: int = 0  # confirmed, then lost with its block: back to sent, to be rebroadcast
     unavailable: bool = False  # the pass stopped because the chain node was down
 
     def as_dict(self) -> dict[str, int | bool]:
@@ -300,8 +313,9 @@ def _sign_and_persist(
             return None
         if (state.chain_id, state.sender) != (client.chain_id, sender):  # a new chain or a rotated relayer key
             state.chain_id, state.sender, state.next_nonce = client.chain_id, sender, pending_count
-        # Re-synced when the chain is ahead (something else sent with the relayer key).
-        nonce = max(state.next_nonce, pending_count)
+        # Re-synced when the chain is ahead (something else sent with the relayer key), and when it is behind
+        # with a gap no stored message will fill (the chain forgot transactions): the lowest free nonce.
+        nonce = _free_nonce(client.chain_id, sender, state.next_nonce, pending_count)
         signed = client.sign(tx, nonce=nonce)
         locked.status = OutboxStatus.SENT
         locked.chain_id, locked.sender, locked.nonce = client.chain_id, sender, nonce
@@ -310,10 +324,79 @@ def _sign_and_persist(
         locked.next_attempt_at = timezone.now()
         locked.last_error = ""
         locked.save()
-        state.next_nonce = nonce + 1
+        state.next_nonce = max(state.next_nonce, nonce + 1)
         state.save(update_fields=["chain_id", "sender", "next_nonce"])
     logger.info("outbox message %s (%s) signed: nonce %d tx %s", locked.pk, locked.kind, nonce, signed.hash)
     return locked
+
+
+def _free_nonce(chain_id: int, sender: str, next_nonce: int, chain_pending: int) -> int:
+    """The nonce to sign with: the state row's, unless the chain's pending count shows a gap below it that no
+    stored message holds (those would wait forever behind it); then the lowest nonce nobody holds."""
+    if chain_pending >= next_nonce:
+        return chain_pending
+    held = set(
+        OutboxMessage.objects.filter(chain_id=chain_id, sender=sender, nonce__gte=chain_pending).values_list(
+            "nonce", flat=True
+        )
+    )
+    free = next((n for n in range(chain_pending, next_nonce) if n not in held), None)
+    if free is not None:
+        logger.warning("relayer nonce %d is ahead of the chain's %d; filling nonce %d", next_nonce, chain_pending, free)
+        return free
+    return next_nonce
+
+
+def _reopen_lost(client: ChainClient, report: RelayReport) -> None:
+    """Messages confirmed in blocks the chain no longer has: back to sent, same bytes, handlers told.
+
+    A transaction of the relayer is mined iff the account's mined count is above its nonce, so a confirmed
+    message at or above that count lost its block. One call per pass re-checks every confirmation ever made.
+    """
+    sender = client.operator.address
+    mined = client.transaction_count("latest")
+    # A mined revert (failed, with a nonce) lost with its block leaves a gap too: it is sent again and fails
+    # again, its handler being idempotent; only a lost confirmation has a state to take back.
+    lost = OutboxMessage.objects.filter(
+        status__in=[OutboxStatus.CONFIRMED, OutboxStatus.FAILED],
+        chain_id=client.chain_id,
+        sender=sender,
+        nonce__gte=mined,
+    ).order_by("nonce")
+    for message in lost:
+        was = message.status
+        with transaction.atomic():
+            # Compare-and-set, as _finish: of two relays finding the same loss, one reopens it.
+            if not OutboxMessage.objects.filter(pk=message.pk, status=was).update(
+                status=OutboxStatus.SENT,
+                broadcast_at=None,
+                block_number=None,
+                finished_at=None,
+                next_attempt_at=timezone.now(),
+                last_error="reorg: its block is gone",
+            ):
+                continue
+            message.refresh_from_db()
+            handlers = _HANDLERS.get(message.kind)
+            if was == OutboxStatus.CONFIRMED and handlers is not None and handlers.on_reorged is not None:
+                handlers.on_reorged(message)
+        report.reorged += 1
+        logger.warning(
+            "outbox message %s (%s) nonce %d: its block is gone from the chain; sending it again",
+            message.pk,
+            message.kind,
+            message.nonce,
+        )
+
+
+def outbox_recheck(*, client: ChainClient | None = None) -> int:
+    """Take back every confirmation whose block the chain no longer has (see _reopen_lost); returns how many.
+
+    The relay does this on every pass; reconcile_chain calls it first so what was lost is in flight again.
+    """
+    report = RelayReport()
+    _reopen_lost(client or chain_client(), report)
+    return report.reorged
 
 
 def _broadcast(client: ChainClient, message: OutboxMessage, report: RelayReport) -> bool:
@@ -435,6 +518,7 @@ def outbox_relay(*, limit: int = 50) -> RelayReport:
     untouched = {message.pk for message in sent + pending}
     try:
         client = chain_client()
+        _reopen_lost(client, report)  # what it reopens is due now, and checked on the next pass
         for message in sent:
             _guarded(_check, client, message, report)
             untouched.discard(message.pk)
