@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.utils.http import http_date
+from django.utils.http import http_date, parse_http_date_safe
 from django.utils.timezone import now
 
 from accounts.models import Role
@@ -95,15 +95,36 @@ def _read(request: HttpRequest, resource_type: str, resource_id: str, version: i
         version=version,
     )
     # The ETag and time are the very version served.
-    return _served(read.body, read.version, read.created_at)
+    response = _served(read.body, read.version, read.created_at)
+    if _not_modified(request, read.version, read.created_at):
+        response.status_code, response.content = 304, b""
+        del response["Content-Type"]
+    elif request.method == "HEAD":
+        length = len(read.body)
+        response.content = b""
+        response["Content-Length"] = str(length)
+    return response
 
 
-@fhir_endpoint("GET", authenticated=False)
+def _not_modified(request: HttpRequest, version: int, updated_at: datetime) -> bool:
+    """If-None-Match naming this version (or *), else If-Modified-Since not before it: the client's copy is current.
+
+    Decided after the gate's read, which is logged as any read is: a 304 confirms what the caller holds.
+    """
+    match = request.headers.get("If-None-Match")
+    if match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in match.split(",")}
+        return "*" in tags or f'"{version}"' in tags
+    since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
+    return since is not None and int(updated_at.timestamp()) <= since
+
+
+@fhir_endpoint("GET", "HEAD", authenticated=False)
 def resource_read(request: HttpRequest, context: None, resource_type: str, resource_id: str) -> HttpResponse:
     return _read(request, resource_type, resource_id, None)
 
 
-@fhir_endpoint("GET", authenticated=False)
+@fhir_endpoint("GET", "HEAD", authenticated=False)
 def resource_vread(
     request: HttpRequest, context: None, resource_type: str, resource_id: str, version: str
 ) -> HttpResponse:

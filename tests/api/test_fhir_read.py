@@ -121,7 +121,7 @@ def test_other_methods_on_a_resource_are_405_with_allow(api, patient_user, token
     response = api.delete(_url(an_observation), **bearer(token_for(patient_user)))
 
     assert response.status_code == 405
-    assert response["Allow"] == "GET"
+    assert response["Allow"] == "GET, HEAD"
     assert orjson.loads(response.content)["resourceType"] == "OperationOutcome"
 
 
