@@ -50,9 +50,43 @@ class Notification(models.Model):
     read_at = models.DateTimeField(null=True, blank=True)
     # Set by the e-mail task once sent, so a second delivery of its message sends nothing.
     emailed_at = models.DateTimeField(null=True, blank=True)
+    # What makes a notice the same notice ("first-read:user:7"): a scan that runs again tells nobody twice.
+    dedupe_key = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["user", "created_at"], name="accounts_notification_user")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "dedupe_key"], condition=~models.Q(dedupe_key=""), name="accounts_notification_once"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"notification {self.pk} {self.kind}"
+
+
+class NotificationPreference(models.Model):
+    """Whether a user wants e-mail for one kind of notification (no row: the kind's default, which is yes).
+
+    The portal row is always written: what happened to a record is never hidden from its owner.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notification_preferences")
+    kind = models.CharField(max_length=64)
+    email = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "kind"], name="accounts_notification_pref_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} e-mail {'on' if self.email else 'off'} for user {self.user_id}"
+
+
+class ScanPosition(models.Model):
+    """How far a periodic scan has read an append-only log (the access log's id), so each run reads only what is new."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    position = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"

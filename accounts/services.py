@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.shortcuts import resolve_url
 from django.utils import timezone
 
-from accounts.models import Notification, Role, User
+from accounts.models import Notification, NotificationPreference, Role, User
+
+
+@dataclass(frozen=True)
+class NotificationKind:
+    label: str  # what the settings page calls it
+    mandatory: bool = False  # always e-mailed: the patient cannot turn it off
+
+
+# Every kind a user can be notified of, in one place: the settings page, the e-mail rule and the scans read it.
+NOTIFICATION_KINDS: dict[str, NotificationKind] = {
+    "consent.break-glass": NotificationKind("A clinician opened my record in an emergency", mandatory=True),
+    "access.denied": NotificationKind("Someone tried to open my record and was refused"),
+    "access.first-read": NotificationKind("A clinician reads my record for the first time"),
+    "consent.grant.expiring": NotificationKind("Access I gave ends within a week"),
+    "research.invitation": NotificationKind("A research study invites me"),
+    "research.result": NotificationKind("A study I joined released a result"),
+}
 
 
 def user_create(
@@ -27,16 +45,51 @@ def user_create(
     return user
 
 
-def notification_create(*, user_id: int, kind: str, text: str, link: str = "") -> Notification:
+def notification_create(*, user_id: int, kind: str, text: str, link: str = "", dedupe_key: str = "") -> Notification:
     """Tell a user something at once: a row they see when they sign in, and an e-mail queued on commit.
 
     `text` must name no health data. The e-mail carries none either: only that there is
-    something to see, and a sign-in link (notification_email_send).
+    something to see, and a sign-in link (notification_email_send). It is sent unless the user
+    turned e-mail off for this kind (notification_email_wanted). With a `dedupe_key`, a notice
+    made before under the same key is returned and nobody is told twice.
     """
-    notice = Notification.objects.create(user_id=user_id, kind=kind, text=text, link=link)
-    notice_id = notice.pk
-    transaction.on_commit(lambda: _email_queue(notice_id))
+    if dedupe_key:
+        earlier = Notification.objects.filter(user_id=user_id, dedupe_key=dedupe_key).first()
+        if earlier is not None:
+            return earlier
+    try:
+        with transaction.atomic():
+            notice = Notification.objects.create(
+                user_id=user_id, kind=kind, text=text, link=link, dedupe_key=dedupe_key
+            )
+    except IntegrityError:
+        # Two scans at once: the other one made it first.
+        return Notification.objects.get(user_id=user_id, dedupe_key=dedupe_key)
+    if notification_email_wanted(user_id=user_id, kind=kind):
+        notice_id = notice.pk
+        transaction.on_commit(lambda: _email_queue(notice_id))
     return notice
+
+
+def notification_email_wanted(*, user_id: int, kind: str) -> bool:
+    """Whether this kind goes by e-mail to this user: mandatory kinds always, others unless turned off."""
+    info = NOTIFICATION_KINDS.get(kind)
+    if info is not None and info.mandatory:
+        return True
+    return not NotificationPreference.objects.filter(user_id=user_id, kind=kind, email=False).exists()
+
+
+def notification_preferences_set(*, user: User, email_off: set[str]) -> list[NotificationPreference]:
+    """Store, for every optional kind, whether it is e-mailed (kinds in `email_off` are not)."""
+    saved = []
+    for kind, info in NOTIFICATION_KINDS.items():
+        if info.mandatory:
+            continue
+        preference, _ = NotificationPreference.objects.update_or_create(
+            user=user, kind=kind, defaults={"email": kind not in email_off}
+        )
+        saved.append(preference)
+    return saved
 
 
 def _email_queue(notification_id: int) -> None:

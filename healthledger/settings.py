@@ -193,6 +193,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     # Closes studies past their end date (their patients' grants end with them anyway).
     "research-studies-close": {"task": "research.tasks.studies_close", "schedule": 3600.0},
+    # Tells patients of refused attempts, clinicians' first reads and grants ending within a week (consent/alerts.py).
+    "consent-patient-alerts": {
+        "task": "consent.tasks.patient_alerts_task",
+        "schedule": float(envint("PATIENT_ALERTS_SECONDS", 60, minimum=1)),
+    },
 }
 
 # --- Research disclosure control (research/disclosure.py; each rule's id is in every output's report) ---

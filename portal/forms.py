@@ -103,6 +103,23 @@ class TimeZoneForm(forms.Form):
     )
 
 
+def _optional_kinds() -> list[tuple[str, str]]:
+    from accounts.services import NOTIFICATION_KINDS
+
+    return [(kind, info.label) for kind, info in NOTIFICATION_KINDS.items() if not info.mandatory]
+
+
+class NotificationEmailForm(forms.Form):
+    email_kinds = forms.MultipleChoiceField(
+        label="E-mail me when",
+        choices=_optional_kinds,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="You always see every notification here, and an emergency (break-glass) opening of your record is "
+        "always e-mailed. The e-mails say only that there is something to see: never what, or about whom.",
+    )
+
+
 class ClinicianChoice(forms.ModelChoiceField):  # type: ignore[type-arg]
     def label_from_instance(self, obj: Any) -> str:
         return person_name(obj)
