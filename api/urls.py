@@ -63,6 +63,7 @@ fhir_patterns: list[URLPattern | URLResolver] = [
     re_path(rf"^{TYPE}/_search$", records.resource_search_post, name="fhir-type-search"),
     re_path(rf"^Patient/{PATIENT_ID}/{TYPE}$", records.compartment_search, name="fhir-compartment-search"),
     re_path(rf"^{TYPE}/{ID}$", records.resource_read, name="fhir-read"),
+    re_path(rf"^{TYPE}/{ID}/_history$", records.resource_history, name="fhir-history"),
     re_path(rf"^{TYPE}/{ID}/_history/(?P<version>[0-9]{{1,10}})$", records.resource_vread, name="fhir-vread"),
     re_path(r"^.*$", fhir_not_found),
 ]

@@ -82,7 +82,9 @@ def _declared_params(resource_type: str, fhir_base: str) -> list[dict[str, str]]
 
 
 def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
-    interactions = ["read", "vread", "search-type"] + ([] if resource_type == "Patient" else ["create"])
+    interactions = ["read", "vread", "history-instance", "search-type"] + (
+        [] if resource_type == "Patient" else ["create"]
+    )
     resource: dict[str, Any] = {
         "type": resource_type,
         "interaction": [{"code": code} for code in interactions],
@@ -90,7 +92,7 @@ def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
         "readHistory": True,
         "updateCreate": False,
         "conditionalCreate": False,
-        "conditionalRead": "not-supported",
+        "conditionalRead": "full-support",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
         "searchParam": _declared_params(resource_type, fhir_base),

@@ -33,7 +33,7 @@ from api.auth import (
     token_identity,
 )
 from api.fhir import params
-from api.fhir.bundles import SearchUrl, searchset
+from api.fhir.bundles import SearchUrl, base_url, paging_links, searchset
 from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, NotAuthenticated, NotSupported, ScopeDenied
 from consent import gate, pdp, writes
 from healthledger.errors import DocumentTooLarge, InvalidFHIR, ResourceNotFound
@@ -137,6 +137,57 @@ def resource_vread(
 def supported_parameters(resource_type: str) -> frozenset[str]:
     """What a search of this type takes: its declared parameters (records.fhir.search_parameters) and _sort."""
     return frozenset(search_parameters(resource_type)) | {"_sort"}
+
+
+@fhir_endpoint("GET")
+def resource_history(request: HttpRequest, context: TokenContext, resource_type: str, resource_id: str) -> HttpResponse:
+    """GET {type}/{id}/_history: every version, newest first, each read through the gate (decided, logged).
+
+    The current version is read first: a caller who may not see the resource gets the same 404
+    as for one that does not exist, before any older version is looked at.
+    """
+    _record_type(resource_type)
+    scope_require(context, resource_type, "r")
+    paging = params.paging(request.GET)
+    caller = gate_caller(request, context)
+    current = gate.resource_read_by_id(caller=caller, resource_type=resource_type, resource_id=resource_id)
+    versions = list(range(current.version, 0, -1))[paging.offset : paging.offset + paging.count]
+    entries = []
+    for version in versions:
+        read = (
+            current
+            if version == current.version
+            else gate.resource_read_by_id(
+                caller=caller, resource_type=resource_type, resource_id=resource_id, version=version
+            )
+        )
+        entries.append(_history_entry(request, resource_type, resource_id, read))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": current.version,
+        "link": paging_links(request, paging, current.version),
+    }
+    head = orjson.dumps(bundle)
+    body = head[:-1] + b',"entry":[' + b",".join(entries) + b"]}" if entries else head
+    return HttpResponse(body, content_type=FHIR_CONTENT_TYPE)
+
+
+def _history_entry(request: HttpRequest, resource_type: str, resource_id: str, read: gate.ReadResult) -> bytes:
+    created = read.version == 1
+    around = {
+        "request": {
+            "method": "POST" if created else "PUT",
+            "url": resource_type if created else f"{resource_type}/{resource_id}",
+        },
+        "response": {
+            "status": "201 Created" if created else "200 OK",
+            "etag": f'W/"{read.version}"',
+            "lastModified": read.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        },
+    }
+    full_url = orjson.dumps(f"{base_url(request)}/{resource_type}/{resource_id}")
+    return b'{"fullUrl":' + full_url + b',"resource":' + read.body + b"," + orjson.dumps(around)[1:]
 
 
 def search_patient(
