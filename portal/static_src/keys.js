@@ -123,6 +123,17 @@ async function signTyped(privateKey, typed) {
   });
 }
 
+// An external EIP-1193 wallet (a browser extension), as the alternative signer: same typed data, its own key.
+function wallet() {
+  return typeof window !== "undefined" && window.ethereum && typeof window.ethereum.request === "function"
+    ? window.ethereum
+    : null;
+}
+
+async function walletSign(address, typed) {
+  return wallet().request({ method: "eth_signTypedData_v4", params: [address, JSON.stringify(typed)] });
+}
+
 function showError(root, message) {
   const box = root.querySelector("[data-key-error]");
   if (!box) return;
@@ -160,17 +171,20 @@ function initSignForm(form) {
     if (until) until.textContent = utc(typed.message.terms.notAfter);
   }
   let signed = false;
-  form.addEventListener("submit", async (event) => {
-    if (signed) return;
-    event.preventDefault();
+  async function signWith(useWallet) {
     const passphraseInput = form.querySelector("[data-key-passphrase]");
     const button = form.querySelector("button[type=submit]");
     showError(form, "");
     button.disabled = true;
     try {
       if (typed.primaryType === "Grant") checkGrant(typed, scopeCheck, address);
-      const privateKey = await loadKey(address, passphraseInput.value);
-      form.querySelector("[data-key-signature]").value = await signTyped(privateKey, typed);
+      let signature;
+      if (useWallet) {
+        signature = await walletSign(address, typed);
+      } else {
+        signature = await signTyped(await loadKey(address, passphraseInput.value), typed);
+      }
+      form.querySelector("[data-key-signature]").value = signature;
       passphraseInput.value = "";
       signed = true;
       form.submit();
@@ -178,7 +192,17 @@ function initSignForm(form) {
       showError(form, error.message);
       button.disabled = false;
     }
+  }
+  form.addEventListener("submit", (event) => {
+    if (signed) return;
+    event.preventDefault();
+    signWith(false);
   });
+  const walletButton = form.querySelector("[data-wallet-sign]");
+  if (walletButton && wallet()) {
+    walletButton.hidden = false;
+    walletButton.addEventListener("click", () => signWith(true));
+  }
 }
 
 // --- Erasure: every live grant's revocation, signed at once ---------------------------------------------
@@ -333,6 +357,21 @@ async function initKeyPage(root) {
     const here = await hasKey(address);
     const marker = document.querySelector(here ? "[data-key-here]" : "[data-key-missing]");
     if (marker) marker.hidden = false;
+  }
+  const walletButton = root.querySelector("[data-wallet-register]");
+  if (walletButton && wallet()) {
+    walletButton.hidden = false;
+    walletButton.addEventListener("click", async () => {
+      showError(root, "");
+      try {
+        const [address] = await wallet().request({ method: "eth_requestAccounts" });
+        const typed = registrationFor(address, null);
+        await post(root.getAttribute("data-register-url"), { address, signature: await walletSign(address, typed) });
+        done(root);
+      } catch (error) {
+        showError(root, error.message);
+      }
+    });
   }
   root.querySelectorAll("form[data-key-action]").forEach((form) => {
     form.addEventListener("submit", async (event) => {

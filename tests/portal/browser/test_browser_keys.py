@@ -177,3 +177,48 @@ def test_take_your_key_then_erase_with_revocations_signed_in_the_browser(
         assert " ".join(words) not in body
         assert PASSPHRASE.replace(" ", "+") not in body
     assert csp_violations == []
+
+
+def test_an_external_wallet_registers_and_signs_the_same_typed_data(
+    live_server, shot_on_failure, csp_violations, deployed, patient, clinician
+) -> None:  # type: ignore[no-untyped-def]
+    """An EIP-1193 provider stood in for by eth_account: eth_requestAccounts and eth_signTypedData_v4 only."""
+    import json
+    import secrets
+
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    Patient.objects.filter(pk=patient.pk).update(wallet_address="", wallet_ciphertext=None)
+    key = secrets.token_bytes(32)
+    address = signing.patient_address(private_key=key)
+    page: Page = shot_on_failure
+    base = live_server.url
+
+    def wallet_sign(typed_json: str) -> str:
+        signed = Account.sign_message(encode_typed_data(full_message=json.loads(typed_json)), private_key=key)
+        return "0x" + bytes(signed.signature).hex()
+
+    page.expose_function("hlWalletSign", wallet_sign)
+    page.add_init_script(
+        "window.ethereum = { request: async ({ method, params }) => {"
+        f" if (method === 'eth_requestAccounts') return ['{address}'];"
+        " if (method === 'eth_signTypedData_v4') return window.hlWalletSign(params[1]);"
+        " throw new Error('unsupported ' + method); } };"
+    )
+    _sign_in(page, base)
+
+    page.goto(f"{base}/keys/")
+    page.get_by_role("button", name="Use my browser wallet (EIP-1193) instead").click()
+    expect(page.locator("[data-key-done]")).to_be_visible(timeout=30_000)
+    assert Patient.objects.get(pk=patient.pk).wallet_address == address
+
+    page.goto(f"{base}/sharing/")
+    page.get_by_label("Clinician", exact=True).select_option(label="dr_carol")
+    page.get_by_label("Measurement or test result").check()
+    page.get_by_role("button", name="Review and sign").click()
+    page.get_by_role("button", name="Sign with my browser wallet instead").click()
+    expect(page.get_by_role("status")).to_contain_text("Access granted", timeout=30_000)
+
+    assert Grant.objects.get().patient_address == address
+    assert csp_violations == []
