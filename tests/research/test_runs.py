@@ -178,3 +178,48 @@ def test_the_mean_of_an_observation_is_released_with_sd_and_quartiles_but_no_ext
     assert (run.result["mean"], run.result["n"]) == (200.0, 20)
     assert run.result["quantiles"]["p50"] == pytest.approx(200.0, abs=1.0)
     assert not {"min", "max"} & set(run.result)
+
+
+def test_task_messages_carry_ids_only(
+    recruiting_study, make_patient, join, researcher, monkeypatch, django_capture_on_commit_callbacks
+):
+    import uuid
+
+    from research import tasks
+
+    sent: list[tuple[str, tuple]] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(tasks.analysis_run_start, "delay", lambda *args: sent.append(("start", args)))
+    study = recruiting_study()
+    join(study, [make_patient(cholesterol=211.1) for _ in range(20)])
+    from django.db import transaction
+
+    with transaction.atomic():
+        run = analysis_run_request(study=study, by=researcher, analysis_index=1)
+    chunk_args: list[tuple] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(tasks.analysis_chunk_run, "apply_async", lambda args, queue=None: chunk_args.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.analysis_run_start.apply(args=[str(run.pk)])
+
+    assert sent == []  # queued on commit only; the test's transaction never commits
+    assert chunk_args == [[str(run.pk), 0]]
+    assert uuid.UUID(chunk_args[0][0]) == run.pk
+
+
+def test_a_changed_spec_needs_approval_again_and_old_joins_are_not_read(
+    recruiting_study, make_patient, join, researcher, steward, django_capture_on_commit_callbacks
+):
+    from research.services import StudyRefused, study_spec_update, study_transition
+    from tests.research.conftest import spec
+
+    study = recruiting_study()
+    join(study, [make_patient() for _ in range(20)])
+
+    changed = study_spec_update(study=study, by=researcher, spec=spec(summary="Now also by age band."))
+
+    assert (changed.state, changed.version) == ("submitted", 2)
+    with pytest.raises(StudyRefused):
+        analysis_run_request(study=changed, by=researcher, analysis_index=0)
+    for to in ("in-review", "approved", "recruiting"):
+        changed = study_transition(study=changed, to=to, by=researcher if to == "recruiting" else steward)
+    run = _run(changed, researcher, django_capture_on_commit_callbacks)
+    assert (run.status, run.cohort_size) == ("blocked", 0)
