@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from portal.views import ai, auth, clinician, keys, notices, patient, preferences, research, sharing, steward
+from portal.views import account, ai, auth, clinician, keys, notices, patient, preferences, research, sharing, steward
 
 app_name = "portal"
 
@@ -19,6 +19,17 @@ urlpatterns = [
     path("logout/", LogoutView.as_view(), name="logout"),
     path("account/security/", auth.security, name="security"),
     path("account/settings/", preferences.preferences, name="preferences"),
+    path("account/password/", account.password_change, name="password_change"),
+    path("account/password/changed/", account.password_change_done, name="password_change_done"),
+    path("account/password/reset/", account.password_reset, name="password_reset"),
+    path("account/password/reset/sent/", account.password_reset_sent, name="password_reset_sent"),
+    path(
+        "account/password/reset/<str:uidb64>/<str:token>/",
+        account.password_reset_confirm,
+        name="password_reset_confirm",
+    ),
+    path("account/password/reset/done/", account.password_reset_complete, name="password_reset_complete"),
+    path("privacy/", account.privacy, name="privacy"),
     path("dashboard/", patient.dashboard, name="dashboard"),
     path("record/", patient.record, name="record"),
     path("record/import/", patient.record_import_view, name="record_import"),
