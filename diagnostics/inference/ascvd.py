@@ -37,8 +37,8 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from typing import Any
 
 from diagnostics.inference import base, values, valueset
@@ -74,6 +74,7 @@ DIABETES = "diabetes"
 ESTABLISHED_ASCVD = "ascvd-history"
 LDL_CODES = (loinc("13457-7"), loinc("18262-6"), loinc("2089-1"))
 LDL_STATIN_THRESHOLD = 190.0
+LIPID_WARNING_DAYS = 365
 STATIN_DIABETES_AGES = (40, 75)
 # 72166-2 answers (SNOMED CT, the CDC/US Core smoking status value set): True = current smoker.
 SMOKING_ANSWERS: dict[str, bool] = {
@@ -322,7 +323,7 @@ class AscvdPce2013:
             inputs.get("antihypertensive", ()), match=value_set(ANTIHYPERTENSIVES).match, as_of=as_of
         )
         diabetes = values.matching_condition(inputs.get("diabetes", ()), match=value_set(DIABETES).match, as_of=as_of)
-        return self._score(
+        scored = self._score(
             age=age,
             sex=sex,
             african_american=AFRICAN_AMERICAN in race_codes,
@@ -335,6 +336,44 @@ class AscvdPce2013:
             diabetes=diabetes,
             inputs=inputs,
         )
+        groups, warnings = self._statin_groups(age, diabetes, inputs, as_of), _data_warnings(tc, hdl, inputs, as_of)
+        notes = (
+            Contribution("statin_benefit_groups", ", ".join(groups) or "none", None, _groups_rule(groups)),
+            Contribution("data_warnings", "; ".join(warnings) or "none", None, "; ".join(warnings) or "none"),
+        )
+        return replace(
+            scored,
+            outputs={
+                **scored.outputs,
+                "statin_benefit_groups": ", ".join(groups) or "none",
+                "data_warnings": "; ".join(warnings) or "none",
+            },
+            contributions=scored.contributions + notes,
+        )
+
+    def _statin_groups(
+        self, age: int, diabetes: Reading | None, inputs: Mapping[str, Sequence[dict[str, Any]]], as_of: date
+    ) -> list[str]:
+        """The 2018 guideline's statin benefit groups this record shows (primary prevention)."""
+        groups = []
+        spec = self.spec.input("ldl")
+        ldl = values.latest_observation(
+            inputs.get("ldl", ()),
+            codes=spec.codes,
+            as_of=as_of,
+            lookback_days=spec.lookback_days,
+            read=values.quantity_reader(CHOLESTEROL_UNITS, "mg/dL or mmol/L"),
+            what="LDL cholesterol",
+        )
+        if isinstance(ldl, Reading) and ldl.value >= LDL_STATIN_THRESHOLD:
+            groups.append(f"LDL-C >= 190 mg/dL ({ldl.value:g} mg/dL, {ldl.source}, {ldl.day})")
+        low, high = STATIN_DIABETES_AGES
+        if diabetes is not None and low <= age <= high:
+            groups.append(f"diabetes aged 40-75 ({diabetes.source})")
+        statin = values.matching_medication(inputs.get("statin", ()), match=value_set(STATINS).match, as_of=as_of)
+        if statin is not None:
+            groups.append(f"current statin use ({statin.source}: {statin.value})")
+        return groups
 
     def _score(
         self,
@@ -449,6 +488,33 @@ class AscvdPce2013:
             "age x smoker": (None, "interaction ln(age) x current smoker"),
             "diabetes": (diabetes is not None, diabetes_rule),
         }
+
+
+def _groups_rule(groups: list[str]) -> str:
+    checked = "checked: LDL-C >= 190 mg/dL, diabetes aged 40-75, current statin use (2018 AHA/ACC guideline)"
+    if not groups:
+        return f"none of the statin benefit groups applies; {checked}"
+    return f"{'; '.join(groups)}: a statin is indicated or taken whatever the 10-year risk; {checked}"
+
+
+def _data_warnings(tc: Reading, hdl: Reading, inputs: Mapping[str, Sequence[dict[str, Any]]], as_of: date) -> list[str]:
+    """What a clinician should know about the data behind the number: old lipids, a single pressure reading."""
+    warnings = []
+    oldest_lipid = min(tc.day, hdl.day)
+    if (as_of - oldest_lipid).days > LIPID_WARNING_DAYS:
+        warnings.append(f"lipids are more than a year old ({oldest_lipid})")
+    earliest = as_of - timedelta(days=PRESSURE_LOOKBACK_DAYS)
+    pressures = {
+        values.parse_instant(values.clinical_time(resource))
+        for resource in inputs.get("systolic_bp", ())
+        if type(resource) is dict
+        and resource.get("status") in values.USABLE_OBSERVATION_STATUSES
+        and (day := values.parse_day(values.clinical_time(resource))) is not None
+        and earliest <= day <= as_of
+    }
+    if len(pressures) == 1:
+        warnings.append("a single blood-pressure reading in the last year: the guideline averages two or more")
+    return warnings
 
 
 def _race_rule(sex: str, african_american: bool, race_codes: list[str]) -> str:

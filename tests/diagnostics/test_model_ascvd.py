@@ -199,7 +199,14 @@ def test_the_white_male_example_is_borderline_and_explains_itself():
         "age x smoker",
         "diabetes",
         "group_mean",
+        "statin_benefit_groups",
+        "data_warnings",
     ]
+    assert result.outputs["statin_benefit_groups"] == "none"
+    assert (
+        result.outputs["data_warnings"]
+        == "a single blood-pressure reading in the last year: the guideline averages two or more"
+    )
     # The effects add up to ln(hazard ratio), from which the risk follows.
     log_hazard = sum(c.effect for c in result.contributions if c.effect is not None)
     assert abs(log_hazard - (result.outputs["individual_sum"] - 61.18)) < 1e-4

@@ -188,3 +188,30 @@ def test_every_synthea_cardiovascular_or_diabetic_condition_is_recognised():
     diabetic = {c for c in codes if value_set("diabetes").match({"coding": [{"system": SNOMED, "code": c}]})}
     assert history == {"22298006", "399211009", "53741008", "230690007"}
     assert diabetic == {"44054006"}
+
+
+def test_the_ascvd_result_lists_the_statin_benefit_groups_it_found():
+    diabetic = ehr_condition(ICD10CM, "E11.9", "Type 2 diabetes mellitus without complications")
+    statin = ehr_medication("999001", "Rosuvastatin calcium 10 MG Oral Tablet")
+    result = run_ascvd(ascvd_record(diabetic, statin, quantity("13457-7", 195)))
+    assert result.outputs["statin_benefit_groups"] == (
+        "LDL-C >= 190 mg/dL (195 mg/dL, Observation/13457-7-2024-05-01, 2024-05-01), "
+        "diabetes aged 40-75 (Condition/c1), current statin use (MedicationRequest/m999001: rosuvastatin (statin))"
+    )
+
+
+def test_old_lipids_and_a_single_pressure_reading_are_flagged():
+    record = [
+        patient("male", age=55),
+        quantity("2093-3", 213, day="2022-05-01"),
+        quantity("2085-9", 50, day="2022-05-01"),
+        bp_panel(120),
+        smoking(),
+    ]
+    result = run_ascvd(record)
+    assert result.outputs["data_warnings"] == (
+        "lipids are more than a year old (2022-05-01); "
+        "a single blood-pressure reading in the last year: the guideline averages two or more"
+    )
+    two_readings = ascvd_record(bp_panel(124, day="2024-02-01"))
+    assert run_ascvd(two_readings).outputs["data_warnings"] == "none"
