@@ -241,6 +241,9 @@ AUDIT_CHECKPOINT_SECONDS = envint("AUDIT_CHECKPOINT_SECONDS", 10, minimum=1)
 # Anchor the sealed log on chain once this many entries wait, or once the oldest waiting checkpoint is this old.
 AUDIT_ANCHOR_ENTRIES = envint("AUDIT_ANCHOR_ENTRIES", 4096, minimum=1)
 AUDIT_ANCHOR_SECONDS = envint("AUDIT_ANCHOR_SECONDS", 60, minimum=1)
+# The maximum merge delay: every entry is sealed and anchored within this, or verify_access_log fails
+# (audit/exposure.py). Above sealing plus anchoring intervals, with room for a short chain outage.
+AUDIT_MAX_MERGE_DELAY_SECONDS = envint("AUDIT_MAX_MERGE_DELAY_SECONDS", 600, minimum=1)
 
 # --- Chain ----------------------------------------------------------------------
 CHAIN_RPC_URL = envstr("CHAIN_RPC_URL")

@@ -131,7 +131,12 @@ def test_the_command_exits_0_when_the_log_matches_the_chain(chain, capsys):
     call_command("verify_access_log")
 
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1:] == ["chain: 1 anchors cover seq 0..9", "access log OK, and matches the chain"]
+    assert lines[1:] == [
+        "unprotected window 0 s (maximum merge delay 600 s): 0 entries not sealed (none), "
+        "0 sealed entries after seq 9 not anchored (none)",
+        "chain: 1 anchors cover seq 0..9",
+        "access log OK, and matches the chain",
+    ]
 
 
 def test_the_command_exits_1_and_prints_each_anchor_mismatch(chain, capsys):
@@ -185,4 +190,6 @@ def test_no_chain_skips_the_chain(settings, capsys):
     finally:
         chain_client_reset()
 
-    assert capsys.readouterr().out.splitlines()[1:] == ["access log OK"]
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("unprotected window ")
+    assert out[2:] == ["access log OK"]

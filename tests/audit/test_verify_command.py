@@ -40,6 +40,8 @@ def test_a_clean_log_exits_0_with_a_summary(capsys) -> None:  # type: ignore[no-
     assert re.fullmatch(
         r"checked 10 entries in 3 checkpoints in [0-9.]+ s \([0-9,]+ entries/s, [0-9]+ of them in worker processes\); "
         r"1 entries not sealed yet\n"
+        r"unprotected window [0-9]+ s \(maximum merge delay 600 s\): 1 entries not sealed \(oldest [0-9]+ s old\), "
+        r"10 sealed entries after seq -1 not anchored \(oldest [0-9]+ s old\)\n"
         r"access log OK\n",
         out,
     )
@@ -59,3 +61,19 @@ def test_a_deleted_entry_exits_1_naming_its_seq(capsys) -> None:  # type: ignore
     AccessLogEntry.objects.filter(pk=entries[0].pk).delete()
     assert run(["verify_access_log", "--no-chain"]) == 1
     assert "deleted at seq 0 (no entry row, checkpoint " in capsys.readouterr().err
+
+
+def test_an_entry_older_than_the_maximum_merge_delay_still_unsealed_exits_1(capsys, settings) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.services import access_log_insert
+
+    settings.AUDIT_MAX_MERGE_DELAY_SECONDS = 60
+    with transaction.atomic():  # a forged entry, not sealed yet, dated before the window
+        access_log_insert(event=event(7), at=timezone.now() - timedelta(seconds=120))
+
+    assert run(["verify_access_log", "--no-chain"]) == 1
+    err = capsys.readouterr().err
+    assert "access log FAILED its maximum merge delay: entries older than the maximum merge delay of 60 s" in err

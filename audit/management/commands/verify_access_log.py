@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.chain_check import ChainCheck, access_log_verify_chain
+from audit.exposure import access_log_exposure
 from audit.services import access_log_verify
 
 # Exit codes: 1 = tampering found (in the database or against the chain); 2 = the database verified but
@@ -17,7 +18,8 @@ CHAIN_UNREACHABLE = 2
 class Command(BaseCommand):
     help = (
         "Verify every sealed access-log entry against the signed checkpoints, and the checkpoints against the "
-        "anchors on chain. Exits 1 naming what is wrong, 2 when the chain could not be reached."
+        "anchors on chain, and that nothing is older than the maximum merge delay without being sealed and anchored. "
+        "States the unprotected window. Exits 1 naming what is wrong, 2 when the chain could not be reached."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,10 +41,13 @@ class Command(BaseCommand):
             f"{report.entries_checked_in_workers} of them in worker processes); "
             f"{report.unsealed_entries} entries not sealed yet"
         )
+        exposure = access_log_exposure()
+        self.stdout.write(exposure.describe())
         chain = None if options["no_chain"] else access_log_verify_chain()
         if chain is not None:
             self._write_chain(chain)
         failures = [] if report.problem is None else [f"access log FAILED verification: {report.problem.describe()}"]
+        failures += [f"access log FAILED its maximum merge delay: {problem}" for problem in exposure.failures()]
         if chain is not None and chain.problems:
             failures.append(f"access log FAILED verification against the chain: {len(chain.problems)} problem(s)")
         if failures:
