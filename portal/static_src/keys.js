@@ -210,18 +210,19 @@ function initSignForm(form) {
 function initEraseForm(form) {
   const items = readJson("revocations-typed-data") || [];
   let signed = false;
-  form.addEventListener("submit", async (event) => {
-    if (signed || items.length === 0) return;
-    event.preventDefault();
+  async function signAll(useWallet) {
     const passphraseInput = form.querySelector("[data-key-passphrase]");
     showError(form, "");
     try {
       const keys = {};
       const signatures = {};
       for (const item of items) {
-        const signer = item.signer;
-        if (!keys[signer]) keys[signer] = await loadKey(signer, passphraseInput.value);
-        signatures[item.grant_id] = await signTyped(keys[signer], item.typed_data);
+        if (useWallet) {
+          signatures[item.grant_id] = await walletSign(item.signer, item.typed_data);
+          continue;
+        }
+        if (!keys[item.signer]) keys[item.signer] = await loadKey(item.signer, passphraseInput.value);
+        signatures[item.grant_id] = await signTyped(keys[item.signer], item.typed_data);
       }
       form.querySelector("[data-revocation-signatures]").value = JSON.stringify(signatures);
       passphraseInput.value = "";
@@ -230,7 +231,17 @@ function initEraseForm(form) {
     } catch (error) {
       showError(form, error.message);
     }
+  }
+  form.addEventListener("submit", (event) => {
+    if (signed || items.length === 0) return;
+    event.preventDefault();
+    signAll(false);
   });
+  const walletButton = form.querySelector("[data-wallet-sign]");
+  if (walletButton && wallet()) {
+    walletButton.hidden = false;
+    walletButton.addEventListener("click", () => signAll(true));
+  }
 }
 
 // --- The key page: create, take, recover, rotate -------------------------------------------------------
