@@ -144,15 +144,14 @@ def _participant(caller: Caller, patient: Patient, analysis: Any, params: dict[s
     )
     resource = orjson.loads(body)
     eligibility = study.spec.get("eligibility", {})
-    codes = {c for _, cs in analysis.reads(params) if _ == "Condition" for c in cs} | set(
-        eligibility.get("conditions", [])
-    )
+    reads = analysis.reads(params)
+    codes = {c for kind, cs in reads if kind == "Condition" for c in cs} | set(eligibility.get("conditions", []))
     conditions: set[str] = set()
     if codes:
         for item in _search(caller, patient, "Condition", tuple(sorted(codes))):
             conditions |= {f"{c.get('system')}|{c.get('code')}" for c in item.get("code", {}).get("coding", [])}
     observations: list[dict[str, Any]] = []
-    for resource_type, obs_codes in analysis.reads(params):
+    for resource_type, obs_codes in reads:
         if resource_type == "Observation":
             observations.extend(_search(caller, patient, "Observation", obs_codes))
     return catalogue.Participant(

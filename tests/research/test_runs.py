@@ -223,3 +223,18 @@ def test_a_changed_spec_needs_approval_again_and_old_joins_are_not_read(
         changed = study_transition(study=changed, to=to, by=researcher if to == "recruiting" else steward)
     run = _run(changed, researcher, django_capture_on_commit_callbacks)
     assert (run.status, run.cohort_size) == ("blocked", 0)
+
+
+def test_eligibility_is_decided_in_the_worker_after_opt_in_and_only_eligible_participants_count(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    study = recruiting_study(eligibility={"sex": ["female"]})
+    women = [make_patient(sex="female") for _ in range(20)]
+    men = [make_patient(sex="male") for _ in range(5)]
+    join(study, women + men)
+
+    run = _run(study, researcher, django_capture_on_commit_callbacks)
+
+    assert run.cohort_size == 25
+    assert run.result["eligible_participants"] == 20
+    assert {c["group"]["sex"] for c in run.result["cells"]} == {"female"}
