@@ -71,6 +71,14 @@ class TokenForm(forms.Form):
     )
 
 
+class RecoveryCodeForm(forms.Form):
+    recovery_code = forms.CharField(
+        label="A recovery code",
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+
+
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="FHIR file: a Bundle or resource (.json), or one resource per line (.ndjson)",

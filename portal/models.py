@@ -52,3 +52,21 @@ class Preference(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of user {self.user_id}"
+
+
+class RecoveryCode(models.Model):
+    """One single-use code that stands in for the authenticator app's code, stored only as a keyed digest.
+
+    Shown once when made (portal.recovery); a new set replaces the old one; using one marks it used.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes")
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "digest"], name="portal_recovery_code_unique")]
+
+    def __str__(self) -> str:
+        return f"recovery code {self.pk} of user {self.user_id}"

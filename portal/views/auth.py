@@ -23,7 +23,8 @@ from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 
 from accounts.models import Role, User
-from portal.forms import LoginForm, SignupForm, TokenForm
+from portal.forms import LoginForm, RecoveryCodeForm, SignupForm, TokenForm
+from portal.recovery import recovery_code_use, recovery_codes_issue, recovery_codes_left, recovery_codes_remove
 from portal.services import (
     login_failure_record,
     login_failures_clear,
@@ -137,15 +138,24 @@ def login_verify(request: HttpRequest) -> HttpResponse:
     device = totp_confirmed_device(user=user) if user is not None else None
     if user is None or device is None:
         return redirect("portal:login")
-    form = TokenForm(request.POST or None)
+    using_code = "recovery_code" in request.POST
+    form = TokenForm(request.POST if request.method == "POST" and not using_code else None)
+    recovery = RecoveryCodeForm(request.POST if using_code else None)
+    context = {"form": form, "recovery": recovery}
     if request.method != "POST":
-        return render(request, "portal/login_verify.html", {"form": form})
+        return render(request, "portal/login_verify.html", context)
     address = client_address(request)
     if login_is_throttled(username=user.username, address=address):
         return _throttled(request, "portal/login_verify.html", form)
-    if not form.is_valid() or not device.verify_token(form.cleaned_data["token"]):
+    if using_code:
+        # A recovery code stands in for the app's code once; it goes through the same failure counter.
+        passed = recovery.is_valid() and recovery_code_use(user=user, code=recovery.cleaned_data["recovery_code"])
+    else:
+        passed = form.is_valid() and device.verify_token(form.cleaned_data["token"])
+    if not passed:
         login_failure_record(username=user.username, address=address)
-        return render(request, "portal/login_verify.html", {"form": form, "failed": True}, status=401)
+        context["failed"] = True
+        return render(request, "portal/login_verify.html", context, status=401)
     next_url = request.session.pop(PENDING_NEXT, "")
     request.session.pop(PENDING_USER, None)
     login_failures_clear(username=user.username, address=address)
@@ -168,13 +178,18 @@ def security(request: HttpRequest) -> HttpResponse:
     if totp_confirmed_device(user=user) is not None and not request.user.is_verified():  # type: ignore[union-attr]
         return redirect("portal:login")
     context: dict[str, object] = {"enabled": totp_confirmed_device(user=user) is not None}
+    context["codes_left"] = recovery_codes_left(user=user)
     action = request.POST.get("action", "")
     if request.method == "POST" and action == "remove":
         if not user.check_password(request.POST.get("password", "")):
             context["remove_failed"] = True
             return render(request, "portal/security.html", context, status=400)
         totp_devices_remove(user=user)
+        recovery_codes_remove(user=user)
         return redirect("portal:security")
+    if request.method == "POST" and action == "recovery-codes" and context["enabled"]:
+        # Shown in this one answer and never again: only their digests are kept.
+        context["recovery_codes"] = recovery_codes_issue(user=user)
     if request.method == "POST" and action == "confirm":
         form = TokenForm(request.POST)
         if form.is_valid():
