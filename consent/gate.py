@@ -42,6 +42,7 @@ from records.selectors import (
     RowExtra,
     SearchCriteria,
     StoredVersion,
+    resource_ids_by_column,
     resource_ids_by_date,
     resource_in_categories,
     resource_matching,
@@ -373,6 +374,10 @@ def resource_search_counted(
                 # Ordered by blind-index sort tokens: nothing but the returned page is ever decrypted.
                 ordered = resource_ids_by_date(patient=patient, matching=matching, descending=sort == "-date")
                 stored = stored_versions_by_ids(ordered[offset : offset + limit])
+        elif limit and sort:
+            # Row columns kept in the clear (_lastUpdated, _id): ordered and sliced by the database.
+            total = matching.count()
+            stored = stored_versions_by_ids(resource_ids_by_column(matching=matching, sort=sort, page=(offset, limit)))
         elif limit:
             # Storage order: the page and the total in one statement.
             stored, total = stored_page(matching=matching, limit=limit, offset=offset)

@@ -266,6 +266,19 @@ def resource_search(
     return found.order_by("pk")[offset : offset + limit]
 
 
+# Sorts on columns kept in the clear: the server's last update and the resource id, then the row.
+COLUMN_SORTS = {"_lastUpdated": ("updated_at", "pk"), "_id": ("fhir_id", "pk")}
+
+
+def resource_ids_by_column(*, matching: QuerySet[Resource], sort: str, page: tuple[int, int]) -> list[int]:
+    """One page (offset, limit) of `matching`'s ids ordered by a COLUMN_SORTS key ("-" first: descending)."""
+    descending = sort.startswith("-")
+    columns = COLUMN_SORTS[sort.removeprefix("-")]
+    ordering = [f"-{c}" if descending else c for c in columns]
+    offset, limit = page
+    return list(matching.order_by(*ordering).values_list("pk", flat=True)[offset : offset + limit])
+
+
 def stored_versions_by_ids(resource_pks: Sequence[int]) -> list[StoredVersion]:
     """The sealed current versions of these resources, in the order given, in one query."""
     rows = ResourceVersion.objects.filter(resource_id__in=resource_pks, version=F("resource__current_version"))

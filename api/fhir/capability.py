@@ -47,7 +47,8 @@ _PARAM_DOCS = {
 }
 _RESULT_DOCS = (
     f"_count (default {COUNT_DEFAULT}, at most {COUNT_MAX}; 0 returns only the total), _offset (paging; "
-    "next/previous links carry the query), _summary=count, _sort=date|-date (clinical date, then id), "
+    "next/previous links carry the query), _summary=count, _sort=date (clinical date, then id), _lastUpdated "
+    "or _id (- before a key: descending), "
     "_format=json; POST {type}/_search takes the parameters as a form; parameters a type does not take are "
     "ignored and named in an OperationOutcome entry, or refused (400) with Prefer: handling=strict"
 )

@@ -48,7 +48,7 @@ from records.models import Patient
 # Served by their own modules (api.fhir.consents, api.fhir.audit_events) or not resources of a record.
 NOT_RECORD_TYPES = frozenset({"Consent", "AuditEvent", "Bundle", "CapabilityStatement", "OperationOutcome"})
 RECORD_TYPES = frozenset(RESOURCE_TYPES - NOT_RECORD_TYPES)
-SORTS = frozenset({"date", "-date"})
+SORTS = frozenset({"date", "-date", "_lastUpdated", "-_lastUpdated", "_id", "-_id"})
 _JSON_BODIES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 MAX_QUERY_LOGGED = 2000
 

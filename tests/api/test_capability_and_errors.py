@@ -24,7 +24,13 @@ def test_metadata_is_a_valid_capability_statement_that_names_what_is_supported(a
     rest = statement["rest"][0]
     by_type = {r["type"]: r for r in rest["resource"]}
     observation = by_type["Observation"]
-    assert [i["code"] for i in observation["interaction"]] == ["read", "vread", "history-instance", "search-type", "create"]
+    assert [i["code"] for i in observation["interaction"]] == [
+        "read",
+        "vread",
+        "history-instance",
+        "search-type",
+        "create",
+    ]
     assert {p["name"] for p in observation["searchParam"]} == supported_parameters("Observation") - {"_sort"}
     assert [i["code"] for i in by_type["Consent"]["interaction"]] == ["read", "search-type"]
     assert "create" not in [i["code"] for i in by_type["Patient"]["interaction"]]

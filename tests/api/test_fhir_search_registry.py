@@ -226,3 +226,19 @@ def test_date_prefixes_ne_sa_eb_and_ap(api, patient_user, token_for, alice_recor
     year = str(timezone.now().year)
     assert (_count(api, token, f"_lastUpdated=ne{year}"), _count(api, token, "_lastUpdated=ne1999")) == (0, total)
     assert _count(api, token, f"_lastUpdated=ap{year}") == total
+
+
+def test_sort_by_id_and_last_updated_pages_in_order(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+    _, everything = _get(api, token, "/fhir/Observation?_count=1000")
+    ids = sorted(e["resource"]["id"] for e in everything["entry"])
+    _, first = _get(api, token, "/fhir/Observation?_sort=_id&_count=5")
+    _, second = _get(api, token, "/fhir/Observation?_sort=_id&_count=5&_offset=5")
+    _, descending = _get(api, token, "/fhir/Observation?_sort=-_id&_count=5")
+    assert [e["resource"]["id"] for e in first["entry"] + second["entry"]] == ids[:10]
+    assert [e["resource"]["id"] for e in descending["entry"]] == ids[::-1][:5]
+    assert first["total"] == len(ids)
+    _, updated = _get(api, token, "/fhir/Observation?_sort=-_lastUpdated&_count=1000")
+    stamps = [e["resource"]["meta"]["lastUpdated"] for e in updated["entry"]]
+    assert stamps == sorted(stamps, reverse=True)
+    assert len(stamps) == len(ids)
