@@ -56,6 +56,7 @@ EXPIRING_SOON = timedelta(days=7)
 LIVE_STATUSES = (GrantStatus.PENDING, GrantStatus.RECORDED)
 
 ACTION_WORDS = {
+    "accounts.close": "Closed the account",
     "records.read": "Read",
     "records.search": "Searched",
     "records.export": "Downloaded the whole record",

@@ -5,7 +5,20 @@ from __future__ import annotations
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from portal.views import account, ai, auth, clinician, keys, notices, patient, preferences, research, sharing, steward
+from portal.views import (
+    account,
+    ai,
+    auth,
+    clinician,
+    closure,
+    keys,
+    notices,
+    patient,
+    preferences,
+    research,
+    sharing,
+    steward,
+)
 
 app_name = "portal"
 
@@ -30,6 +43,8 @@ urlpatterns = [
     ),
     path("account/password/reset/done/", account.password_reset_complete, name="password_reset_complete"),
     path("privacy/", account.privacy, name="privacy"),
+    path("account/close/", closure.close_account, name="account_close"),
+    path("account/closed/", closure.account_closed, name="account_closed"),
     path("dashboard/", patient.dashboard, name="dashboard"),
     path("record/", patient.record, name="record"),
     path("record/import/", patient.record_import_view, name="record_import"),
