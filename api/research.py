@@ -62,12 +62,20 @@ class _Base(APIView):
 
 
 class StudiesView(_Base):
-    @extend_schema(summary="The caller's studies", tags=["research"], responses={200: dict})
+    @extend_schema(
+        operation_id="research_studies_list", summary="The caller's studies", tags=["research"], responses={200: dict}
+    )
     def get(self, request: Request) -> Response:
         _scoped(request, "research.read")
         return Response([selectors.study_public(s) for s in selectors.studies_for(user=request.user)])  # type: ignore[arg-type]
 
-    @extend_schema(summary="Request a study (a draft)", tags=["research"], request=StudyCreate, responses={201: dict})
+    @extend_schema(
+        operation_id="research_study_create",
+        summary="Request a study (a draft)",
+        tags=["research"],
+        request=StudyCreate,
+        responses={201: dict},
+    )
     def post(self, request: Request) -> Response:
         _scoped(request, "research.write")
         asked = StudyCreate(data=request.data)
@@ -77,7 +85,7 @@ class StudiesView(_Base):
 
 
 class StudyView(_Base):
-    @extend_schema(summary="One study", tags=["research"], responses={200: dict})
+    @extend_schema(operation_id="research_study_read", summary="One study", tags=["research"], responses={200: dict})
     def get(self, request: Request, study_id: str) -> Response:
         _scoped(request, "research.read")
         study = services.study_for_member(study_id=study_id, user=request.user)  # type: ignore[arg-type]
@@ -85,7 +93,13 @@ class StudyView(_Base):
 
 
 class StudyTransitionView(_Base):
-    @extend_schema(summary="Change a study's state", tags=["research"], request=Transition, responses={200: dict})
+    @extend_schema(
+        operation_id="research_study_transition",
+        summary="Change a study's state",
+        tags=["research"],
+        request=Transition,
+        responses={200: dict},
+    )
     def post(self, request: Request, study_id: str) -> Response:
         _scoped(request, "research.write")
         asked = Transition(data=request.data)
@@ -96,7 +110,9 @@ class StudyTransitionView(_Base):
 
 
 class StudyRunsView(_Base):
-    @extend_schema(summary="The study's runs", tags=["research"], responses={200: dict})
+    @extend_schema(
+        operation_id="research_runs_list", summary="The study's runs", tags=["research"], responses={200: dict}
+    )
     def get(self, request: Request, study_id: str) -> Response:
         _scoped(request, "research.read")
         study = services.study_for_member(study_id=study_id, user=request.user)  # type: ignore[arg-type]
@@ -104,7 +120,11 @@ class StudyRunsView(_Base):
         return Response([selectors.run_public(r) for r in runs])
 
     @extend_schema(
-        summary="Run one of the approved analyses", tags=["research"], request=RunCreate, responses={202: dict}
+        operation_id="research_run_create",
+        summary="Run one of the approved analyses",
+        tags=["research"],
+        request=RunCreate,
+        responses={202: dict},
     )
     def post(self, request: Request, study_id: str) -> Response:
         _scoped(request, "research.write")
@@ -119,7 +139,10 @@ class StudyRunsView(_Base):
 
 class RunView(_Base):
     @extend_schema(
-        summary="One run: status, disclosure report, checked table", tags=["research"], responses={200: dict}
+        operation_id="research_run_read",
+        summary="One run: status, disclosure report, checked table",
+        tags=["research"],
+        responses={200: dict},
     )
     def get(self, request: Request, run_id: str) -> Response:
         _scoped(request, "research.read")
@@ -127,7 +150,13 @@ class RunView(_Base):
 
 
 class RunReleaseView(_Base):
-    @extend_schema(summary="Ask for the output check of a run", tags=["research"], request=None, responses={202: dict})
+    @extend_schema(
+        operation_id="research_release_request",
+        summary="Ask for the output check of a run",
+        tags=["research"],
+        request=None,
+        responses={202: dict},
+    )
     def post(self, request: Request, run_id: str) -> Response:
         _scoped(request, "research.write")
         release = services.release_request(run=_run(request, run_id), by=request.user)  # type: ignore[arg-type]
@@ -135,8 +164,12 @@ class RunReleaseView(_Base):
 
 
 class ReleaseView(_Base):
-    @extend_schema(summary="A released table with its provenance (?format=csv for CSV)", tags=["research"],
-                   responses={200: dict})  # fmt: skip
+    @extend_schema(
+        operation_id="research_release_read",
+        summary="A released table with its provenance (?as=csv for CSV)",
+        tags=["research"],
+        responses={200: dict},
+    )
     def get(self, request: Request, release_id: str) -> Response | HttpResponse:
         _scoped(request, "research.read")
         release = Release.objects.filter(pk=release_id, status=ReleaseStatus.RELEASED).select_related("run").first()
