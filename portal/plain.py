@@ -190,13 +190,53 @@ def resource_title(resource: dict[str, Any]) -> str:
     return title or type_words(str(kind))
 
 
+# FHIR status codes as a patient reads them (clinicalStatus, verificationStatus and plain status).
+STATUS_WORDS = {
+    "active": "Active",
+    "recurrence": "Back again",
+    "relapse": "Back again",
+    "inactive": "No longer active",
+    "remission": "In remission",
+    "resolved": "Resolved",
+    "unconfirmed": "Not confirmed",
+    "provisional": "Provisional",
+    "differential": "One of several possibilities",
+    "confirmed": "Confirmed",
+    "refuted": "Ruled out",
+    "entered-in-error": "Entered in error",
+    "final": "Final",
+    "amended": "Corrected",
+    "corrected": "Corrected",
+    "preliminary": "Preliminary",
+    "registered": "Registered",
+    "completed": "Completed",
+    "stopped": "Stopped",
+    "on-hold": "On hold",
+    "cancelled": "Cancelled",
+    "draft": "Draft",
+    "finished": "Finished",
+    "in-progress": "In progress",
+    "not-done": "Not done",
+}
+
+
+def status_words(concept_or_code: Any) -> str:
+    """A status in words: its display text if it has one, else the code in words ("active" reads "Active")."""
+    if isinstance(concept_or_code, str):
+        return STATUS_WORDS.get(concept_or_code, concept_or_code.replace("-", " ").capitalize())
+    text = concept_text(concept_or_code)
+    if text.startswith("code "):
+        return status_words(text.removeprefix("code "))
+    return text
+
+
 def _status(resource: dict[str, Any]) -> str:
     for key in ("clinicalStatus", "verificationStatus"):
-        text = concept_text(resource.get(key))
+        text = status_words(resource.get(key))
         if text:
             return text
     status = resource.get("status")
-    return str(status) if isinstance(status, str) else ""
+    return status_words(status) if isinstance(status, str) else ""
 
 
 SYSTOLIC, DIASTOLIC, BP_PANEL = "8480-6", "8462-4", "85354-9"

@@ -211,3 +211,17 @@ def test_a_clinician_without_a_grant_gets_no_chart(mallory, numbers_record) -> N
 
     assert response.status_code in (302, 403, 404)
     assert b"lb_av" not in response.content
+
+
+def test_a_status_code_reads_in_words_not_as_a_code() -> None:
+    condition = {
+        "resourceType": "Condition",
+        "code": {"text": "Hypertension"},
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+        },
+    }
+    stopped = {"resourceType": "MedicationRequest", "status": "on-hold", "medicationCodeableConcept": {"text": "X"}}
+
+    assert plain_resource(condition).value == "Active"
+    assert plain_resource(stopped).value == "On hold"
