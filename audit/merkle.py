@@ -96,3 +96,51 @@ def root_from_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes
 
 def verify_inclusion_path(leaf: bytes, index: int, size: int, path: Sequence[bytes], root: bytes) -> bool:
     return root_from_inclusion(leaf, index, size, path) == root
+
+
+def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
+    """PROOF(m, D[n]) of RFC 6962 section 2.1.2: what shows the tree of the first m leaves is a prefix of this one."""
+    if not 0 < old_size <= len(leaves):
+        raise IndexError(f"no consistency proof from size {old_size} to a tree of {len(leaves)} leaves")
+    return _subproof(old_size, leaves, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], whole: bool) -> list[bytes]:
+    n = len(leaves)
+    if m == n:
+        return [] if whole else [merkle_root(leaves)]
+    k = _largest_power_of_two_below(n)
+    if m <= k:
+        return [*_subproof(m, leaves[:k], whole), merkle_root(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), merkle_root(leaves[:k])]
+
+
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
+    """Check a consistency proof per RFC 9162 section 2.1.4.2: the old tree is a prefix of the new one."""
+    if not 0 < old_size <= new_size or any(len(p) != HASH_BYTES for p in proof):
+        return False
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root is itself a node of the new tree
+        path.insert(0, old_root)
+    if not path:
+        return False
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root

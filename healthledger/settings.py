@@ -244,6 +244,9 @@ AUDIT_ANCHOR_SECONDS = envint("AUDIT_ANCHOR_SECONDS", 60, minimum=1)
 # The maximum merge delay: every entry is sealed and anchored within this, or verify_access_log fails
 # (audit/exposure.py). Above sealing plus anchoring intervals, with room for a short chain outage.
 AUDIT_MAX_MERGE_DELAY_SECONDS = envint("AUDIT_MAX_MERGE_DELAY_SECONDS", 600, minimum=1)
+# Where `manage.py witness_access_log` keeps the last tree head it accepted: outside the database (in
+# production, on storage the database's operators cannot write).
+AUDIT_WITNESS_FILE = envstr("AUDIT_WITNESS_FILE", str(VAR_DIR / "witness" / "access-log.json"))
 
 # --- Chain ----------------------------------------------------------------------
 CHAIN_RPC_URL = envstr("CHAIN_RPC_URL")
