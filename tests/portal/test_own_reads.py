@@ -34,3 +34,17 @@ def test_a_clinician_without_a_grant_gets_no_charts(mallory, alice_record) -> No
 
     assert response.status_code in (302, 403, 404)
     assert b"series" not in response.content
+
+
+def test_alices_charts_and_dashboard_hold_none_of_bobs_record(alice, alice_record, bob_record) -> None:
+    from records.models import Resource
+
+    bobs = set(Resource.objects.filter(patient=bob_record).values_list("fhir_id", flat=True))
+
+    charts = alice.get("/record/charts/all.json").json()["charts"]
+    dashboard = alice.get("/dashboard/").content.decode()
+
+    refs = {p["ref"].split("/")[1] for c in charts for s in c["series"] for p in s["points"]}
+    assert refs
+    assert not refs & bobs
+    assert not any(fhir_id in dashboard for fhir_id in bobs)
