@@ -29,6 +29,7 @@ from records.fhir.jsonio import dumps_exact, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
 from records.models import Patient
 from records.selectors import resource_versions
+from research.selectors import invitations as research_invitations
 
 ACCESS_PAGE = 50
 
@@ -43,6 +44,7 @@ def dashboard(request: HttpRequest, patient: Patient) -> HttpResponse:
     if board.resource_count and not patient.is_erased:
         health = selectors.health_summary(caller=own_caller(request), patient=patient)
     context = {"board": board, "patient": patient, "nav": "dashboard", "notices": notices, "health": health}
+    context["invitations"] = research_invitations(patient=patient)
     return render(request, "portal/dashboard.html", context)
 
 

@@ -107,3 +107,13 @@ def test_a_researcher_cannot_open_the_patient_pages_nor_a_patient_the_researcher
     assert _client(researcher).get(f"/research/studies/{study.pk}/").status_code == 403
     assert _client(patient.user).get("/research/my-studies/").status_code == 403
     assert _client(patient.user).get("/steward/research/").status_code == 403
+
+
+def test_the_dashboard_lists_the_research_invitation(recruiting_study, make_patient):
+    study = recruiting_study()
+    patient = make_patient()
+
+    page = _client(patient.user).get("/dashboard/").content.decode()
+
+    assert f'href="/research/studies/{study.pk}/"' in page
+    assert study.title in page
