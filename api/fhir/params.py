@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+import orjson
 from django.http import HttpRequest, QueryDict
 
 from api.outcomes import BadRequest
@@ -29,7 +30,8 @@ COUNT_DEFAULT = 50
 COUNT_MAX = 1000
 # Accepted everywhere and without effect on the result (_total: the total is always counted exactly).
 IGNORED = frozenset({"_format", "_pretty", "_total"})
-PAGING = frozenset({"_count", "_offset", "_summary"})
+PAGING = frozenset({"_count", "_offset", "_summary", "_elements"})
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
 _DATE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
@@ -345,3 +347,28 @@ def patient_param(params: QueryDict) -> str | None:
     if len(named) > 1:
         raise BadRequest("search parameters patient and subject name different patients")
     return next(iter(named), None)
+
+
+def elements(params: QueryDict, resource_type: str) -> frozenset[str] | None:
+    """The top-level elements `_elements` asks for (a "Type." prefix allowed), or None when it is not given."""
+    values = params.getlist("_elements")
+    if not values:
+        return None
+    names: set[str] = set()
+    for raw in values:
+        for part in (p.strip() for p in raw.split(",")):
+            name = part.removeprefix(f"{resource_type}.")
+            if not re.fullmatch(r"[a-z][A-Za-z0-9]{0,63}", name):
+                raise bad("_elements", f"{part!r} is not an element name")
+            names.add(name)
+    return frozenset(names)
+
+
+def subset(body: bytes, names: frozenset[str]) -> bytes:
+    """A resource with only the named elements (and resourceType, id, meta), marked SUBSETTED as FHIR asks."""
+    resource = orjson.loads(body)
+    kept = {k: v for k, v in resource.items() if k in names or k in ("resourceType", "id", "meta")}
+    meta = dict(kept.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    kept["meta"] = meta
+    return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)

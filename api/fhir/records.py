@@ -259,6 +259,7 @@ def _search(
     ignored = params.unknown_check(asked, supported_parameters(resource_type), strict=params.strict(request))
     query = _used(asked, ignored)
     paging = params.paging(query, SORTS)
+    kept = params.elements(query, resource_type)  # checked before the search runs: a bad one is a 400, not a read
     criteria, satisfiable = _criteria(query, resource_type)
     caller = gate_caller(request, context)
     if _patient_list_asked(query, context, resource_type, compartment):
@@ -282,7 +283,10 @@ def _search(
         # Denied: exactly what a search of a patient that does not exist returns.
         return searchset(request, paging, 0, [], ignored, url)
     refs = [ref.rsplit("/_history/", 1)[0] for ref in page.references]
-    return searchset(request, paging, page.total or 0, list(zip(refs, page.bodies, strict=True)), ignored, url)
+    bodies = page.bodies
+    if kept is not None:
+        bodies = [params.subset(body, kept) for body in bodies]
+    return searchset(request, paging, page.total or 0, list(zip(refs, bodies, strict=True)), ignored, url)
 
 
 def _patient_list_asked(query: QueryDict, context: TokenContext, resource_type: str, compartment: str | None) -> bool:

@@ -242,3 +242,14 @@ def test_sort_by_id_and_last_updated_pages_in_order(api, patient_user, token_for
     stamps = [e["resource"]["meta"]["lastUpdated"] for e in updated["entry"]]
     assert stamps == sorted(stamps, reverse=True)
     assert len(stamps) == len(ids)
+
+
+def test_elements_returns_only_the_named_elements_marked_subsetted(api, patient_user, token_for, alice_record):
+    token = token_for(patient_user)
+    _, bundle = _get(api, token, "/fhir/Observation?_count=3&_elements=code,Observation.status")
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        assert set(resource) == {"resourceType", "id", "meta", "code", "status"}
+        assert resource["meta"]["tag"][-1]["code"] == "SUBSETTED"
+    response, outcome = _get(api, token, "/fhir/Observation?_elements=code;drop")
+    assert (response.status_code, outcome["resourceType"]) == (400, "OperationOutcome")
