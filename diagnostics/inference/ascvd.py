@@ -189,11 +189,20 @@ TERM_GROUPS = {
 # 2018 AHA/ACC cholesterol guideline risk categories, on the reported (one-decimal) percentage.
 CATEGORIES = ((5.0, "low"), (7.5, "borderline"), (20.0, "intermediate"), (math.inf, "high"))
 
+
+def _derived(limits: tuple[float, float, str]) -> dict[str, Any]:
+    return {"unit": limits[2], "limits": limits[:2], "limits_basis": "the range the equations were derived on"}
+
+
+TC_LIMITS = (*TOTAL_CHOLESTEROL_RANGE, "mg/dL")
+HDL_LIMITS = (*HDL_RANGE, "mg/dL")
+SBP_LIMITS = (*SYSTOLIC_RANGE, "mm Hg")
+
 INPUTS = (
     InputSpec("patient", "Patient", (), None),
-    InputSpec("total_cholesterol", "Observation", (loinc("2093-3"),), LIPID_LOOKBACK_DAYS),
-    InputSpec("hdl", "Observation", (loinc("2085-9"),), LIPID_LOOKBACK_DAYS),
-    InputSpec("systolic_bp", "Observation", (loinc("8480-6"),), PRESSURE_LOOKBACK_DAYS),
+    InputSpec("total_cholesterol", "Observation", (loinc("2093-3"),), LIPID_LOOKBACK_DAYS, **_derived(TC_LIMITS)),
+    InputSpec("hdl", "Observation", (loinc("2085-9"),), LIPID_LOOKBACK_DAYS, **_derived(HDL_LIMITS)),
+    InputSpec("systolic_bp", "Observation", (loinc("8480-6"),), PRESSURE_LOOKBACK_DAYS, **_derived(SBP_LIMITS)),
     InputSpec("antihypertensive", "MedicationRequest", (), None, False, value_set=ANTIHYPERTENSIVES),
     InputSpec("diabetes", "Condition", (), None, False, value_set=DIABETES),
     InputSpec("smoking_status", "Observation", (loinc("72166-2"),), SMOKING_LOOKBACK_DAYS),
@@ -230,6 +239,7 @@ def _spec() -> ModelSpec:
         purpose="TREAT",
         inputs=INPUTS,
         output_code=loinc("79423-0"),
+        population="Adults aged 40 to 79 without clinical atherosclerotic cardiovascular disease (primary prevention).",
         horizon_years=10,
     )
 
@@ -292,14 +302,8 @@ class AscvdPce2013:
         hdl = observed("hdl", values.quantity_reader(CHOLESTEROL_UNITS, "mg/dL or mmol/L"), "HDL cholesterol")
         sbp = observed("systolic_bp", values.quantity_reader(PRESSURE_UNITS, "mm[Hg]"), "systolic blood pressure")
         smoking = observed("smoking_status", _smoking, "tobacco smoking status")
-        for name, reading, bounds, unit in (
-            ("total_cholesterol", tc, TOTAL_CHOLESTEROL_RANGE, "mg/dL"),
-            ("hdl", hdl, HDL_RANGE, "mg/dL"),
-            ("systolic_bp", sbp, SYSTOLIC_RANGE, "mm Hg"),
-        ):
-            bad = reading and values.out_of_range(
-                name, reading.value, bounds, unit, "the range the equations were derived on"
-            )
+        for name, reading in (("total_cholesterol", tc), ("hdl", hdl), ("systolic_bp", sbp)):
+            bad = reading and values.limits_problem(self.spec.input(name), reading.value)
             problems.extend([bad] if bad else [])
         established = values.matching_condition(
             inputs.get("established_ascvd", ()), match=value_set(ESTABLISHED_ASCVD).match, as_of=as_of, history=True

@@ -51,6 +51,11 @@ class InputSpec:
     # then reads every resource of the type (ICD-10-CM ranges and drug names cannot be searched by token)
     # and passes the model only those the value set holds.
     value_set: str | None = None
+    # The unit the model computes in, the range of values it accepts in that unit, and why that range
+    # (plausibility, or the range the equation was derived on): the reader refuses a value outside it.
+    unit: str = ""
+    limits: tuple[float, float] | None = None
+    limits_basis: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class ModelSpec:
     # An output also released as an Observation, to be searched and charted like a lab:
     # (output key, "system|code", UCUM unit, display).
     observation: tuple[str, str, str, str] | None = None
+    population: str = ""  # who the model is for, in one sentence; it refuses anyone else
 
     def input(self, name: str) -> InputSpec:
         """The declared input called `name` (KeyError when the model declares none)."""

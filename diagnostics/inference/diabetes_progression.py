@@ -47,6 +47,7 @@ from typing import Any
 from diagnostics.inference import base, training, values
 from diagnostics.inference.base import Contribution, InputSpec, ModelResult, ModelSpec
 from diagnostics.inference.values import Absent, Reading, loinc
+from diagnostics.inference.valueset import value_set
 
 MODEL_ID = training.MODEL_ID
 VERSION = "1.0.0"
@@ -72,6 +73,8 @@ INPUTS = (
     InputSpec("hdl", "Observation", (loinc("2085-9"),), LOOKBACK_DAYS),
     InputSpec("triglycerides", "Observation", (loinc("2571-8"),), LOOKBACK_DAYS),
     InputSpec("glucose", "Observation", (loinc("2339-0"), loinc("2345-7")), LOOKBACK_DAYS),
+    # The study enrolled people with diabetes: without an active diabetes diagnosis the model does not apply.
+    InputSpec("diabetes", "Condition", (), None, value_set="diabetes"),
 )
 
 # Observation inputs: (reader, what) in the order they are asked for.
@@ -133,6 +136,10 @@ class DiabetesProgression:
             purpose="TREAT",
             inputs=INPUTS,
             output_code=OUTPUT_CODE,
+            population=(
+                "Adults with an active diabetes diagnosis whose inputs lie within the ranges of the 442 patients "
+                "it was trained on (fasting glucose up to the training maximum: most diabetics fall outside)."
+            ),
         )
 
     def run(self, inputs: Mapping[str, Sequence[dict[str, Any]]], *, as_of: date) -> ModelResult:
@@ -140,6 +147,20 @@ class DiabetesProgression:
         found: dict[str, float] = {}
         sources: dict[str, Reading] = {}
         self._patient(inputs, as_of, found, problems)
+        diagnosed = values.matching_condition(
+            inputs.get("diabetes", ()), match=value_set("diabetes").match, as_of=as_of
+        )
+        if diagnosed is None:
+            problems.append(
+                Contribution(
+                    "diabetes",
+                    None,
+                    None,
+                    "no active diabetes diagnosis on record (prediabetes does not count): the model was trained on "
+                    "people with diabetes only",
+                    kind="excluded",
+                )
+            )
         for name, (read, what) in (
             ("blood_pressure", (_mean_arterial_pressure, "blood pressure panel")),
             *READERS.items(),

@@ -68,7 +68,13 @@ STAGES = (
 INPUTS = (
     InputSpec("patient", "Patient", (), None),
     InputSpec(
-        "creatinine", "Observation", (loinc("2160-0"), loinc("38483-4"), loinc("14682-9")), CREATININE_LOOKBACK_DAYS
+        "creatinine",
+        "Observation",
+        (loinc("2160-0"), loinc("38483-4"), loinc("14682-9")),
+        CREATININE_LOOKBACK_DAYS,
+        unit="mg/dL",
+        limits=CREATININE_PLAUSIBLE,
+        limits_basis="what a serum creatinine can be",
     ),
 )
 
@@ -112,6 +118,7 @@ def _spec() -> ModelSpec:
         purpose="TREAT",
         inputs=INPUTS,
         output_code=loinc("98979-8"),
+        population="Adults aged 18 or over, in a steady state (not acute kidney injury, not pregnant).",
         observation=(
             "egfr_ml_min_1_73m2",
             loinc("98979-8"),
@@ -157,9 +164,7 @@ class EgfrCkdEpi2021:
         if isinstance(creatinine, Absent):
             problems.append(values.problem("creatinine", creatinine))
         else:
-            implausible = values.out_of_range(
-                "creatinine", creatinine.value, CREATININE_PLAUSIBLE, "mg/dL", "what a serum creatinine can be"
-            )
+            implausible = values.limits_problem(self.spec.input("creatinine"), creatinine.value)
             problems.extend([implausible] if implausible else [])
         if problems or isinstance(creatinine, Absent) or not isinstance(age, int) or not isinstance(sex, str):
             return base.insufficient(TITLE, problems)

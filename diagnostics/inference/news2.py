@@ -137,17 +137,25 @@ RESPONSES = {
     "high": "continuous monitoring; emergency response by a team with critical care competencies",
 }
 
+
+def _limits(name: str) -> dict[str, Any]:
+    low, high, unit = PLAUSIBLE[name]
+    return {"unit": unit, "limits": (low, high), "limits_basis": "what can be measured"}
+
+
 INPUTS = (
     InputSpec("patient", "Patient", (), None),
-    InputSpec("respiratory_rate", "Observation", (loinc("9279-1"),), LOOKBACK_DAYS),
-    InputSpec("spo2", "Observation", (loinc("59408-5"), loinc("2708-6")), LOOKBACK_DAYS),
+    InputSpec("respiratory_rate", "Observation", (loinc("9279-1"),), LOOKBACK_DAYS, **_limits("respiratory_rate")),
+    InputSpec("spo2", "Observation", (loinc("59408-5"), loinc("2708-6")), LOOKBACK_DAYS, **_limits("spo2")),
     InputSpec(
         "supplemental_oxygen", "Observation", (ROOM_AIR, ON_OXYGEN, OXYGEN_FLOW, OXYGEN_CONCENTRATION), LOOKBACK_DAYS
     ),
-    InputSpec("systolic_bp", "Observation", (loinc("8480-6"),), LOOKBACK_DAYS),
-    InputSpec("pulse", "Observation", (loinc("8867-4"),), LOOKBACK_DAYS),
+    InputSpec("systolic_bp", "Observation", (loinc("8480-6"),), LOOKBACK_DAYS, **_limits("systolic_bp")),
+    InputSpec("pulse", "Observation", (loinc("8867-4"),), LOOKBACK_DAYS, **_limits("pulse")),
     InputSpec("consciousness", "Observation", ACVPU_CODES, LOOKBACK_DAYS),
-    InputSpec("temperature", "Observation", (loinc("8310-5"), loinc("8331-1")), LOOKBACK_DAYS),
+    InputSpec(
+        "temperature", "Observation", (loinc("8310-5"), loinc("8331-1")), LOOKBACK_DAYS, **_limits("temperature")
+    ),
     InputSpec(
         "hypercapnic_respiratory_failure",
         "Condition",
@@ -255,6 +263,7 @@ def _spec(window_minutes: int) -> ModelSpec:
         purpose="TREAT",
         inputs=INPUTS,
         output_code=snomed("1104051000000101"),
+        population="Adults and young people aged 16 or over, outside pregnancy.",
     )
 
 
@@ -327,10 +336,8 @@ class News2:
                         window_minutes=minutes,
                     )
                 )
-            if name in PLAUSIBLE:
-                low, high, unit = PLAUSIBLE[name]
-                bad = values.out_of_range(name, reading.value, (low, high), unit, "what can be measured")
-                problems.extend([bad] if bad else [])
+            bad = values.limits_problem(self.spec.input(name), reading.value)
+            problems.extend([bad] if bad else [])
         return problems
 
     def _score(self, readings: dict[str, Reading], declared: Reading | None) -> ModelResult:

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from diagnostics.inference.base import Contribution
+from diagnostics.inference.base import Contribution, InputSpec
 from diagnostics.inference.valueset import Match
 
 LOINC = "http://loinc.org"
@@ -89,6 +89,13 @@ def problem(name: str, absent: Absent) -> Contribution:
     return Contribution(
         name, None, None, absent.reason, kind=absent.kind, window_days=absent.window_days, unit=absent.unit
     )
+
+
+def limits_problem(item: InputSpec, value: float) -> Contribution | None:
+    """A problem when `value` lies outside the limits input `item` declares (None when it declares none)."""
+    if item.limits is None:
+        return None
+    return out_of_range(item.name, value, item.limits, item.unit, item.limits_basis or "what the model accepts")
 
 
 def out_of_range(name: str, value: float, bounds: tuple[float, float], unit: str, why: str) -> Contribution | None:

@@ -76,6 +76,15 @@ def inputs(**changes: Any) -> dict[str, list[dict[str, Any]]]:
         "hdl": [quantity("2085-9", v["hdl"], "mg/dL")],
         "triglycerides": [quantity("2571-8", v["tg"], "mg/dL")],
         "glucose": [quantity("2339-0", v["glu"], "mg/dL")],
+        "diabetes": [
+            {
+                "resourceType": "Condition",
+                "id": "dm",
+                "clinicalStatus": {"coding": [{"code": "active"}]},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}]},
+                "onsetDateTime": "2015-01-01",
+            }
+        ],
     }
 
 
@@ -176,3 +185,17 @@ def test_the_version_hash_follows_the_artifact():
     assert run(inputs()).outputs["progression_score"] + 1.0 == pytest.approx(
         retrained.run(inputs(), as_of=AS_OF).outputs["progression_score"], abs=0.11
     )
+
+
+def test_a_patient_without_diabetes_is_outside_the_models_population():
+    found = inputs()
+    found["diabetes"] = []
+    result = run(found)
+    assert result.status == "insufficient-data"
+    assert result.reasons == [{"input": "diabetes", "kind": "excluded"}]
+
+
+def test_prediabetes_is_not_diabetes_for_the_learned_model():
+    found = inputs()
+    found["diabetes"][0]["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "15777000"}]}
+    assert run(found).reasons == [{"input": "diabetes", "kind": "excluded"}]

@@ -90,3 +90,19 @@ def test_model_code_imports_neither_django_nor_the_training_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_model_declares_its_population_and_every_measured_input_its_unit():
+    for spec in list_models():
+        assert spec.population, spec.id
+        for item in spec.inputs:
+            if item.limits is not None:
+                assert item.unit, (spec.id, item.name)
+                assert item.limits_basis, (spec.id, item.name)
+
+
+def test_the_models_document_is_what_the_declarations_generate():
+    from diagnostics.inference.cards import models_document
+
+    committed = (Path(__file__).resolve().parents[2] / "docs" / "diagnostic-models.md").read_text(encoding="utf-8")
+    assert committed == models_document(list_models()), "run manage.py diagnostics_models_doc --write"
