@@ -9,11 +9,12 @@ DOMAIN_APPS := healthledger $(APPS)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench lint
+.PHONY: help install run test chaos bench lint
 
 help:
 	@echo "make run    start the web server, a Celery worker and beat, Redis and anvil when needed; seed the demo"
 	@echo "make test   migrations check, import contracts, the whole pytest suite (PYTEST_ARGS=... to narrow it)"
+	@echo "make chaos  break Redis, the chain and the log's tail on purpose; results in chaos/results.json"
 	@echo "make bench  the benchmarks (BENCH=name to pick some); figures in bench/results.json"
 	@echo "make lint   ruff check, ruff format --check, mypy on the domain apps, import-linter"
 
@@ -46,6 +47,11 @@ test: install
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); code=$$?; \
 	if [ $$code -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$code
+
+# Faults against real processes (Redis, a Celery worker, anvil, PostgreSQL); one table, chaos/results.json.
+# CHAOS_SHORT=1 is the shortened run CI makes.
+chaos: install
+	$(VENV)/bin/pytest chaos -q $(CHAOS_ARGS)
 
 bench: install
 	$(PY) -m bench $(BENCH)

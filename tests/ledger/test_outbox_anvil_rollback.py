@@ -28,9 +28,9 @@ pytestmark = [
 GRANTS = 3
 
 
-def _signed(deployment, now: int) -> list[tuple[signing.Grant, signing.Signature]]:  # type: ignore[no-untyped-def]
+def _signed(deployment, now: int, count: int = GRANTS) -> list[tuple[signing.Grant, signing.Signature]]:  # type: ignore[no-untyped-def]
     signed = []
-    for _ in range(GRANTS):
+    for _ in range(count):
         key = secrets.token_bytes(32)
         grant = signing.Grant(
             patient=signing.patient_address(private_key=key),

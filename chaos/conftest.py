@@ -1,0 +1,51 @@
+"""`make chaos`: faults against real processes, one result row per scenario.
+
+Each scenario records `{"scenario", "faults", "accepted", "lost", "duplicated", "unlogged_reads",
+"recovery_s"}`; at the end the rows are printed as one table and written to chaos/results.json
+(CHAOS_RESULTS to write elsewhere). CHAOS_SHORT=1 runs each scenario with fewer jobs and grants, for CI.
+Needs PostgreSQL (DATABASE_URL), redis-server on PATH and anvil (npm install), as tests/integration does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import anvil  # noqa: F401
+from tests.integration.test_job_dispatch_worker import own_redis, worker  # noqa: F401 - fixtures for the scenarios
+
+SHORT = os.environ.get("CHAOS_SHORT", "") not in ("", "0", "false")
+RESULTS_PATH = Path(os.environ.get("CHAOS_RESULTS") or Path(__file__).with_name("results.json"))
+FIELDS = ("scenario", "faults", "accepted", "lost", "duplicated", "unlogged_reads", "recovery_s")
+_results: list[dict[str, Any]] = []
+
+
+@pytest.fixture
+def record():  # type: ignore[no-untyped-def]
+    """Record one scenario's outcome (call it before the scenario's asserts, so a failure is still reported)."""
+
+    def add(**row: Any) -> None:
+        missing = set(FIELDS) - set(row)
+        if missing:
+            raise ValueError(f"chaos result without {sorted(missing)}")
+        _results.append({name: row[name] for name in FIELDS})
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    if not _results:
+        return
+    RESULTS_PATH.write_text(json.dumps(_results, indent=1) + "\n")
+    widths = [max(len(name), *(len(str(row[name])) for row in _results)) for name in FIELDS]
+    terminalreporter.write_sep("=", "chaos results")
+    terminalreporter.write_line("  ".join(name.ljust(width) for name, width in zip(FIELDS, widths, strict=True)))
+    for row in _results:
+        terminalreporter.write_line(
+            "  ".join(str(row[name]).ljust(width) for name, width in zip(FIELDS, widths, strict=True))
+        )
+    terminalreporter.write_line(f"written to {RESULTS_PATH}")

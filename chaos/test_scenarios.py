@@ -1,0 +1,176 @@
+"""The chaos scenarios: each breaks a real process the way the issue describes and records what survived."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AccessLogCheckpoint, AccessLogEntry, AccessLogSealState
+from audit.witness import access_log_witness
+from chaos.conftest import SHORT
+from diagnostics.dispatch import job_dispatch_pending
+from diagnostics.models import DiagnosticJob, JobDispatch, JobResult
+from healthledger.errors import IntegrityFailure
+from ledger import outbox, signing
+from ledger.client import chain_client
+from ledger.devnode import anvil_running
+from ledger.models import OutboxMessage, OutboxStatus
+from ledger.outbox import outbox_enqueue
+from ledger.services import deployment_create
+from records.models import Resource
+from tests.audit.anchor_support import seal
+from tests.integration.conftest import require_services
+from tests.integration.test_job_dispatch_worker import _accept, _own_record
+from tests.ledger.test_outbox_anvil import _payload, node_settings  # noqa: F401 - the fixture
+from tests.ledger.test_outbox_anvil_rollback import _relay_until_confirmed, _signed
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+JOBS = 4 if SHORT else 20
+GRANTS = 2 if SHORT else 6
+
+
+def _jobs_outcome(ids: list[str], patient) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """lost: accepted jobs without exactly one released result; duplicated: results beyond one per job;
+    unlogged_reads: inputs a result names that its job's log entries do not."""
+    from audit.models import AccessLogEntry as Entry
+
+    results = {str(r.job_id): r for r in JobResult.objects.filter(job_id__in=ids)}
+    releases = Counter(
+        Entry.objects.filter(action="diagnostics.result.release", job_id__in=ids).values_list("job_id", flat=True)
+    )
+    stored = Resource.objects.filter(patient=patient, resource_type="RiskAssessment").count()
+    logged: dict[str, set[str]] = {}
+    for entry in Entry.objects.filter(job_id__in=ids, action__in=["records.read", "records.search"]):
+        logged.setdefault(entry.job_id, set()).update(entry.resource_ids)
+    unlogged = sum(len(set(r.input_refs) - logged.get(job_id, set())) for job_id, r in results.items())
+    return {
+        "lost": len(ids) - len(results),
+        "duplicated": max(0, stored - len(results)) + sum(n - 1 for n in releases.values() if n > 1),
+        "unlogged_reads": unlogged,
+    }
+
+
+def _wait_done(ids: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if DiagnosticJob.objects.filter(pk__in=ids, finished_at__isnull=False).count() == len(ids):
+            return
+        time.sleep(0.2)
+
+
+def test_redis_stopped_while_jobs_are_accepted(worker, own_redis, record):  # type: ignore[no-untyped-def]
+    worker.start()
+    alice, patient = _own_record()
+    own_redis.kill()
+    ids = _accept(alice, patient, JOBS)  # every one answered: committed with its dispatch row
+    own_redis.start()  # back, empty
+    started = time.monotonic()
+    JobDispatch.objects.filter(job_id__in=ids).update(next_attempt_at=timezone.now())
+    job_dispatch_pending()  # beat's next tick
+    _wait_done(ids, 120)
+    outcome = _jobs_outcome(ids, patient)
+    record(
+        scenario="redis stopped during $diagnose",
+        faults="redis SIGKILL, restarted empty",
+        accepted=len(ids),
+        recovery_s=round(time.monotonic() - started, 1),
+        **outcome,
+    )
+    assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
+
+
+def test_redis_restarted_without_its_messages(worker, own_redis, record, settings):  # type: ignore[no-untyped-def]
+    alice, patient = _own_record()
+    ids = _accept(alice, patient, JOBS)  # published; no worker yet
+    own_redis.kill()
+    own_redis.start()  # no persistence: the queue is gone
+    worker.start()
+    settings.JOB_REDISPATCH_SECONDS = 1
+    time.sleep(1.2)
+    started = time.monotonic()
+    job_dispatch_pending()  # the sweeper finds no message for them
+    _wait_done(ids, 120)
+    outcome = _jobs_outcome(ids, patient)
+    record(
+        scenario="redis lost its queue",
+        faults="redis SIGKILL without AOF, restarted empty",
+        accepted=len(ids),
+        recovery_s=round(time.monotonic() - started, 1),
+        **outcome,
+    )
+    assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
+
+
+def test_anvil_rolled_back_after_confirming_grants(db, node_settings, monkeypatch, record):  # type: ignore[no-untyped-def]  # noqa: F811
+    require_services()
+    port, state = node_settings
+    monkeypatch.setattr(outbox, "_HANDLERS", {})
+    with anvil_running(port=port, state=state):
+        deployment = deployment_create()
+        signed = _signed(deployment, chain_client().latest_block()[1], count=GRANTS)
+    before = state.with_name("before.json")
+    shutil.copy(state, before)
+    with anvil_running(port=port, state=state):
+        with transaction.atomic():
+            for grant, signature in signed:
+                outbox_enqueue(
+                    kind="grant", ref="0x" + signing.grant_id(grant).hex(), payload=_payload(grant, signature)
+                )
+        _relay_until_confirmed()
+    shutil.copy(before, state)  # the node comes back without the grants' blocks
+    with anvil_running(port=port, state=state):
+        started = time.monotonic()
+        _relay_until_confirmed(passes=30)
+        recovery = time.monotonic() - started
+        recorded = Counter(
+            "0x" + e.grant_id.hex()
+            for e in chain_client().grant_events(from_block=deployment.block)
+            if e.kind == "recorded"
+        )
+    refs = ["0x" + signing.grant_id(grant).hex() for grant, _ in signed]
+    confirmed = OutboxMessage.objects.filter(ref__in=refs, status=OutboxStatus.CONFIRMED).count()
+    lost = sum(1 for ref in refs if recorded[ref] == 0) + (len(refs) - confirmed)
+    duplicated = sum(n - 1 for n in recorded.values() if n > 1)
+    record(
+        scenario="chain forgot confirmed blocks",
+        faults="anvil stopped, state file rolled back",
+        accepted=len(refs),
+        lost=lost,
+        duplicated=duplicated,
+        unlogged_reads=0,
+        recovery_s=round(recovery, 1),
+    )
+    assert (lost, duplicated) == (0, 0)
+
+
+def test_sealed_tail_truncated_is_caught_by_the_witness(tmp_path, record):  # type: ignore[no-untyped-def]
+    state = tmp_path / "witness.json"
+    entries = seal(16 if SHORT else 64, per_checkpoint=8)
+    access_log_witness(path=state)
+    last = AccessLogCheckpoint.objects.order_by("-last_seq").first()
+    removed = AccessLogEntry.objects.filter(seq__gte=last.first_seq).count()
+    AccessLogEntry.objects.filter(seq__gte=last.first_seq).delete()
+    last.delete()
+    AccessLogSealState.objects.filter(pk=1).update(next_seq=last.first_seq)
+    started = time.monotonic()
+    try:
+        access_log_witness(path=state)
+        caught = False
+    except IntegrityFailure:
+        caught = True
+    record(
+        scenario="sealed log tail truncated",
+        faults="entries, checkpoint and seal state rewound",
+        accepted=len(entries),
+        lost=0 if caught else removed,
+        duplicated=0,
+        unlogged_reads=0,
+        recovery_s=round(time.monotonic() - started, 1),
+    )
+    assert caught
