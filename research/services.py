@@ -22,7 +22,7 @@ from audit.models import Outcome
 from audit.services import LogEvent, access_log_append
 from consent.models import Grant
 from consent.purposes import Action, Purpose
-from consent.services import MAX_GRANT_DURATION, grant_issue, grant_revoke
+from consent.services import MAX_GRANT_DURATION, grant_draft, grant_issue, grant_revoke
 from healthledger.errors import ConsentDenied, HealthLedgerError, ResourceNotFound
 from records.models import Patient
 from research import catalogue, specs
@@ -264,27 +264,53 @@ def studies_close_ended(*, now: datetime | None = None) -> int:
 # --- Patients ------------------------------------------------------------------------------------
 
 
-def participation_join(*, study: Study, by: User) -> Participation:
-    """The patient joins: a grant signed with their key to the study's account, HRESCH, until the study ends."""
+def _join_terms(study: Study, by: User) -> dict[str, Any]:
+    """The grant a patient signs to join: the study's account, HRESCH, run-analysis on its data, until its end."""
     patient = Patient.objects.filter(user=by, erased_at__isnull=True).first()
     if patient is None or by.role != Role.PATIENT:
         raise ConsentDenied("only a patient with a record can join a study")
     now = timezone.now()
     if study.state not in JOINABLE or study.ends_at <= now or study.account_id is None:
         raise StudyRefused("this study is not recruiting")
+    if Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).exists():
+        raise StudyRefused("you already take part in this study")
+    return {
+        "patient": patient,
+        "by": by,
+        "grantee": study.account,
+        "resource_types": study.spec["data"],
+        "actions": [Action.RUN_ANALYSIS],
+        "purpose": Purpose.HRESCH,
+        "not_before": now - timedelta(seconds=1),
+        "not_after": study.ends_at,
+    }
+
+
+def participation_draft(*, study: Study, by: User) -> Grant:
+    """The unsaved grant a patient who holds her own key signs in her browser to join (consent.services.grant_draft)."""
+    return grant_draft(**_join_terms(study, by))
+
+
+def participation_join(
+    *,
+    study: Study,
+    by: User,
+    signature: str | None = None,
+    salt: str | None = None,
+    commitment_salt: str | None = None,
+    not_before: datetime | None = None,
+) -> Participation:
+    """The patient joins: a grant signed with their key to the study's account, HRESCH, until the study ends.
+
+    A patient holding her own key passes her browser `signature` over participation_draft's typed data,
+    with that draft's salts and start; otherwise the server signs with the key it holds for her.
+    """
+    terms = _join_terms(study, by)
+    patient = terms["patient"]
+    if not_before is not None:
+        terms["not_before"] = not_before
     with transaction.atomic():
-        if Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).exists():
-            raise StudyRefused("you already take part in this study")
-        grant = grant_issue(
-            patient=patient,
-            by=by,
-            grantee=study.account,  # type: ignore[arg-type]
-            resource_types=study.spec["data"],
-            actions=[Action.RUN_ANALYSIS],
-            purpose=Purpose.HRESCH,
-            not_before=now - timedelta(seconds=1),
-            not_after=study.ends_at,
-        )
+        grant = grant_issue(**terms, signature=signature, salt=salt, commitment_salt=commitment_salt)
         joined = Participation.objects.create(study=study, patient=patient, grant=grant, spec_hash=study.spec_hash)
         access_log_append(
             event=LogEvent(
@@ -300,11 +326,14 @@ def participation_join(*, study: Study, by: User) -> Participation:
     return joined
 
 
-def participation_withdraw(*, participation: Participation, by: User) -> Participation:
-    """Leave the study: the grant is revoked, so the next read is denied. Released results stay released."""
+def participation_withdraw(*, participation: Participation, by: User, signature: str | None = None) -> Participation:
+    """Leave the study: the grant is revoked, so the next read is denied. Released results stay released.
+
+    `signature`: her browser signature over the revocation, when she holds her own key.
+    """
     with transaction.atomic():
         locked = Participation.objects.select_for_update().select_related("grant").get(pk=participation.pk)
-        grant_revoke(grant=locked.grant, by=by)  # refuses anyone but the patient
+        grant_revoke(grant=locked.grant, by=by, signature=signature)  # refuses anyone but the patient
         if locked.withdrawn_at is None:
             locked.withdrawn_at = timezone.now()
             locked.save(update_fields=["withdrawn_at"])

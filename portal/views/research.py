@@ -10,16 +10,29 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import Role, User
+from consent.keys import patient_key_custody
+from consent.models import Grant
+from consent.services import (
+    InvalidSignature,
+    SignatureRequired,
+    grant_draft,
+    grant_typed_data,
+    revoke_typed_data,
+    scope_document,
+)
 from healthledger.errors import HealthLedgerError, ResourceNotFound
-from portal.views.common import _gatekeeper, domain_error_page, patient_page
+from ledger import signing
+from portal.views.common import _gatekeeper, domain_error_page, error_page, patient_page
+from portal.views.keys import key_context
 from records.models import Patient
 from research import selectors, services
 from research.models import AnalysisRun, Participation, Release, Study
@@ -86,21 +99,102 @@ def study_card(request: HttpRequest, patient: Patient, study_id: uuid.UUID) -> H
     return render(request, "portal/research/card.html", context)
 
 
+JOIN_SESSION_KEY = "research_join_draft"
+
+
 @require_POST
 @patient_page
 def study_join(request: HttpRequest, patient: Patient, study_id: uuid.UUID) -> HttpResponse:
-    services.participation_join(study=_study(study_id), by=request.user)  # type: ignore[arg-type]
-    return redirect("portal:patient_research")
+    """Join: the server signs for a key it holds; a patient holding her own key signs the grant in her browser."""
+    study = _study(study_id)
+    user: User = request.user  # type: ignore[assignment]
+    if "signature" in request.POST:
+        saved = request.session.get(JOIN_SESSION_KEY) or {}
+        if saved.get("study") != str(study.pk):
+            return error_page(request, status=400, title="Nothing to sign", message="Start again from the study.")
+        try:
+            services.participation_join(
+                study=study,
+                by=user,
+                signature=request.POST.get("signature", ""),
+                salt=saved["salt"],
+                commitment_salt=saved["commitment_salt"],
+                not_before=datetime.fromisoformat(saved["not_before"]),
+            )
+        except InvalidSignature as exc:
+            return _join_sign_page(request, patient, study, error=str(exc))
+        request.session.pop(JOIN_SESSION_KEY, None)
+        return redirect("portal:patient_research")
+    if patient_key_custody(patient) == "server":
+        services.participation_join(study=study, by=user)
+        return redirect("portal:patient_research")
+    draft = services.participation_draft(study=study, by=user)
+    # The terms wait in her session; what comes back is only her signature over them.
+    request.session[JOIN_SESSION_KEY] = {
+        "study": str(study.pk),
+        "salt": draft.salt,
+        "commitment_salt": draft.commitment_salt,
+        "not_before": draft.not_before.isoformat(),
+    }
+    return _join_sign_page(request, patient, study, draft=draft)
 
 
-@require_POST
+def _join_sign_page(
+    request: HttpRequest, patient: Patient, study: Study, *, draft: Grant | None = None, error: str = ""
+) -> HttpResponse:
+    if draft is None:
+        saved = request.session.get(JOIN_SESSION_KEY) or {}
+        draft = grant_draft(
+            **{k: v for k, v in services._join_terms(study, request.user).items() if k != "not_before"},  # type: ignore[arg-type]
+            not_before=datetime.fromisoformat(saved["not_before"]),
+            salt=saved["salt"],
+            commitment_salt=saved["commitment_salt"],
+        )
+    scope = scope_document(
+        resource_types=draft.resource_types, categories=draft.categories, actions=draft.actions, purpose=draft.purpose
+    )
+    context = {
+        "study": study,
+        "draft": draft,
+        "error": error,
+        "nav": "research",
+        "typed_data": signing.typed_data_json(grant_typed_data(draft)),
+        "scope_check": {"scope": scope.decode("utf-8"), "commitment_salt": draft.commitment_salt},
+        **key_context(patient),
+    }
+    return render(request, "portal/research/join_sign.html", context, status=400 if error else 200)
+
+
+@require_http_methods(["GET", "POST"])
 @patient_page
 def study_withdraw(request: HttpRequest, patient: Patient, study_id: uuid.UUID) -> HttpResponse:
+    """GET asks for confirmation (and, with her own key, her signature); POST withdraws."""
     joined = Participation.objects.filter(study_id=study_id, patient=patient, withdrawn_at__isnull=True).first()
     if joined is None:
         raise ResourceNotFound("you do not take part in this study")
-    services.participation_withdraw(participation=joined, by=request.user)  # type: ignore[arg-type]
-    return redirect("portal:patient_research")
+    error = ""
+    if request.method == "POST":
+        try:
+            services.participation_withdraw(
+                participation=joined,
+                by=request.user,  # type: ignore[arg-type]
+                signature=request.POST.get("signature") or None,
+            )
+        except (InvalidSignature, SignatureRequired) as exc:
+            error = str(exc)
+        else:
+            return redirect("portal:patient_research")
+    grant = services.grant_of(joined)
+    context = {
+        "study": joined.study,
+        "grant": grant,
+        "error": error,
+        "nav": "research",
+        "typed_data": signing.typed_data_json(revoke_typed_data(grant)),
+        "signer_address": grant.patient_address,
+        **key_context(patient),
+    }
+    return render(request, "portal/research/withdraw.html", context, status=400 if error else 200)
 
 
 # --- Researchers -----------------------------------------------------------------------------------
