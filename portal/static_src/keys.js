@@ -298,12 +298,18 @@ function showPhrase(root, phrase) {
   });
 }
 
-async function register(root, privateKey, previousKey) {
+function accountPassword(root) {
+  const input = root.querySelector("[data-account-password]");
+  return input ? input.value : "";
+}
+
+async function register(root, privateKey, previousKey, password) {
   const address = privateKeyToAccount(privateKey).address;
   const previous = previousKey ? privateKeyToAccount(previousKey).address : null;
   const typed = registrationFor(address, previous);
   const fields = { address, signature: await signTyped(privateKey, typed) };
   if (previousKey) fields.previous_signature = await signTyped(previousKey, typed);
+  if (password) fields.password = password;
   await post(root.getAttribute("data-register-url"), fields);
 }
 
@@ -315,17 +321,18 @@ function done(root) {
 const ACTIONS = {
   async create(root, form) {
     const passphrase = passphraseOf(form);
+    const password = accountPassword(form);
     const privateKey = newPrivateKey();
     clearInputs(form);
     form.hidden = true;
     await showPhrase(root, phraseOf(privateKey));
     await storeKey(privateKey, passphrase);
-    await register(root, privateKey, null);
+    await register(root, privateKey, null, password);
     done(root);
   },
   async take(root, form) {
     const passphrase = passphraseOf(form);
-    const answer = await post(root.getAttribute("data-take-url"), {});
+    const answer = await post(root.getAttribute("data-take-url"), { password: accountPassword(form) });
     const privateKey = answer.private_key;
     if (!sameAddress(privateKeyToAccount(privateKey).address, root.getAttribute("data-key-address"))) {
       throw new Error("The key handed over is not your registered key.");
@@ -334,7 +341,7 @@ const ACTIONS = {
     form.hidden = true;
     await showPhrase(root, phraseOf(privateKey));
     await storeKey(privateKey, passphrase);
-    await register(root, privateKey, null); // the server destroys its copy once this is accepted
+    await register(root, privateKey, null, null); // the server destroys its copy once this is accepted
     done(root);
   },
   async recover(root, form) {
@@ -357,7 +364,7 @@ const ACTIONS = {
     form.hidden = true;
     await showPhrase(root, phraseOf(privateKey));
     await storeKey(privateKey, passphrase);
-    await register(root, privateKey, current);
+    await register(root, privateKey, current, null);
     done(root);
   },
 };
@@ -377,7 +384,8 @@ async function initKeyPage(root) {
       try {
         const [address] = await wallet().request({ method: "eth_requestAccounts" });
         const typed = registrationFor(address, null);
-        await post(root.getAttribute("data-register-url"), { address, signature: await walletSign(address, typed) });
+        const signature = await walletSign(address, typed);
+        await post(root.getAttribute("data-register-url"), { address, signature, password: accountPassword(root) });
         done(root);
       } catch (error) {
         showError(root, error.message);

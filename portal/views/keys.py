@@ -42,10 +42,21 @@ def keys(request: HttpRequest, patient: Patient) -> HttpResponse:
     return render(request, "portal/keys.html", context)
 
 
+def _password_refused(request: HttpRequest) -> JsonResponse | None:
+    """Handing a key over, or naming the first key, asks for the account password again: a stolen session
+    alone must not be enough to walk away with her key or to register one of its own in her name."""
+    if request.user.check_password(request.POST.get("password", "")):  # type: ignore[union-attr]
+        return None
+    return JsonResponse({"error": "your account password is needed for this, and that one is not it"}, status=400)
+
+
 @require_POST
 @patient_page
 def key_take(request: HttpRequest, patient: Patient) -> HttpResponse:
     """Step one of "take your key": the operator's copy, to this browser only, once it asks."""
+    refused = _password_refused(request)
+    if refused is not None:
+        return refused
     try:
         private_key = patient_key_release(patient=patient, by=request.user)  # type: ignore[arg-type]
     except (InvalidKeyRegistration, ConsentDenied) as exc:
@@ -57,6 +68,10 @@ def key_take(request: HttpRequest, patient: Patient) -> HttpResponse:
 @patient_page
 def key_register(request: HttpRequest, patient: Patient) -> HttpResponse:
     """Register the key the browser holds, proven by its signature (and the old key's, for a rotation)."""
+    if patient_key_custody(patient) == "none":
+        refused = _password_refused(request)
+        if refused is not None:
+            return refused
     try:
         registration = patient_key_register(
             patient=patient,

@@ -17,6 +17,7 @@ from consent.models import Grant, GrantStatus, KeyKind, KeyRegistration
 from ledger import signing
 from ledger.models import OutboxMessage
 from records.models import Patient
+from tests.portal.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def _sign(typed: object, key: bytes) -> str:
 def _take_key(alice) -> bytes:  # type: ignore[no-untyped-def]
     page = alice.get("/keys/").content.decode()
     template = _page_json(page, "registration-typed-data")
-    key = bytes.fromhex(alice.post("/keys/take/").json()["private_key"][2:])
+    key = bytes.fromhex(alice.post("/keys/take/", {"password": PASSWORD}).json()["private_key"][2:])
     address = signing.patient_address(private_key=key)
     template["message"]["key"] = address  # type: ignore[index]
     answer = alice.post("/keys/register/", {"address": address, "signature": _sign(template, key)})
@@ -63,7 +64,7 @@ def test_the_key_page_says_the_operator_holds_the_key_until_she_takes_it(alice, 
     assert 'data-key-status="browser"' in after
     assert Patient.objects.get(pk=patient.pk).wallet_ciphertext is None
     assert KeyRegistration.objects.get(patient=patient).kind == KeyKind.TAKEN
-    assert alice.post("/keys/take/").status_code == 400
+    assert alice.post("/keys/take/", {"password": PASSWORD}).status_code == 400
 
 
 def test_the_sharing_page_warns_while_the_operator_holds_the_key(alice, alice_record, deployed):
@@ -75,7 +76,7 @@ def test_the_sharing_page_warns_while_the_operator_holds_the_key(alice, alice_re
 def test_a_clinician_and_another_patient_reach_no_ones_key(carol, bob, patient, other_patient, deployed):
     assert carol.get("/keys/").status_code == 403
     assert carol.post("/keys/take/").status_code == 403
-    taken = bob.post("/keys/take/")
+    taken = bob.post("/keys/take/", {"password": PASSWORD})
 
     # Bob's request concerns Bob's own record only; Alice's key is never in it.
     alice_address = Patient.objects.get(pk=patient.pk).wallet_address
@@ -152,8 +153,6 @@ def test_a_revocation_with_her_own_key_is_signed_on_the_confirmation_page(alice,
 def test_erasing_with_her_own_key_needs_her_browser_to_sign_every_revocation(
     alice, alice_record, clinician, deployed, patient
 ):
-    from tests.portal.conftest import PASSWORD
-
     key = _take_key(alice)
     typed = _page_json(alice.post("/sharing/", _form(clinician)).content.decode(), "typed-data")
     alice.post("/sharing/", {"signature": _sign(typed, key)})
@@ -188,3 +187,19 @@ def test_seed_demo_leaves_a_demo_patient_who_took_her_key_alone(alice, patient, 
 
     assert said == "sharing demo skipped: the demo patient holds her own key"
     assert Grant.objects.count() == 0
+
+
+def test_taking_or_first_registering_a_key_asks_for_the_account_password_again(alice, patient, deployed):
+    wrong = alice.post("/keys/take/", {"password": "not it"})
+    Patient.objects.filter(pk=patient.pk).update(wallet_address="", wallet_ciphertext=None)
+    key = secrets.token_bytes(32)
+    address = signing.patient_address(private_key=key)
+    template = _page_json(alice.get("/keys/").content.decode(), "registration-typed-data")
+    template["message"]["key"] = address  # type: ignore[index]
+    unproven = alice.post("/keys/register/", {"address": address, "signature": _sign(template, key)})
+
+    assert wrong.status_code == 400
+    assert "private_key" not in wrong.json()
+    assert unproven.status_code == 400
+    assert unproven.json() == {"error": "your account password is needed for this, and that one is not it"}
+    assert Patient.objects.get(pk=patient.pk).wallet_address == ""

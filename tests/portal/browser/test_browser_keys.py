@@ -79,6 +79,7 @@ def test_create_sign_revoke_recover_and_rotate_without_the_key_ever_leaving_the_
     page.goto(f"{base}/keys/")
     page.get_by_label("A passphrase for this browser (at least 10 characters)").fill(PASSPHRASE)
     page.get_by_label("The passphrase again").fill(PASSPHRASE)
+    page.get_by_label("Your account password (asked again for this)").fill(PASSWORD)
     page.get_by_role("button", name="Create my key").click()
     words = _confirm_phrase(page)
     key_hex = _key_of(words)
@@ -157,6 +158,7 @@ def test_take_your_key_then_erase_with_revocations_signed_in_the_browser(
     page.goto(f"{base}/keys/")
     page.get_by_label("A passphrase for this browser (at least 10 characters)").fill(PASSPHRASE)
     page.get_by_label("The passphrase again").fill(PASSPHRASE)
+    page.get_by_label("Your account password (asked again for this)").fill(PASSWORD)
     page.get_by_role("button", name="Take my key").click()
     words = _confirm_phrase(page)
     record = Patient.objects.get(pk=patient.pk)
@@ -209,6 +211,7 @@ def test_an_external_wallet_registers_and_signs_the_same_typed_data(
     _sign_in(page, base)
 
     page.goto(f"{base}/keys/")
+    page.get_by_label("Your account password (asked again for this)").fill(PASSWORD)
     page.get_by_role("button", name="Use my browser wallet (EIP-1193) instead").click()
     expect(page.locator("[data-key-done]")).to_be_visible(timeout=30_000)
     assert Patient.objects.get(pk=patient.pk).wallet_address == address

@@ -114,6 +114,7 @@ def test_the_whole_patient_journey(
     page.get_by_role("link", name="Your key").click()
     page.get_by_label("A passphrase for this browser (at least 10 characters)").fill(KEY_PASSPHRASE)
     page.get_by_label("The passphrase again").fill(KEY_PASSPHRASE)
+    page.get_by_label("Your account password (asked again for this)").fill(PASSWORD)
     page.get_by_role("button", name="Create my key").click()
     expect(page.locator("[data-phrase-panel]")).to_be_visible(timeout=30_000)
     words = page.locator("[data-phrase-words] li").all_inner_texts()
