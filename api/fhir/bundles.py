@@ -85,6 +85,7 @@ def searchset(
     entries: Sequence[tuple[str, bytes]],
     ignored: Sequence[str] = (),
     url: SearchUrl | None = None,
+    included: Sequence[tuple[str, bytes]] = (),
 ) -> HttpResponse:
     """A searchset response; `entries` are (Type/id, stored JSON bytes) in page order; `ignored` parameter names."""
     base = base_url(request)
@@ -94,6 +95,10 @@ def searchset(
     parts = [
         b'{"fullUrl":' + orjson.dumps(f"{base}/{ref}") + b',"resource":' + data + b',"search":{"mode":"match"}}'
         for ref, data in entries
+    ]
+    parts += [
+        b'{"fullUrl":' + orjson.dumps(f"{base}/{ref}") + b',"resource":' + data + b',"search":{"mode":"include"}}'
+        for ref, data in included
     ]
     if ignored:
         parts.append(_ignored_outcome(ignored))

@@ -30,7 +30,7 @@ COUNT_DEFAULT = 50
 COUNT_MAX = 1000
 # Accepted everywhere and without effect on the result (_total: the total is always counted exactly).
 IGNORED = frozenset({"_format", "_pretty", "_total"})
-PAGING = frozenset({"_count", "_offset", "_summary", "_elements"})
+PAGING = frozenset({"_count", "_offset", "_summary", "_elements", "_include", "_revinclude"})
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
 _DATE = re.compile(

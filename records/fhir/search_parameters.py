@@ -56,12 +56,13 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "Account": frozenset({"description", "identifier", "name", "status", "subject", "type"}),
     "ActivityDefinition": frozenset({"code", "date", "description", "effectivePeriod", "identifier", "name", "status"}),
     "AdministrableProductDefinition": frozenset({"identifier", "status"}),
-    "AdverseEvent": frozenset({"category", "date", "identifier", "recordedDate", "subject"}),
+    "AdverseEvent": frozenset({"category", "date", "encounter", "identifier", "recordedDate", "subject"}),
     "AllergyIntolerance": frozenset(
         {
             "category",
             "clinicalStatus",
             "code",
+            "encounter",
             "identifier",
             "onsetDateTime",
             "onsetPeriod",
@@ -80,9 +81,9 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "Bundle": frozenset({"identifier", "type"}),
     "CapabilityStatement": frozenset({"date", "description", "name", "status"}),
     "CarePlan": frozenset(
-        {"activity", "category", "created", "description", "identifier", "period", "status", "subject"}
+        {"activity", "category", "created", "description", "encounter", "identifier", "period", "status", "subject"}
     ),
-    "CareTeam": frozenset({"category", "identifier", "name", "period", "status", "subject"}),
+    "CareTeam": frozenset({"category", "encounter", "identifier", "name", "period", "status", "subject"}),
     "CatalogEntry": frozenset({"identifier", "status", "type"}),
     "ChargeItem": frozenset({"code", "identifier", "occurrenceDateTime", "occurrencePeriod", "status", "subject"}),
     "ChargeItemDefinition": frozenset({"code", "date", "description", "effectivePeriod", "identifier", "status"}),
@@ -90,22 +91,42 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "Claim": frozenset({"billablePeriod", "created", "identifier", "patient", "status", "type"}),
     "ClaimResponse": frozenset({"created", "identifier", "patient", "status", "type"}),
     "ClinicalImpression": frozenset(
-        {"code", "date", "description", "effectiveDateTime", "effectivePeriod", "identifier", "status", "subject"}
+        {
+            "code",
+            "date",
+            "description",
+            "effectiveDateTime",
+            "effectivePeriod",
+            "encounter",
+            "identifier",
+            "status",
+            "subject",
+        }
     ),
     "ClinicalUseDefinition": frozenset({"category", "identifier", "status", "subject", "type"}),
     "CodeSystem": frozenset({"date", "description", "identifier", "name", "status"}),
-    "Communication": frozenset({"category", "identifier", "status", "subject"}),
+    "Communication": frozenset({"category", "encounter", "identifier", "status", "subject"}),
     "CommunicationRequest": frozenset(
-        {"authoredOn", "category", "identifier", "occurrenceDateTime", "occurrencePeriod", "status", "subject"}
+        {
+            "authoredOn",
+            "category",
+            "encounter",
+            "identifier",
+            "occurrenceDateTime",
+            "occurrencePeriod",
+            "status",
+            "subject",
+        }
     ),
     "CompartmentDefinition": frozenset({"code", "date", "description", "name", "status"}),
-    "Composition": frozenset({"category", "date", "identifier", "status", "subject", "type"}),
+    "Composition": frozenset({"category", "date", "encounter", "identifier", "status", "subject", "type"}),
     "ConceptMap": frozenset({"date", "description", "identifier", "name", "status"}),
     "Condition": frozenset(
         {
             "category",
             "clinicalStatus",
             "code",
+            "encounter",
             "identifier",
             "onsetDateTime",
             "onsetPeriod",
@@ -127,6 +148,7 @@ ELEMENTS: dict[str, frozenset[str]] = {
         {
             "authoredOn",
             "codeCodeableConcept",
+            "encounter",
             "identifier",
             "occurrenceDateTime",
             "occurrencePeriod",
@@ -136,7 +158,17 @@ ELEMENTS: dict[str, frozenset[str]] = {
     ),
     "DeviceUseStatement": frozenset({"identifier", "status", "subject"}),
     "DiagnosticReport": frozenset(
-        {"category", "code", "effectiveDateTime", "effectivePeriod", "identifier", "issued", "status", "subject"}
+        {
+            "category",
+            "code",
+            "effectiveDateTime",
+            "effectivePeriod",
+            "encounter",
+            "identifier",
+            "issued",
+            "status",
+            "subject",
+        }
     ),
     "DocumentManifest": frozenset({"created", "description", "identifier", "status", "subject", "type"}),
     "DocumentReference": frozenset({"category", "date", "description", "identifier", "status", "subject", "type"}),
@@ -152,16 +184,28 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "ExampleScenario": frozenset({"date", "identifier", "name", "status"}),
     "ExplanationOfBenefit": frozenset({"billablePeriod", "created", "identifier", "patient", "status", "type"}),
     "FamilyMemberHistory": frozenset({"condition", "date", "identifier", "name", "patient", "status"}),
-    "Flag": frozenset({"category", "code", "identifier", "period", "status", "subject"}),
-    "Goal": frozenset({"category", "description", "identifier", "startDate", "subject"}),
+    "Flag": frozenset({"category", "code", "encounter", "identifier", "period", "status", "subject"}),
+    "Goal": frozenset({"category", "description", "identifier", "startDate", "subject", "target"}),
     "GraphDefinition": frozenset({"date", "description", "name", "status"}),
     "Group": frozenset({"code", "identifier", "name", "type"}),
-    "GuidanceResponse": frozenset({"identifier", "occurrenceDateTime", "status", "subject"}),
+    "GuidanceResponse": frozenset({"encounter", "identifier", "occurrenceDateTime", "status", "subject"}),
     "HealthcareService": frozenset({"category", "identifier", "name", "type"}),
     "ImagingStudy": frozenset(
-        {"description", "identifier", "modality", "procedureCode", "series", "started", "status", "subject"}
+        {
+            "description",
+            "encounter",
+            "identifier",
+            "modality",
+            "procedureCode",
+            "series",
+            "started",
+            "status",
+            "subject",
+        }
     ),
-    "Immunization": frozenset({"identifier", "occurrenceDateTime", "patient", "recorded", "status", "vaccineCode"}),
+    "Immunization": frozenset(
+        {"encounter", "identifier", "occurrenceDateTime", "patient", "recorded", "status", "vaccineCode"}
+    ),
     "ImmunizationEvaluation": frozenset({"date", "description", "identifier", "patient", "series", "status"}),
     "ImmunizationRecommendation": frozenset({"date", "identifier", "patient"}),
     "ImplementationGuide": frozenset({"date", "description", "name", "status"}),
@@ -169,12 +213,12 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "InsurancePlan": frozenset({"identifier", "name", "period", "status", "type"}),
     "Invoice": frozenset({"date", "identifier", "status", "subject", "type"}),
     "Library": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status", "type"}),
-    "List": frozenset({"code", "date", "identifier", "status", "subject"}),
+    "List": frozenset({"code", "date", "encounter", "identifier", "status", "subject"}),
     "Location": frozenset({"description", "identifier", "name", "status", "type"}),
     "ManufacturedItemDefinition": frozenset({"identifier", "status"}),
     "Measure": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status", "type"}),
     "MeasureReport": frozenset({"date", "identifier", "period", "status", "subject", "type"}),
-    "Media": frozenset({"identifier", "issued", "modality", "status", "subject", "type"}),
+    "Media": frozenset({"encounter", "identifier", "issued", "modality", "status", "subject", "type"}),
     "Medication": frozenset({"code", "identifier", "status"}),
     "MedicationAdministration": frozenset(
         {
@@ -192,7 +236,7 @@ ELEMENTS: dict[str, frozenset[str]] = {
     ),
     "MedicationKnowledge": frozenset({"code", "status"}),
     "MedicationRequest": frozenset(
-        {"authoredOn", "category", "identifier", "medicationCodeableConcept", "status", "subject"}
+        {"authoredOn", "category", "encounter", "identifier", "medicationCodeableConcept", "status", "subject"}
     ),
     "MedicationStatement": frozenset(
         {
@@ -210,7 +254,7 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "MessageDefinition": frozenset({"category", "date", "description", "identifier", "name", "status"}),
     "MolecularSequence": frozenset({"identifier", "patient", "type"}),
     "NamingSystem": frozenset({"date", "description", "name", "status", "type"}),
-    "NutritionOrder": frozenset({"dateTime", "identifier", "patient", "status"}),
+    "NutritionOrder": frozenset({"dateTime", "encounter", "identifier", "patient", "status"}),
     "NutritionProduct": frozenset({"category", "code", "status"}),
     "Observation": frozenset(
         {
@@ -220,6 +264,7 @@ ELEMENTS: dict[str, frozenset[str]] = {
             "effectiveDateTime",
             "effectiveInstant",
             "effectivePeriod",
+            "encounter",
             "identifier",
             "issued",
             "status",
@@ -239,14 +284,14 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "Practitioner": frozenset({"birthDate", "gender", "identifier", "name"}),
     "PractitionerRole": frozenset({"code", "identifier", "period"}),
     "Procedure": frozenset(
-        {"category", "code", "identifier", "performedDateTime", "performedPeriod", "status", "subject"}
+        {"category", "code", "encounter", "identifier", "performedDateTime", "performedPeriod", "status", "subject"}
     ),
-    "Provenance": frozenset({"activity", "occurredDateTime", "occurredPeriod", "recorded"}),
+    "Provenance": frozenset({"activity", "occurredDateTime", "occurredPeriod", "recorded", "target"}),
     "Questionnaire": frozenset({"code", "date", "description", "effectivePeriod", "identifier", "name", "status"}),
-    "QuestionnaireResponse": frozenset({"identifier", "status", "subject"}),
+    "QuestionnaireResponse": frozenset({"encounter", "identifier", "status", "subject"}),
     "RegulatedAuthorization": frozenset({"description", "identifier", "status", "subject", "type"}),
     "RelatedPerson": frozenset({"birthDate", "gender", "identifier", "name", "patient", "period"}),
-    "RequestGroup": frozenset({"authoredOn", "code", "identifier", "status", "subject"}),
+    "RequestGroup": frozenset({"authoredOn", "code", "encounter", "identifier", "status", "subject"}),
     "ResearchDefinition": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status"}),
     "ResearchElementDefinition": frozenset(
         {"date", "description", "effectivePeriod", "identifier", "name", "status", "type"}
@@ -254,12 +299,22 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "ResearchStudy": frozenset({"category", "condition", "description", "identifier", "period", "status"}),
     "ResearchSubject": frozenset({"identifier", "period", "status"}),
     "RiskAssessment": frozenset(
-        {"code", "condition", "identifier", "occurrenceDateTime", "occurrencePeriod", "status", "subject"}
+        {"code", "condition", "encounter", "identifier", "occurrenceDateTime", "occurrencePeriod", "status", "subject"}
     ),
     "Schedule": frozenset({"identifier"}),
-    "SearchParameter": frozenset({"code", "component", "date", "description", "name", "status", "type"}),
+    "SearchParameter": frozenset({"code", "component", "date", "description", "name", "status", "target", "type"}),
     "ServiceRequest": frozenset(
-        {"authoredOn", "category", "code", "identifier", "occurrenceDateTime", "occurrencePeriod", "status", "subject"}
+        {
+            "authoredOn",
+            "category",
+            "code",
+            "encounter",
+            "identifier",
+            "occurrenceDateTime",
+            "occurrencePeriod",
+            "status",
+            "subject",
+        }
     ),
     "Slot": frozenset({"identifier", "status"}),
     "Specimen": frozenset({"condition", "identifier", "status", "subject", "type"}),
@@ -275,13 +330,13 @@ ELEMENTS: dict[str, frozenset[str]] = {
     "SupplyRequest": frozenset(
         {"authoredOn", "category", "identifier", "occurrenceDateTime", "occurrencePeriod", "status"}
     ),
-    "Task": frozenset({"authoredOn", "code", "description", "identifier", "status"}),
+    "Task": frozenset({"authoredOn", "code", "description", "encounter", "identifier", "status"}),
     "TerminologyCapabilities": frozenset({"date", "description", "name", "status"}),
     "TestReport": frozenset({"identifier", "issued", "name", "status"}),
     "TestScript": frozenset({"date", "description", "identifier", "name", "status"}),
     "ValueSet": frozenset({"date", "description", "identifier", "name", "status"}),
-    "VerificationResult": frozenset({"status"}),
-    "VisionPrescription": frozenset({"created", "identifier", "patient", "status"}),
+    "VerificationResult": frozenset({"status", "target"}),
+    "VisionPrescription": frozenset({"created", "encounter", "identifier", "patient", "status"}),
 }
 
 
@@ -299,6 +354,8 @@ class Term:
     description: str
     # HL7's canonical for a type ("{type}" filled in), when this is the standard definition.
     standard_url: str = ""
+    # A reference's target type, which a bare id in a query names ("encounter=123": Encounter/123).
+    target: str = ""
 
 
 _STATUS_TYPES = frozenset(
@@ -319,6 +376,21 @@ _STATUS_TYPES = frozenset(
     }
 )
 _CLINICAL_STATUS_TYPES = frozenset({"AllergyIntolerance", "Condition"})
+_ENCOUNTER_TYPES = frozenset(
+    {
+        "AllergyIntolerance",
+        "CarePlan",
+        "Condition",
+        "DiagnosticReport",
+        "DocumentReference",
+        "Immunization",
+        "MedicationAdministration",
+        "MedicationRequest",
+        "Observation",
+        "Procedure",
+        "ServiceRequest",
+    }
+)
 _TOKEN_HELP = "code, or system|code (|code: no system); comma-separated alternatives"
 _STRING_HELP = "starts with, ignoring case and accents; several words must each start a word of the name"
 TERMS = (
@@ -385,6 +457,24 @@ TERMS = (
         frozenset({"Patient"}),
         f"A given name: {_STRING_HELP}",
         f"{HL7}/individual-given",
+    ),
+    Term(
+        "encounter",
+        "reference",
+        "encounter",
+        "reference",
+        _ENCOUNTER_TYPES,
+        "The encounter it belongs to: Encounter/<id> or <id>",
+        target="Encounter",
+    ),
+    Term(
+        "target",
+        "reference",
+        "target",
+        "reference",
+        frozenset({"Provenance"}),
+        "A resource the provenance is about: <type>/<id>",
+        f"{HL7}/Provenance-target",
     ),
 )
 # A string is indexed by its words' prefixes up to this length; a longer query word is cut to it.
@@ -548,7 +638,30 @@ def _coded(value: Any, code_key: str) -> set[str]:
     return {f"{system if type(system) is str else ''}|{code}", code}
 
 
+def reference_key(reference: Any) -> str | None:
+    """ "Type/id" of a literal reference, relative or absolute (a version dropped); None for anything else."""
+    if type(reference) is not str or reference.startswith(("urn:", "#")):
+        return None
+    parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-2][:1].isupper() or not parts[-2].isalpha() or not parts[-1]:
+        return None
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+def reference_elements(resource_type: str, code: str) -> tuple[str, ...]:
+    """The elements a reference parameter of the type reads (for _include), () when it is not one."""
+    parameter = search_parameters(resource_type).get(code)
+    if parameter is None or parameter.type != "reference":
+        return ()
+    if parameter.index == "record":
+        return _paths(resource_type, ("subject",) if code == "subject" else PATIENT_ELEMENTS)
+    return tuple(t.element for t in TERMS if t.code == code)
+
+
 def _term_values(term: Term, value: Any) -> set[str]:
+    if term.reads == "reference":
+        key = reference_key(value.get("reference")) if type(value) is dict else None
+        return {key} if key is not None else set()
     if term.reads == "code":
         return {value} if type(value) is str else set()
     if term.reads == "concept":
@@ -588,7 +701,10 @@ def term_query(parameter: SearchParameter, raw: str) -> tuple[tuple[str, ...], .
         words = _words(raw)
         return tuple((f"{parameter.code}={word[:PREFIX_MAX]}",) for word in words) or ((f"{parameter.code}=",),)
     alternatives = [part.strip() for part in raw.split(",") if part.strip()]
-    reads = next(t.reads for t in TERMS if t.code == parameter.code)
+    term = next(t for t in TERMS if t.code == parameter.code)
+    if term.reads == "reference":
+        keys = [reference_key(a) if "/" in a else f"{term.target}/{a}" if term.target else None for a in alternatives]
+        return (tuple(f"{parameter.code}={key}" for key in keys if key) or (f"{parameter.code}=",),)
     # A plain code has no system to search by: "system|final" asks for "final".
-    values = [a.rpartition("|")[2] if reads == "code" else a for a in alternatives]
+    values = [a.rpartition("|")[2] if term.reads == "code" else a for a in alternatives]
     return (tuple(f"{parameter.code}={value}" for value in values) or (f"{parameter.code}=",),)

@@ -99,3 +99,18 @@ def test_the_outputs_are_closed_once_the_run_model_grant_is_revoked(
     risk, _ = _run(carol, alice_record.fhir_id)
     grant_revoke(grant=grant, by=patient_user)
     assert carol.get(f"/fhir/{risk}").status_code == 404
+
+
+def test_revinclude_brings_the_provenance_of_her_own_risk_assessment(
+    seam_model, run_model_grant, alice_record, clinician
+):
+    run_model_grant()
+    alice_record.refresh_from_db()
+    carol = _client(clinician)
+    risk, provenance = _run(carol, alice_record.fhir_id)
+
+    answer = carol.get(f"/fhir/RiskAssessment?patient={alice_record.fhir_id}&_revinclude=Provenance:target")
+
+    bundle = orjson.loads(answer.content)
+    modes = [(e["search"]["mode"], f"{e['resource']['resourceType']}/{e['resource']['id']}") for e in bundle["entry"]]
+    assert modes == [("match", risk), ("include", provenance)]

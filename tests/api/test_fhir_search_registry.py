@@ -92,7 +92,7 @@ def test_the_capability_statement_lists_per_type_exactly_what_its_search_takes(a
 
     patient = {"_id", "_lastUpdated", "birthdate", "gender", "identifier", "name", "family", "given"}
     assert names("Patient") == patient
-    observation = {"_id", "_lastUpdated", "patient", "subject", "code", "category", "date", "status"}
+    observation = {"_id", "_lastUpdated", "patient", "subject", "code", "category", "date", "status", "encounter"}
     assert names("Observation") == observation
     assert "code" not in names("Patient")
     assert names("Encounter") == set(search_parameters("Encounter"))
