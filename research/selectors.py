@@ -26,8 +26,15 @@ REVIEW_STATES = (StudyState.SUBMITTED, StudyState.IN_REVIEW)
 def invitations(*, patient: Patient) -> list[Study]:
     """Every recruiting study the patient has not joined: everyone is invited, eligibility is decided later,
     inside the worker, so an invitation says nothing about the patient's record."""
-    joined = Participation.objects.filter(patient=patient, withdrawn_at__isnull=True).values("study_id")
-    return list(Study.objects.filter(state__in=JOINABLE).exclude(pk__in=joined).order_by("-created_at"))
+    joined = {
+        (study_id, spec)
+        for study_id, spec in Participation.objects.filter(patient=patient, withdrawn_at__isnull=True).values_list(
+            "study_id", "spec_hash"
+        )
+    }
+    # A study that changed since she joined invites her again: her old join is not read.
+    recruiting = Study.objects.filter(state__in=JOINABLE).order_by("-created_at")
+    return [study for study in recruiting if (study.pk, study.spec_hash) not in joined]
 
 
 @dataclass(frozen=True)

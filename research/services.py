@@ -176,7 +176,22 @@ def study_spec_update(*, study: Study, by: User, spec: object) -> Study:
         )  # fmt: skip
         locked.save()
         _log("research.study.spec", by=by, study=locked, query=f"study={locked.pk} spec={locked.spec_hash}")
+        if locked.version > 1:
+            _participants_ask_again(locked)
     return locked
+
+
+def _participants_ask_again(study: Study) -> None:
+    """Tell everyone who joined an earlier version: their join no longer counts until they join this one."""
+    joined = Participation.objects.filter(study=study, withdrawn_at__isnull=True).exclude(spec_hash=study.spec_hash)
+    for user_id in joined.values_list("patient__user_id", flat=True):
+        if user_id is not None:
+            notification_create(
+                user_id=user_id,
+                kind="research.study.changed",
+                text="A study you joined has changed. Your data is not used for it until you read and join it again.",
+                link=f"/research/studies/{study.pk}/",
+            )
 
 
 def study_member_add(*, study: Study, by: User, user: User) -> StudyMember:
@@ -272,7 +287,8 @@ def _join_terms(study: Study, by: User) -> dict[str, Any]:
     now = timezone.now()
     if study.state not in JOINABLE or study.ends_at <= now or study.account_id is None:
         raise StudyRefused("this study is not recruiting")
-    if Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).exists():
+    current = Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).first()
+    if current is not None and current.spec_hash == study.spec_hash:
         raise StudyRefused("you already take part in this study")
     return {
         "patient": patient,
@@ -310,6 +326,10 @@ def participation_join(
     if not_before is not None:
         terms["not_before"] = not_before
     with transaction.atomic():
+        # Joining a changed study's new version supersedes the join of the old one (never read again).
+        Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).exclude(
+            spec_hash=study.spec_hash
+        ).update(withdrawn_at=timezone.now())
         grant = grant_issue(**terms, signature=signature, salt=salt, commitment_salt=commitment_salt)
         joined = Participation.objects.create(study=study, patient=patient, grant=grant, spec_hash=study.spec_hash)
         access_log_append(

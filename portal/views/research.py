@@ -93,6 +93,8 @@ def patient_research(request: HttpRequest, patient: Patient) -> HttpResponse:
 def study_card(request: HttpRequest, patient: Patient, study_id: uuid.UUID) -> HttpResponse:
     study = _study(study_id)
     joined = services.participation_for(user=request.user, study=study)  # type: ignore[arg-type]
+    if joined is not None and joined.spec_hash != study.spec_hash:
+        joined = None  # she joined an earlier version: she is asked again
     if study.state not in services.JOINABLE and joined is None:
         raise ResourceNotFound("no such study")
     context = {"study": study, "card": selectors.card(study), "joined": joined, "nav": "research"}

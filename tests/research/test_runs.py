@@ -225,6 +225,32 @@ def test_a_changed_spec_needs_approval_again_and_old_joins_are_not_read(
     assert (run.status, run.cohort_size) == ("blocked", 0)
 
 
+def test_participants_of_a_changed_study_are_told_invited_again_and_counted_once_they_rejoin(
+    recruiting_study, make_patient, join, researcher, steward, django_capture_on_commit_callbacks
+):
+    from accounts.models import Notification
+    from research.selectors import invitations
+    from research.services import study_spec_update, study_transition
+    from tests.research.conftest import spec
+
+    study = recruiting_study()
+    patients = [make_patient() for _ in range(20)]
+    first = join(study, patients)
+    changed = study_spec_update(study=study, by=researcher, spec=spec(summary="Now also by age band."))
+    for to in ("in-review", "approved", "recruiting"):
+        changed = study_transition(study=changed, to=to, by=researcher if to == "recruiting" else steward)
+
+    assert Notification.objects.filter(kind="research.study.changed").count() == 20
+    assert invitations(patient=patients[0]) == [changed]
+    again = join(changed, patients)
+    run = _run(changed, researcher, django_capture_on_commit_callbacks)
+
+    assert (run.status, run.cohort_size) == ("succeeded", 20)
+    assert {m.participation_id for m in run.members.all()} == {p.pk for p in again}
+    assert all(p.withdrawn_at is not None for p in type(first[0]).objects.filter(pk__in=[f.pk for f in first]))
+    assert invitations(patient=patients[0]) == []
+
+
 def test_eligibility_is_decided_in_the_worker_after_opt_in_and_only_eligible_participants_count(
     recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
 ):
