@@ -225,3 +225,23 @@ def test_a_status_code_reads_in_words_not_as_a_code() -> None:
 
     assert plain_resource(condition).value == "Active"
     assert plain_resource(stopped).value == "On hold"
+
+
+def test_a_real_synthea_record_reads_systolic_above_diastolic_at_every_visit(alice, patient, synthea_files) -> None:
+    response = alice.post(
+        "/record/import/",
+        {"file": SimpleUploadedFile("synthea.json", synthea_files[1].read_bytes()), "source": "Synthea"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+
+    data = alice.get("/record/charts/blood-pressure.json").json()
+
+    systolic = {p["ref"]: p["y"] for p in data["series"][0]["points"]}
+    diastolic = {p["ref"]: p["y"] for p in data["series"][1]["points"]}
+    assert systolic
+    assert systolic.keys() == diastolic.keys()
+    assert all(systolic[ref] > diastolic[ref] for ref in systolic)
+    timeline = alice.get("/record/timeline/vital-signs/", HTTP_HX_REQUEST="true").content.decode()
+    for ref, upper in list(systolic.items())[:3]:
+        assert f"{upper:.0f}/{diastolic[ref]:.0f} mmHg" in timeline
