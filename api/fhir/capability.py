@@ -92,7 +92,7 @@ def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
         "versioning": "versioned",
         "readHistory": True,
         "updateCreate": False,
-        "conditionalCreate": False,
+        "conditionalCreate": resource_type != "Patient",
         "conditionalRead": "full-support",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import transaction as db_transaction
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.http import http_date, parse_http_date_safe
 from django.utils.timezone import now
@@ -533,6 +534,45 @@ def _representation(resource: dict[str, Any], reference: str, updated_at: dateti
     return canonical_json({**resource, "id": resource_id, "meta": meta})
 
 
+def _precondition(message: str) -> BadRequest:
+    return BadRequest(message, status=412, issue_code="duplicate")
+
+
+def _existing(caller: gate.Caller, patient: Patient, resource_type: str, condition: str) -> HttpResponse | None:
+    """If-None-Exist: the one resource its search finds (200), 412 for several, None for none.
+
+    The search is the type's own (same parameters, through the gate, logged); a caller who may
+    not read the type cannot ask the question: 412, as for an ambiguous condition.
+    """
+    asked = QueryDict(condition.removeprefix("?").split("?", 1)[-1])
+    params.unknown_check(asked, supported_parameters(resource_type) - {"_sort"}, strict=True)
+    criteria, satisfiable = _criteria(asked, resource_type)
+    if not satisfiable:
+        return None
+    try:
+        page = gate.resource_search_counted(
+            caller=caller,
+            patient=patient,
+            resource_type=resource_type,
+            criteria=criteria,
+            limit=2,
+            query=f"If-None-Exist: {condition}"[:MAX_QUERY_LOGGED],
+        )
+    except ResourceNotFound:
+        raise _precondition("If-None-Exist needs read access to the type in this record") from None
+    if not page.references:
+        return None
+    if len(page.references) > 1:
+        raise _precondition("If-None-Exist matches more than one resource")
+    _, resource_id, _, version = page.references[0].split("/")
+    located = selectors.resource_locate(resource_type=resource_type, resource_id=resource_id, version=int(version))
+    if located is None:
+        raise ResourceNotFound("resource not found")
+    response = _served(page.bodies[0], located.version, located.updated_at)
+    response["Location"] = f"/fhir/{page.references[0]}"
+    return response
+
+
 @fhir_endpoint("POST")
 def resource_create(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
     """POST /fhir/<type>: one resource into the record of the patient it refers to (a write grant, or one's own)."""
@@ -546,7 +586,18 @@ def resource_create(request: HttpRequest, context: TokenContext, resource_type: 
         raise BadRequest(f"the body is a {resource['resourceType']}, the URL says {resource_type}")
     caller = gate_caller(request, context)
     patient = _create_target(context, resource)
-    written = _write(caller, patient, body).ingest.patients[patient.pk]
+    condition = request.headers.get("If-None-Exist")
+    if condition is None:
+        written = _write(caller, patient, body).ingest.patients[patient.pk]
+    else:
+        with db_transaction.atomic():
+            # Locks the record: two conditional creates of the same thing queue here, and the
+            # second finds the first's resource instead of making a duplicate.
+            Patient.objects.select_for_update().filter(pk=patient.pk).first()
+            existing = _existing(caller, patient, resource_type, condition)
+            if existing is not None:
+                return existing
+            written = _write(caller, patient, body).ingest.patients[patient.pk]
     if written.created or written.updated:
         reference = (written.created or written.updated)[0]
         status = 201 if written.created else 200
