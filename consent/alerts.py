@@ -108,6 +108,8 @@ def grant_expiry_alerts(*, now: datetime) -> int:
     )
     told = 0
     for grant in ending:
+        if grant.patient.user_id is None:
+            continue  # a record without an account (an operator's import): nobody to tell
         notification_create(
             user_id=grant.patient.user_id,
             kind="consent.grant.expiring",

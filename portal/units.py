@@ -39,8 +39,10 @@ class UnitRefused(HealthLedgerError):
 
 
 @lru_cache(maxsize=1)
-def registry() -> pint.UnitRegistry:
-    reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+def registry() -> pint.UnitRegistry:  # type: ignore[type-arg]
+    reg: pint.UnitRegistry = pint.UnitRegistry(  # type: ignore[type-arg]
+        autoconvert_offset_to_baseunit=True
+    )
     reg.define("ucum_international_unit = [international_unit]")
     for name, canonical in _UCUM_ATOMS.values():
         if canonical.startswith("degree_"):
