@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from diagnostics.inference.albuminuria import AlbuminuriaKdigo2012
 from diagnostics.inference.ascvd import AscvdPce2013
 from diagnostics.inference.base import Model, ModelSpec
 from diagnostics.inference.diabetes_progression import DiabetesProgression
@@ -14,7 +15,13 @@ from diagnostics.inference.news2 import News2
 @cache
 def _models() -> dict[str, Model]:
     # Built once per process: specs hash their sources, the learned model reads its artifact.
-    models: list[Model] = [AscvdPce2013(), EgfrCkdEpi2021(), News2(), DiabetesProgression()]
+    models: list[Model] = [
+        AscvdPce2013(),
+        EgfrCkdEpi2021(),
+        AlbuminuriaKdigo2012(),
+        News2(),
+        DiabetesProgression(),
+    ]
     return {model.spec.id: model for model in models}
 
 

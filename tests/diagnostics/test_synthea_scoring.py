@@ -62,7 +62,9 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("model_id", ["ascvd-pce-2013", "egfr-ckd-epi-2021", "news2", "diabetes-progression"])
+@pytest.mark.parametrize(
+    "model_id", ["ascvd-pce-2013", "egfr-ckd-epi-2021", "albuminuria-kdigo-2012", "news2", "diabetes-progression"]
+)
 def test_the_selection_helper_picks_what_the_blind_index_finds(model_id):
     for _, resources in _bundles():
         assert inputs_from_resources(get_model(model_id).spec, resources) == _worker_inputs(model_id, resources)
@@ -120,3 +122,11 @@ def test_the_learned_model_refuses_non_diabetics_and_the_two_synthea_diabetics_f
         ("glucose",),
         ("total_cholesterol", "ldl", "hdl", "triglycerides"),
     ]
+
+
+def test_the_one_synthea_albumin_creatinine_ratio_is_categorised():
+    # Synthea writes the ratio as LOINC 14959-1 in mg/g; one of the 40 patients has one.
+    results = _score("albuminuria-kdigo-2012")
+    succeeded = [r for r in results.values() if r.succeeded]
+    assert len(succeeded) == 1
+    assert (succeeded[0].outputs["uacr_mg_g"], succeeded[0].outputs["category"]) == (6.7, "A1")
