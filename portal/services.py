@@ -397,7 +397,7 @@ def record_import(
         else:
             problems = issues_in_words(exc.issues, lines=lines, kinds=_entry_kinds(payload))
             rejected = ImportRejected("the file was not imported", problems, status=exc.status)
-            rejected.partial = bool(bad) and len(bad) < len(_entry_kinds(payload))
+            rejected.partial = bad is not None and 0 < len(bad) < len(_entry_kinds(payload))
             raise rejected from exc
     return ImportReport(
         created=result.created,

@@ -151,7 +151,8 @@ BROWSER_TIME_ZONE_COOKIE = "hl_tz"  # set by portal.js from the browser's Intl t
 
 def local_time_zone(request: HttpRequest) -> str:
     """The time zone to show this person's times in: her choice, else her browser's, else UTC."""
-    chosen = Preference.objects.filter(user_id=request.user.pk).values_list("time_zone", flat=True).first()
+    user: User = request.user  # type: ignore[assignment]
+    chosen = Preference.objects.filter(user_id=user.pk).values_list("time_zone", flat=True).first()
     if chosen:
         return chosen
     browser = unquote(request.COOKIES.get(BROWSER_TIME_ZONE_COOKIE, ""))[:64]

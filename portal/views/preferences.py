@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from accounts.models import NotificationPreference
+from accounts.models import NotificationPreference, User
 from accounts.services import NOTIFICATION_KINDS, notification_preferences_set
 from portal.forms import NotificationEmailForm, TimeZoneForm
 from portal.models import Preference
@@ -25,12 +25,13 @@ def _emailed_kinds(user_id: int) -> list[str]:
 @patient_page
 @in_local_time
 def preferences(request: HttpRequest, patient: Patient) -> HttpResponse:
-    chosen = Preference.objects.filter(user_id=request.user.pk).values_list("time_zone", flat=True).first() or ""
+    user: User = request.user  # type: ignore[assignment]
+    chosen = Preference.objects.filter(user_id=user.pk).values_list("time_zone", flat=True).first() or ""
     posted = request.POST if request.method == "POST" else None
     which = request.POST.get("form") if posted else None
     zone_form = TimeZoneForm(posted if which == "time_zone" else None, initial={"time_zone": chosen})
     email_form = NotificationEmailForm(
-        posted if which == "notifications" else None, initial={"email_kinds": _emailed_kinds(request.user.pk)}
+        posted if which == "notifications" else None, initial={"email_kinds": _emailed_kinds(user.pk)}
     )
     if which == "time_zone" and zone_form.is_valid():
         preference_time_zone_set(user=request.user, time_zone=zone_form.cleaned_data["time_zone"])  # type: ignore[arg-type]
