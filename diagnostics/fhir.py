@@ -175,6 +175,9 @@ def risk_assessment(
         "prediction": [prediction],
         "note": [{"text": f"{spec.intended_use} {DECISION_SUPPORT_NOTE}"}],
     }
+    population = getattr(spec, "population", "")
+    if population:
+        resource["note"].append({"text": f"Population: {population}"})
     if basis:
         resource["basis"] = [{"reference": ref} for ref in basis]
     if extensions:

@@ -147,6 +147,7 @@ def test_a_ten_year_risk_has_a_when_range_a_coded_qualitative_risk_and_a_decimal
         "qualitativeRisk"
     ]["coding"]
     assert risk["occurrenceDateTime"] == "2024-06-01"
+    assert risk["note"][1] == {"text": f"Population: {spec.population}"}
     from fhir.resources.R4B.riskassessment import RiskAssessment
 
     RiskAssessment.model_validate(risk)
