@@ -28,6 +28,7 @@ NOTIFICATION_KINDS: dict[str, NotificationKind] = {
     "consent.grant.expiring": NotificationKind("Access I gave ends within a week"),
     "research.invitation": NotificationKind("A research study invites me"),
     "research.result": NotificationKind("A study I joined released a result"),
+    "research.study.changed": NotificationKind("A study I joined changed"),
 }
 
 

@@ -66,6 +66,7 @@ def test_the_patient_turns_off_e_mail_for_one_kind(alice, patient) -> None:
         "access.denied",
         "consent.grant.expiring",
         "research.result",
+        "research.study.changed",
     }
     assert notification_email_wanted(user_id=patient.user_id, kind="access.first-read")
     assert not notification_email_wanted(user_id=patient.user_id, kind="access.denied")
