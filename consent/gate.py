@@ -9,6 +9,7 @@ decrypts. A deny looks exactly like a missing resource.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -101,6 +102,8 @@ class SearchPage:
     bodies: list[bytes]
     # How many resources in all match and the caller may see (resource_search_counted); None when not counted.
     total: int | None = None
+    # Matches left out because their stored bytes failed the integrity check (each logged as records.integrity).
+    failed: tuple[str, ...] = ()
 
 
 def _decide(
@@ -167,12 +170,58 @@ def _deny(caller: Caller, patient: Patient, action: str, decision: Decision, **d
     return ResourceNotFound("resource not found")
 
 
-def _open(stored: StoredVersion, patient: Patient) -> bytes:
+def _open(stored: StoredVersion, patient: Patient, caller: Caller | None = None) -> bytes:
+    """Decrypt one stored version; on an integrity failure (flipped byte, moved ciphertext, rolled-back version)
+    write a `records.integrity` entry to the patient's access log, in its own transaction, and raise."""
     try:
         return decrypt.stored_version_decrypt(stored)
     except IntegrityFailure:
         logger.error("integrity failure reading a stored version of patient %s", patient.pk)
+        _integrity_entry(caller, patient, (stored.reference,))
         raise
+
+
+def _integrity_entry(caller: Caller | None, patient: Patient, references: Sequence[str]) -> None:
+    # Committed on its own: the read that found it may roll back or answer an error, the finding stays, and the
+    # patient sees it in their log. Outcome deny: nothing of these versions was served.
+    access_log_commit(
+        event=LogEvent(
+            actor=caller.ref if caller is not None else "system:integrity",
+            action="records.integrity",
+            outcome=Outcome.DENY,
+            patient_ref=patient.pk,
+            purpose=caller.purpose if caller is not None else "",
+            job_id=caller.job_id if caller is not None else "",
+            resource_ids=tuple(references),
+        )
+    )
+
+
+def _open_each(stored: Sequence[StoredVersion], patient: Patient) -> tuple[list[StoredVersion], list[bytes], list[str]]:
+    """Decrypt several versions; one that fails its integrity check fails alone.
+
+    Returns the versions opened, their bodies, and the references that failed; the caller logs those
+    (`_integrity_entry`) where the entry cannot be rolled back with a failing request.
+    """
+    opened: list[StoredVersion] = []
+    bodies: list[bytes] = []
+    failed: list[str] = []
+    for item in stored:
+        try:
+            bodies.append(decrypt.stored_version_decrypt(item))
+        except IntegrityFailure:
+            failed.append(item.reference)
+            continue
+        opened.append(item)
+    if failed:
+        logger.error("integrity failure on %d stored version(s) of patient %s", len(failed), patient.pk)
+    return opened, bodies, failed
+
+
+def _integrity_raise(caller: Caller, patient: Patient, failed: Sequence[str]) -> IntegrityFailure:
+    """Outside the read's transaction: the finding is committed, then the read fails as a whole."""
+    _integrity_entry(caller, patient, failed)
+    return IntegrityFailure(f"{len(failed)} stored version(s) failed their integrity check")
 
 
 def _narrowed(decision: Decision, patient: Patient, resource_type: str, resource_id: str) -> Decision:
@@ -210,7 +259,7 @@ def _read_permitted(caller: Caller, patient: Patient, decision: Decision, stored
     byte leaves before its entry is committed. One autocommit INSERT does it, without the
     BEGIN/COMMIT round trips a transaction around the read would add to every request.
     """
-    body = _open(stored, patient)
+    body = _open(stored, patient, caller)
     access_log_commit(event=_event(caller, patient, "records.read", decision, resource_ids=(stored.reference,)))
     return body
 
@@ -329,11 +378,15 @@ def resource_search(
             limit=limit,
             offset=offset,
         )
-        references = [item.reference for item in stored]
-        access_log_insert(
-            event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
-        )
-        return SearchPage(references=references, bodies=[_open(item, patient) for item in stored])
+        opened, bodies, failed = _open_each(stored, patient)
+        references = [item.reference for item in opened]
+        if not failed:
+            access_log_insert(
+                event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
+            )
+    if failed:  # nothing served, nothing logged as read; the integrity entry is committed
+        raise _integrity_raise(caller, patient, failed)
+    return SearchPage(references=references, bodies=bodies)
 
 
 def resource_search_counted(
@@ -347,8 +400,13 @@ def resource_search_counted(
     offset: int = 0,
     query: str = "",
     action: str = Action.READ,
+    partial: bool = False,
 ) -> SearchPage:
     """One page of a search, in a stable order, with the total of what the caller may see.
+
+    A version on the page that fails its integrity check is logged as `records.integrity`. With `partial`
+    the page carries the rest and names the failed ones in `failed` (the FHIR search answers with an
+    OperationOutcome warning); without it the search fails as a whole with IntegrityFailure.
 
     The grant's narrowing (categories) is part of the query before it runs, so neither the
     page nor `total` counts anything the caller may not see; a deny raises ResourceNotFound
@@ -383,12 +441,18 @@ def resource_search_counted(
             stored, total = stored_page(matching=matching, limit=limit, offset=offset)
         else:
             total = matching.count()
-        references = [item.reference for item in stored]
-        access_log_insert(
-            event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
-        )
-        bodies = [_open(item, patient) for item in stored]
-        return SearchPage(references=references, bodies=bodies, total=total)
+        # Decrypted before the entry is written: the entry names exactly what is served.
+        opened, bodies, failed = _open_each(stored, patient)
+        references = [item.reference for item in opened]
+        if not failed or partial:
+            access_log_insert(
+                event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
+            )
+        if failed and partial:
+            _integrity_entry(caller, patient, failed)
+    if failed and not partial:
+        raise _integrity_raise(caller, patient, failed)
+    return SearchPage(references=references, bodies=bodies, total=total, failed=tuple(failed))
 
 
 def record_export(*, caller: Caller, patient: Patient) -> bytes:
@@ -404,17 +468,34 @@ def record_export(*, caller: Caller, patient: Patient) -> bytes:
     with transaction.atomic():
         if Patient.objects.filter(pk=patient.pk, erased_at__isnull=False).exists():
             raise KeyDestroyed("this patient's record was erased; its data can never be decrypted again")
-        stored = stored_versions_current(patient=patient)
+        # One version that fails its integrity check is left out, logged, and named in the Bundle.
+        stored, bodies, failed = _open_each(stored_versions_current(patient=patient), patient)
+        if failed:
+            _integrity_entry(caller, patient, failed)
         access_log_insert(
             event=_event(caller, patient, "records.export", decision, resource_ids=[s.reference for s in stored])
         )
-        bodies = decrypt.stored_versions_decrypt(stored)
     # Built from the stored bytes without parsing them; type and id are FHIR ids, safe inside a JSON string.
     timestamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    entries = b",".join(
+    parts = [
         b'{"fullUrl":"' + f"{item.resource_type}/{item.fhir_id}".encode("ascii") + b'","resource":' + body + b"}"
         for item, body in zip(stored, bodies, strict=True)
-    )
+    ]
+    if failed:
+        # The export says what it left out, in the Bundle itself: an OperationOutcome entry.
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "warning",
+                    "code": "exception",
+                    "diagnostics": f"{len(failed)} stored version(s) failed their integrity check and were "
+                    f"left out: {', '.join(failed)}",
+                }
+            ],
+        }
+        parts.append(b'{"resource":' + json.dumps(outcome, separators=(",", ":")).encode() + b"}")
+    entries = b",".join(parts)
     head = f'{{"resourceType":"Bundle","type":"collection","timestamp":"{timestamp}","entry":['.encode("ascii")
     return head + entries + b"]}"
 

@@ -62,6 +62,7 @@ ACTION_WORDS = {
     "records.export": "Downloaded the whole record",
     "records.write": "Added or updated",
     "records.erase": "Erased the record",
+    "records.integrity": "Found stored data that failed its integrity check (tampered or damaged); it was not shown",
     "consent.grant.issue": "Granted access",
     "consent.grant.revoke": "Revoked access",
     "consent.key.created": "Registered a signing key made in your browser",
