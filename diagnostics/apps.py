@@ -5,3 +5,10 @@ from django.apps import AppConfig
 
 class DiagnosticsConfig(AppConfig):
     name = "diagnostics"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from diagnostics.inference.registry import configure
+
+        configure(news2_window_minutes=settings.DIAGNOSTICS_NEWS2_WINDOW_MINUTES)

@@ -151,6 +151,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# NEWS2 scores one observation set: every vital sign within this many minutes of the newest one.
+DIAGNOSTICS_NEWS2_WINDOW_MINUTES = envint("DIAGNOSTICS_NEWS2_WINDOW_MINUTES", 60, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 150, minimum=1)
 # Redis redelivers an unacknowledged task after this; it must exceed the hard time limit.

@@ -9,7 +9,16 @@ from diagnostics.inference.ascvd import AscvdPce2013
 from diagnostics.inference.base import Model, ModelSpec
 from diagnostics.inference.diabetes_progression import DiabetesProgression
 from diagnostics.inference.egfr import EgfrCkdEpi2021
+from diagnostics.inference.news2 import WINDOW_MINUTES as NEWS2_WINDOW_MINUTES
 from diagnostics.inference.news2 import News2
+
+_settings: dict[str, int] = {"news2_window_minutes": NEWS2_WINDOW_MINUTES}
+
+
+def configure(*, news2_window_minutes: int) -> None:
+    """Set what a deployment may choose (the NEWS2 observation-set window); the models are built again."""
+    _settings["news2_window_minutes"] = news2_window_minutes
+    _models.cache_clear()
 
 
 @cache
@@ -19,7 +28,7 @@ def _models() -> dict[str, Model]:
         AscvdPce2013(),
         EgfrCkdEpi2021(),
         AlbuminuriaKdigo2012(),
-        News2(),
+        News2(window_minutes=_settings["news2_window_minutes"]),
         DiabetesProgression(),
     ]
     return {model.spec.id: model for model in models}

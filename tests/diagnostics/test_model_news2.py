@@ -371,3 +371,21 @@ def test_an_implausible_vital_sign_is_refused_with_the_range_it_broke(changes, n
     assert result.missing == (name,)
     assert result.reasons[0]["kind"] == "out-of-range"
     assert "is outside what can be measured" in result.contributions[0].rule
+
+
+def test_a_deployment_sets_the_observation_set_window_in_settings():
+    from django.conf import settings
+
+    from diagnostics.inference import registry
+
+    assert settings.DIAGNOSTICS_NEWS2_WINDOW_MINUTES == 60
+    default = registry.get_model("news2").spec.version_hash
+    try:
+        registry.configure(news2_window_minutes=180)
+        found = vitals()
+        found["pulse"][0]["effectiveDateTime"] = "2024-06-01T09:31:00+01:00"
+        assert registry.get_model("news2").run(found, as_of=AS_OF).succeeded
+        assert registry.get_model("news2").spec.version_hash != default
+    finally:
+        registry.configure(news2_window_minutes=settings.DIAGNOSTICS_NEWS2_WINDOW_MINUTES)
+    assert registry.get_model("news2").spec.version_hash == default
