@@ -38,6 +38,14 @@ def resource_type_endpoint(request: HttpRequest, resource_type: str) -> HttpResp
     return _unsupported(request)
 
 
+@csrf_exempt  # bearer tokens only: no ambient (cookie) authority to forge
+def resource_instance_endpoint(request: HttpRequest, resource_type: str, resource_id: str) -> HttpResponse:
+    """GET (and HEAD) reads the resource, PUT updates it."""
+    if request.method == "PUT":
+        return records.resource_update(request, resource_type=resource_type, resource_id=resource_id)
+    return records.resource_read(request, resource_type=resource_type, resource_id=resource_id)
+
+
 @fhir_endpoint("GET", "POST", authenticated=False)
 def _unsupported(request: HttpRequest, context: None, **kwargs: object) -> HttpResponse:
     raise NotSupported(f"{request.method} is not supported here", status=405, allow="GET, POST")
@@ -62,7 +70,7 @@ fhir_patterns: list[URLPattern | URLResolver] = [
     re_path(rf"^{TYPE}$", resource_type_endpoint, name="fhir-type"),
     re_path(rf"^{TYPE}/_search$", records.resource_search_post, name="fhir-type-search"),
     re_path(rf"^Patient/{PATIENT_ID}/{TYPE}$", records.compartment_search, name="fhir-compartment-search"),
-    re_path(rf"^{TYPE}/{ID}$", records.resource_read, name="fhir-read"),
+    re_path(rf"^{TYPE}/{ID}$", resource_instance_endpoint, name="fhir-read"),
     re_path(rf"^{TYPE}/{ID}/_history$", records.resource_history, name="fhir-history"),
     re_path(rf"^{TYPE}/{ID}/_history/(?P<version>[0-9]{{1,10}})$", records.resource_vread, name="fhir-vread"),
     re_path(r"^.*$", fhir_not_found),

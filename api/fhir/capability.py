@@ -83,13 +83,12 @@ def _declared_params(resource_type: str, fhir_base: str) -> list[dict[str, str]]
 
 
 def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
-    interactions = ["read", "vread", "history-instance", "search-type"] + (
-        [] if resource_type == "Patient" else ["create"]
-    )
+    writable = [] if resource_type == "Patient" else ["create", "update"]
+    interactions = ["read", "vread", "history-instance", "search-type", *writable]
     resource: dict[str, Any] = {
         "type": resource_type,
         "interaction": [{"code": code} for code in interactions],
-        "versioning": "versioned",
+        "versioning": "versioned-update",
         "readHistory": True,
         "updateCreate": False,
         "conditionalCreate": resource_type != "Patient",

@@ -45,7 +45,7 @@ from records.fhir.jsonio import DuplicateKey, loads_exact
 from records.fhir.resource_types import RESOURCE_TYPES
 from records.fhir.search_parameters import reference_elements, reference_key, search_parameters, term_query
 from records.fhir.validation import control_character_issues
-from records.models import Patient
+from records.models import Patient, Resource
 
 # Served by their own modules (api.fhir.consents, api.fhir.audit_events) or not resources of a record.
 NOT_RECORD_TYPES = frozenset({"Consent", "AuditEvent", "Bundle", "CapabilityStatement", "OperationOutcome"})
@@ -615,6 +615,62 @@ def resource_create(request: HttpRequest, context: TokenContext, resource_type: 
     content = b"" if "return=minimal" in prefer else _representation(resource, reference, located.updated_at)
     response = _served(content, located.version, located.updated_at, status=status)
     response["Location"] = request.build_absolute_uri(f"/fhir/{reference}")
+    return response
+
+
+@fhir_endpoint("PUT")
+def resource_update(request: HttpRequest, context: TokenContext, resource_type: str, resource_id: str) -> HttpResponse:
+    """PUT /fhir/<type>/<id>: a new version of a resource this server issued, for its owner or a write grantee.
+
+    `If-Match: W/"<version>"` makes it conditional: 412 when the current version is another. The
+    version is compared only for a caller who may write here (anyone else gets the 404 of a missing
+    resource, logged as a denied write), under a lock on the resource row, so two updates based on
+    the same version cannot both pass. An id this server did not issue is 404: no update-as-create.
+    """
+    _record_type(resource_type)
+    scope_require(context, resource_type, "u")
+    if resource_type == "Patient":
+        raise ScopeDenied("Patient resources are changed by importing a record, not by update")
+    body = _body(request)
+    resource = _json_object(body)
+    if resource["resourceType"] != resource_type or resource.get("id") != resource_id:
+        raise BadRequest(f"the body must be the {resource_type} with id {resource_id}")
+    caller = gate_caller(request, context)
+    located = selectors.resource_locate(resource_type=resource_type, resource_id=resource_id)
+    if located is None:
+        raise ResourceNotFound("resource not found")
+    expected = request.headers.get("If-Match")
+    entry = {"resource": resource, "request": {"method": "PUT", "url": f"{resource_type}/{resource_id}"}}
+    bundle = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
+    with db_transaction.atomic():
+        # Locks the resource row: of two updates from the same version, the second sees the first's.
+        current = (
+            Resource.objects.select_for_update()
+            .filter(resource_type=resource_type, fhir_id=resource_id)
+            .values_list("current_version", flat=True)
+            .first()
+        )
+        decision = pdp.decide(
+            actor=caller.actor,
+            patient_id=located.patient.pk,
+            patient_user_id=located.patient.user_id,
+            action="write",
+            resource_types=[resource_type],
+            purpose=caller.purpose,
+        )
+        if decision.permit and expected is not None and expected.strip().removeprefix("W/") != f'"{current}"':
+            raise BadRequest(f"If-Match: the current version is {current}", status=412, issue_code="conflict")
+        written = _write(caller, located.patient, bundle).ingest.patients[located.patient.pk]
+    changed = written.updated or written.created
+    version = int(changed[0].rsplit("/", 1)[1]) if changed else located.version
+    stored = selectors.resource_locate(resource_type=resource_type, resource_id=resource_id, version=version)
+    if stored is None:
+        raise ResourceNotFound("resource not found")
+    reference = f"{resource_type}/{resource_id}/_history/{version}"
+    prefer = request.headers.get("Prefer", "")
+    content = b"" if "return=minimal" in prefer else _representation(resource, reference, stored.updated_at)
+    response = _served(content, version, stored.updated_at)
+    response["Content-Location"] = request.build_absolute_uri(f"/fhir/{reference}")
     return response
 
 

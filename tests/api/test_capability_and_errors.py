@@ -30,6 +30,7 @@ def test_metadata_is_a_valid_capability_statement_that_names_what_is_supported(a
         "history-instance",
         "search-type",
         "create",
+        "update",
     ]
     assert {p["name"] for p in observation["searchParam"]} == supported_parameters("Observation") - {"_sort"}
     assert [i["code"] for i in by_type["Consent"]["interaction"]] == ["read", "search-type"]
