@@ -42,6 +42,7 @@ from portal.metrics import (
 from portal.plain import (
     UNLABELLED,
     TimelineView,
+    concept_text,
     resource_flag,
     resource_source,
     resource_title,
@@ -646,6 +647,38 @@ class Health:
     latest: list[Latest]
     conditions: list[TimelineItem]
     medications: list[TimelineItem]
+    immunizations_due: list[TimelineItem] = field(default_factory=list)
+
+
+DUE_FORECASTS = {"due", "overdue"}
+
+
+def _immunizations_due(caller: gate.Caller, patient: Patient) -> list[TimelineItem]:
+    """Vaccines the record's ImmunizationRecommendations say are due or overdue (read only when there are any)."""
+    if not Resource.objects.filter(patient=patient, resource_type="ImmunizationRecommendation").exists():
+        return []
+    due: list[TimelineItem] = []
+    query = "ImmunizationRecommendation (dashboard: immunizations due)"
+    for body in _bodies(caller, patient, "ImmunizationRecommendation", query=query):
+        for item in body.get("recommendation", []) or []:
+            if not isinstance(item, dict):
+                continue
+            forecast = {
+                c.get("code") for c in (item.get("forecastStatus") or {}).get("coding", []) if isinstance(c, dict)
+            }
+            if not forecast & DUE_FORECASTS:
+                continue
+            dates = [d.get("value") for d in item.get("dateCriterion", []) or [] if isinstance(d, dict)]
+            due.append(
+                TimelineItem(
+                    when=str(next((d for d in dates if isinstance(d, str)), "")),
+                    title=concept_text((item.get("vaccineCode") or [None])[0]) or "A vaccine",
+                    value="Overdue" if "overdue" in forecast else "Due",
+                    resource_type="ImmunizationRecommendation",
+                    resource_id=str(body.get("id", "")),
+                )
+            )
+    return sorted(due, key=lambda i: i.when)
 
 
 ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
@@ -696,6 +729,7 @@ def health_summary(*, caller: gate.Caller, patient: Patient) -> Health:
         medications=_current(
             caller, patient, "MedicationRequest", "MedicationRequest (dashboard: active prescriptions)"
         ),
+        immunizations_due=_immunizations_due(caller, patient),
     )
 
 

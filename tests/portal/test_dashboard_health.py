@@ -49,3 +49,38 @@ def test_a_clinician_gets_no_patient_dashboard(mallory, alice_record) -> None:
     response = mallory.get("/dashboard/")
 
     assert b"Conditions you have now" not in response.content
+
+
+def test_immunizations_the_record_says_are_due_are_listed(alice, patient) -> None:
+    import orjson
+
+    from tests.portal.test_import_sources import _upload
+
+    recommendation = {
+        "resourceType": "ImmunizationRecommendation",
+        "id": "rec-1",
+        "patient": {"reference": "Patient/p-1"},
+        "date": "2026-01-01",
+        "recommendation": [
+            {
+                "vaccineCode": [{"text": "Influenza vaccine"}],
+                "forecastStatus": {"coding": [{"code": "due"}]},
+                "dateCriterion": [{"code": {"text": "Due"}, "value": "2026-10-01"}],
+            },
+            {
+                "vaccineCode": [{"text": "Tetanus booster"}],
+                "forecastStatus": {"coding": [{"code": "complete"}]},
+            },
+        ],
+    }
+    patient_resource = {"resourceType": "Patient", "id": "p-1"}
+    entries = [{"fullUrl": "Patient/p-1", "resource": patient_resource}, {"resource": recommendation}]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    imported = _upload(alice, orjson.dumps(bundle))
+    assert imported.status_code == 200, imported.content.decode()
+
+    body = alice.get("/dashboard/").content.decode()
+
+    assert "Immunizations due" in body
+    assert "Influenza vaccine</a>: due" in body
+    assert "Tetanus booster" not in body
