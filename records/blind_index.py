@@ -58,6 +58,9 @@ def resource_tokens(
     """
     digest = _digester()
     pid = patient_id.bytes
+    # Each "system|code" and its bare code too: FHIR's `code=<code>` matches that code in any system
+    # (a bare code has no "|", so it never equals a "system|code").
+    codes = {variant for code in codes for variant in (code, code.partition("|")[2])}
     found = {digest(b"code|" + pid + b"|" + code.encode("utf-8")) for code in codes}
     found.update(digest(b"category|" + pid + b"|" + category.encode("utf-8")) for category in categories)
     found.update(digest(b"term|" + pid + b"|" + term.encode("utf-8")) for term in terms)

@@ -269,14 +269,14 @@ def instant_range(parameter: str, values: list[str]) -> InstantRange:
 
 
 def token_groups(parameter: str, values: list[str]) -> tuple[tuple[str, ...], ...]:
-    """Each value is a comma-separated OR of "system|code"; several values are ANDed."""
+    """Each value is a comma-separated OR of "system|code", "|code" (no system) or "code" (any system); ANDed."""
     groups = []
     for raw in values:
         group = tuple(part.strip() for part in raw.split(","))
         for token in group:
             _, bar, code = token.partition("|")
-            if not bar or not code or "|" in code:
-                raise bad(parameter, f'{token!r} must be "system|code" ("|code" for a code without a system)')
+            if (bar and not code) or "|" in code or not token:
+                raise bad(parameter, f'{token!r} must be "code", "system|code" or "|code" (a code without a system)')
         groups.append(group)
     return tuple(groups)
 
@@ -332,12 +332,17 @@ def paging(params: QueryDict, sorts: frozenset[str] = frozenset()) -> Paging:
     return Paging(count=count, offset=offset, sort=sort)
 
 
-def patient_param(params: QueryDict) -> str | None:
-    """The Patient id from `patient=<id>`, `patient=Patient/<id>` or `subject=Patient/<id>`; 400 when they disagree."""
+def patient_param(params: QueryDict, base: str = "") -> str | None:
+    """The Patient id from `patient=<id>`, `patient=Patient/<id>` or `subject=Patient/<id>`; 400 when they disagree.
+
+    With `base` (this server's FHIR base URL), an absolute reference to it counts as the relative one.
+    """
     named: set[str] = set()
     for name in ("patient", "subject"):
         for raw in params.getlist(name):
             value = raw.strip()
+            if base and value.startswith(base + "/"):
+                value = value.removeprefix(base + "/")
             if name == "subject" and not value.startswith("Patient/"):
                 raise bad("subject", "only Patient subjects are searchable (subject=Patient/<id>)")
             value = value.removeprefix("Patient/")

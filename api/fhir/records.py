@@ -193,10 +193,10 @@ def _history_entry(request: HttpRequest, resource_type: str, resource_id: str, r
 
 
 def search_patient(
-    query: QueryDict, context: TokenContext, resource_type: str, compartment: str | None = None
+    query: QueryDict, context: TokenContext, resource_type: str, compartment: str | None = None, base: str = ""
 ) -> Patient | None:
     """The one record a search runs on; None when the named patient does not exist (or two names disagree)."""
-    named = params.patient_param(query)
+    named = params.patient_param(query, base)
     if compartment is not None:
         if named is not None and named != compartment:
             return None  # Patient/a/Observation?patient=b: both must hold, and no resource is in two records
@@ -265,9 +265,9 @@ def _search(
     includes = _includes(query, resource_type)
     criteria, satisfiable = _criteria(query, resource_type)
     caller = gate_caller(request, context)
-    if _patient_list_asked(query, context, resource_type, compartment):
+    if _patient_list_asked(query, context, resource_type, compartment, base_url(request)):
         return _patient_list(request, caller, query, paging, criteria if satisfiable else None, ignored, url)
-    patient = search_patient(query, context, resource_type, compartment)
+    patient = search_patient(query, context, resource_type, compartment, base_url(request))
     if patient is None or not satisfiable:
         return searchset(request, paging, 0, [], ignored, url)
     logged = asked.urlencode() if url is not None else request.META.get("QUERY_STRING", "")
@@ -294,11 +294,13 @@ def _search(
     return searchset(request, paging, page.total or 0, entries, ignored, url, included)
 
 
-def _patient_list_asked(query: QueryDict, context: TokenContext, resource_type: str, compartment: str | None) -> bool:
+def _patient_list_asked(
+    query: QueryDict, context: TokenContext, resource_type: str, compartment: str | None, base: str
+) -> bool:
     """`Patient?...` naming no one patient, by someone other than a patient: the caller's patient list."""
     if resource_type != "Patient" or compartment is not None or context.user.role == Role.PATIENT:
         return False
-    return params.patient_param(query) is None and len(params.id_list("_id", query.getlist("_id"))) != 1
+    return params.patient_param(query, base) is None and len(params.id_list("_id", query.getlist("_id"))) != 1
 
 
 def _patient_list(

@@ -253,3 +253,22 @@ def test_elements_returns_only_the_named_elements_marked_subsetted(api, patient_
         assert resource["meta"]["tag"][-1]["code"] == "SUBSETTED"
     response, outcome = _get(api, token, "/fhir/Observation?_elements=code;drop")
     assert (response.status_code, outcome["resourceType"]) == (400, "OperationOutcome")
+
+
+def test_a_code_without_its_system_and_an_absolute_patient_reference(
+    api, clinician, token_for, issue_grant, alice_record
+):
+    issue_grant()
+    token = token_for(clinician)
+    fhir_id = Resource.objects.get(patient=alice_record, resource_type="Patient").fhir_id
+    with_system = _count_of(api, token, f"patient={fhir_id}&code=http://loinc.org|8867-4")
+    assert with_system > 0
+    assert _count_of(api, token, f"patient={fhir_id}&code=8867-4") == with_system
+    assert _count_of(api, token, f"patient={fhir_id}&code=|8867-4") == 0
+    assert _count_of(api, token, f"patient=http://testserver/fhir/Patient/{fhir_id}&code=8867-4") == with_system
+
+
+def _count_of(api, token: str, query: str) -> int:  # type: ignore[no-untyped-def]
+    response, bundle = _get(api, token, f"/fhir/Observation?_summary=count&{query}")
+    assert response.status_code == 200, bundle
+    return int(bundle["total"])

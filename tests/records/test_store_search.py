@@ -99,8 +99,9 @@ def test_equal_codes_of_two_patients_have_unrelated_tokens(patient, other_patien
     theirs = _import(other_patient, _observation("4548-4", LAB, "2020-01-15"))
     mine = set(IndexToken.objects.filter(resource__fhir_id=ids[0]).values_list("token", flat=True))
     other = set(IndexToken.objects.filter(resource__fhir_id=theirs[0]).values_list("token", flat=True))
-    # code, category, status, the date as year, month and day, and its sort tokens at year, month and day
-    assert len(mine) == len(other) == 9
+    # code (with and without its system), category, status, the date as year, month and day, and its sort
+    # tokens at year, month and day
+    assert len(mine) == len(other) == 10
     assert not {bytes(t) for t in mine} & {bytes(t) for t in other}
 
 
