@@ -543,7 +543,7 @@ def _declared(resource_type: str) -> list[SearchParameter]:
                 "code",
                 "token",
                 _expression(resource_type, codes),
-                "system|code (|code for none), comma-separated alternatives; repeat the parameter to require several",
+                "code (any system), system|code or |code (no system); commas for OR, repeat for AND",
                 "code",
                 resource_type=resource_type,
             )
