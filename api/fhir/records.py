@@ -592,14 +592,22 @@ def resource_create(request: HttpRequest, context: TokenContext, resource_type: 
     if condition is None:
         written = _write(caller, patient, body).ingest.patients[patient.pk]
     else:
+        refused: Exception | None = None
         with db_transaction.atomic():
             # Locks the record: two conditional creates of the same thing queue here, and the
             # second finds the first's resource instead of making a duplicate.
             Patient.objects.select_for_update().filter(pk=patient.pk).first()
-            existing = _existing(caller, patient, resource_type, condition)
-            if existing is not None:
-                return existing
-            written = _write(caller, patient, body).ingest.patients[patient.pk]
+            try:
+                existing = _existing(caller, patient, resource_type, condition)
+                if existing is None:
+                    written = _write(caller, patient, body).ingest.patients[patient.pk]
+            except (BadRequest, ResourceNotFound) as error:
+                # Raised after the block, so the deny entry the gate wrote inside it commits.
+                refused = error
+        if refused is not None:
+            raise refused
+        if existing is not None:
+            return existing
     if written.created or written.updated:
         reference = (written.created or written.updated)[0]
         status = 201 if written.created else 200
@@ -662,7 +670,14 @@ def resource_update(request: HttpRequest, context: TokenContext, resource_type: 
         )
         if decision.permit and expected is not None and expected.strip().removeprefix("W/") != f'"{current}"':
             raise BadRequest(f"If-Match: the current version is {current}", status=412, issue_code="conflict")
-        written = _write(caller, located.patient, bundle).ingest.patients[located.patient.pk]
+        try:
+            written = _write(caller, located.patient, bundle).ingest.patients[located.patient.pk]
+        except ResourceNotFound as error:
+            denied: ResourceNotFound | None = error  # raised after the block, so the deny entry commits
+        else:
+            denied = None
+    if denied is not None:
+        raise denied
     changed = written.updated or written.created
     version = int(changed[0].rsplit("/", 1)[1]) if changed else located.version
     stored = selectors.resource_locate(resource_type=resource_type, resource_id=resource_id, version=version)

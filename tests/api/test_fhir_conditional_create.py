@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from audit.models import AccessLogEntry
 from records.models import Resource
 from tests.api.conftest import bearer
 
@@ -72,6 +73,8 @@ def test_a_write_only_grantee_cannot_ask_a_condition(api, clinician, token_for, 
     answer = _create(api, token_for(clinician), _heart_rate(pid, 61))
     assert answer.status_code == 412
     assert _count(alice_record) == before
+    denied = AccessLogEntry.objects.filter(actor=f"user:{clinician.pk}", action="records.search", outcome="deny")
+    assert denied.count() == 1
 
 
 def test_a_condition_with_an_unknown_parameter_is_a_400(api, patient_user, token_for, alice_record):

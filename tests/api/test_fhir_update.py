@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from audit.models import AccessLogEntry
 from records.models import Resource
 from tests.api.conftest import bearer
 
@@ -67,6 +68,8 @@ def test_a_write_grantee_updates_and_a_reader_gets_the_404_of_a_missing_resource
     reader = _put(api, token_for(other_clinician), _observation(pid, 67, rid), if_match='W/"1"')
     missing = _put(api, token_for(other_clinician), _observation(pid, 67, "no-such-id"))
     assert (reader.status_code, reader.content) == (404, missing.content)
+    denied = AccessLogEntry.objects.filter(actor=f"user:{other_clinician.pk}", action="records.write", outcome="deny")
+    assert denied.count() == 1
 
 
 def test_an_update_whose_body_names_another_id_is_a_400(api, patient_user, token_for, alice_record):
