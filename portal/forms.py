@@ -157,7 +157,8 @@ class GrantForm(forms.Form):
         choices=[(p.value, p.label) for p in Purpose if p in GRANTABLE_PURPOSES], initial=Purpose.TREAT.value
     )
     actions = forms.MultipleChoiceField(
-        choices=[(a.value, a.label) for a in Action],
+        # run-analysis is granted only by joining a study (research.services.participation_join).
+        choices=[(a.value, a.label) for a in Action if a != Action.RUN_ANALYSIS],
         widget=forms.CheckboxSelectMultiple,
         initial=[Action.READ.value],
         label="What they may do",
