@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
@@ -174,3 +175,48 @@ def test_sealed_tail_truncated_is_caught_by_the_witness(tmp_path, record):  # ty
         recovery_s=round(time.monotonic() - started, 1),
     )
     assert caught
+
+
+def test_redis_paused_while_diagnose_is_called(worker, own_redis, record):  # type: ignore[no-untyped-def]
+    import os
+    import secrets
+    import signal
+
+    from django.test import Client
+    from oauth2_provider.models import AccessToken
+
+    worker.start()
+    alice, patient = _own_record()
+    token = secrets.token_urlsafe(32)
+    AccessToken.objects.create(
+        user=alice, token=token, expires=timezone.now() + timedelta(hours=1), scope="user/*.cruds"
+    )
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    url = f"/fhir/Patient/{patient.fhir_id}/$diagnose?model=egfr-ckd-epi-2021&as-of=2025-06-30"
+    assert own_redis.process is not None
+    os.kill(own_redis.process.pid, signal.SIGSTOP)  # accepts connections, never answers
+    slowest = 0.0
+    ids = []
+    try:
+        for n in range(JOBS):
+            started = time.monotonic()
+            answer = client.post(url, headers={"Idempotency-Key": f"paused-{n}"})
+            slowest = max(slowest, time.monotonic() - started)
+            assert answer.status_code == 202
+            ids.append(answer["Location"].rsplit("/", 1)[1])
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    started = time.monotonic()
+    JobDispatch.objects.filter(job_id__in=ids).update(next_attempt_at=timezone.now())
+    job_dispatch_pending()
+    _wait_done(ids, 120)
+    outcome = _jobs_outcome(ids, patient)
+    record(
+        scenario="redis paused during $diagnose",
+        faults=f"redis SIGSTOP; slowest $diagnose {slowest:.2f} s",
+        accepted=len(ids),
+        recovery_s=round(time.monotonic() - started, 1),
+        **outcome,
+    )
+    assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
+    assert slowest < 3  # one bounded publish at most, then the breaker

@@ -44,6 +44,7 @@ BACKOFF_MAX_SECONDS = 60
 # How long a publish attempt in progress holds its rows before the dispatcher may take them.
 CLAIM_SECONDS = 30
 DISPATCH_BATCH = 200
+REDIS_TRIES = 4  # redis-py's default: one try and three retries on a timeout
 
 _OPEN = Q(job__status__in=["queued", "running"])
 
@@ -95,7 +96,9 @@ def _publish(job_ids: Sequence[str], *, batch_size: int = 1) -> None:
     from diagnostics.tasks import diagnostic_job_run, diagnostic_jobs_run_batch
     from healthledger.celery import app
 
-    timeout = settings.JOB_PUBLISH_TIMEOUT_SECONDS
+    # redis-py retries a timed-out command three times on its own (and kombu passes no way to stop it), so each
+    # socket wait gets a quarter of the budget: the whole attempt stays within JOB_PUBLISH_TIMEOUT_SECONDS.
+    timeout = settings.JOB_PUBLISH_TIMEOUT_SECONDS / REDIS_TRIES
     batches = [list(job_ids[i : i + batch_size]) for i in range(0, len(job_ids), max(1, batch_size))]
     try:
         with app.connection_for_write(
@@ -166,6 +169,40 @@ def job_dispatch_add(*, job_ids: Iterable[str], batch_size: int = 1, publish: bo
         transaction.on_commit(lambda: _publish_on_commit(ids, batch_size))
 
 
+def _publish_within(job_ids: list[str], batch_size: int, deadline: float) -> str:
+    """Publish in a helper thread and wait for it at most `deadline` seconds: "" when published, else why not.
+
+    The library's own timeouts bound each socket wait, not the whole attempt (connection set-up, retries);
+    the thread makes the request's wait a hard bound. A publish that completes after the deadline only
+    duplicates a message the dispatcher sends again, which the job's idempotent run absorbs.
+    """
+    from healthledger.celery import app
+
+    if app.conf.task_always_eager:
+        # Eager (tests, CELERY_TASK_ALWAYS_EAGER): the "publish" runs the task here, on this thread's database
+        # connection; there is no broker to wait for.
+        try:
+            _publish(job_ids, batch_size=batch_size)
+        except BrokerUnavailable as exc:
+            return str(exc)
+        return ""
+    outcome: dict[str, str] = {}
+    done = threading.Event()
+
+    def attempt() -> None:
+        try:
+            _publish(job_ids, batch_size=batch_size)
+        except BrokerUnavailable as exc:
+            outcome["error"] = str(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=attempt, name="job-publish", daemon=True).start()
+    if not done.wait(deadline):
+        return "Timeout"
+    return outcome.get("error", "")
+
+
 def _publish_on_commit(job_ids: list[str], batch_size: int) -> None:
     """The first attempt, in the accepting request; never raises and never waits longer than the timeout."""
     try:
@@ -174,7 +211,15 @@ def _publish_on_commit(job_ids: list[str], batch_size: int) -> None:
                 next_attempt_at=timezone.now()
             )
             return
-        _publish_and_record(job_ids, batch_size=batch_size)
+        ids = job_ids
+        error = _publish_within(ids, batch_size, settings.JOB_PUBLISH_TIMEOUT_SECONDS)
+        if error:
+            _breaker_trip()
+            _mark_failed(ids, error)
+            logger.warning("job dispatch: broker unavailable (%s); %d job(s) left to the dispatcher", error, len(ids))
+            return
+        _breaker_reset()
+        _mark_published(job_ids)
     except Exception as exc:  # the request already committed its job: the dispatcher owes it to the broker
         logger.warning("job dispatch on commit failed (%s); the dispatcher will publish", type(exc).__name__)
 
@@ -293,7 +338,12 @@ def broker_job_ids() -> set[str]:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise BrokerUnavailable("not a Redis broker")
     timeout = settings.JOB_PUBLISH_TIMEOUT_SECONDS
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
     found: set[str] = set()
     try:
         for key in client.scan_iter(count=500, _type="list"):
