@@ -9,7 +9,7 @@ whatever the chain is doing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -361,6 +361,18 @@ def erasure_revocations(*, patient: Patient) -> list[tuple[Grant, dict[str, obje
     return [(grant, revoke_typed_data(grant)) for grant in _unrevoked(patient)]
 
 
+# What the layers above consent keep about a patient (diagnostic jobs, research participation ...)
+# is scrubbed by steps they register here at start-up (AppConfig.ready), run inside the erasure's
+# transaction after the key is gone: consent cannot import them, and erasure stays one service.
+ERASURE_STEPS: list[Callable[[Patient], None]] = []
+
+
+def erasure_step_register(step: Callable[[Patient], None]) -> None:
+    """Add a step that erasure runs for every erased record (idempotent per function)."""
+    if step not in ERASURE_STEPS:
+        ERASURE_STEPS.append(step)
+
+
 def patient_record_erase(
     *, patient: Patient, actor: str, revocation_signatures: Mapping[str, str] | None = None
 ) -> Patient:
@@ -387,6 +399,8 @@ def patient_record_erase(
         # salt the on-chain commitments can no longer be tied to any scope. The chain keeps the commitment.
         Grant.objects.filter(patient=patient).update(resource_types=[], categories=[], actions=[], commitment_salt="")
         erased = patient_erase(patient=patient, actor=actor)
+        for step in ERASURE_STEPS:
+            step(erased)
         if erased.user_id is not None:
             account_scrub(user_id=erased.user_id)
     return erased

@@ -143,3 +143,28 @@ def test_erasure_takes_the_words_of_the_access_log_and_the_log_still_verifies(
     report = access_log_verify()
     assert report.ok, report.problem
     assert report.entries_checked == AccessLogEntry.objects.count()
+
+
+def test_erasure_takes_the_clinical_dates_and_reasons_of_the_patients_diagnostic_jobs(alice_record, patient_user):
+    from datetime import date
+
+    from diagnostics.models import DiagnosticJob
+
+    job = DiagnosticJob.objects.create(
+        requester=patient_user,
+        patient=alice_record,
+        model_id="egfr-ckd-epi-2021",
+        model_version="1",
+        model_version_hash="h",
+        purpose="PATRQT",
+        as_of=date(2019, 3, 4),
+        as_of_from_inputs=True,
+        status="insufficient-data",
+        status_reason="stale: creatinine",
+        reasons=[{"input": "creatinine", "kind": "stale"}],
+        reason_detail="sealed:x",
+    )
+    patient_record_erase(patient=alice_record, actor="system:test")
+    job.refresh_from_db()
+    assert job.as_of == job.created_at.date()
+    assert (job.as_of_from_inputs, job.status_reason, job.reasons, job.reason_detail) == (False, "", [], "")
