@@ -73,6 +73,8 @@ def _setup_django(workdir: Path) -> None:
     os.environ["HEALTHLEDGER_KEYS_DIR"] = str(workdir / "keys")
     # Measured as deployed: DEBUG off (no query recording around every cursor), keys in this run's files.
     os.environ.setdefault("DJANGO_DEBUG", "false")
+    # Plain HTTP on 127.0.0.1, as behind the TLS proxy: no redirect to https (which answers every request 301).
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
     os.environ.setdefault("HEALTHLEDGER_ALLOW_KEY_FILES", "true")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-" + os.urandom(16).hex())
     import django
