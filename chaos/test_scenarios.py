@@ -220,3 +220,44 @@ def test_redis_paused_while_diagnose_is_called(worker, own_redis, record):  # ty
     )
     assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
     assert slowest < 3  # one bounded publish at most, then the breaker
+
+
+def test_worker_killed_with_sigkill_mid_run(worker, own_redis, record, settings):  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    import psutil
+
+    # Redis hands an unacknowledged message out again after the visibility timeout: short, for this worker.
+    worker.env["CELERY_VISIBILITY_TIMEOUT"] = "10"
+    worker.env["CELERY_TASK_SOFT_TIME_LIMIT"] = "6"
+    worker.env["CELERY_TASK_TIME_LIMIT"] = "8"
+    worker.start()
+    alice, patient = _own_record()
+    ids = _accept(alice, patient, JOBS)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not DiagnosticJob.objects.filter(pk__in=ids, status="running").exists():
+        time.sleep(0.02)
+    assert worker.process is not None
+    main = psutil.Process(worker.process.pid)
+    for process in [*main.children(recursive=True), main]:  # the whole worker, pool and all, at once
+        os.kill(process.pid, signal.SIGKILL)
+    worker.process.wait(10)
+    worker.process = None
+    started = time.monotonic()
+    worker.start()
+    settings.JOB_REDISPATCH_SECONDS = 5
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 10}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and DiagnosticJob.objects.filter(pk__in=ids, finished_at__isnull=True).exists():
+        job_dispatch_pending()  # beat's tick: the sweeper finds what the dead worker held
+        time.sleep(2)
+    outcome = _jobs_outcome(ids, patient)
+    record(
+        scenario="worker killed mid-run",
+        faults="celery worker and its pool SIGKILL, started again",
+        accepted=len(ids),
+        recovery_s=round(time.monotonic() - started, 1),
+        **outcome,
+    )
+    assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}

@@ -349,8 +349,15 @@ def broker_job_ids() -> set[str]:
         for key in client.scan_iter(count=500, _type="list"):
             for raw in client.lrange(key, 0, -1):
                 found |= _message_job_ids(raw)
-        for raw in client.hvals("unacked"):
-            found |= _message_job_ids(raw)
+        # A delivered message counts while its delivery is younger than the visibility timeout: past it, its
+        # worker is presumed dead (Redis would hand it out again, but only when some worker gets round to the
+        # restore, which can take minutes), so the sweeper may publish the job again; a late second delivery
+        # finds the job done.
+        visible_after = time.time() - settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+        fresh = {tag for tag, at in client.zrange("unacked_index", 0, -1, withscores=True) if at > visible_after}
+        for tag, raw in client.hgetall("unacked").items():
+            if tag in fresh:
+                found |= _message_job_ids(raw)
     except redis.RedisError as exc:
         raise BrokerUnavailable(type(exc).__name__) from exc
     finally:
