@@ -166,7 +166,7 @@ class RunReleaseView(_Base):
 class ReleaseView(_Base):
     @extend_schema(
         operation_id="research_release_read",
-        summary="A released table with its provenance (?as=csv for CSV)",
+        summary="A released table with its provenance (?as=csv, ?as=measure-report for counts)",
         tags=["research"],
         responses={200: dict},
     )
@@ -178,6 +178,11 @@ class ReleaseView(_Base):
         services.study_for_member(study_id=release.run.study_id, user=request.user)  # type: ignore[arg-type]
         if request.query_params.get("as") == "csv":
             return HttpResponse(selectors.release_csv(release), content_type="text/csv; charset=utf-8")
+        if request.query_params.get("as") == "measure-report":
+            report = selectors.release_measure_report(release)
+            if report is None:
+                raise ResourceNotFound("only count tables are served as a MeasureReport")
+            return Response(report)
         return Response(selectors.release_public(release))
 
 

@@ -172,6 +172,45 @@ def release_csv(release: Release) -> str:
     return out.getvalue()
 
 
+def release_measure_report(release: Release) -> dict[str, Any] | None:
+    """A released count table as a FHIR R4 MeasureReport (summary); None for other tables.
+
+    Suppressed cells are strata without a count, flagged in an extension; every count is the rounded one.
+    """
+    table = release.run.result or {}
+    if table.get("kind") != "counts" or release.status != ReleaseStatus.RELEASED:
+        return None
+    flag = "urn:healthledger:research:disclosure-flag"
+    population = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-population",
+                              "code": "initial-population"}]}  # fmt: skip
+    strata = []
+    for cell in table["cells"]:
+        entry: dict[str, Any] = {
+            "value": {"text": "/".join(cell["group"].values())},
+            "extension": [{"url": flag, "valueCode": cell["flag"]}],
+            "population": [{"code": population}],
+        }
+        if cell["count"] is not None:
+            entry["population"][0]["count"] = cell["count"]
+        strata.append(entry)
+    total = table["totals"].get("total")
+    group: dict[str, Any] = {
+        "population": [{"code": population, **({"count": total} if total is not None else {})}],
+        "stratifier": [{"code": [{"text": "/".join(table["strata"])}], "stratum": strata}],
+    }
+    run = release.run
+    return {
+        "resourceType": "MeasureReport",
+        "id": str(release.pk),
+        "status": "complete",
+        "type": "summary",
+        "measure": f"urn:healthledger:analysis:{run.analysis_id}|{run.analysis_version}",
+        "date": release.released_at.isoformat() if release.released_at else None,
+        "period": {"start": run.study.created_at.date().isoformat(), "end": run.study.ends_at.date().isoformat()},
+        "group": [group],
+    }
+
+
 def _blank(value: object) -> object:
     return "" if value is None else value
 

@@ -126,3 +126,26 @@ def test_the_researcher_sees_the_check_report_but_not_the_table_before_the_outpu
     assert body["status"] == "succeeded"
     assert body["result"] is None
     assert {r["id"] for r in body["report"]["rules"]} >= {"SDC-COHORT-MIN", "SDC-STAT-MIN-N", "SDC-DOMINANCE"}
+
+
+def test_a_released_count_table_is_served_as_a_valid_fhir_measure_report(
+    recruiting_study, make_patient, join, researcher, steward, token_for, django_capture_on_commit_callbacks
+):
+    from fhir.resources.R4B.measurereport import MeasureReport
+
+    study = recruiting_study()
+    join(study, [make_patient(sex="female") for _ in range(22)])
+    with django_capture_on_commit_callbacks(execute=True):
+        run = analysis_run_request(study=study, by=researcher, analysis_index=0)
+    release = release_request(run=AnalysisRun.objects.get(pk=run.pk), by=researcher)
+    second = user_create(username="sue_steward", password=None, role="steward")
+    for checker in (steward, second)[: release.checks_needed]:
+        release = output_check(release=release, by=checker, approve=True)
+    token = token_for(researcher, scope=SCOPES)
+
+    body = Client().get(f"/api/research/releases/{release.pk}?as=measure-report", **bearer(token)).json()
+
+    MeasureReport.model_validate(body)
+    stratum = body["group"][0]["stratifier"][0]["stratum"][0]
+    assert (stratum["value"]["text"], stratum["population"][0]["count"]) == ("female/absent", 20)
+    assert body["group"][0]["population"][0]["count"] == 20
