@@ -57,6 +57,53 @@ def _jobs_outcome(ids: list[str], patient) -> dict[str, int]:  # type: ignore[no
     }
 
 
+def _canary_record():  # type: ignore[no-untyped-def]
+    """A patient whose name is a canary: it is decrypted by every job (the model reads the Patient) and must
+    never show up in Redis, the worker's log or the job rows."""
+    import secrets
+
+    import orjson
+
+    from accounts.services import user_create
+    from records.demo import generate_patient_bundle
+    from records.services import fhir_ingest, patient_create
+
+    canary = "Canary" + secrets.token_hex(6)
+    alice = user_create(username=f"alice-{canary.lower()}", password=None, role="patient")
+    patient = patient_create(user=alice)
+    bundle = generate_patient_bundle(3, years=1)
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"]["name"] = [{"use": "official", "family": canary, "given": [canary]}]
+    fhir_ingest(payload=orjson.dumps(bundle), actor="system:chaos", patient=patient)
+    patient.refresh_from_db()
+    return alice, patient, canary.encode()
+
+
+def _canary_hits(canary: bytes, redis_url: str, worker_log) -> int:  # type: ignore[no-untyped-def]
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    hits = 0
+    for key in client.scan_iter(count=500):
+        kind = client.type(key)
+        if kind == b"list":
+            values = client.lrange(key, 0, -1)
+        elif kind == b"hash":
+            values = list(client.hgetall(key).values())
+        elif kind == b"string":
+            values = [client.get(key) or b""]
+        elif kind in (b"set", b"zset"):
+            values = list(client.smembers(key) if kind == b"set" else client.zrange(key, 0, -1))
+        else:
+            values = []
+        hits += sum(canary in (value or b"") for value in [key, *values])
+    hits += worker_log.read_bytes().count(canary) if worker_log.exists() else 0
+    rows = DiagnosticJob.objects.values_list("status_reason", flat=True)
+    hits += sum(canary.decode() in reason for reason in rows)
+    return hits
+
+
 def _wait_done(ids: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,7 +114,7 @@ def _wait_done(ids: list[str], timeout: float) -> None:
 
 def test_redis_stopped_while_jobs_are_accepted(worker, own_redis, record):  # type: ignore[no-untyped-def]
     worker.start()
-    alice, patient = _own_record()
+    alice, patient, canary = _canary_record()
     own_redis.kill()
     ids = _accept(alice, patient, JOBS)  # every one answered: committed with its dispatch row
     own_redis.start()  # back, empty
@@ -76,14 +123,16 @@ def test_redis_stopped_while_jobs_are_accepted(worker, own_redis, record):  # ty
     job_dispatch_pending()  # beat's next tick
     _wait_done(ids, 120)
     outcome = _jobs_outcome(ids, patient)
+    canaries = _canary_hits(canary, own_redis.url, worker.log)
     record(
         scenario="redis stopped during $diagnose",
-        faults="redis SIGKILL, restarted empty",
+        faults=f"redis SIGKILL, restarted empty; canary hits {canaries}",
         accepted=len(ids),
         recovery_s=round(time.monotonic() - started, 1),
         **outcome,
     )
     assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
+    assert canaries == 0
 
 
 def test_redis_restarted_without_its_messages(worker, own_redis, record, settings):  # type: ignore[no-untyped-def]
@@ -233,7 +282,7 @@ def test_worker_killed_with_sigkill_mid_run(worker, own_redis, record, settings)
     worker.env["CELERY_TASK_SOFT_TIME_LIMIT"] = "6"
     worker.env["CELERY_TASK_TIME_LIMIT"] = "8"
     worker.start()
-    alice, patient = _own_record()
+    alice, patient, canary = _canary_record()
     ids = _accept(alice, patient, JOBS)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not DiagnosticJob.objects.filter(pk__in=ids, status="running").exists():
@@ -253,11 +302,13 @@ def test_worker_killed_with_sigkill_mid_run(worker, own_redis, record, settings)
         job_dispatch_pending()  # beat's tick: the sweeper finds what the dead worker held
         time.sleep(2)
     outcome = _jobs_outcome(ids, patient)
+    canaries = _canary_hits(canary, own_redis.url, worker.log)
     record(
         scenario="worker killed mid-run",
-        faults="celery worker and its pool SIGKILL, started again",
+        faults=f"celery worker and its pool SIGKILL, started again; canary hits {canaries}",
         accepted=len(ids),
         recovery_s=round(time.monotonic() - started, 1),
         **outcome,
     )
     assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
+    assert canaries == 0
