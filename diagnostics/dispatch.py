@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -353,8 +353,9 @@ def broker_job_ids() -> set[str]:
         # worker is presumed dead (Redis would hand it out again, but only when some worker gets round to the
         # restore, which can take minutes), so the sweeper may publish the job again; a late second delivery
         # finds the job done.
-        visible_after = time.time() - settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
-        fresh = {tag for tag, at in client.zrange("unacked_index", 0, -1, withscores=True) if at > visible_after}
+        visible_after = time.time() - float(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600))
+        scored = cast(list[tuple[bytes, float]], client.zrange("unacked_index", 0, -1, withscores=True))
+        fresh = {tag for tag, at in scored if at > visible_after}
         for tag, raw in client.hgetall("unacked").items():
             if tag in fresh:
                 found |= _message_job_ids(raw)

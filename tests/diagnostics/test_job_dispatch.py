@@ -326,3 +326,39 @@ def test_diagnose_answers_503_with_retry_after_when_the_database_cannot_accept_t
     assert answer.status_code == 503
     assert answer["Retry-After"].isdigit()
     assert DiagnosticJob.objects.count() == JobDispatch.objects.count() == 0
+
+
+@pytest.mark.parametrize(("delivered_ago", "redispatched"), [(5, 0), (400, 1)])
+def test_a_delivered_message_counts_as_live_only_within_the_visibility_timeout(
+    broker,
+    shared_redis,
+    granted,
+    alice_record,
+    seam_model,
+    django_capture_on_commit_callbacks,
+    settings,
+    delivered_ago,
+    redispatched,
+):
+    import json
+
+    queue = broker(SHARED_REDIS.rsplit("/", 1)[0] + "/13")  # a database of its own: no other worker restores it
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete("unacked", "unacked_index")
+    with django_capture_on_commit_callbacks(execute=True):
+        _diagnose(granted, alice_record.fhir_id)
+    # A worker took the message (kombu moves it to the unacked hash) and was never heard of again.
+    raw = client.rpop(queue)
+    client.hset("unacked", "tag-1", json.dumps([json.loads(raw), "", queue]))
+    client.zadd("unacked_index", {"tag-1": time.time() - delivered_ago})
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 300}
+    past = timezone.now() - timedelta(seconds=settings.JOB_REDISPATCH_SECONDS + 1)
+    JobDispatch.objects.update(published_at=past)
+    DiagnosticJob.objects.update(updated_at=past)
+    try:
+        report = job_dispatch_pending()
+    finally:
+        client.delete("unacked", "unacked_index", queue)
+
+    assert report.redispatched == redispatched
+    assert JobDispatch.objects.get().publishes == 1 + redispatched
