@@ -78,6 +78,23 @@ def _ignored_outcome(ignored: Sequence[str]) -> bytes:
     return b'{"resource":' + orjson.dumps(outcome) + b',"search":{"mode":"outcome"}}'
 
 
+def _failed_outcome(failed: Sequence[str]) -> bytes:
+    """The searchset entry (search.mode outcome) naming matches left out because they failed their integrity check."""
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "warning",
+                "code": "exception",
+                "diagnostics": "left out: the stored data of these failed its integrity check (the patient's access"
+                f" log says so): {', '.join(failed)}",
+                "expression": list(failed),
+            }
+        ],
+    }
+    return b'{"resource":' + orjson.dumps(outcome) + b',"search":{"mode":"outcome"}}'
+
+
 def searchset(
     request: HttpRequest,
     paging: Paging,
@@ -86,8 +103,13 @@ def searchset(
     ignored: Sequence[str] = (),
     url: SearchUrl | None = None,
     included: Sequence[tuple[str, bytes]] = (),
+    *,
+    failed: Sequence[str] = (),
 ) -> HttpResponse:
-    """A searchset response; `entries` are (Type/id, stored JSON bytes) in page order; `ignored` parameter names."""
+    """A searchset response; `entries` are (Type/id, stored JSON bytes) in page order; `ignored` parameter names.
+
+    `failed` names matches of the page left out because their stored bytes failed the integrity check.
+    """
     base = base_url(request)
     head = orjson.dumps({"resourceType": "Bundle", "type": "searchset", "total": total,
                          "link": paging_links(request, paging, total, ignored, url)})  # fmt: skip
@@ -102,6 +124,8 @@ def searchset(
     ]
     if ignored:
         parts.append(_ignored_outcome(ignored))
+    if failed:
+        parts.append(_failed_outcome(failed))
     if not parts:
         return HttpResponse(head, content_type=FHIR_CONTENT_TYPE)
     return HttpResponse(head[:-1] + b',"entry":[' + b",".join(parts) + b"]}", content_type=FHIR_CONTENT_TYPE)

@@ -281,6 +281,8 @@ def _search(
             limit=paging.count,
             offset=paging.offset,
             query=(f"Patient/{compartment}/{resource_type}?" if compartment else "") + logged[:MAX_QUERY_LOGGED],
+            # One corrupted resource fails only itself: the page carries the rest and says what was left out.
+            partial=True,
         )
     except ResourceNotFound:
         # Denied: exactly what a search of a patient that does not exist returns.
@@ -291,7 +293,8 @@ def _search(
     if kept is not None:
         bodies = [params.subset(body, kept) for body in bodies]
     entries = list(zip(refs, bodies, strict=True))
-    return searchset(request, paging, page.total or 0, entries, ignored, url, included)
+    failed = [ref.rsplit("/_history/", 1)[0] for ref in page.failed]
+    return searchset(request, paging, page.total or 0, entries, ignored, url, included, failed=failed)
 
 
 def _patient_list_asked(

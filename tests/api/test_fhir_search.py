@@ -226,3 +226,33 @@ def test_storage_order_pages_cover_every_match_once_and_a_page_past_the_end_keep
     _, counted = _search(api, token, "_count=0")
     assert counted["total"] == total
     assert "entry" not in counted
+
+
+def test_a_corrupted_resource_fails_only_itself_the_page_carries_the_rest_with_a_warning(
+    api, patient_user, token_for, alice_record
+):
+    from records.models import ResourceVersion
+
+    token = token_for(patient_user)
+    _, before = _search(api, token, "_count=100")
+    ids = _ids(before)
+    broken = ids[1]
+    row = ResourceVersion.objects.get(resource__fhir_id=broken, resource__patient=alice_record)
+    raw = bytearray(bytes(row.ciphertext))
+    raw[20] ^= 0x01
+    row.ciphertext = bytes(raw)
+    row.save()
+
+    response, after = _search(api, token, "_count=100")
+
+    assert response.status_code == 200
+    matches = [e["resource"]["id"] for e in after["entry"] if e["search"]["mode"] == "match"]
+    assert matches == [i for i in ids if i != broken]
+    (outcome,) = [e["resource"] for e in after["entry"] if e["search"]["mode"] == "outcome"]
+    assert outcome["issue"][0]["severity"] == "warning"
+    assert outcome["issue"][0]["expression"] == [f"Observation/{broken}"]
+    integrity = AccessLogEntry.objects.get(action="records.integrity")
+    assert integrity.resource_ids == [f"Observation/{broken}/_history/1"]
+    served = AccessLogEntry.objects.filter(action="records.search").order_by("-id").first()
+    assert f"Observation/{broken}/_history/1" not in served.resource_ids
+    assert len(served.resource_ids) == len(ids) - 1
