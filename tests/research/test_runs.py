@@ -264,3 +264,22 @@ def test_eligibility_is_decided_in_the_worker_after_opt_in_and_only_eligible_par
     assert run.cohort_size == 25
     assert run.result["eligible_participants"] == 20
     assert {c["group"]["sex"] for c in run.result["cells"]} == {"female"}
+
+
+def test_an_erased_participant_leaves_every_study_and_is_not_read_by_the_next_run(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    from consent.services import patient_record_erase
+    from research.models import Participation
+
+    study = recruiting_study()
+    joined = join(study, [make_patient() for _ in range(21)])
+    erased = joined[0]
+    with django_capture_on_commit_callbacks(execute=True):
+        patient_record_erase(patient=erased.patient, actor="system:test")
+
+    run = _run(study, researcher, django_capture_on_commit_callbacks)
+
+    assert Participation.objects.get(pk=erased.pk).withdrawn_at is not None
+    assert run.cohort_size == 20
+    assert not _reads(run).filter(patient_ref=erased.patient_id).exists()
