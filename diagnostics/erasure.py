@@ -1,8 +1,8 @@
 """What erasure takes from a patient's diagnostic jobs (registered with consent.services at start-up).
 
-A job keeps its ids, model and status (the access log names it), but nothing about the
-patient's care: the as-of date, a clinical date, becomes the day the job was asked for,
-and the reasons and their sealed words go.
+A job keeps its ids, model, status and its value-free reasons (kinds and limits, which say
+nothing about the patient), but not the date of her care: the as-of date becomes the day
+the job was asked for. The reasons' own words are sealed under a key erasure destroys.
 """
 
 from __future__ import annotations
@@ -14,7 +14,5 @@ from records.models import Patient
 
 
 def jobs_scrub(patient: Patient) -> int:
-    """Clear the clinical dates and reasons of the patient's jobs; returns how many jobs were touched."""
-    return DiagnosticJob.objects.filter(patient=patient).update(
-        as_of=TruncDate("created_at"), as_of_from_inputs=False, status_reason="", reasons=[], reason_detail=""
-    )
+    """Replace the clinical as-of date of the patient's jobs by the request's day; returns how many jobs."""
+    return DiagnosticJob.objects.filter(patient=patient).update(as_of=TruncDate("created_at"), as_of_from_inputs=False)
