@@ -164,7 +164,8 @@ def test_a_hundred_jobs_survive_a_worker_whose_children_are_killed(worker):
             "actor", flat=True
         )
     )
-    assert writes == {f"job:{i}": 2 for i in ids}
+    # eGFR releases three resources: the RiskAssessment, its Provenance and the eGFR Observation (98979-8).
+    assert writes == {f"job:{i}": 3 for i in ids}
 
     # Every plaintext read is in the log with the job's id: each input a result names was logged as read
     # by that job, and every read a job logged was a permit by the job itself.
