@@ -33,6 +33,7 @@ from research.models import (
     Participation,
     Release,
     ReleaseStatus,
+    RunMember,
     RunStatus,
     Study,
     StudyDecision,
@@ -254,6 +255,29 @@ def _notify(study: Study, *, to: str, by: User | None) -> None:
     for user_id in targets:
         if by is None or user_id != by.pk:
             notification_create(user_id=user_id, kind=f"research.study.{VERBS[to]}", text=text, link="/research/")
+    if to == S.RECRUITING:
+        _invite_patients(study)
+
+
+def _invite_patients(study: Study) -> None:
+    """Every patient is invited (eligibility is decided only after opt-in, so nobody learns who was not)."""
+    text = f"A research study invites you to take part: {study.title[:80]!r}. Read what it would use before you decide."
+    link = f"/research/studies/{study.pk}/"
+    for user_id in User.objects.filter(role=Role.PATIENT, is_active=True).values_list("pk", flat=True):
+        notification_create(user_id=user_id, kind="research.invitation", text=text, link=link)
+
+
+def _tell_participants_of_release(release: Release) -> None:
+    """Each participant whose data the released run read hears that a result of her study is out."""
+    study = release.run.study
+    text = f"A study you joined released a result: {study.title[:80]!r}. Only tables about groups leave the system."
+    users = (
+        RunMember.objects.filter(run_id=release.run_id, patient__user__isnull=False)
+        .values_list("patient__user_id", flat=True)
+        .distinct()
+    )
+    for user_id in users:
+        notification_create(user_id=user_id, kind="research.result", text=text, link="/research/mine/")
 
 
 def study_transition(*, study: Study, to: str, by: User | None, reason: str = "") -> Study:
@@ -460,6 +484,8 @@ def output_check(*, release: Release, by: User, approve: bool, comment: str = ""
             locked.save(update_fields=["status"])
         elif locked.checks.filter(approve=True).count() >= locked.checks_needed:
             release_finalise(release=locked, by=by)
+            if locked.status == ReleaseStatus.RELEASED:
+                _tell_participants_of_release(locked)
     return locked
 
 

@@ -83,3 +83,26 @@ def test_two_releases_differing_by_one_participant_are_blocked_and_the_same_coho
     assert {r["id"]: r["outcome"] for r in plus_one.report["rules"]}["SDC-DIFFERENCING"] == "blocked"
     with pytest.raises(StudyRefused):
         release_request(run=plus_one, by=researcher)
+
+
+def test_recruiting_invites_every_patient_and_a_release_tells_each_participant_of_the_run(
+    recruiting_study, make_patient, join, researcher, steward, second_steward, django_capture_on_commit_callbacks
+):
+    from accounts.models import Notification
+
+    outsider = make_patient()
+    study = recruiting_study()
+    patients = [make_patient(diabetic=i < 3) for i in range(20)]
+    invited = set(Notification.objects.filter(kind="research.invitation").values_list("user_id", flat=True))
+    assert outsider.user_id in invited  # everyone there when recruiting began, eligible or not
+    join(study, patients)
+    run = _run(study, researcher, django_capture_on_commit_callbacks)
+    release = release_request(run=run, by=researcher)
+    output_check(release=release, by=steward, approve=True)
+    assert not Notification.objects.filter(kind="research.result").exists()  # not released yet
+    output_check(release=release, by=second_steward, approve=True)
+
+    told = Notification.objects.filter(kind="research.result")
+    assert set(told.values_list("user_id", flat=True)) == {p.user_id for p in patients}
+    assert outsider.user_id not in set(told.values_list("user_id", flat=True))
+    assert all(n.link == "/research/mine/" for n in told)
