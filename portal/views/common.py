@@ -114,36 +114,29 @@ def patient_page(view: View) -> View:
     return wrapped
 
 
-def clinician_page(view: View) -> View:
-    """A page of the signed-in clinician: view(request, ...)."""
+def role_page(*roles: str) -> Callable[[View], View]:
+    """A page for a signed-in user of one of `roles` (the first is the one a stranger is asked to be)."""
 
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = _gatekeeper(request, Role.CLINICIAN)
-        if refused is not None:
-            return refused
-        try:
-            return view(request, *args, **kwargs)
-        except HealthLedgerError as exc:
-            return domain_error_page(request, exc)
+    def wrap(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            role = getattr(request.user, "role", roles[0])
+            refused = _gatekeeper(request, role if role in roles else roles[0])
+            if refused is not None:
+                return refused
+            try:
+                return view(request, *args, **kwargs)
+            except HealthLedgerError as exc:
+                return domain_error_page(request, exc)
 
-    return wrapped
+        return wrapped
+
+    return wrap
 
 
-def steward_page(view: View) -> View:
-    """A page of the signed-in data steward: view(request, ...)."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = _gatekeeper(request, Role.STEWARD)
-        if refused is not None:
-            return refused
-        try:
-            return view(request, *args, **kwargs)
-        except HealthLedgerError as exc:
-            return domain_error_page(request, exc)
-
-    return wrapped
+# Pages of the signed-in clinician and data steward: view(request, ...).
+clinician_page = role_page(Role.CLINICIAN)
+steward_page = role_page(Role.STEWARD)
 
 
 BROWSER_TIME_ZONE_COOKIE = "hl_tz"  # set by portal.js from the browser's Intl time zone

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -29,32 +26,14 @@ from consent.services import (
     revoke_typed_data,
     scope_document,
 )
-from healthledger.errors import HealthLedgerError, ResourceNotFound
+from healthledger.errors import ResourceNotFound
 from ledger import signing
-from portal.views.common import _gatekeeper, domain_error_page, error_page, patient_page
+from portal.views.common import error_page, patient_page, role_page
 from portal.views.keys import key_context
 from records.models import Patient
 from research import selectors, services
 from research.models import AnalysisRun, Participation, Release, Study
 from research.specs import InvalidSpec
-
-
-def _role_page(*roles: str) -> Callable[..., Callable[..., HttpResponse]]:
-    def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            role = getattr(request.user, "role", roles[0])
-            refused = _gatekeeper(request, role if role in roles else roles[0])
-            if refused is not None:
-                return refused
-            try:
-                return view(request, *args, **kwargs)
-            except HealthLedgerError as exc:
-                return domain_error_page(request, exc)
-
-        return wrapped
-
-    return wrap
 
 
 def _study(study_id: uuid.UUID) -> Study:
@@ -213,13 +192,13 @@ def _studies_page(request: HttpRequest, *, spec_text: str = "", error: str = "")
 
 
 @require_GET
-@_role_page(Role.RESEARCHER)
+@role_page(Role.RESEARCHER)
 def research_studies(request: HttpRequest) -> HttpResponse:
     return _studies_page(request)
 
 
 @require_POST
-@_role_page(Role.RESEARCHER)
+@role_page(Role.RESEARCHER)
 def research_study_create(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("spec", "")
     try:
@@ -231,7 +210,7 @@ def research_study_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@_role_page(Role.RESEARCHER, Role.STEWARD)
+@role_page(Role.RESEARCHER, Role.STEWARD)
 def research_study_transition(request: HttpRequest, study_id: uuid.UUID) -> HttpResponse:
     study = services.study_for_member(study_id=study_id, user=request.user)  # type: ignore[arg-type]
     to = request.POST.get("to", "")
@@ -240,7 +219,7 @@ def research_study_transition(request: HttpRequest, study_id: uuid.UUID) -> Http
 
 
 @require_POST
-@_role_page(Role.RESEARCHER)
+@role_page(Role.RESEARCHER)
 def research_run(request: HttpRequest, study_id: uuid.UUID) -> HttpResponse:
     study = services.study_for_member(study_id=study_id, user=request.user)  # type: ignore[arg-type]
     try:
@@ -252,7 +231,7 @@ def research_run(request: HttpRequest, study_id: uuid.UUID) -> HttpResponse:
 
 
 @require_POST
-@_role_page(Role.RESEARCHER)
+@role_page(Role.RESEARCHER)
 def research_release_request(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = AnalysisRun.objects.filter(pk=run_id).select_related("study").first()
     if run is None:
@@ -262,7 +241,7 @@ def research_release_request(request: HttpRequest, run_id: uuid.UUID) -> HttpRes
 
 
 @require_GET
-@_role_page(Role.RESEARCHER, Role.STEWARD)
+@role_page(Role.RESEARCHER, Role.STEWARD)
 def research_release_download(request: HttpRequest, release_id: uuid.UUID, fmt: str) -> HttpResponse:
     release = Release.objects.filter(pk=release_id, status="released").select_related("run__study").first()
     if release is None:
@@ -281,7 +260,7 @@ def research_release_download(request: HttpRequest, release_id: uuid.UUID, fmt: 
 
 
 @require_GET
-@_role_page(Role.STEWARD)
+@role_page(Role.STEWARD)
 def steward_research(request: HttpRequest) -> HttpResponse:
     steward: User = request.user  # type: ignore[assignment]
     outputs = [
@@ -298,7 +277,7 @@ def steward_research(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@_role_page(Role.STEWARD)
+@role_page(Role.STEWARD)
 def steward_output_check(request: HttpRequest, release_id: uuid.UUID) -> HttpResponse:
     release = Release.objects.filter(pk=release_id).first()
     if release is None:
