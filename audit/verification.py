@@ -20,6 +20,12 @@ are exactly as signed"; any other answer sends that checkpoint through the same 
 check as with one job, which classifies the first bad entry. On PostgreSQL the workers read
 the run's snapshot (pg_export_snapshot); on SQLite, rows under a sealed checkpoint never
 change in normal operation, and new checkpoints beyond the run's list are not read.
+
+Workers are only forked when this process runs no other thread: a fork copies every lock as it
+is at that instant, and a lock held by another thread (a broker publish, a logging handler) stays
+held for ever in the child. With other threads alive the run checks everything here, as with one
+job. Each answer is also awaited for at most `WORKER_ANSWER_SECONDS`; a worker that has not
+answered by then clears nothing, and every checkpoint not yet answered is checked here.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +60,8 @@ GAP = "gap"
 _ZERO_ROOT = bytes(HASH_BYTES)
 _MAX_SEQ = 2**63 - 1
 _CHECKPOINT_TABLE = AccessLogCheckpoint._meta.db_table
+# The longest wait for one worker's answer; hashing one checkpoint's entries takes milliseconds.
+WORKER_ANSWER_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,10 @@ def _entry_checks(checkpoints: list[_Checkpoint], jobs: int) -> Iterator[Any]:
     if jobs <= 1 or len(checkpoints) < 2 or (connection.vendor == "sqlite" and connection.is_in_memory_db()):  # type: ignore[attr-defined]
         yield lambda position: False
         return
+    if threading.active_count() > 1:
+        logger.info("access-log verification checks here: other threads are running, so no workers are forked")
+        yield lambda position: False
+        return
     snapshot = ""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -191,10 +204,21 @@ def _entry_checks(checkpoints: list[_Checkpoint], jobs: int) -> Iterator[Any]:
     # fork: the workers start at once with Django set up; each opens its own connection (_worker_start).
     pool = multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)), initializer=_worker_start)
     answers = pool.imap(_entries_as_signed, tasks)
+    stalled = False
 
     def answer(position: int) -> bool:
+        nonlocal stalled
+        if stalled:
+            return False
         try:
-            return bool(next(answers))
+            return bool(answers.next(timeout=WORKER_ANSWER_SECONDS))
+        except multiprocessing.TimeoutError:
+            stalled = True  # answers arrive in order: nothing after a stalled one can be used
+            logger.warning(
+                "access-log verification workers gave no answer in %.0f s; the rest is checked here",
+                WORKER_ANSWER_SECONDS,
+            )
+            return False
         except Exception:
             # A worker that could not answer clears nothing: that checkpoint is checked here, in order.
             logger.warning("access-log verification worker failed on checkpoint %s", checkpoints[position].id)
