@@ -37,6 +37,7 @@ UACR_UNITS = {
     "mg/mmol": lambda v: v * MG_G_PER_MG_MMOL,
     "mg/mmol{creat}": lambda v: v * MG_G_PER_MG_MMOL,
 }
+UACR_READER = values.quantity_reader(UACR_UNITS, "mg/g or mg/mmol")
 UACR_CODES = (loinc("9318-7"), loinc("14959-1"), loinc("32294-1"))
 UACR_PLAUSIBLE = (0.0, 30000.0)
 LOOKBACK_DAYS = 365
@@ -113,21 +114,15 @@ class AlbuminuriaKdigo2012:
             else:
                 child = values.out_of_range("age", age, (ADULT, 130), "years", "the adults the categories are for")
                 problems.extend([child] if child else [])
-        spec = self.spec.input("uacr")
-        uacr = values.latest_observation(
-            inputs.get("uacr", ()),
-            codes=spec.codes,
+        uacr = values.declared_quantity(
+            inputs,
+            self.spec.input("uacr"),
             as_of=as_of,
-            lookback_days=spec.lookback_days,
-            read=values.quantity_reader(UACR_UNITS, "mg/g or mg/mmol"),
+            read=UACR_READER,
             what="urine albumin-to-creatinine ratio",
+            problems=problems,
         )
-        if isinstance(uacr, Absent):
-            problems.append(values.problem("uacr", uacr))
-        else:
-            implausible = values.limits_problem(spec, uacr.value)
-            problems.extend([implausible] if implausible else [])
-        if problems or isinstance(uacr, Absent):
+        if problems or uacr is None:
             return base.insufficient(TITLE, problems)
         category, description = kdigo_albuminuria(uacr.value)
         ratio = round(uacr.value, 1)

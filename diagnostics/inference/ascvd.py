@@ -282,19 +282,9 @@ class AscvdPce2013:
                 problems.extend([bad_age] if bad_age else [])
 
         def observed(name: str, read: Any, what: str) -> Reading | None:
-            spec = self.spec.input(name)
-            found = values.latest_observation(
-                inputs.get(name, ()),
-                codes=spec.codes,
-                as_of=as_of,
-                lookback_days=spec.lookback_days,
-                read=read,
-                what=what,
+            return values.declared_quantity(
+                inputs, self.spec.input(name), as_of=as_of, read=read, what=what, problems=problems
             )
-            if isinstance(found, Absent):
-                problems.append(values.problem(name, found))
-                return None
-            return found
 
         tc = observed(
             "total_cholesterol", values.quantity_reader(CHOLESTEROL_UNITS, "mg/dL or mmol/L"), "total cholesterol"
@@ -302,9 +292,6 @@ class AscvdPce2013:
         hdl = observed("hdl", values.quantity_reader(CHOLESTEROL_UNITS, "mg/dL or mmol/L"), "HDL cholesterol")
         sbp = observed("systolic_bp", values.quantity_reader(PRESSURE_UNITS, "mm[Hg]"), "systolic blood pressure")
         smoking = observed("smoking_status", _smoking, "tobacco smoking status")
-        for name, reading in (("total_cholesterol", tc), ("hdl", hdl), ("systolic_bp", sbp)):
-            bad = reading and values.limits_problem(self.spec.input(name), reading.value)
-            problems.extend([bad] if bad else [])
         established = values.matching_condition(
             inputs.get("established_ascvd", ()), match=value_set(ESTABLISHED_ASCVD).match, as_of=as_of, history=True
         )

@@ -152,21 +152,15 @@ class EgfrCkdEpi2021:
             if isinstance(age, int):
                 bad_age = values.out_of_range("age", age, AGE_PLAUSIBLE, "years", "the adults the equation is for")
                 problems.extend([bad_age] if bad_age else [])
-        spec = self.spec.input("creatinine")
-        creatinine = values.latest_observation(
-            inputs.get("creatinine", ()),
-            codes=spec.codes,
+        creatinine = values.declared_quantity(
+            inputs,
+            self.spec.input("creatinine"),
             as_of=as_of,
-            lookback_days=spec.lookback_days,
             read=values.quantity_reader(CREATININE_UNITS, "mg/dL or umol/L"),
             what="serum creatinine",
+            problems=problems,
         )
-        if isinstance(creatinine, Absent):
-            problems.append(values.problem("creatinine", creatinine))
-        else:
-            implausible = values.limits_problem(self.spec.input("creatinine"), creatinine.value)
-            problems.extend([implausible] if implausible else [])
-        if problems or isinstance(creatinine, Absent) or not isinstance(age, int) or not isinstance(sex, str):
+        if problems or creatinine is None or not isinstance(age, int) or not isinstance(sex, str):
             return base.insufficient(TITLE, problems)
 
         scr = creatinine.value

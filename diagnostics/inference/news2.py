@@ -281,17 +281,8 @@ class News2:
         problems: list[Contribution] = self._patient_problems(inputs, as_of)
         for name, (read, what) in READERS.items():
             spec = self.spec.input(name)
-            found = values.latest_observation(
-                inputs.get(name, ()),
-                codes=spec.codes,
-                as_of=as_of,
-                lookback_days=spec.lookback_days,
-                read=read,
-                what=what,
-            )
-            if isinstance(found, Absent):
-                problems.append(values.problem(name, found))
-            else:
+            found = values.declared_quantity(inputs, spec, as_of=as_of, read=read, what=what, problems=problems)
+            if found is not None:
                 readings[name] = found
         problems.extend(self._set_problems(readings))
         if problems:
@@ -317,7 +308,7 @@ class News2:
         return [bad] if bad else []
 
     def _set_problems(self, readings: dict[str, Reading]) -> list[Contribution]:
-        """Each reading outside the window before the newest one, and each implausible value."""
+        """Each reading outside the window before the newest one (implausible values were refused on reading)."""
         problems: list[Contribution] = []
         instants = [r.instant for r in readings.values() if r.instant is not None]
         newest = max(instants) if instants else None
@@ -336,8 +327,6 @@ class News2:
                         window_minutes=minutes,
                     )
                 )
-            bad = values.limits_problem(self.spec.input(name), reading.value)
-            problems.extend([bad] if bad else [])
         return problems
 
     def _score(self, readings: dict[str, Reading], declared: Reading | None) -> ModelResult:

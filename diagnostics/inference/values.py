@@ -280,6 +280,39 @@ def latest_observation(
     return _absent(what, seen=seen, too_old=too_old, newest_old=newest_old, unusable=unusable, lookback=lookback_days)
 
 
+def declared_quantity(
+    inputs: Mapping[str, Sequence[Resource]],
+    item: InputSpec,
+    *,
+    as_of: date,
+    read: Callable[[dict[str, Any]], Any],
+    what: str,
+    problems: list[Contribution],
+) -> Reading | None:
+    """The latest valid value of the declared input `item`, held to the limits it declares.
+
+    The input's resources, codes and lookback come from its declaration; when there is no usable value,
+    or it lies outside the declared limits, the reason is appended to `problems` and None returned.
+    """
+    found = latest_observation(
+        inputs.get(item.name, ()),
+        codes=item.codes,
+        as_of=as_of,
+        lookback_days=item.lookback_days,
+        read=read,
+        what=what,
+    )
+    if isinstance(found, Absent):
+        problems.append(problem(item.name, found))
+        return None
+    if isinstance(found.value, int | float) and not isinstance(found.value, bool):
+        bad = limits_problem(item, found.value)
+        if bad is not None:
+            problems.append(bad)
+            return None
+    return found
+
+
 def _absent(
     what: str, *, seen: int, too_old: int, newest_old: date | None, unusable: list[Unusable], lookback: int | None
 ) -> Absent:
