@@ -45,3 +45,6 @@ class TokenRequestFailure(models.Model):
 
     def __str__(self) -> str:
         return f"failed token request at {self.at:%Y-%m-%d %H:%M}"
+
+
+from api.bulk_models import ExportJob, ExportSegment  # noqa: E402,F401  (bulk export tables, declared in their own module)
