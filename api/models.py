@@ -48,3 +48,10 @@ class TokenRequestFailure(models.Model):
 
 
 from api.bulk_models import ExportJob, ExportSegment  # noqa: E402,F401  (bulk export tables, declared in their own module)
+from api.smart_models import (  # noqa: E402,F401  (SMART launch, client registration and assertion tables)
+    ClientAssertionUse,
+    ClientProfile,
+    InitialAccessToken,
+    LaunchGrant,
+    TokenLaunch,
+)

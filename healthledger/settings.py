@@ -306,6 +306,8 @@ OAUTH2_PROVIDER = {
 OAUTH_TOKEN_FAILURE_LIMIT = envint("OAUTH_TOKEN_FAILURE_LIMIT", 20, minimum=1)
 # Named so the API's migration can point at DOT's token model the way DOT's own migrations do.
 OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 SPECTACULAR_SETTINGS = {
     "TITLE": "HealthLedger API",
     "DESCRIPTION": "The non-FHIR endpoints (token introspection; jobs and research). The FHIR API's "
