@@ -71,6 +71,8 @@ class Caller:
     # A person signed in for this request (an authorization-code token), not a backend service.
     interactive: bool = False
     job_id: str = ""  # set when a worker acts for a job
+    # The one patient this caller may reach (a SMART token's launch patient); None: whoever the grants allow.
+    patient_context: uuid.UUID | None = None
 
     @property
     def ref(self) -> str:
@@ -127,6 +129,7 @@ def _decide(
         interactive=caller.interactive,
         at=at,
         grants=grants,
+        patient_context=caller.patient_context,
     )
     if decision.break_glass and caller.actor is not None:
         # The request may break the glass; whether this record, now, may be opened is the episode's rule.

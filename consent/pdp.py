@@ -60,6 +60,7 @@ def decide(
     break_glass_code: str = "",
     interactive: bool = False,
     grants: Sequence[GrantRow] | None = None,
+    patient_context: uuid.UUID | None = None,
 ) -> Decision:
     """Decide one request. `resource_types` must be non-empty; `patient_user_id` is the record owner's user id.
 
@@ -70,6 +71,9 @@ def decide(
     """
     if actor is None or not actor.is_active or not resource_types:
         return Decision(permit=False, basis="anonymous" if actor is None else "invalid-request")
+    if patient_context is not None and patient_context != patient_id:
+        # A SMART token with `patient/` scopes reaches the patient in its launch context, no other.
+        return Decision(permit=False, basis="outside-patient-context")
     if actor.pk == patient_user_id and actor.role == Role.PATIENT:
         # A patient may always read and add to their own record, and run models on it, for themselves.
         if purpose == Purpose.PATRQT:

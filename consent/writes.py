@@ -75,6 +75,7 @@ def record_write(*, caller: Caller, patient: Patient, payload: bytes) -> WriteRe
         resource_types=types,
         purpose=caller.purpose,
         reason=caller.reason,
+        patient_context=caller.patient_context,
     )
     if decision.permit and decision.categories and not _in_categories(document, decision.categories):
         decision = Decision(permit=False, basis="category-not-granted", grant_id=decision.grant_id)
