@@ -193,6 +193,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "ledger.tasks.outbox_relay_task",
         "schedule": float(envint("OUTBOX_RELAY_SECONDS", 2, minimum=1)),
     },
+    # Deletes expired bulk exports (files and all) and publishes exports owed to the broker (api/bulk_export.py).
+    "api-bulk-export-housekeeping": {"task": "api.tasks.bulk_export_housekeeping", "schedule": 30.0},
     # Closes studies past their end date (their patients' grants end with them anyway).
     "research-studies-close": {"task": "research.tasks.studies_close", "schedule": 3600.0},
     # Tells patients of refused attempts, clinicians' first reads and grants ending within a week (consent/alerts.py).
