@@ -9,6 +9,7 @@ from diagnostics.inference.ascvd import AscvdPce2013
 from diagnostics.inference.base import Model, ModelSpec
 from diagnostics.inference.diabetes_progression import DiabetesProgression
 from diagnostics.inference.egfr import EgfrCkdEpi2021
+from diagnostics.inference.kfre import Kfre4Variable
 from diagnostics.inference.news2 import WINDOW_MINUTES as NEWS2_WINDOW_MINUTES
 from diagnostics.inference.news2 import News2
 
@@ -28,6 +29,7 @@ def _models() -> dict[str, Model]:
         AscvdPce2013(),
         EgfrCkdEpi2021(),
         AlbuminuriaKdigo2012(),
+        Kfre4Variable(),
         News2(window_minutes=_settings["news2_window_minutes"]),
         DiabetesProgression(),
     ]
