@@ -259,12 +259,13 @@ def _chunk(job: ExportJob) -> bool:
     return False
 
 
-def export_step(*, job_id: uuid.UUID | str, budget_seconds: float = EXPORT_STEP_SECONDS, max_chunks: int = 0) -> bool:
+def export_step(*, job_id: uuid.UUID | str, budget_seconds: float | None = None, max_chunks: int = 0) -> bool:
     """Run an export's chunks for up to `budget_seconds` (or `max_chunks`); True when nothing is left to do.
 
     Idempotent: a finished, cancelled or expired export does nothing; each chunk commits with its position.
     """
     started, chunks = time.monotonic(), 0
+    budget = EXPORT_STEP_SECONDS if budget_seconds is None else budget_seconds
     while True:
         with transaction.atomic():
             # The row lock: two deliveries of the same export never export the same chunk twice.
@@ -284,7 +285,7 @@ def export_step(*, job_id: uuid.UUID | str, budget_seconds: float = EXPORT_STEP_
         if done:
             logger.info("bulk export %s completed: %d resources", job.pk, job.resources)
             return True
-        if (max_chunks and chunks >= max_chunks) or time.monotonic() - started > budget_seconds:
+        if (max_chunks and chunks >= max_chunks) or time.monotonic() - started >= budget:
             return False
 
 

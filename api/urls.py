@@ -25,7 +25,10 @@ PATIENT_ID = r"(?P<patient_id>[A-Za-z0-9\-.]{1,64})"
 DEFINITION_ID = r"(?P<definition_id>[A-Za-z0-9\-.]{1,64})"
 
 # Other modules' FHIR routes, e.g. path("", include("api.fhir_diagnostics")).
-FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [path("", include("api.fhir_diagnostics"))]
+FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [
+    path("", include("api.fhir_diagnostics")),
+    path("", include("api.fhir.bulk")),  # $export, its status and files, Group, Patient/{id}/$everything
+]
 
 
 @csrf_exempt  # bearer tokens only: no ambient (cookie) authority to forge
