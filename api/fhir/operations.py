@@ -13,6 +13,7 @@ import orjson
 from django.http import HttpRequest, HttpResponse
 
 from api.access import fhir_endpoint
+from api.fhir.bulk_operations import bulk_capability_operations, bulk_definition
 from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, NotSupported
 from healthledger.errors import ResourceNotFound
 from records.fhir.jsonio import DuplicateKey, loads_exact
@@ -167,13 +168,16 @@ def capability_operations(resource_type: str, fhir_base: str) -> list[dict[str, 
         {"name": op.code, "definition": definition_url(op, fhir_base)}
         for op in OPERATIONS.values()
         if op.resource_type == resource_type
-    ]
+    ] + bulk_capability_operations(resource_type, fhir_base)
 
 
 @fhir_endpoint("GET", authenticated=False)
 def operation_definition_read(request: HttpRequest, context: None, definition_id: str) -> HttpResponse:
     operation = OPERATIONS.get(definition_id)
+    fhir_base = request.build_absolute_uri("/fhir")
+    bulk = bulk_definition(definition_id, fhir_base) if operation is None else None
+    if bulk is not None:
+        return HttpResponse(orjson.dumps(bulk), content_type=FHIR_CONTENT_TYPE)
     if operation is None:
         raise ResourceNotFound("resource not found")
-    fhir_base = request.build_absolute_uri("/fhir")
     return HttpResponse(orjson.dumps(operation_definition(operation, fhir_base)), content_type=FHIR_CONTENT_TYPE)
