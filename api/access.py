@@ -66,7 +66,9 @@ def gate_caller(request: HttpRequest, context: TokenContext) -> Caller:
     """
     purpose = purpose_of_use(request, context)
     if purpose != Purpose.ETREAT:
-        return Caller(actor=context.user, purpose=purpose, interactive=context.interactive)
+        return Caller(
+            actor=context.user, purpose=purpose, interactive=context.interactive, patient_context=context.patient_context
+        )
     reason = (request.headers.get(REASON_HEADER) or "").strip()[:MAX_REASON]
     code = (request.headers.get(CODE_HEADER) or "").strip()
     refused = break_glass_refusal(actor=context.user, interactive=context.interactive, code=code, reason=reason)
@@ -76,7 +78,12 @@ def gate_caller(request: HttpRequest, context: TokenContext) -> Caller:
         header = CODE_HEADER if refused.basis == "break-glass-needs-code" else REASON_HEADER
         raise BadRequest(f"{refused.message}, in the {header} header")
     return Caller(
-        actor=context.user, purpose=purpose, reason=reason, break_glass_code=code, interactive=context.interactive
+        actor=context.user,
+        purpose=purpose,
+        reason=reason,
+        break_glass_code=code,
+        interactive=context.interactive,
+        patient_context=context.patient_context,
     )
 
 

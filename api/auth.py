@@ -11,6 +11,7 @@ refused by the very next request.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
@@ -27,7 +28,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from accounts.models import User
-from api.models import TokenPurpose
+from api.models import TokenLaunch, TokenPurpose
 from api.outcomes import NotAuthenticated
 from api.scopes import ScopeSet
 from healthledger.lib.db import prepared_cursor
@@ -47,6 +48,8 @@ class TokenContext:
     expires: Any
     # A person signed in and approved this token (the authorization-code flow, or a refresh of one).
     interactive: bool = False
+    # The SMART launch patient (a record's id): the token reaches that record only. None: no patient context.
+    patient_context: Any = None
 
 
 # In the model's field order: Model.from_db assigns values by position among the concrete fields.
@@ -55,7 +58,8 @@ _USER_FIELDS = ("id", "username", "is_active", "role")
 MAX_TOKEN = 512
 _COLUMNS = (
     "t.id, t.expires, t.scope, t.application_id, t.user_id IS NULL, u.id, u.username, u.role, u.is_active, p.purpose,"
-    " a.authorization_grant_type"
+    " a.authorization_grant_type,"
+    " l.patient_id"
 )
 _SQL: dict[str, str] = {}
 _IDENTITY_SQL: dict[str, str] = {}
@@ -68,6 +72,10 @@ def _tables() -> tuple[str, str, str, str]:
     return token, app, user, purpose
 
 
+def _launch_table() -> str:
+    return connection.ops.quote_name(TokenLaunch._meta.db_table)
+
+
 def _from_clause() -> str:
     token, app, user, purpose = _tables()
     # A client-credentials token has no user of its own: it acts as the application's owner.
@@ -75,6 +83,7 @@ def _from_clause() -> str:
         f" FROM {token} t LEFT JOIN {app} a ON a.id = t.application_id"
         f" JOIN {user} u ON u.id = COALESCE(t.user_id, a.user_id)"
         f" LEFT JOIN {purpose} p ON p.access_token_id = t.id"
+        f" LEFT JOIN {_launch_table()} l ON l.access_token_id = t.id"
         " WHERE t.token_checksum = %s"
     )
 
@@ -144,7 +153,7 @@ def token_context_from_identity(value: object) -> TokenContext | None:
 def _context(row: Sequence[Any] | None) -> TokenContext | None:
     if row is None:
         return None
-    token_id, expires, scope, application_id, no_user, uid, username, role, is_active, purpose, grant_type = row
+    token_id, expires, scope, application_id, no_user, uid, username, role, is_active, purpose, grant_type, launch = row
     if not is_active:
         return None
     if isinstance(expires, str):  # SQLite hands raw cursors text; JSON carries ISO 8601
@@ -161,7 +170,14 @@ def _context(row: Sequence[Any] | None) -> TokenContext | None:
         client_credentials=bool(no_user),
         expires=_aware(expires),
         interactive=not no_user and grant_type == Application.GRANT_AUTHORIZATION_CODE,
+        patient_context=_uuid(launch),
     )
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    return uuid.UUID(str(value))  # SQLite and JSON carry it as text
 
 
 def _aware(value: Any) -> Any:

@@ -14,7 +14,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from api.access import fhir_endpoint
 from api.fhir import audit_events, capability, consents, operations, records
-from api.oauth import OwnTokensIntrospectView, SmartAuthorizationView, SmartRevokeTokenView, SmartTokenView
+from api.oauth import OwnTokensIntrospectView, SmartRevokeTokenView, SmartTokenView
+from api.smart import SmartLaunchAuthorizationView, jwks
 from api.outcomes import NotSupported
 from api.rest import TokenIntrospectView
 from healthledger.errors import ResourceNotFound
@@ -28,6 +29,7 @@ DEFINITION_ID = r"(?P<definition_id>[A-Za-z0-9\-.]{1,64})"
 FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [
     path("", include("api.fhir_diagnostics")),
     path("", include("api.fhir.bulk")),  # $export, its status and files, Group, Patient/{id}/$everything
+    path("", include("api.smart_urls")),  # Practitioner/user-<pk>: what a clinician's fhirUser names
 ]
 
 
@@ -80,7 +82,8 @@ fhir_patterns: list[URLPattern | URLResolver] = [
 ]
 
 oauth_patterns = [
-    path("authorize/", SmartAuthorizationView.as_view(), name="authorize"),
+    path("authorize/", SmartLaunchAuthorizationView.as_view(), name="authorize"),
+    path("jwks", jwks, name="jwks-info"),
     path("token/", SmartTokenView.as_view(), name="token"),
     path("revoke_token/", SmartRevokeTokenView.as_view(), name="revoke-token"),
     path("introspect/", OwnTokensIntrospectView.as_view(), name="introspect"),

@@ -58,6 +58,8 @@ MIDDLEWARE = [
     # The middleware below marked PageOnly runs for browser pages and steps aside for API_PATH_PREFIXES,
     # where a bearer token is the only credential (healthledger/middleware.py).
     "healthledger.middleware.ApiHeadersMiddleware",
+    # CORS for registered browser origins on /fhir and the token endpoint, preflights answered (api/cors.py).
+    "api.cors.CorsMiddleware",
     # Content-Security-Policy on every page (the portal runs no inline script or style).
     "healthledger.middleware.PageOnlyCSPMiddleware",
     "healthledger.middleware.PageOnlySessionMiddleware",
@@ -281,7 +283,9 @@ REST_FRAMEWORK = {
 
 # --- OAuth2 (django-oauth-toolkit) and the API's OpenAPI schema --------------------------
 OAUTH2_PROVIDER = {
-    "OAUTH2_VALIDATOR_CLASS": "api.oauth.SmartValidator",
+    # SMART launch context, RS256 id_tokens with fhirUser, private_key_jwt client assertions (api/smart.py).
+    "OAUTH2_VALIDATOR_CLASS": "api.smart.SmartLaunchValidator",
+    "OIDC_ENABLED": True,
     "SCOPES_BACKEND_CLASS": "api.scopes.SmartScopes",
     "PKCE_REQUIRED": True,
     "ACCESS_TOKEN_EXPIRE_SECONDS": envint("OAUTH_ACCESS_TOKEN_SECONDS", 3600, minimum=60),
@@ -306,6 +310,14 @@ OAUTH2_PROVIDER = {
 # Failed token requests (wrong client secret, unknown client, bad code) per client address before the
 # token endpoint answers 429 for the rest of LOGIN_FAILURE_WINDOW_SECONDS.
 OAUTH_TOKEN_FAILURE_LIMIT = envint("OAUTH_TOKEN_FAILURE_LIMIT", 20, minimum=1)
+# PEM private key (RSA) that signs id_tokens; when unset, oidc_signing_key.pem under KEYS_DIR (api/signing_key.py).
+HEALTHLEDGER_OIDC_SIGNING_KEY = envstr("HEALTHLEDGER_OIDC_SIGNING_KEY")
+# A backend client's jwks_uri: fetched with this timeout (seconds) and size limit; plain http only in DEBUG.
+SMART_JWKS_FETCH_TIMEOUT = envint("SMART_JWKS_FETCH_TIMEOUT", 5, minimum=1)
+SMART_JWKS_MAX_BYTES = envint("SMART_JWKS_MAX_BYTES", 65536, minimum=1024)
+SMART_JWKS_URI_HTTP_ALLOWED = envbool("SMART_JWKS_URI_HTTP_ALLOWED", DEBUG)
+# RFC 7591 initial access tokens a clinician makes on the apps page: lifetime in seconds.
+SMART_INITIAL_ACCESS_TOKEN_SECONDS = envint("SMART_INITIAL_ACCESS_TOKEN_SECONDS", 24 * 3600, minimum=60)
 # Named so the API's migration can point at DOT's token model the way DOT's own migrations do.
 OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"

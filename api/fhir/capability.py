@@ -14,23 +14,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from api.access import fhir_endpoint
 from api.fhir import audit_events, consents, records
+from api.fhir.bulk_operations import group_capability
 from api.fhir.operations import capability_operations
 from api.fhir.params import COUNT_DEFAULT, COUNT_MAX
 from api.outcomes import FHIR_CONTENT_TYPE
-from api.scopes import PLAIN_SCOPES
+from api.smart import smart_configuration_document
 from healthledger.errors import ResourceNotFound
 from records.fhir.search_parameters import search_parameter_by_id, search_parameters
 
 FHIR_VERSION = "4.3.0"
 SOFTWARE_VERSION = "0.1.0"
 RELEASE_DATE = "2026-01-01"
-_SMART_CAPABILITIES = [
-    "launch-standalone",
-    "client-public",
-    "client-confidential-symmetric",
-    "permission-v1",
-    "permission-v2",
-]
 _PARAM_DOCS = {
     "patient": (
         "reference",
@@ -118,6 +112,7 @@ def capability_statement(base: str) -> bytes:
             "interaction": [{"code": "read"}, {"code": "search-type"}],
             "searchParam": _search_params(audit_events.SEARCH_PARAMETERS - {"_sort"}),
         },
+        group_capability(f"{base}/fhir"),
     ]
     resources.sort(key=lambda r: r["type"])
     statement = {
@@ -175,22 +170,7 @@ def metadata(request: HttpRequest, context: None) -> HttpResponse:
 
 @fhir_endpoint("GET", authenticated=False)
 def smart_configuration(request: HttpRequest, context: None) -> HttpResponse:
-    base = _origin(request)
-    return JsonResponse(
-        {
-            "issuer": base,
-            "authorization_endpoint": f"{base}/oauth/authorize/",
-            "token_endpoint": f"{base}/oauth/token/",
-            "revocation_endpoint": f"{base}/oauth/revoke_token/",
-            "introspection_endpoint": f"{base}/api/token/introspect",
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "code_challenge_methods_supported": ["S256"],
-            "scopes_supported": [*sorted(PLAIN_SCOPES), "patient/*.cruds", "user/*.cruds", "system/*.cruds"],
-            "response_types_supported": ["code"],
-            "capabilities": _SMART_CAPABILITIES,
-        }
-    )
+    return JsonResponse(smart_configuration_document(_origin(request)))
 
 
 @fhir_endpoint("GET", authenticated=False)
