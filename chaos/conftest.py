@@ -1,7 +1,8 @@
 """`make chaos`: faults against real processes, one result row per scenario.
 
 Each scenario records `{"scenario", "faults", "accepted", "lost", "duplicated", "unlogged_reads",
-"recovery_s"}`; at the end the rows are printed as one table and written to chaos/results.json
+"recovery_s"}` and the shared check run after it, as "checks" (chaos/checks.py); at the end the rows
+are printed as one table and written to chaos/results.json
 (CHAOS_RESULTS to write elsewhere). CHAOS_SHORT=1 runs each scenario with fewer jobs and grants, for CI.
 Needs PostgreSQL (DATABASE_URL), redis-server on PATH and anvil (npm install), as tests/integration does.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.conftest import token_for  # noqa: F401 - real OAuth tokens for the clinician
 from tests.integration.conftest import anvil  # noqa: F401
 from tests.integration.test_job_dispatch_worker import own_redis, worker  # noqa: F401 - fixtures for the scenarios
 
@@ -26,13 +28,20 @@ _results: list[dict[str, Any]] = []
 
 @pytest.fixture
 def record():  # type: ignore[no-untyped-def]
-    """Record one scenario's outcome (call it before the scenario's asserts, so a failure is still reported)."""
+    """Record one scenario's outcome (call it before the scenario's asserts, so a failure is still reported),
+    while its services still run: the shared check (chaos.checks.after_scenario) runs here, is recorded
+    beside the row, and fails the scenario when any part of it failed."""
 
-    def add(**row: Any) -> None:
+    def add(*, tampered: bool = False, **row: Any) -> None:
+        """tampered: the scenario forged the log on purpose, so verify_access_log must fail (catch it)."""
+        from chaos.checks import after_scenario
+
         missing = set(FIELDS) - set(row)
         if missing:
             raise ValueError(f"chaos result without {sorted(missing)}")
-        _results.append({name: row[name] for name in FIELDS})
+        checks = after_scenario(tampered=tampered)
+        _results.append({**{name: row[name] for name in FIELDS}, "checks": checks})
+        assert checks["ok"], f"after {row['scenario']!r}: {checks}"
 
     return add
 
@@ -41,11 +50,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
     if not _results:
         return
     RESULTS_PATH.write_text(json.dumps(_results, indent=1) + "\n")
-    widths = [max(len(name), *(len(str(row[name])) for row in _results)) for name in FIELDS]
+    columns = (*FIELDS, "checks")
+    rows = [{**row, "checks": "ok" if row["checks"]["ok"] else "FAILED"} for row in _results]
+    widths = [max(len(name), *(len(str(row[name])) for row in rows)) for name in columns]
     terminalreporter.write_sep("=", "chaos results")
-    terminalreporter.write_line("  ".join(name.ljust(width) for name, width in zip(FIELDS, widths, strict=True)))
-    for row in _results:
+    terminalreporter.write_line("  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True)))
+    for row in rows:
         terminalreporter.write_line(
-            "  ".join(str(row[name]).ljust(width) for name, width in zip(FIELDS, widths, strict=True))
+            "  ".join(str(row[name]).ljust(width) for name, width in zip(columns, widths, strict=True))
         )
     terminalreporter.write_line(f"written to {RESULTS_PATH}")

@@ -8,7 +8,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AccessLogCheckpoint, AccessLogEntry, AccessLogSealState
@@ -17,18 +16,15 @@ from chaos.conftest import SHORT
 from diagnostics.dispatch import job_dispatch_pending
 from diagnostics.models import DiagnosticJob, JobDispatch, JobResult
 from healthledger.errors import IntegrityFailure
-from ledger import outbox, signing
 from ledger.client import chain_client
 from ledger.devnode import anvil_running
-from ledger.models import OutboxMessage, OutboxStatus
-from ledger.outbox import outbox_enqueue
 from ledger.services import deployment_create
 from records.models import Resource
 from tests.audit.anchor_support import seal
 from tests.integration.conftest import require_services
 from tests.integration.test_job_dispatch_worker import _accept, _own_record
-from tests.ledger.test_outbox_anvil import _payload, node_settings  # noqa: F401 - the fixture
-from tests.ledger.test_outbox_anvil_rollback import _relay_until_confirmed, _signed
+from tests.ledger.test_outbox_anvil import node_settings  # noqa: F401 - the fixture
+from tests.ledger.test_outbox_anvil_rollback import _relay_until_confirmed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -157,22 +153,42 @@ def test_redis_restarted_without_its_messages(worker, own_redis, record, setting
     assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
 
 
-def test_anvil_rolled_back_after_confirming_grants(db, node_settings, monkeypatch, record):  # type: ignore[no-untyped-def]  # noqa: F811
+def _grants(count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Alice (her key held by the server, as for the demo) grants Carol read access `count` times."""
+    from accounts.services import user_create
+    from consent.services import grant_issue
+
+    alice, patient = _own_record()
+    carol = user_create(username="carol-chaos", password=None, role="clinician")
+    now = timezone.now()
+    return [
+        grant_issue(
+            patient=patient,
+            by=alice,
+            grantee=carol,
+            resource_types=["Observation"],
+            actions=["read"],
+            purpose="TREAT",
+            not_before=now - timedelta(minutes=1),
+            not_after=now + timedelta(days=1, minutes=n),
+        ).id
+        for n in range(count)
+    ]
+
+
+def test_anvil_rolled_back_after_confirming_grants(db, node_settings, record):  # type: ignore[no-untyped-def]  # noqa: F811
+    from consent.models import Grant, GrantStatus
+
     require_services()
     port, state = node_settings
-    monkeypatch.setattr(outbox, "_HANDLERS", {})
     with anvil_running(port=port, state=state):
         deployment = deployment_create()
-        signed = _signed(deployment, chain_client().latest_block()[1], count=GRANTS)
     before = state.with_name("before.json")
     shutil.copy(state, before)
     with anvil_running(port=port, state=state):
-        with transaction.atomic():
-            for grant, signature in signed:
-                outbox_enqueue(
-                    kind="grant", ref="0x" + signing.grant_id(grant).hex(), payload=_payload(grant, signature)
-                )
+        refs = _grants(GRANTS)  # patient-signed grants, through the outbox, confirmed on chain
         _relay_until_confirmed()
+        assert Grant.objects.filter(pk__in=refs, status=GrantStatus.RECORDED).count() == len(refs)
     shutil.copy(before, state)  # the node comes back without the grants' blocks
     with anvil_running(port=port, state=state):
         started = time.monotonic()
@@ -183,23 +199,22 @@ def test_anvil_rolled_back_after_confirming_grants(db, node_settings, monkeypatc
             for e in chain_client().grant_events(from_block=deployment.block)
             if e.kind == "recorded"
         )
-    refs = ["0x" + signing.grant_id(grant).hex() for grant, _ in signed]
-    confirmed = OutboxMessage.objects.filter(ref__in=refs, status=OutboxStatus.CONFIRMED).count()
-    lost = sum(1 for ref in refs if recorded[ref] == 0) + (len(refs) - confirmed)
-    duplicated = sum(n - 1 for n in recorded.values() if n > 1)
-    record(
-        scenario="chain forgot confirmed blocks",
-        faults="anvil stopped, state file rolled back",
-        accepted=len(refs),
-        lost=lost,
-        duplicated=duplicated,
-        unlogged_reads=0,
-        recovery_s=round(recovery, 1),
-    )
+        confirmed = Grant.objects.filter(pk__in=refs, status=GrantStatus.RECORDED).count()
+        lost = sum(1 for ref in refs if recorded[ref] == 0) + (len(refs) - confirmed)
+        duplicated = sum(n - 1 for n in recorded.values() if n > 1)
+        record(
+            scenario="chain forgot confirmed blocks",
+            faults="anvil stopped, state file rolled back past patient-signed grants",
+            accepted=len(refs),
+            lost=lost,
+            duplicated=duplicated,
+            unlogged_reads=0,
+            recovery_s=round(recovery, 1),
+        )
     assert (lost, duplicated) == (0, 0)
 
 
-def test_sealed_tail_truncated_is_caught_by_the_witness(tmp_path, record):  # type: ignore[no-untyped-def]
+def test_sealed_tail_truncated_is_caught_by_the_witness(tmp_path, anvil, record):  # type: ignore[no-untyped-def]
     state = tmp_path / "witness.json"
     entries = seal(16 if SHORT else 64, per_checkpoint=8)
     access_log_witness(path=state)
@@ -215,6 +230,7 @@ def test_sealed_tail_truncated_is_caught_by_the_witness(tmp_path, record):  # ty
     except IntegrityFailure:
         caught = True
     record(
+        tampered=True,
         scenario="sealed log tail truncated",
         faults="entries, checkpoint and seal state rewound",
         accepted=len(entries),
