@@ -249,7 +249,8 @@ def category_of(percent: float) -> str:
     return next(name for bound, name in CATEGORIES if percent < bound)
 
 
-def _smoking(node: dict[str, Any]) -> bool:
+def smoking_reader(node: dict[str, Any]) -> bool:
+    """True for a current smoker, False for a former or never smoker, from a 72166-2 answer."""
     token = values.first_match(node.get("valueCodeableConcept"), [snomed(c) for c in SMOKING_ANSWERS])
     if token is None:
         raise values.Unusable("its answer is not a known current, former or never smoking status")
@@ -291,7 +292,7 @@ class AscvdPce2013:
         )
         hdl = observed("hdl", values.quantity_reader(CHOLESTEROL_UNITS, "mg/dL or mmol/L"), "HDL cholesterol")
         sbp = observed("systolic_bp", values.quantity_reader(PRESSURE_UNITS, "mm[Hg]"), "systolic blood pressure")
-        smoking = observed("smoking_status", _smoking, "tobacco smoking status")
+        smoking = observed("smoking_status", smoking_reader, "tobacco smoking status")
         established = values.matching_condition(
             inputs.get("established_ascvd", ()), match=value_set(ESTABLISHED_ASCVD).match, as_of=as_of, history=True
         )

@@ -12,6 +12,7 @@ from diagnostics.inference.egfr import EgfrCkdEpi2021
 from diagnostics.inference.kfre import Kfre4Variable
 from diagnostics.inference.news2 import WINDOW_MINUTES as NEWS2_WINDOW_MINUTES
 from diagnostics.inference.news2 import News2
+from diagnostics.inference.prevent import PreventBase2024
 
 _settings: dict[str, int] = {"news2_window_minutes": NEWS2_WINDOW_MINUTES}
 
@@ -27,6 +28,7 @@ def _models() -> dict[str, Model]:
     # Built once per process: specs hash their sources, the learned model reads its artifact.
     models: list[Model] = [
         AscvdPce2013(),
+        PreventBase2024(),
         EgfrCkdEpi2021(),
         AlbuminuriaKdigo2012(),
         Kfre4Variable(),

@@ -23,6 +23,7 @@ TOKEN = re.compile(
 def test_the_models_are_listed_in_order():
     assert [spec.id for spec in list_models()] == [
         "ascvd-pce-2013",
+        "prevent-base-2024",
         "egfr-ckd-epi-2021",
         "albuminuria-kdigo-2012",
         "kfre-4-variable",

@@ -14,7 +14,7 @@ from tests.conftest import SYNTHEA_DIR
 from tests.diagnostics.test_model_ascvd import AS_OF, RXNORM, SNOMED, bp_panel, patient, quantity, smoking
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-VALUE_SETS = ("ascvd-history", "diabetes", "antihypertensives", "statins", "glucose-lowering")
+VALUE_SETS = ("ascvd-history", "diabetes", "antihypertensives", "statins", "glucose-lowering", "heart-failure")
 
 
 def ehr_condition(system: str, code: str, display: str, *, clinical: str = "active", rid: str = "c1") -> dict:
