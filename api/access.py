@@ -67,7 +67,10 @@ def gate_caller(request: HttpRequest, context: TokenContext) -> Caller:
     purpose = purpose_of_use(request, context)
     if purpose != Purpose.ETREAT:
         return Caller(
-            actor=context.user, purpose=purpose, interactive=context.interactive, patient_context=context.patient_context
+            actor=context.user,
+            purpose=purpose,
+            interactive=context.interactive,
+            patient_context=context.patient_context,
         )
     reason = (request.headers.get(REASON_HEADER) or "").strip()[:MAX_REASON]
     code = (request.headers.get(CODE_HEADER) or "").strip()

@@ -93,6 +93,23 @@ def _origin_of(uri: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+class _HeadersRequest(HttpRequest):
+    """A Django request rebuilt from an oauthlib request's headers (DOT passes Django's META as headers)."""
+
+    def __init__(self, headers: Any) -> None:
+        super().__init__()
+        self.META = dict(headers)
+        self._secure = bool(self.META.get("X_DJANGO_OAUTH_TOOLKIT_SECURE"))
+
+    def _get_scheme(self) -> str:
+        return "https" if self._secure else "http"
+
+
+def request_origin(request: Any) -> str:
+    """scheme://host of the Django request behind an oauthlib request (whose `uri` is a path only)."""
+    return _HeadersRequest(request.headers).build_absolute_uri("/").rstrip("/")
+
+
 SMART_CAPABILITIES = (
     "launch-standalone",
     "context-standalone-patient",
@@ -163,7 +180,8 @@ class SmartLaunchValidator(SmartValidator):
             if request.client_assertion_type != ASSERTION_TYPE:
                 return False
             client = client_assertion_authenticate(
-                assertion=str(request.client_assertion or ""), token_endpoint=request.uri.split("?")[0]
+                assertion=str(request.client_assertion or ""),
+                token_endpoint=request_origin(request) + urlsplit(request.uri).path,
             )
             if client is None:
                 return False
@@ -233,11 +251,11 @@ class SmartLaunchValidator(SmartValidator):
         reference = fhir_user_reference(request.user)
         if reference is None:
             return {}
-        return {"fhirUser": f"{_origin_of(request.uri)}/fhir/{reference}"}
+        return {"fhirUser": f"{request_origin(request)}/fhir/{reference}"}
 
     def get_oidc_issuer_endpoint(self, request: Any) -> str:
         # The issuer .well-known/smart-configuration names: this server's origin.
-        return _origin_of(request.uri)
+        return request_origin(request)
 
     def _get_key_for_token(self, token: str) -> jwk.JWK:
         # Every id_token this server issued is RS256 under its one key (finalize_id_token).
