@@ -88,14 +88,20 @@ def _criteria_for(job: ExportJob, resource_type: str) -> list[gate.SearchCriteri
     return found
 
 
-def export_cohort(*, requester: User, purpose: str, at: datetime) -> list[Patient]:
+def export_cohort(
+    *, requester: User, purpose: str, at: datetime, patient_context: uuid.UUID | None = None
+) -> list[Patient]:
     """Whose records an export by `requester` covers: a patient's own; anyone else's, the records they hold a
-    live grant on for this purpose (the Group this server exposes for them), in a stable order."""
+    live grant on for this purpose (the Group this server exposes for them), in a stable order. A token in a
+    patient's launch context (`patient_context`) narrows it to that record."""
     if requester.role == Role.PATIENT:
-        own = Patient.objects.filter(user_id=requester.pk, erased_at__isnull=True).first()
-        return [own] if own is not None else []
-    ids = pdp.live_grant_patients(grantee_id=requester.pk, purpose=purpose, at=at)
-    return list(Patient.objects.filter(pk__in=ids, erased_at__isnull=True).order_by("fhir_id", "pk"))
+        found = Patient.objects.filter(user_id=requester.pk, erased_at__isnull=True)
+    else:
+        ids = pdp.live_grant_patients(grantee_id=requester.pk, purpose=purpose, at=at)
+        found = Patient.objects.filter(pk__in=ids, erased_at__isnull=True)
+    if patient_context is not None:
+        found = found.filter(pk=patient_context)
+    return list(found.order_by("fhir_id", "pk"))
 
 
 def export_open_count(*, requester: User) -> int:
@@ -107,6 +113,7 @@ def export_accept(
     requester: User,
     application_id: int | None,
     purpose: str,
+    patient_context: uuid.UUID | None,
     kind: str,
     request_url: str,
     resource_types: Sequence[str],
@@ -115,12 +122,13 @@ def export_accept(
 ) -> ExportJob:
     """Accept an export: the job row (with its frozen cohort) commits, then it is published; never lost after."""
     now = timezone.now()
-    cohort = export_cohort(requester=requester, purpose=purpose, at=now)
+    cohort = export_cohort(requester=requester, purpose=purpose, at=now, patient_context=patient_context)
     with transaction.atomic():
         job = ExportJob.objects.create(
             requester=requester,
             application_id=application_id,
             purpose=purpose,
+            patient_context=patient_context,
             kind=kind,
             request_url=request_url,
             resource_types=list(resource_types),
@@ -172,7 +180,9 @@ def export_cancel(*, job: ExportJob) -> None:
 
 
 def _caller(job: ExportJob) -> gate.Caller:
-    return gate.Caller(actor=job.requester, purpose=job.purpose, job_id=f"export:{job.pk}")
+    return gate.Caller(
+        actor=job.requester, purpose=job.purpose, job_id=f"export:{job.pk}", patient_context=job.patient_context
+    )
 
 
 def _patient_types(job: ExportJob, patient: Patient) -> list[str]:
@@ -189,6 +199,7 @@ def _patient_types(job: ExportJob, patient: Patient) -> list[str]:
             action=Action.READ,
             resource_types=[t],
             purpose=job.purpose,
+            patient_context=job.patient_context,
         ).permit
     ]
 

@@ -39,6 +39,8 @@ class ExportJob(models.Model):
     # The OAuth client that asked: only that client, for that user, may poll, cancel and download.
     application_id = models.BigIntegerField(null=True, blank=True)
     purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    # A SMART token with `patient/` scopes (launch context): the export reaches that record only.
+    patient_context = models.UUIDField(null=True, blank=True)
     kind = models.CharField(max_length=8)  # "patient" (Patient/$export) or "group" (Group/{id}/$export)
     request_url = models.TextField()
     resource_types = models.JSONField(default=list)

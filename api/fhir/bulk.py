@@ -127,6 +127,7 @@ def _kickoff(request: HttpRequest, context: TokenContext, kind: str) -> HttpResp
         requester=context.user,
         application_id=context.application_id,
         purpose=caller.purpose,
+        patient_context=caller.patient_context,
         kind=kind,
         request_url=request.build_absolute_uri(),
         resource_types=types,
@@ -158,7 +159,9 @@ def _own_group(context: TokenContext, group: str) -> None:
 
 def _group(request: HttpRequest, context: TokenContext) -> dict[str, Any]:
     caller = gate_caller(request, context)
-    members = bulk_export.export_cohort(requester=context.user, purpose=caller.purpose, at=timezone.now())
+    members = bulk_export.export_cohort(
+        requester=context.user, purpose=caller.purpose, at=timezone.now(), patient_context=caller.patient_context
+    )
     group: dict[str, Any] = {
         "resourceType": "Group",
         "id": group_id(context.user),

@@ -68,6 +68,7 @@ def _permitted(caller: gate.Caller, patient: Patient, types: list[str]) -> list[
             reason=caller.reason,
             break_glass_code=caller.break_glass_code,
             interactive=caller.interactive,
+            patient_context=caller.patient_context,
         ).permit
     ]
 

@@ -314,3 +314,30 @@ def test_the_export_runs_through_the_celery_task(
     assert job.status == "completed"
     assert job.published_at is not None
     assert job.resources == Resource.objects.filter(patient=alice_record, resource_type="Observation").count()
+
+
+def test_a_token_in_a_patients_launch_context_exports_that_record_only(
+    api, clinician, token_for, issue_grant, alice_record, other_patient, held
+):
+    from oauth2_provider.models import AccessToken
+
+    from api.smart_models import TokenLaunch
+    from records.demo import generate_patient_bundle
+    from records.services import fhir_ingest
+
+    fhir_ingest(payload=orjson.dumps(generate_patient_bundle(11, years=1)), actor="system:test", patient=other_patient)
+    issue_grant(resource_types=["Observation"])
+    issue_grant(patient=other_patient, by=other_patient.user, resource_types=["Observation"])
+    everyone = token_for(clinician)
+    assert orjson.loads(api.get(f"/fhir/Group/{group_id(clinician)}", **bearer(everyone)).content)["quantity"] == 2
+
+    pinned = token_for(clinician)
+    TokenLaunch.objects.create(access_token=AccessToken.objects.order_by("-pk").first(), patient=alice_record)
+    group = orjson.loads(api.get(f"/fhir/Group/{group_id(clinician)}", **bearer(pinned)).content)
+    assert [m["entity"]["reference"] for m in group["member"]] == [f"Patient/{alice_record.fhir_id}"]
+    status_url = _kickoff(api, pinned, f"/fhir/Group/{group_id(clinician)}/$export")
+    job = _run(status_url)
+    assert job.patient_ids == [str(alice_record.pk)]
+    logged = AccessLogEntry.objects.filter(job_id=f"export:{job.pk}")
+    assert {e.patient_ref for e in logged} == {alice_record.pk}
+    assert job.resources == Resource.objects.filter(patient=alice_record, resource_type="Observation").count()
