@@ -15,9 +15,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from api.access import fhir_endpoint
 from api.fhir import audit_events, capability, consents, operations, records
 from api.oauth import OwnTokensIntrospectView, SmartRevokeTokenView, SmartTokenView
-from api.smart import SmartLaunchAuthorizationView, jwks
 from api.outcomes import NotSupported
+from api.registration import dynamic_registration
 from api.rest import TokenIntrospectView
+from api.smart import SmartLaunchAuthorizationView, jwks
 from healthledger.errors import ResourceNotFound
 
 TYPE = r"(?P<resource_type>[A-Z][A-Za-z]{1,63})"
@@ -30,6 +31,7 @@ FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [
     path("", include("api.fhir_diagnostics")),
     path("", include("api.fhir.bulk")),  # $export, its status and files, Group, Patient/{id}/$everything
     path("", include("api.smart_urls")),  # Practitioner/user-<pk>: what a clinician's fhirUser names
+    path("", include("api.research_fhir")),  # ResearchStudy, ResearchSubject
 ]
 
 
@@ -84,6 +86,7 @@ fhir_patterns: list[URLPattern | URLResolver] = [
 oauth_patterns = [
     path("authorize/", SmartLaunchAuthorizationView.as_view(), name="authorize"),
     path("jwks", jwks, name="jwks-info"),
+    path("register", dynamic_registration, name="register"),
     path("token/", SmartTokenView.as_view(), name="token"),
     path("revoke_token/", SmartRevokeTokenView.as_view(), name="revoke-token"),
     path("introspect/", OwnTokensIntrospectView.as_view(), name="introspect"),

@@ -4,12 +4,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from api.health import healthz
+from api.registration import page_patterns as app_registration_pages
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # The FHIR API (/fhir), OAuth2 (/oauth) and the JSON API with its OpenAPI docs (/api).
     path("", include("api.urls")),
+    # A clinician registers SMART apps and makes RFC 7591 initial access tokens (api/registration.py).
+    path("clinician/apps/", include((app_registration_pages, "smart_apps"))),
     # The patient portal owns the site root; keep it last so every other prefix wins.
     path("", include("portal.urls")),
 ]
