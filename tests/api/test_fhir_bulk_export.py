@@ -8,6 +8,7 @@ import orjson
 import pytest
 from django.test import Client
 from django.utils import timezone
+from fhir.resources.R4B.operationdefinition import OperationDefinition
 
 from api import bulk_export
 from api.bulk_models import ExportJob, ExportSegment
@@ -341,3 +342,24 @@ def test_a_token_in_a_patients_launch_context_exports_that_record_only(
     logged = AccessLogEntry.objects.filter(job_id=f"export:{job.pk}")
     assert {e.patient_ref for e in logged} == {alice_record.pk}
     assert job.resources == Resource.objects.filter(patient=alice_record, resource_type="Observation").count()
+
+
+def test_the_capability_statement_declares_export_everything_and_group(api):
+    statement = orjson.loads(api.get("/fhir/metadata").content)
+    by_type = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    patient_ops = {o["name"]: o["definition"] for o in by_type["Patient"]["operation"]}
+    assert patient_ops["everything"].endswith("/fhir/OperationDefinition/Patient-everything")
+    assert patient_ops["export"].endswith("/fhir/OperationDefinition/Patient-export")
+    assert [o["name"] for o in by_type["Group"]["operation"]] == ["export"]
+    for definition_url in [*patient_ops.values(), by_type["Group"]["operation"][0]["definition"]]:
+        definition = orjson.loads(api.get(definition_url.split("testserver", 1)[1]).content)
+        OperationDefinition.model_validate(definition)
+        assert definition["url"] == definition_url
+    export = orjson.loads(api.get("/fhir/OperationDefinition/Group-export").content)
+    assert {p["name"] for p in export["parameter"] if p["use"] == "in"} == {
+        "_outputFormat",
+        "_since",
+        "_type",
+        "_typeFilter",
+    }
+    assert export["base"] == "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"

@@ -41,7 +41,9 @@ def test_the_capability_statement_declares_diagnose_with_a_resolvable_operation_
     statement = orjson.loads(api.get("/fhir/metadata").content)
     patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
     assert patient["operation"] == [
-        {"name": "diagnose", "definition": "http://testserver/fhir/OperationDefinition/Patient-diagnose"}
+        {"name": "diagnose", "definition": "http://testserver/fhir/OperationDefinition/Patient-diagnose"},
+        {"name": "everything", "definition": "http://testserver/fhir/OperationDefinition/Patient-everything"},
+        {"name": "export", "definition": "http://testserver/fhir/OperationDefinition/Patient-export"},
     ]
     response = api.get("/fhir/OperationDefinition/Patient-diagnose")
     definition = orjson.loads(response.content)
@@ -52,7 +54,7 @@ def test_the_capability_statement_declares_diagnose_with_a_resolvable_operation_
         ("as-of", "in", 0, "date"),
         ("return", "out", 1, "Task"),
     ]
-    assert api.get("/fhir/OperationDefinition/Patient-everything").status_code == 404
+    assert api.get("/fhir/OperationDefinition/Patient-nothing").status_code == 404
 
 
 def test_a_granted_clinician_queues_a_job_with_a_parameters_body(seam_model, run_model_grant, alice_record, clinician):
