@@ -90,3 +90,18 @@ class ScanPosition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.position}"
+
+
+class ClinicianProfile(models.Model):
+    """What a patient sees of a clinician in the sharing directory: a title, the organisation, the specialty.
+
+    Public by design (a patient chooses whom to share with from these), so it holds nothing about patients.
+    """
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="clinician_profile")
+    title = models.CharField(max_length=32, blank=True, default="", help_text='How they are addressed: "Dr".')
+    organisation = models.CharField(max_length=200, blank=True, default="")
+    specialty = models.CharField(max_length=200, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"clinician profile of user {self.user_id}"

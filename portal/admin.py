@@ -21,7 +21,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import User
+from accounts.models import ClinicianProfile, User
 from portal.models import SealedTOTPDevice
 from portal.services import ADMIN_CHANGE, ADMIN_PASSWORD, ADMIN_SECOND_FACTOR_REMOVE, account_admin_change_log
 
@@ -50,6 +50,15 @@ class HealthLedgerUserAdmin(UserAdmin):  # type: ignore[type-arg]
             action=ADMIN_PASSWORD if password_view else ADMIN_CHANGE,
         )
         return super().log_change(request, obj, message)
+
+
+@admin.register(ClinicianProfile)
+class ClinicianProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """What patients see of a clinician in the sharing directory: title, organisation, specialty."""
+
+    list_display = ("user", "title", "organisation", "specialty")
+    search_fields = ("user__username", "user__last_name", "organisation", "specialty")
+    raw_id_fields = ("user",)
 
 
 @admin.register(SealedTOTPDevice)

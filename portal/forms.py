@@ -10,24 +10,11 @@ from django.contrib.auth.forms import UserCreationForm
 from django.utils import timezone
 
 from accounts.models import User
-from consent.purposes import ALL_RESOURCE_TYPES, GRANTABLE_PURPOSES, Action, Purpose
+from consent.purposes import Action, Purpose
 from consent.services import MAX_GRANT_LEAD
-from portal.plain import OBSERVATION_CATEGORY, type_words
-from portal.selectors import CATEGORY_WORDS, clinicians_directory, person_name
+from portal.selectors import clinicians_directory
+from portal.share_terms import PURPOSE_WORDS, SHARE_KINDS, share_terms
 
-SHAREABLE_TYPES = (
-    "Observation",
-    "Condition",
-    "MedicationRequest",
-    "AllergyIntolerance",
-    "Immunization",
-    "Procedure",
-    "Encounter",
-    "DiagnosticReport",
-    "CarePlan",
-    "Patient",
-)
-SHAREABLE_CATEGORIES = ("vital-signs", "laboratory", "social-history", "survey")
 DURATIONS = {
     "24h": ("24 hours", timedelta(hours=24)),
     "7d": ("7 days", timedelta(days=7)),
@@ -128,45 +115,37 @@ class NotificationEmailForm(forms.Form):
     )
 
 
-class ClinicianChoice(forms.ModelChoiceField):  # type: ignore[type-arg]
-    def label_from_instance(self, obj: Any) -> str:
-        return person_name(obj)
+class ShareForm(forms.Form):
+    """The second step of sharing: with whom (chosen in the directory, carried here), what, why, how long.
 
+    Dates are read in the time zone the page is shown in (portal.views.common.in_local_time).
+    """
 
-class GrantForm(forms.Form):
-    grantee = ClinicianChoice(queryset=clinicians_directory(), label="Clinician", empty_label="Choose a clinician")
-    scope = forms.ChoiceField(
-        choices=[("types", "Kinds of records"), ("categories", "Only some kinds of results")],
-        widget=forms.RadioSelect,
-        initial="types",
+    grantee = forms.ModelChoiceField(queryset=clinicians_directory(), widget=forms.HiddenInput)
+    what = forms.MultipleChoiceField(
+        choices=[(kind.key, kind.label) for kind in SHARE_KINDS],
+        widget=forms.CheckboxSelectMultiple,
         label="What to share",
-    )
-    resource_types = forms.MultipleChoiceField(
-        choices=[(ALL_RESOURCE_TYPES, "Everything in my record")] + [(t, type_words(t)) for t in SHAREABLE_TYPES],
-        widget=forms.CheckboxSelectMultiple,
-        required=False,
-        label="Kinds of records",
-    )
-    categories = forms.MultipleChoiceField(
-        choices=[(c, CATEGORY_WORDS[c]) for c in SHAREABLE_CATEGORIES],
-        widget=forms.CheckboxSelectMultiple,
-        required=False,
-        label="Kinds of results",
+        help_text="Lab results and vital signs are shared on their own only when you choose nothing else; "
+        "chosen with other kinds, all your measurements and test results are shared.",
+        error_messages={"required": "Choose at least one kind of record."},
     )
     purpose = forms.ChoiceField(
-        choices=[(p.value, p.label) for p in Purpose if p in GRANTABLE_PURPOSES], initial=Purpose.TREAT.value
+        choices=[(p.value, f"{PURPOSE_WORDS[p][0].upper()}{PURPOSE_WORDS[p][1:]}") for p in PURPOSE_WORDS],
+        initial=Purpose.TREAT.value,
+        label="Why",
     )
     actions = forms.MultipleChoiceField(
         # run-analysis is granted only by joining a study (research.services.participation_join).
-        choices=[(a.value, a.label) for a in Action if a != Action.RUN_ANALYSIS],
+        choices=[
+            (Action.READ.value, "See these records"),
+            (Action.WRITE.value, "Add new records to them (for example a new measurement)"),
+            (Action.RUN_MODEL.value, "Run an AI model on them for you"),
+        ],
         widget=forms.CheckboxSelectMultiple,
         initial=[Action.READ.value],
         label="What they may do",
-    )
-    starts = forms.DateTimeField(
-        required=False,
-        label="Starts (UTC; empty means now)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        error_messages={"required": "Choose what they may do."},
     )
     duration = forms.ChoiceField(
         choices=[(k, v[0]) for k, v in DURATIONS.items()] + [("custom", "Until a date I choose")],
@@ -174,25 +153,20 @@ class GrantForm(forms.Form):
         widget=forms.RadioSelect,
         label="For how long",
     )
+    starts = forms.DateTimeField(
+        required=False,
+        label="Starts (leave empty for now)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
     ends = forms.DateTimeField(
         required=False,
-        label="Ends (UTC)",
+        label="Ends (only for “Until a date I choose”)",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("scope") == "categories":
-            if not data.get("categories"):
-                self.add_error("categories", "Choose at least one kind of result.")
-            data["grant_types"] = ["Observation"]
-            data["grant_categories"] = [f"{OBSERVATION_CATEGORY}|{c}" for c in data.get("categories", [])]
-        else:
-            types = data.get("resource_types") or []
-            if not types:
-                self.add_error("resource_types", "Choose at least one kind of record.")
-            data["grant_types"] = [ALL_RESOURCE_TYPES] if ALL_RESOURCE_TYPES in types else types
-            data["grant_categories"] = []
+        data["grant_types"], data["grant_categories"] = share_terms(data.get("what") or [])
         now = timezone.now()
         starts: datetime = data.get("starts") or now
         if starts - now > MAX_GRANT_LEAD:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from django.db.models import Count, Q, QuerySet
 
-from accounts.models import Role, User
+from accounts.models import ClinicianProfile, Role, User
 from audit.chain_check import AnchoredProof, access_log_anchored_proof
 from audit.models import AccessLogEntry, Outcome
 from audit.selectors import access_log_entries_for_patient
@@ -54,6 +54,7 @@ from records.models import Patient, Resource, ResourceVersion
 from records.selectors import SEARCH_LIMIT_MAX, SearchCriteria
 
 EXPIRING_SOON = timedelta(days=7)
+ERASED_RECORD = "Record erased"
 LIVE_STATUSES = (GrantStatus.PENDING, GrantStatus.RECORDED)
 
 ACTION_WORDS = {
@@ -94,8 +95,78 @@ def person_name(user: User) -> str:
 
 
 def clinicians_directory() -> QuerySet[User]:
-    """Clinicians a patient can share with, by name."""
-    return User.objects.filter(role=Role.CLINICIAN, is_active=True).order_by("last_name", "first_name", "username")
+    """Clinicians a patient can share with, by name (only clinicians: never a patient, researcher or steward)."""
+    return (
+        User.objects.filter(role=Role.CLINICIAN, is_active=True)
+        .select_related("clinician_profile")
+        .order_by("last_name", "first_name", "username")
+    )
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """One clinician as the sharing directory shows them."""
+
+    user: User
+    name: str  # "Dr Jane Smith"
+    organisation: str
+    specialty: str
+
+    @property
+    def words(self) -> str:
+        """Who, the way the review step says it: "Dr Jane Smith at Riverside Clinic"."""
+        return f"{self.name} at {self.organisation}" if self.organisation else self.name
+
+
+def _profile(user: User) -> ClinicianProfile | None:
+    try:
+        return user.clinician_profile
+    except ClinicianProfile.DoesNotExist:
+        return None
+
+
+def directory_entry(user: User) -> DirectoryEntry:
+    profile = _profile(user)
+    name = person_name(user)
+    if profile is not None and profile.title and user.get_full_name():
+        name = f"{profile.title} {name}"
+    return DirectoryEntry(
+        user=user,
+        name=name,
+        organisation=profile.organisation if profile is not None else "",
+        specialty=profile.specialty if profile is not None else "",
+    )
+
+
+DIRECTORY_PAGE = 50
+
+
+def clinician_directory_search(*, query: str = "") -> list[DirectoryEntry]:
+    """Clinicians whose name, organisation or specialty holds every word of `query`, at most DIRECTORY_PAGE.
+
+    Searches clinicians only, so no query, however chosen, tells a patient who else has an account.
+    """
+    found = clinicians_directory()
+    for word in query.split()[:8]:
+        found = found.filter(
+            Q(first_name__icontains=word)
+            | Q(last_name__icontains=word)
+            | Q(username__icontains=word)
+            | Q(clinician_profile__organisation__icontains=word)
+            | Q(clinician_profile__specialty__icontains=word)
+        )
+    return [directory_entry(user) for user in found[:DIRECTORY_PAGE]]
+
+
+def clinician_directory_get(*, clinician_id: object) -> DirectoryEntry:
+    """One clinician of the directory; any other id (a patient's too) is simply not found."""
+    try:
+        user = clinicians_directory().filter(pk=int(str(clinician_id))).first()
+    except ValueError:
+        user = None
+    if user is None:
+        raise ResourceNotFound("clinician not found")
+    return directory_entry(user)
 
 
 # --- grants ------------------------------------------------------------------------------
@@ -128,7 +199,7 @@ def grant_row(grant: Grant, now: datetime) -> GrantRow:
     return GrantRow(
         grant=grant,
         status=status,
-        grantee_name=person_name(grant.grantee),
+        grantee_name=directory_entry(grant.grantee).words,
         scope=scope_words(grant),
         purpose=Purpose(grant.purpose).label,
         revocable=grant.status in LIVE_STATUSES,
@@ -761,7 +832,11 @@ def shared_with(*, clinician: User, now: datetime) -> list[SharedPatient]:
         entry = by_patient.get(grant.patient_id)
         if entry is None:
             owner = grant.patient.user
-            name = person_name(owner) if owner is not None else "A patient"
+            if grant.patient.is_erased:
+                # Erasure leaves the grant rows (revoked) but nothing that says whose record it was.
+                name = ERASED_RECORD
+            else:
+                name = person_name(owner) if owner is not None else "A patient"
             entry = by_patient[grant.patient_id] = SharedPatient(patient=grant.patient, name=name, grants=[])
         entry.grants.append(grant_row(grant, now))
     return sorted(by_patient.values(), key=lambda s: s.name.lower())

@@ -50,3 +50,24 @@ def test_types_the_grant_does_not_cover_are_not_found(carol, issue_grant, alice_
     grant = issue_grant()
 
     assert carol.get(f"/clinician/patients/{grant.patient_id}/?type=Condition").status_code == 404
+
+
+def test_after_erasure_the_clinician_sees_record_erased_and_not_her_name(
+    carol, alice, issue_grant, patient_user
+) -> None:
+    from accounts.models import User
+    from tests.portal.conftest import PASSWORD
+
+    User.objects.filter(pk=patient_user.pk).update(first_name="Alice", last_name="Liddell")
+    grant = issue_grant()
+    assert "Alice Liddell" in carol.get("/clinician/").content.decode()
+
+    assert alice.post("/erase/", {"confirmation": "erase my record", "password": PASSWORD}).status_code == 200
+    listing = carol.get("/clinician/").content.decode()
+    patient_page = carol.get(f"/clinician/patients/{grant.patient_id}/").content.decode()
+
+    for page in (listing, patient_page):
+        assert "Record erased" in page
+        assert "Alice" not in page
+        assert "Liddell" not in page
+        assert patient_user.username not in page

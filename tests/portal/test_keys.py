@@ -47,12 +47,17 @@ def _take_key(alice) -> bytes:  # type: ignore[no-untyped-def]
 def _form(clinician) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return {
         "grantee": clinician.pk,
-        "scope": "types",
-        "resource_types": ["Observation"],
+        "what": ["measurements"],
         "purpose": "TREAT",
         "actions": ["read"],
         "duration": "30d",
     }
+
+
+def _review(alice, clinician):  # type: ignore[no-untyped-def]
+    """The sharing form's choices, then its review page: the plain words and the typed data to sign."""
+    assert alice.post("/sharing/new/what/", _form(clinician)).status_code == 302
+    return alice.get("/sharing/new/review/")
 
 
 def test_the_key_page_says_the_operator_holds_the_key_until_she_takes_it(alice, patient, deployed):
@@ -102,7 +107,7 @@ def test_with_her_own_key_the_form_leads_to_a_plain_words_page_and_her_signature
 ):
     key = _take_key(alice)
 
-    review = alice.post("/sharing/", _form(clinician))
+    review = _review(alice, clinician)
     html = review.content.decode()
     typed = _page_json(html, "typed-data")
     check = _page_json(html, "scope-check")
@@ -114,7 +119,7 @@ def test_with_her_own_key_the_form_leads_to_a_plain_words_page_and_her_signature
     commitment = signing.keccak(bytes.fromhex(check["commitment_salt"][2:]) + check["scope"].encode())  # type: ignore[index]
     assert "0x" + commitment.hex() == typed["message"]["terms"]["scopeCommitment"]  # type: ignore[index]
 
-    done = alice.post("/sharing/", {"signature": _sign(typed, key)})
+    done = alice.post("/sharing/new/review/", {"signature": _sign(typed, key)})
 
     grant = Grant.objects.get()
     assert done.status_code == 302
@@ -124,9 +129,9 @@ def test_with_her_own_key_the_form_leads_to_a_plain_words_page_and_her_signature
 
 def test_a_wrong_browser_signature_is_refused_and_nothing_is_queued(alice, alice_record, clinician, deployed):
     _take_key(alice)
-    typed = _page_json(alice.post("/sharing/", _form(clinician)).content.decode(), "typed-data")
+    typed = _page_json(_review(alice, clinician).content.decode(), "typed-data")
 
-    answer = alice.post("/sharing/", {"signature": _sign(typed, secrets.token_bytes(32))})
+    answer = alice.post("/sharing/new/review/", {"signature": _sign(typed, secrets.token_bytes(32))})
 
     assert answer.status_code == 400
     assert "this signature was not made by your registered key" in answer.content.decode()
@@ -136,8 +141,8 @@ def test_a_wrong_browser_signature_is_refused_and_nothing_is_queued(alice, alice
 
 def test_a_revocation_with_her_own_key_is_signed_on_the_confirmation_page(alice, alice_record, clinician, deployed):
     key = _take_key(alice)
-    typed = _page_json(alice.post("/sharing/", _form(clinician)).content.decode(), "typed-data")
-    alice.post("/sharing/", {"signature": _sign(typed, key)})
+    typed = _page_json(_review(alice, clinician).content.decode(), "typed-data")
+    alice.post("/sharing/new/review/", {"signature": _sign(typed, key)})
     grant = Grant.objects.get()
 
     page = alice.get(f"/sharing/{grant.pk}/revoke/").content.decode()
@@ -154,8 +159,8 @@ def test_erasing_with_her_own_key_needs_her_browser_to_sign_every_revocation(
     alice, alice_record, clinician, deployed, patient
 ):
     key = _take_key(alice)
-    typed = _page_json(alice.post("/sharing/", _form(clinician)).content.decode(), "typed-data")
-    alice.post("/sharing/", {"signature": _sign(typed, key)})
+    typed = _page_json(_review(alice, clinician).content.decode(), "typed-data")
+    alice.post("/sharing/new/review/", {"signature": _sign(typed, key)})
     grant = Grant.objects.get()
     page = alice.get("/erase/").content.decode()
     items = _page_json(page, "revocations-typed-data")

@@ -96,8 +96,7 @@ def test_no_version_or_page_value_makes_a_server_error(alice, an_observation, ve
 def _grant_form(clinician, **overrides: object) -> dict[str, object]:  # type: ignore[no-untyped-def]
     data: dict[str, object] = {
         "grantee": clinician.pk,
-        "scope": "types",
-        "resource_types": ["Observation"],
+        "what": ["measurements"],
         "purpose": "TREAT",
         "actions": ["read"],
         "duration": "30d",
@@ -115,7 +114,7 @@ def _grant_form(clinician, **overrides: object) -> dict[str, object]:  # type: i
     ],
 )
 def test_a_grant_starting_in_year_9999_is_refused_on_the_form(alice, alice_record, clinician, deployed, overrides):
-    response = alice.post("/sharing/", _grant_form(clinician, **overrides))
+    response = alice.post("/sharing/new/what/", _grant_form(clinician, **overrides))
 
     assert "Access can start at most five years from now." in _friendly(response, 400)
     assert not Grant.objects.exists()
@@ -124,7 +123,7 @@ def test_a_grant_starting_in_year_9999_is_refused_on_the_form(alice, alice_recor
 def test_a_grant_ending_on_the_last_day_of_the_calendar_is_refused_on_the_form(
     alice, alice_record, clinician, deployed
 ):
-    response = alice.post("/sharing/", _grant_form(clinician, duration="custom", ends="9999-12-31T23:59"))
+    response = alice.post("/sharing/new/what/", _grant_form(clinician, duration="custom", ends="9999-12-31T23:59"))
 
     assert "a grant lasts at most five years" in _friendly(response, 400)
     assert not Grant.objects.exists()
@@ -150,7 +149,9 @@ def test_the_grant_service_refuses_a_start_more_than_five_years_ahead(alice_reco
 def test_a_grant_starting_next_year_is_still_signed(alice, alice_record, clinician, deployed) -> None:
     starts = (timezone.now() + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M")
 
-    response = alice.post("/sharing/", _grant_form(clinician, starts=starts))
+    response = alice.post("/sharing/new/what/", _grant_form(clinician, starts=starts))
+    assert response.status_code == 302
+    response = alice.post("/sharing/new/review/")
 
     assert response.status_code == 302
     assert Grant.objects.get().not_before.year == timezone.now().year + 1
@@ -174,7 +175,7 @@ def test_no_start_or_end_on_the_sharing_form_makes_a_server_error(
     data["ends"] = f"{ends.year:04d}-{ends:%m-%dT%H:%M}"
     data["starts"] = f"{starts.year:04d}-{starts:%m-%dT%H:%M}"
 
-    response = client.post("/sharing/", data)
+    response = client.post("/sharing/new/what/", data)
 
     assert response.status_code in (302, 400)
 

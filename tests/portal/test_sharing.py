@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import ClinicianProfile, User
 from consent.models import Grant
-from ledger.outbox import outbox_relay
 
 pytestmark = pytest.mark.django_db
 
@@ -16,8 +16,7 @@ pytestmark = pytest.mark.django_db
 def _form(clinician, **overrides: object) -> dict[str, object]:  # type: ignore[no-untyped-def]
     data: dict[str, object] = {
         "grantee": clinician.pk,
-        "scope": "types",
-        "resource_types": ["Observation", "Condition"],
+        "what": ["measurements", "conditions"],
         "purpose": "TREAT",
         "actions": ["read"],
         "duration": "30d",
@@ -26,12 +25,22 @@ def _form(clinician, **overrides: object) -> dict[str, object]:  # type: ignore[
     return data
 
 
+def _share(client, clinician, **overrides: object):  # type: ignore[no-untyped-def]
+    """Step 2 then step 3 of the guided form, as a patient whose key the operator still holds."""
+    what = client.post("/sharing/new/what/", _form(clinician, **overrides))
+    if what.status_code != 302:
+        return what
+    assert what["Location"] == "/sharing/new/review/"
+    return client.post("/sharing/new/review/")
+
+
 def test_granting_from_the_form_signs_a_pending_grant_for_the_chosen_clinician(
     alice, alice_record, clinician, deployed
 ) -> None:
     before = timezone.now()
 
-    response = alice.post("/sharing/", _form(clinician))
+    response = _share(alice, clinician)
+    after = timezone.now()
 
     grant = Grant.objects.get()
     assert response.status_code == 302
@@ -43,40 +52,84 @@ def test_granting_from_the_form_signs_a_pending_grant_for_the_chosen_clinician(
         "TREAT",
         "pending",
     )
-    assert timedelta(days=30) - timedelta(seconds=2) <= grant.not_after - before <= timedelta(days=30, seconds=2)
+    # Whole seconds on chain: the end is 30 days after the form was read, to the second.
+    assert before + timedelta(days=30, seconds=-1) <= grant.not_after <= after + timedelta(days=30)
 
 
-def test_the_list_shows_the_transaction_and_block_once_recorded_on_chain(
+def test_nothing_is_granted_before_the_review_is_confirmed(alice, alice_record, clinician, deployed) -> None:
+    alice.post("/sharing/new/what/", _form(clinician))
+
+    review = alice.get("/sharing/new/review/")
+
+    assert review.status_code == 200
+    assert "What you are signing, in plain words" in review.content.decode()
+    assert not Grant.objects.exists()
+
+
+def test_the_review_says_who_what_why_and_until_when_in_plain_words(alice, alice_record, clinician, deployed) -> None:
+    ClinicianProfile.objects.create(
+        user=clinician, title="Dr", organisation="Riverside Clinic", specialty="General practice"
+    )
+    User.objects.filter(pk=clinician.pk).update(first_name="Jane", last_name="Smith")
+    alice.post("/sharing/new/what/", _form(clinician, what=["labs"], duration="custom", ends="2027-03-03T17:00"))
+
+    page = alice.get("/sharing/new/review/").content.decode()
+
+    assert (
+        "Dr Jane Smith at Riverside Clinic can see your lab results, for your care, until 3 March 2027 at 17:00."
+        in page
+    )
+    _share(alice, clinician, what=["labs"], duration="custom", ends="2027-03-03T17:00")
+    grant = Grant.objects.get()
+    assert grant.resource_types == ["Observation"]
+    assert grant.categories == ["http://terminology.hl7.org/CodeSystem/observation-category|laboratory"]
+    assert "Dr Jane Smith at Riverside Clinic" in alice.get("/sharing/").content.decode()
+
+
+def test_dates_are_read_and_said_in_her_own_time_zone(alice, alice_record, patient_user, clinician, deployed) -> None:
+    from portal.models import Preference
+
+    Preference.objects.create(user=patient_user, time_zone="America/New_York")
+    alice.post("/sharing/new/what/", _form(clinician, duration="custom", ends="2027-03-03T17:00"))
+
+    page = alice.get("/sharing/new/review/").content.decode()
+
+    assert "until 3 March 2027 at 17:00." in page
+    _share(alice, clinician, duration="custom", ends="2027-03-03T17:00")
+    assert Grant.objects.get().not_after.isoformat() == "2027-03-03T22:00:00+00:00"
+
+
+def test_lab_results_beside_other_kinds_widen_to_all_measurements_and_the_review_says_so(
     alice, alice_record, clinician, deployed
 ) -> None:
-    alice.post("/sharing/", _form(clinician, duration="24h"))
-    outbox_relay()
-    outbox_relay()
+    alice.post("/sharing/new/what/", _form(clinician, what=["labs", "medications"]))
+
+    page = alice.get("/sharing/new/review/").content.decode()
+
+    assert "can see your medications and measurements and test results, for your care" in page
+    _share(alice, clinician, what=["labs", "medications"])
     grant = Grant.objects.get()
-
-    page = alice.get("/sharing/").content.decode()
-
-    assert grant.status == "recorded"
-    assert "Active · recorded on chain" in page
-    assert f'title="{grant.tx_hash}"' in page
-    assert f"in block {grant.block_number}" in page
+    assert (grant.resource_types, grant.categories) == (["MedicationRequest", "Observation"], [])
 
 
 def test_sharing_only_some_kinds_of_results_grants_observations_narrowed_to_those_categories(
     alice, alice_record, clinician, deployed
 ) -> None:
-    alice.post("/sharing/", _form(clinician, scope="categories", categories=["vital-signs"], resource_types=[]))
+    _share(alice, clinician, what=["vitals", "labs"])
 
     grant = Grant.objects.get()
     assert grant.resource_types == ["Observation"]
-    assert grant.categories == ["http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"]
+    assert grant.categories == [
+        "http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+        "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+    ]
 
 
 def test_a_grant_with_nothing_chosen_or_an_end_in_the_past_is_refused_with_the_reason(
     alice, alice_record, clinician, deployed
 ) -> None:
-    nothing = alice.post("/sharing/", _form(clinician, resource_types=[]))
-    past = alice.post("/sharing/", _form(clinician, duration="custom", ends="2001-01-01T00:00"))
+    nothing = _share(alice, clinician, what=[])
+    past = _share(alice, clinician, duration="custom", ends="2001-01-01T00:00")
 
     assert nothing.status_code == past.status_code == 400
     assert "Choose at least one kind of record." in nothing.content.decode()
@@ -84,12 +137,50 @@ def test_a_grant_with_nothing_chosen_or_an_end_in_the_past_is_refused_with_the_r
     assert not Grant.objects.exists()
 
 
-def test_only_clinicians_are_in_the_directory(alice, clinician, researcher, other_patient) -> None:
-    page = alice.get("/sharing/").content.decode()
+def test_the_directory_lists_clinicians_only_and_searches_name_organisation_and_specialty(
+    alice, patient_user, clinician, other_clinician, researcher, other_patient
+) -> None:
+    ClinicianProfile.objects.create(user=clinician, organisation="Riverside Clinic", specialty="Cardiology")
+    User.objects.filter(pk=patient_user.pk).update(first_name="Alice", last_name="Riverside")
 
-    assert f'<option value="{clinician.pk}">dr_carol</option>' in page
-    assert f'value="{researcher.pk}"' not in page
-    assert alice.post("/sharing/", _form(researcher)).status_code == 400
+    everyone = alice.get("/sharing/new/").content.decode()
+    by_org = alice.get("/sharing/new/?q=riverside").content.decode()
+    by_specialty = alice.get("/sharing/new/?q=cardio").content.decode()
+    by_patient = alice.get(f"/sharing/new/?q={other_patient.user.username}").content.decode()
+
+    assert f"?clinician={clinician.pk}" in everyone
+    assert f"?clinician={other_clinician.pk}" in everyone
+    assert researcher.username not in everyone
+    assert other_patient.user.username not in everyone
+    assert f"?clinician={clinician.pk}" in by_org
+    assert "Riverside Clinic" in by_org
+    assert "Alice" not in by_org.split("<main", 1)[1].split("</main>", 1)[0]
+    assert f"?clinician={other_clinician.pk}" not in by_org
+    assert f"?clinician={clinician.pk}" in by_specialty
+    assert "No clinician matches" in by_patient
+
+
+def test_only_a_clinician_can_be_chosen(alice, alice_record, clinician, researcher, other_patient) -> None:
+    assert alice.get(f"/sharing/new/what/?clinician={researcher.pk}").status_code == 404
+    assert alice.get(f"/sharing/new/what/?clinician={other_patient.user.pk}").status_code == 404
+    assert alice.get("/sharing/new/what/?clinician=nonsense").status_code == 404
+    assert alice.post("/sharing/new/what/", _form(researcher)).status_code == 404
+    assert alice.get(f"/sharing/new/what/?clinician={clinician.pk}").status_code == 200
+
+
+def test_the_sharing_steps_are_the_patients_alone(carol, clinician) -> None:
+    for url in ("/sharing/new/", f"/sharing/new/what/?clinician={clinician.pk}", "/sharing/new/review/"):
+        response = carol.get(url)
+        assert response.status_code in (302, 403), url
+        assert "dr_carol" not in response.content.decode().split("<main", 1)[-1]
+
+
+def test_the_review_without_a_draft_asks_to_start_again(alice, alice_record) -> None:
+    response = alice.post("/sharing/new/review/")
+
+    assert response.status_code == 400
+    assert "Start again from the sharing page." in response.content.decode()
+    assert not Grant.objects.exists()
 
 
 def test_revoking_asks_first_then_ends_access_at_once(alice, issue_grant) -> None:

@@ -44,11 +44,16 @@ def _confirm_phrase(page: Page) -> list[str]:
     return words
 
 
+def _choose(page: Page, base: str) -> None:
+    """The guided sharing form up to its review: the clinician from the directory, then what in plain words."""
+    page.goto(f"{base}/sharing/new/")
+    page.get_by_role("link", name="Choose dr_carol").click()
+    page.get_by_label("All measurements and test results").check()
+    page.get_by_role("button", name="Next: check what you share").click()
+
+
 def _grant(page: Page, base: str) -> None:
-    page.goto(f"{base}/sharing/")
-    page.get_by_label("Clinician", exact=True).select_option(label="dr_carol")
-    page.get_by_label("Measurement or test result").check()
-    page.get_by_role("button", name="Review and sign").click()
+    _choose(page, base)
     expect(page.get_by_role("heading", name="What you are signing, in plain words")).to_be_visible()
     expect(page.locator("[data-signed-message]")).to_contain_text("dr_carol")
     page.get_by_label("Your key's passphrase (it stays in this browser)").fill(PASSPHRASE)
@@ -216,10 +221,7 @@ def test_an_external_wallet_registers_and_signs_the_same_typed_data(
     expect(page.locator("[data-key-done]")).to_be_visible(timeout=30_000)
     assert Patient.objects.get(pk=patient.pk).wallet_address == address
 
-    page.goto(f"{base}/sharing/")
-    page.get_by_label("Clinician", exact=True).select_option(label="dr_carol")
-    page.get_by_label("Measurement or test result").check()
-    page.get_by_role("button", name="Review and sign").click()
+    _choose(page, base)
     page.get_by_role("button", name="Sign with my browser wallet instead").click()
     expect(page.get_by_role("status")).to_contain_text("Access granted", timeout=30_000)
 

@@ -16,6 +16,7 @@ import pytest
 from django.core import mail
 from playwright.sync_api import Page, expect
 
+from accounts.models import ClinicianProfile
 from audit.anchoring import access_log_anchor
 from audit.services import access_log_seal
 from consent.models import Grant
@@ -125,10 +126,18 @@ def test_the_whole_patient_journey(
     expect(page.locator("[data-key-done]")).to_be_visible(timeout=30_000)
 
     # Grant the clinician access to observations for treatment, for 30 days, read in plain words and signed here.
+    # She finds the clinician in the directory by clinic, chooses what in plain categories, and reads it back.
+    ClinicianProfile.objects.create(user=clinician, organisation="Riverside Clinic", specialty="Cardiology")
     page.get_by_role("link", name="Sharing", exact=True).click()
-    page.get_by_label("Clinician", exact=True).select_option(label="dr_carol")
-    page.get_by_label("Measurement or test result").check()
-    page.get_by_role("button", name="Review and sign").click()
+    page.get_by_role("link", name="Share your record with a clinician").click()
+    page.get_by_label("Search by name, organisation or specialty").fill("riverside")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="Choose dr_carol").click()
+    page.get_by_label("All measurements and test results").check()
+    page.get_by_role("button", name="Next: check what you share").click()
+    expect(page.locator("[data-review-sentence]")).to_contain_text(
+        "dr_carol at Riverside Clinic can see your measurements and test results, for your care, until"
+    )
     page.get_by_label("Your key's passphrase (it stays in this browser)").fill(KEY_PASSPHRASE)
     page.get_by_role("button", name="Sign and grant access").click()
     expect(page.get_by_role("status")).to_contain_text("Access granted", timeout=30_000)
