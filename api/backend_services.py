@@ -72,8 +72,9 @@ def jwks_parse(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         raise JwksUnavailable("not a JSON Web Key Set") from exc
     if not isinstance(document, dict) or not document.get("keys"):
         raise JwksUnavailable("the key set has no keys")
-    if any(key.has_private for key in keys["keys"]):
-        raise JwksUnavailable("a registered key set must hold public keys only")
+    if any(key.get("kty") not in ("RSA", "EC") or key.has_private for key in keys["keys"]):
+        # A symmetric (oct) key is a shared secret, and a private key was never the server's to hold.
+        raise JwksUnavailable("a registered key set must hold public RSA or EC keys only")
     return document
 
 

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import orjson
@@ -92,7 +91,8 @@ def test_a_backend_client_gets_a_token_that_reads_what_its_owner_may_and_nothing
     body = response.json()
     assert body["scope"] == "system/Observation.rs"
     assert body["token_type"] == "Bearer"
-    assert "refresh_token" not in body and "patient" not in body
+    assert "refresh_token" not in body
+    assert "patient" not in body
     token = bearer(body["access_token"])
     assert api.get(f"/fhir/Observation/{an_observation.fhir_id}", **token).status_code == 200
     # Bob granted the owner nothing: the backend client sees nothing of his.
@@ -187,7 +187,7 @@ class _JwksServer:
         payload = document
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -211,9 +211,8 @@ class _JwksServer:
 
 
 @pytest.fixture
-def jwks_over_http(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def jwks_over_http(settings) -> None:  # type: ignore[no-untyped-def]
     settings.SMART_JWKS_URI_HTTP_ALLOWED = True  # the test's JWKS server speaks plain HTTP on loopback
-    yield
 
 
 @pytest.mark.django_db(transaction=True)

@@ -235,7 +235,8 @@ def test_a_patient_signing_in_has_her_own_record_in_context_and_fhir_user(api, p
     claims = _verified_claims(tokens["id_token"])
     assert claims["fhirUser"] == f"http://testserver/fhir/Patient/{alice_record.fhir_id}"
     me = api.get(claims["fhirUser"].removeprefix("http://testserver"), **bearer(tokens["access_token"]))
-    assert me.status_code == 200 and me.json()["id"] == alice_record.fhir_id
+    assert me.status_code == 200
+    assert me.json()["id"] == alice_record.fhir_id
 
 
 def test_without_openid_there_is_no_id_token(clinician, issue_grant, alice_record):
@@ -244,7 +245,8 @@ def test_without_openid_there_is_no_id_token(clinician, issue_grant, alice_recor
 
     tokens = launch.exchange(launch.approve())
 
-    assert "id_token" not in tokens and "patient" not in tokens
+    assert "id_token" not in tokens
+    assert "patient" not in tokens
 
 
 def test_a_refreshed_token_keeps_its_patient(api, clinician, issue_grant, alice_record, bob_shared):
