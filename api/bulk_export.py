@@ -285,10 +285,15 @@ def export_step(*, job_id: uuid.UUID | str, budget_seconds: float | None = None,
                 return True
             job.status = ExportStatus.RUNNING
             try:
-                done = _chunk(job)
+                # A savepoint: a chunk that fails rolls back whole, its access-log entry with it (no logged read
+                # of something that was never stored for the requester).
+                with transaction.atomic():
+                    done = _chunk(job)
             except (KeyDestroyed, IntegrityFailure) as exc:
                 # The record was erased mid-chunk (or its keys fail): that record stops, the export carries on.
                 logger.warning("bulk export %s: a record could not be exported (%s)", job.pk, type(exc).__name__)
+                job.refresh_from_db()
+                job.status = ExportStatus.RUNNING
                 _next_patient(job)
                 done = False
             job.save()

@@ -363,3 +363,18 @@ def test_the_capability_statement_declares_export_everything_and_group(api):
         "_typeFilter",
     }
     assert export["base"] == "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+
+
+def test_erasing_the_record_shreds_its_export_files_too(api, clinician, token_for, issue_grant, alice_record, held):
+    from records.services import patient_erase
+
+    issue_grant(resource_types=["Observation"])
+    token = token_for(clinician)
+    status_url = _kickoff(api, token, "/fhir/Patient/$export")
+    _run(status_url)
+    url = orjson.loads(api.get(status_url, **bearer(token)).content)["output"][0]["url"]
+    assert _ndjson(api, token, url)
+
+    patient_erase(patient=alice_record, actor="system:test")
+
+    assert _ndjson(api, token, url) == []  # the segments are still stored, and can never be opened again
