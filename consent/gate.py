@@ -44,7 +44,7 @@ from records.selectors import (
     SearchCriteria,
     StoredVersion,
     resource_ids_by_column,
-    resource_ids_by_date,
+    resource_ids_sorted,
     resource_in_categories,
     resource_matching,
     resource_search_stored,
@@ -209,13 +209,12 @@ def _open_each(stored: Sequence[StoredVersion], patient: Patient) -> tuple[list[
     opened: list[StoredVersion] = []
     bodies: list[bytes] = []
     failed: list[str] = []
-    for item in stored:
-        try:
-            bodies.append(decrypt.stored_version_decrypt(item))
-        except IntegrityFailure:
+    for item, body in zip(stored, decrypt.stored_versions_decrypt_each(stored), strict=True):
+        if body is None:
             failed.append(item.reference)
             continue
         opened.append(item)
+        bodies.append(body)
     if failed:
         logger.error("integrity failure on %d stored version(s) of patient %s", len(failed), patient.pk)
     return opened, bodies, failed
@@ -413,8 +412,9 @@ def resource_search_counted(
 
     The grant's narrowing (categories) is part of the query before it runs, so neither the
     page nor `total` counts anything the caller may not see; a deny raises ResourceNotFound
-    and is logged. `sort` is "" (storage order), "date" or "-date" (the resource's clinical
-    date, then id; undated last). `limit` 0 counts only. The page's references are logged
+    and is logged. `sort` is "" (storage order) or comma-separated keys, each "date" (the
+    resource's clinical date; undated last), "_lastUpdated" or "_id", "-" first for descending,
+    then id. `limit` 0 counts only. The page's references are logged
     with `query`, in the read's transaction.
     """
     decision = _decide(caller, patient, action, [resource_type])
@@ -429,11 +429,11 @@ def resource_search_counted(
             patient=patient, resource_type=resource_type, criteria=criteria, categories_any=decision.categories
         )
         stored: list[StoredVersion] = []
-        if limit and sort in ("date", "-date"):
+        if limit and ("," in sort or sort.lstrip("-") == "date"):
             total = matching.count()
             if offset < total:
-                # Ordered by blind-index sort tokens: nothing but the returned page is ever decrypted.
-                ordered = resource_ids_by_date(patient=patient, matching=matching, descending=sort == "-date")
+                # Ordered by blind-index sort tokens and clear columns: nothing but the page is ever decrypted.
+                ordered = resource_ids_sorted(patient=patient, matching=matching, keys=sort.split(","))
                 stored = stored_versions_by_ids(ordered[offset : offset + limit])
         elif limit and sort:
             # Row columns kept in the clear (_lastUpdated, _id): ordered and sliced by the database.

@@ -44,6 +44,21 @@ def aead_open(*, key: bytes, sealed: bytes, aad: bytes) -> bytes:
         raise IntegrityFailure("ciphertext failed authentication (tampered, moved, or the wrong key)") from exc
 
 
+class AeadKey:
+    """aead_open for many blobs under one key: the cipher's key schedule is set up once."""
+
+    def __init__(self, key: bytes) -> None:
+        self._cipher = AESGCM(key)
+
+    def open(self, *, sealed: bytes, aad: bytes) -> bytes:
+        if len(sealed) < NONCE_BYTES + TAG_BYTES:
+            raise IntegrityFailure("ciphertext is truncated")
+        try:
+            return self._cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+        except InvalidTag as exc:
+            raise IntegrityFailure("ciphertext failed authentication (tampered, moved, or the wrong key)") from exc
+
+
 def subkey_derive(*, key: bytes, purpose: bytes) -> bytes:
     """A 256-bit key for one purpose derived from `key` (HMAC-SHA256 as a PRF, HKDF-expand with one block)."""
     return hmac.new(key, purpose + b"\x01", hashlib.sha256).digest()

@@ -195,6 +195,8 @@ class SearchCriteria:
     # Excluded (ne): inclusive ranges of days, and half-open ranges of update instants (None: open above).
     date_not: tuple[tuple[date, date], ...] = ()
     updated_not: tuple[tuple[datetime, datetime | None], ...] = ()
+    # Groups of term alternatives a match must carry none of (value-quantity ne), each group on its own.
+    terms_not: tuple[tuple[str, ...], ...] = ()
 
 
 def resource_matching(
@@ -222,6 +224,9 @@ def resource_matching(
                 blind_index.date_range_tokens(patient_id=patient.pk, date_ge=criteria.date_ge, date_le=criteria.date_le)
             )
         )
+    for group in criteria.terms_not:
+        tokens = [blind_index.token(patient_id=patient.pk, kind="term", value=v) for v in group]
+        found = found.filter(~_has_token(tokens))
     for first, last in criteria.date_not:
         found = found.filter(
             ~_has_token(blind_index.date_range_tokens(patient_id=patient.pk, date_ge=first, date_le=last))
@@ -350,22 +355,45 @@ def _sort_buckets(resource_ids: QuerySet[Resource, Any], tokens: dict[bytes, str
     return {resource_id: tokens[bytes(token)] for resource_id, token in rows}
 
 
+def _primary_days(patient: Patient, ids: QuerySet[Resource, Any]) -> dict[int, str]:
+    """Resource id -> its primary clinical day ("YYYY-MM-DD"), from the blind-index sort tokens alone."""
+    years = _sort_buckets(ids, blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_years()))
+    month_tokens = blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_months(set(years.values())))
+    months = _sort_buckets(ids, month_tokens)
+    day_tokens = blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_days(set(months.values())))
+    return _sort_buckets(ids, day_tokens)
+
+
 def resource_ids_by_date(*, patient: Patient, matching: QuerySet[Resource], descending: bool) -> list[int]:
     """The ids of `matching` ordered by their primary clinical date (day precision), then by id; undated last.
 
     Reads only blind-index "sort" tokens, narrowing year -> month -> day, so ordering a
     search never decrypts anything: a few hundred keyed hashes and three indexed queries.
     """
-    ids = matching.values("pk")
-    years = _sort_buckets(ids, blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_years()))
-    month_tokens = blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_months(set(years.values())))
-    months = _sort_buckets(ids, month_tokens)
-    day_tokens = blind_index.sort_tokens(patient_id=patient.pk, buckets=blind_index.sort_days(set(months.values())))
-    days = _sort_buckets(ids, day_tokens)
-    in_id_order = list(matching.order_by("pk").values_list("pk", flat=True))
-    # sorted() is stable, also with reverse=True: equal days keep id order.
-    dated = sorted((pk for pk in in_id_order if pk in days), key=days.__getitem__, reverse=descending)
-    return dated + [pk for pk in in_id_order if pk not in days]
+    return resource_ids_sorted(patient=patient, matching=matching, keys=("-date" if descending else "date",))
+
+
+SORT_KEYS = frozenset({"date", "_lastUpdated", "_id"})
+
+
+def resource_ids_sorted(*, patient: Patient, matching: QuerySet[Resource], keys: Sequence[str]) -> list[int]:
+    """The ids of `matching` ordered by several keys ("-" first: descending), then by id.
+
+    Keys: "date" (the primary clinical day, from sort tokens: nothing is decrypted; undated last
+    either way), "_lastUpdated" and "_id" (row columns kept in the clear).
+    """
+    rows = list(matching.order_by("pk").values_list("pk", "updated_at", "fhir_id"))
+    days = _primary_days(patient, matching.values("pk")) if any(k.lstrip("-") == "date" for k in keys) else {}
+    # Python's sort is stable, also with reverse=True: sorting by the last key first leaves the first key leading.
+    for key in reversed(keys):
+        name, descending = key.lstrip("-"), key.startswith("-")
+        if name == "date":
+            dated = sorted((r for r in rows if r[0] in days), key=lambda r: days[r[0]], reverse=descending)
+            rows = dated + [r for r in rows if r[0] not in days]
+        else:
+            column = 1 if name == "_lastUpdated" else 2
+            rows.sort(key=lambda r: r[column], reverse=descending)
+    return [r[0] for r in rows]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ def _link(request: HttpRequest, offset: int, count: int, ignored: Sequence[str],
     query = (url.query if url is not None else request.GET).copy()
     for name in ignored:  # the self link says what the search did: without what it ignored
         query.pop(name, None)
-    query.pop("_summary", None)  # said by _count=0
+    if query.get("_summary") == "count":
+        query.pop("_summary")  # said by _count=0
     query.setlist("_offset", [str(offset)])
     query.setlist("_count", [str(count)])
     path = url.path if url is not None else request.path

@@ -41,8 +41,9 @@ _PARAM_DOCS = {
 }
 _RESULT_DOCS = (
     f"_count (default {COUNT_DEFAULT}, at most {COUNT_MAX}; 0 returns only the total), _offset (paging; "
-    "next/previous links carry the query), _summary=count, _sort=date (clinical date, then id), _lastUpdated "
-    "or _id (- before a key: descending), "
+    "next/previous links carry the query), _summary=count, true (summary elements), data (no narrative) or false, "
+    "_sort on date (clinical date), _lastUpdated and _id, several keys comma-separated (- before a key: "
+    "descending; then id), _elements, "
     "_format=json; POST {type}/_search takes the parameters as a form; parameters a type does not take are "
     "ignored and named in an OperationOutcome entry, or refused (400) with Prefer: handling=strict"
 )
@@ -193,4 +194,6 @@ def search_parameter_read(request: HttpRequest, context: None, definition_id: st
     }
     if parameter.expression:
         definition["expression"] = parameter.expression
+    if parameter.modifiers:
+        definition["modifier"] = list(parameter.modifiers)
     return HttpResponse(orjson.dumps(definition), content_type=FHIR_CONTENT_TYPE)

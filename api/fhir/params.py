@@ -22,6 +22,7 @@ import orjson
 from django.http import HttpRequest, QueryDict
 
 from api.outcomes import BadRequest
+from records.fhir.elements import summary_elements
 
 PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt", "sa", "eb", "ap")
 # ap: within this share of the distance between the value and now (FHIR suggests 10%), and at least a day.
@@ -307,29 +308,43 @@ def _integer(params: QueryDict, name: str, default: int, maximum: int | None = N
     return number
 
 
+SUMMARIES = ("count", "true", "data", "false")
+
+
 @dataclass(frozen=True)
 class Paging:
     count: int = COUNT_DEFAULT
     offset: int = 0
-    sort: str = ""
+    sort: str = ""  # comma-separated keys, "-" first for descending
+    summary: str = ""  # "true" or "data": the entries are cut down (count is count=0, false is the full resource)
+
+
+def _sort(params: QueryDict, sorts: frozenset[str]) -> str:
+    values = params.getlist("_sort")
+    if not values:
+        return ""
+    keys = [key.strip() for value in values for key in value.split(",")]
+    names = [key.lstrip("-") for key in keys]
+    if any(key not in sorts for key in keys) or len(set(names)) != len(names):
+        raise bad("_sort", f"keys from {', '.join(sorted(k for k in sorts if not k.startswith('-')))}, each once")
+    return ",".join(keys)
 
 
 def paging(params: QueryDict, sorts: frozenset[str] = frozenset()) -> Paging:
-    """_count (default 50, at most 1000; 0 asks only for the total), _summary=count (the same), _offset, and _sort."""
+    """_count (default 50, at most 1000; 0 asks only for the total), _summary, _offset, and _sort.
+
+    _summary: count (the same as _count=0), true (the elements the specification marks as summary),
+    data (all but the narrative), false (everything).
+    """
     count = _integer(params, "_count", COUNT_DEFAULT, COUNT_MAX)
     summary = params.getlist("_summary")
-    if summary:
-        if summary != ["count"]:
-            raise bad("_summary", "supported: count")
+    if len(summary) > 1 or (summary and summary[0] not in SUMMARIES):
+        raise bad("_summary", f"give one of {', '.join(SUMMARIES)}")
+    if summary == ["count"]:
         count = 0
     offset = _integer(params, "_offset", 0, 10**9)
-    sort = ""
-    values = params.getlist("_sort")
-    if values:
-        if len(values) > 1 or values[0] not in sorts:
-            raise bad("_sort", f"supported: {', '.join(sorted(sorts)) or 'none'}")
-        sort = values[0]
-    return Paging(count=count, offset=offset, sort=sort)
+    shape = summary[0] if summary and summary[0] in ("true", "data") else ""
+    return Paging(count=count, offset=offset, sort=_sort(params, sorts), summary=shape)
 
 
 def patient_param(params: QueryDict, base: str = "") -> str | None:
@@ -369,10 +384,22 @@ def elements(params: QueryDict, resource_type: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def subset(body: bytes, names: frozenset[str]) -> bytes:
-    """A resource with only the named elements (and resourceType, id, meta), marked SUBSETTED as FHIR asks."""
+def summarized(body: bytes, summary: str, resource_type: str) -> bytes:
+    """A resource cut down as `_summary` asks: true keeps the summary elements, data drops the narrative."""
+    if summary == "data":
+        return subset(body, None, drop=frozenset({"text"}))
+    return subset(body, summary_elements(resource_type))
+
+
+def subset(body: bytes, names: frozenset[str] | None, drop: frozenset[str] = frozenset()) -> bytes:
+    """A resource with only the named elements (None: all but `drop`; always resourceType, id, meta),
+    marked SUBSETTED as FHIR asks."""
     resource = orjson.loads(body)
-    kept = {k: v for k, v in resource.items() if k in names or k in ("resourceType", "id", "meta")}
+    kept = {
+        k: v
+        for k, v in resource.items()
+        if (k in names if names is not None else k not in drop) or k in ("resourceType", "id", "meta")
+    }
     meta = dict(kept.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]
     kept["meta"] = meta

@@ -42,8 +42,16 @@ from healthledger.errors import DocumentTooLarge, InvalidFHIR, ResourceNotFound
 from records.fhir import canonical_json
 from records.fhir.index import patient_references
 from records.fhir.jsonio import DuplicateKey, loads_exact
+from records.fhir.quantity import QuantityQueryError
 from records.fhir.resource_types import RESOURCE_TYPES
-from records.fhir.search_parameters import reference_elements, reference_key, search_parameters, term_query
+from records.fhir.search_parameters import (
+    SearchParameter,
+    TermQuery,
+    reference_elements,
+    reference_key,
+    search_parameters,
+    term_query_full,
+)
 from records.fhir.validation import control_character_issues
 from records.models import Patient, Resource
 
@@ -137,8 +145,10 @@ def resource_vread(
 
 
 def supported_parameters(resource_type: str) -> frozenset[str]:
-    """What a search of this type takes: its declared parameters (records.fhir.search_parameters) and _sort."""
-    return frozenset(search_parameters(resource_type)) | {"_sort"}
+    """What a search of this type takes: its declared parameters (records.fhir.search_parameters), their
+    modifiers (code:text), and _sort."""
+    declared = search_parameters(resource_type).values()
+    return frozenset(p.code for p in declared) | {f"{p.code}:{m}" for p in declared for m in p.modifiers} | {"_sort"}
 
 
 @fhir_endpoint("GET")
@@ -215,29 +225,41 @@ def _criteria(query: QueryDict, resource_type: str) -> tuple[gate.SearchCriteria
     """The search's criteria, and whether they can match anything at all; each from its declared parameter."""
     declared = search_parameters(resource_type)
     by_index = {p.index: p.code for p in declared.values()}
-    terms = tuple(
-        group
+    asked = [
+        _term_query(p, raw, modifier)
         for p in declared.values()
-        if p.index == "term"
-        for raw in query.getlist(p.code)
-        for group in term_query(p, raw)
-    )
+        for modifier in ("", *p.modifiers)
+        for raw in query.getlist(f"{p.code}:{modifier}" if modifier else p.code)
+        if p.index == "term" or modifier
+    ]
     date_name = by_index.get("date", "")
     days = params.day_range(date_name, query.getlist(date_name)) if date_name else params.DayRange()
     updated = params.instant_range("_lastUpdated", query.getlist("_lastUpdated"))
+    code_name = by_index.get("code", "")
     criteria = gate.SearchCriteria(
         ids=params.id_list("_id", query.getlist("_id")),
-        codes=params.token_groups("code", query.getlist(by_index["code"])) if "code" in by_index else (),
+        codes=params.token_groups(code_name, query.getlist(code_name)) if code_name else (),
         categories=params.token_groups("category", query.getlist("category")) if "category" in by_index else (),
         date_ge=days.ge,
         date_le=days.le,
         updated_ge=updated.ge,
         updated_lt=updated.lt,
-        terms=terms,
+        terms=tuple(group for found in asked for group in found.groups),
+        terms_not=tuple(group for found in asked for group in found.excluded),
         date_not=tuple(days.excluded),
         updated_not=tuple(updated.excluded),
     )
     return criteria, not (days.empty or updated.empty)
+
+
+def _term_query(parameter: SearchParameter, raw: str, modifier: str) -> TermQuery:
+    """A term parameter's query value (a modifier's too), its problems as a 400 naming the parameter."""
+    if parameter.type == "token" and not modifier:
+        params.token_groups(parameter.code, [raw])  # system|code, |code or code: anything else is a 400
+    try:
+        return term_query_full(parameter, raw, modifier)
+    except QuantityQueryError as error:
+        raise params.bad(parameter.code, str(error)) from None
 
 
 def _used(asked: QueryDict, ignored: tuple[str, ...]) -> QueryDict:
@@ -292,6 +314,8 @@ def _search(
     included = _included(context, caller, patient, includes, refs, bodies, logged) if refs else []
     if kept is not None:
         bodies = [params.subset(body, kept) for body in bodies]
+    elif paging.summary:
+        bodies = [params.summarized(body, paging.summary, resource_type) for body in bodies]
     entries = list(zip(refs, bodies, strict=True))
     failed = [ref.rsplit("/_history/", 1)[0] for ref in page.failed]
     return searchset(request, paging, page.total or 0, entries, ignored, url, included, failed=failed)

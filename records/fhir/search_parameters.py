@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from records.fhir.elements import ELEMENTS
 from records.fhir.index import (
     CATEGORIES,
     DATE_ELEMENTS,
@@ -23,6 +24,7 @@ from records.fhir.index import (
     MAIN_CODES,
     PATIENT_ELEMENTS,
 )
+from records.fhir.quantity import quantity_query, quantity_tokens
 
 HL7 = "http://hl7.org/fhir/SearchParameter"
 # Where this server's own definitions live: their canonical URL is the FHIR base's SearchParameter/<id>.
@@ -41,6 +43,8 @@ class SearchParameter:
     # HL7's canonical when this is the standard definition, else "" (this server's: SearchParameter/<id>).
     standard_url: str = ""
     resource_type: str = "Resource"
+    # Modifiers it takes beyond the plain form ("text": code:text), each answered by its own terms.
+    modifiers: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -50,305 +54,17 @@ class SearchParameter:
         return self.standard_url or f"{fhir_base}/{LOCAL}/{self.id}"
 
 
-# The top-level elements of each type that a parameter below reads, from the fhir.resources R4B models
-# (a literal: importing every model costs seconds; tests/records/test_search_parameters.py checks it).
-ELEMENTS: dict[str, frozenset[str]] = {
-    "Account": frozenset({"description", "identifier", "name", "status", "subject", "type"}),
-    "ActivityDefinition": frozenset({"code", "date", "description", "effectivePeriod", "identifier", "name", "status"}),
-    "AdministrableProductDefinition": frozenset({"identifier", "status"}),
-    "AdverseEvent": frozenset({"category", "date", "encounter", "identifier", "recordedDate", "subject"}),
-    "AllergyIntolerance": frozenset(
-        {
-            "category",
-            "clinicalStatus",
-            "code",
-            "encounter",
-            "identifier",
-            "onsetDateTime",
-            "onsetPeriod",
-            "patient",
-            "recordedDate",
-            "type",
-            "verificationStatus",
-        }
-    ),
-    "Appointment": frozenset({"created", "description", "identifier", "status"}),
-    "AppointmentResponse": frozenset({"identifier"}),
-    "AuditEvent": frozenset({"period", "recorded", "subtype", "type"}),
-    "Basic": frozenset({"code", "created", "identifier", "subject"}),
-    "BiologicallyDerivedProduct": frozenset({"identifier", "status"}),
-    "BodyStructure": frozenset({"description", "identifier", "patient"}),
-    "Bundle": frozenset({"identifier", "type"}),
-    "CapabilityStatement": frozenset({"date", "description", "name", "status"}),
-    "CarePlan": frozenset(
-        {"activity", "category", "created", "description", "encounter", "identifier", "period", "status", "subject"}
-    ),
-    "CareTeam": frozenset({"category", "encounter", "identifier", "name", "period", "status", "subject"}),
-    "CatalogEntry": frozenset({"identifier", "status", "type"}),
-    "ChargeItem": frozenset({"code", "identifier", "occurrenceDateTime", "occurrencePeriod", "status", "subject"}),
-    "ChargeItemDefinition": frozenset({"code", "date", "description", "effectivePeriod", "identifier", "status"}),
-    "Citation": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status"}),
-    "Claim": frozenset({"billablePeriod", "created", "identifier", "patient", "status", "type"}),
-    "ClaimResponse": frozenset({"created", "identifier", "patient", "status", "type"}),
-    "ClinicalImpression": frozenset(
-        {
-            "code",
-            "date",
-            "description",
-            "effectiveDateTime",
-            "effectivePeriod",
-            "encounter",
-            "identifier",
-            "status",
-            "subject",
-        }
-    ),
-    "ClinicalUseDefinition": frozenset({"category", "identifier", "status", "subject", "type"}),
-    "CodeSystem": frozenset({"date", "description", "identifier", "name", "status"}),
-    "Communication": frozenset({"category", "encounter", "identifier", "status", "subject"}),
-    "CommunicationRequest": frozenset(
-        {
-            "authoredOn",
-            "category",
-            "encounter",
-            "identifier",
-            "occurrenceDateTime",
-            "occurrencePeriod",
-            "status",
-            "subject",
-        }
-    ),
-    "CompartmentDefinition": frozenset({"code", "date", "description", "name", "status"}),
-    "Composition": frozenset({"category", "date", "encounter", "identifier", "status", "subject", "type"}),
-    "ConceptMap": frozenset({"date", "description", "identifier", "name", "status"}),
-    "Condition": frozenset(
-        {
-            "category",
-            "clinicalStatus",
-            "code",
-            "encounter",
-            "identifier",
-            "onsetDateTime",
-            "onsetPeriod",
-            "recordedDate",
-            "subject",
-            "verificationStatus",
-        }
-    ),
-    "Consent": frozenset({"category", "dateTime", "identifier", "patient", "scope", "status"}),
-    "Contract": frozenset({"identifier", "issued", "name", "scope", "status", "subject", "type"}),
-    "Coverage": frozenset({"beneficiary", "class", "identifier", "period", "status", "type"}),
-    "CoverageEligibilityRequest": frozenset({"created", "identifier", "patient", "status"}),
-    "CoverageEligibilityResponse": frozenset({"created", "identifier", "patient", "status"}),
-    "DetectedIssue": frozenset({"code", "identifier", "patient", "status"}),
-    "Device": frozenset({"identifier", "patient", "status", "type"}),
-    "DeviceDefinition": frozenset({"identifier", "type"}),
-    "DeviceMetric": frozenset({"category", "identifier", "type"}),
-    "DeviceRequest": frozenset(
-        {
-            "authoredOn",
-            "codeCodeableConcept",
-            "encounter",
-            "identifier",
-            "occurrenceDateTime",
-            "occurrencePeriod",
-            "status",
-            "subject",
-        }
-    ),
-    "DeviceUseStatement": frozenset({"identifier", "status", "subject"}),
-    "DiagnosticReport": frozenset(
-        {
-            "category",
-            "code",
-            "effectiveDateTime",
-            "effectivePeriod",
-            "encounter",
-            "identifier",
-            "issued",
-            "status",
-            "subject",
-        }
-    ),
-    "DocumentManifest": frozenset({"created", "description", "identifier", "status", "subject", "type"}),
-    "DocumentReference": frozenset({"category", "date", "description", "identifier", "status", "subject", "type"}),
-    "Encounter": frozenset({"class", "identifier", "period", "status", "subject", "type"}),
-    "Endpoint": frozenset({"identifier", "name", "period", "status"}),
-    "EnrollmentRequest": frozenset({"created", "identifier", "status"}),
-    "EnrollmentResponse": frozenset({"created", "identifier", "status"}),
-    "EpisodeOfCare": frozenset({"identifier", "patient", "period", "status", "type"}),
-    "EventDefinition": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status"}),
-    "Evidence": frozenset({"date", "description", "identifier", "status"}),
-    "EvidenceReport": frozenset({"identifier", "status", "subject", "type"}),
-    "EvidenceVariable": frozenset({"category", "date", "description", "identifier", "name", "status"}),
-    "ExampleScenario": frozenset({"date", "identifier", "name", "status"}),
-    "ExplanationOfBenefit": frozenset({"billablePeriod", "created", "identifier", "patient", "status", "type"}),
-    "FamilyMemberHistory": frozenset({"condition", "date", "identifier", "name", "patient", "status"}),
-    "Flag": frozenset({"category", "code", "encounter", "identifier", "period", "status", "subject"}),
-    "Goal": frozenset({"category", "description", "identifier", "startDate", "subject", "target"}),
-    "GraphDefinition": frozenset({"date", "description", "name", "status"}),
-    "Group": frozenset({"code", "identifier", "name", "type"}),
-    "GuidanceResponse": frozenset({"encounter", "identifier", "occurrenceDateTime", "status", "subject"}),
-    "HealthcareService": frozenset({"category", "identifier", "name", "type"}),
-    "ImagingStudy": frozenset(
-        {
-            "description",
-            "encounter",
-            "identifier",
-            "modality",
-            "procedureCode",
-            "series",
-            "started",
-            "status",
-            "subject",
-        }
-    ),
-    "Immunization": frozenset(
-        {"encounter", "identifier", "occurrenceDateTime", "patient", "recorded", "status", "vaccineCode"}
-    ),
-    "ImmunizationEvaluation": frozenset({"date", "description", "identifier", "patient", "series", "status"}),
-    "ImmunizationRecommendation": frozenset({"date", "identifier", "patient"}),
-    "ImplementationGuide": frozenset({"date", "description", "name", "status"}),
-    "Ingredient": frozenset({"identifier", "status"}),
-    "InsurancePlan": frozenset({"identifier", "name", "period", "status", "type"}),
-    "Invoice": frozenset({"date", "identifier", "status", "subject", "type"}),
-    "Library": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status", "type"}),
-    "List": frozenset({"code", "date", "encounter", "identifier", "status", "subject"}),
-    "Location": frozenset({"description", "identifier", "name", "status", "type"}),
-    "ManufacturedItemDefinition": frozenset({"identifier", "status"}),
-    "Measure": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status", "type"}),
-    "MeasureReport": frozenset({"date", "identifier", "period", "status", "subject", "type"}),
-    "Media": frozenset({"encounter", "identifier", "issued", "modality", "status", "subject", "type"}),
-    "Medication": frozenset({"code", "identifier", "status"}),
-    "MedicationAdministration": frozenset(
-        {
-            "category",
-            "effectiveDateTime",
-            "effectivePeriod",
-            "identifier",
-            "medicationCodeableConcept",
-            "status",
-            "subject",
-        }
-    ),
-    "MedicationDispense": frozenset(
-        {"category", "identifier", "medicationCodeableConcept", "status", "subject", "type"}
-    ),
-    "MedicationKnowledge": frozenset({"code", "status"}),
-    "MedicationRequest": frozenset(
-        {"authoredOn", "category", "encounter", "identifier", "medicationCodeableConcept", "status", "subject"}
-    ),
-    "MedicationStatement": frozenset(
-        {
-            "category",
-            "dateAsserted",
-            "effectiveDateTime",
-            "effectivePeriod",
-            "identifier",
-            "medicationCodeableConcept",
-            "status",
-            "subject",
-        }
-    ),
-    "MedicinalProductDefinition": frozenset({"code", "description", "identifier", "name", "status", "type"}),
-    "MessageDefinition": frozenset({"category", "date", "description", "identifier", "name", "status"}),
-    "MolecularSequence": frozenset({"identifier", "patient", "type"}),
-    "NamingSystem": frozenset({"date", "description", "name", "status", "type"}),
-    "NutritionOrder": frozenset({"dateTime", "encounter", "identifier", "patient", "status"}),
-    "NutritionProduct": frozenset({"category", "code", "status"}),
-    "Observation": frozenset(
-        {
-            "category",
-            "code",
-            "component",
-            "effectiveDateTime",
-            "effectiveInstant",
-            "effectivePeriod",
-            "encounter",
-            "identifier",
-            "issued",
-            "status",
-            "subject",
-        }
-    ),
-    "ObservationDefinition": frozenset({"category", "code", "identifier"}),
-    "OperationDefinition": frozenset({"code", "date", "description", "name", "status", "type"}),
-    "Organization": frozenset({"identifier", "name", "type"}),
-    "OrganizationAffiliation": frozenset({"code", "identifier", "period"}),
-    "PackagedProductDefinition": frozenset({"description", "identifier", "name", "status", "type"}),
-    "Patient": frozenset({"birthDate", "gender", "identifier", "name"}),
-    "PaymentNotice": frozenset({"created", "identifier", "status"}),
-    "PaymentReconciliation": frozenset({"created", "identifier", "period", "status"}),
-    "Person": frozenset({"birthDate", "gender", "identifier", "name"}),
-    "PlanDefinition": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status", "type"}),
-    "Practitioner": frozenset({"birthDate", "gender", "identifier", "name"}),
-    "PractitionerRole": frozenset({"code", "identifier", "period"}),
-    "Procedure": frozenset(
-        {"category", "code", "encounter", "identifier", "performedDateTime", "performedPeriod", "status", "subject"}
-    ),
-    "Provenance": frozenset({"activity", "occurredDateTime", "occurredPeriod", "recorded", "target"}),
-    "Questionnaire": frozenset({"code", "date", "description", "effectivePeriod", "identifier", "name", "status"}),
-    "QuestionnaireResponse": frozenset({"encounter", "identifier", "status", "subject"}),
-    "RegulatedAuthorization": frozenset({"description", "identifier", "status", "subject", "type"}),
-    "RelatedPerson": frozenset({"birthDate", "gender", "identifier", "name", "patient", "period"}),
-    "RequestGroup": frozenset({"authoredOn", "code", "encounter", "identifier", "status", "subject"}),
-    "ResearchDefinition": frozenset({"date", "description", "effectivePeriod", "identifier", "name", "status"}),
-    "ResearchElementDefinition": frozenset(
-        {"date", "description", "effectivePeriod", "identifier", "name", "status", "type"}
-    ),
-    "ResearchStudy": frozenset({"category", "condition", "description", "identifier", "period", "status"}),
-    "ResearchSubject": frozenset({"identifier", "period", "status"}),
-    "RiskAssessment": frozenset(
-        {"code", "condition", "encounter", "identifier", "occurrenceDateTime", "occurrencePeriod", "status", "subject"}
-    ),
-    "Schedule": frozenset({"identifier"}),
-    "SearchParameter": frozenset({"code", "component", "date", "description", "name", "status", "target", "type"}),
-    "ServiceRequest": frozenset(
-        {
-            "authoredOn",
-            "category",
-            "code",
-            "encounter",
-            "identifier",
-            "occurrenceDateTime",
-            "occurrencePeriod",
-            "status",
-            "subject",
-        }
-    ),
-    "Slot": frozenset({"identifier", "status"}),
-    "Specimen": frozenset({"condition", "identifier", "status", "subject", "type"}),
-    "SpecimenDefinition": frozenset({"identifier"}),
-    "StructureDefinition": frozenset({"date", "description", "identifier", "name", "status", "type"}),
-    "StructureMap": frozenset({"date", "description", "identifier", "name", "status"}),
-    "Subscription": frozenset({"status"}),
-    "SubscriptionStatus": frozenset({"status", "type"}),
-    "SubscriptionTopic": frozenset({"date", "description", "effectivePeriod", "identifier", "status"}),
-    "Substance": frozenset({"category", "code", "description", "identifier", "status"}),
-    "SubstanceDefinition": frozenset({"code", "description", "identifier", "name", "status"}),
-    "SupplyDelivery": frozenset({"identifier", "occurrenceDateTime", "occurrencePeriod", "patient", "status", "type"}),
-    "SupplyRequest": frozenset(
-        {"authoredOn", "category", "identifier", "occurrenceDateTime", "occurrencePeriod", "status"}
-    ),
-    "Task": frozenset({"authoredOn", "code", "description", "encounter", "identifier", "status"}),
-    "TerminologyCapabilities": frozenset({"date", "description", "name", "status"}),
-    "TestReport": frozenset({"identifier", "issued", "name", "status"}),
-    "TestScript": frozenset({"date", "description", "identifier", "name", "status"}),
-    "ValueSet": frozenset({"date", "description", "identifier", "name", "status"}),
-    "VerificationResult": frozenset({"status", "target"}),
-    "VisionPrescription": frozenset({"created", "encounter", "identifier", "patient", "status"}),
-}
-
-
 @dataclass(frozen=True)
 class Term:
     """A parameter answered by "term" tokens: what it reads from which element, and on which types."""
 
     code: str
-    type: str  # token or string
-    element: str  # the top-level element it reads
+    type: str  # token, string, reference or quantity
+    # The element it reads: a top-level name, or a path through repeating elements ("component.code").
+    element: str
     # How the element's values become tokens: "code" (a code), "concept" (a CodeableConcept), "identifier",
-    # "name" (every word of a HumanName), "family", "given" (those parts of it).
+    # "name" (every word of a HumanName), "family", "given" (those parts of it), "reference", "quantity"
+    # (records.fhir.quantity), "text" (the words of a CodeableConcept's text and its codings' displays).
     reads: str
     types: frozenset[str]
     description: str
@@ -391,99 +107,59 @@ _ENCOUNTER_TYPES = frozenset(
         "ServiceRequest",
     }
 )
+_OBSERVATION = frozenset({"Observation"})
+_PATIENT = frozenset({"Patient"})
 _TOKEN_HELP = "code, or system|code (|code: no system); comma-separated alternatives"
 _STRING_HELP = "starts with, ignoring case and accents; several words must each start a word of the name"
-TERMS = (
-    Term("status", "token", "status", "code", _STATUS_TYPES, f"The status: {_TOKEN_HELP}", f"{HL7}/{{type}}-status"),
-    Term(
-        "clinical-status",
-        "token",
-        "clinicalStatus",
-        "concept",
-        _CLINICAL_STATUS_TYPES,
-        f"The clinical status: {_TOKEN_HELP}",
-        f"{HL7}/{{type}}-clinical-status",
-    ),
-    Term(
-        "verification-status",
-        "token",
-        "verificationStatus",
-        "concept",
-        _CLINICAL_STATUS_TYPES,
-        f"The verification status: {_TOKEN_HELP}",
-        f"{HL7}/{{type}}-verification-status",
-    ),
-    Term(
-        "gender",
-        "token",
-        "gender",
-        "code",
-        frozenset({"Patient"}),
-        "male, female, other, unknown",
-        f"{HL7}/individual-gender",
-    ),
-    Term(
-        "identifier",
-        "token",
-        "identifier",
-        "identifier",
-        frozenset({"Patient"}),
-        "An identifier: value, or system|value",
-        f"{HL7}/Patient-identifier",
-    ),
-    Term(
-        "name",
-        "string",
-        "name",
-        "name",
-        frozenset({"Patient"}),
-        f"Any part of a name: {_STRING_HELP}",
-        f"{HL7}/Patient-name",
-    ),
-    Term(
-        "family",
-        "string",
-        "name",
-        "family",
-        frozenset({"Patient"}),
-        f"The family name: {_STRING_HELP}",
-        f"{HL7}/individual-family",
-    ),
-    Term(
-        "given",
-        "string",
-        "name",
-        "given",
-        frozenset({"Patient"}),
-        f"A given name: {_STRING_HELP}",
-        f"{HL7}/individual-given",
-    ),
-    Term(
-        "encounter",
-        "reference",
-        "encounter",
-        "reference",
-        _ENCOUNTER_TYPES,
-        "The encounter it belongs to: Encounter/<id> or <id>",
-        target="Encounter",
-    ),
-    Term(
-        "target",
-        "reference",
-        "target",
-        "reference",
-        frozenset({"Provenance"}),
-        "A resource the provenance is about: <type>/<id>",
-        f"{HL7}/Provenance-target",
-    ),
+_QUANTITY_HELP = (
+    "[prefix]number[|system|code]: eq (to the digits written), ne, gt, ge, lt, le, sa, eb, ap; a UCUM unit "
+    "matches any unit of the same dimension (mmol/L and mol/m3), no unit matches any; six significant digits"
 )
+_CODE_TEXT = "code:text"
+
+# One row per parameter answered by term tokens:
+# code, type, element, reads, types, description, HL7 canonical ("{type}" filled in), reference target.
+_TERM_TABLE: tuple[tuple[str, str, str, str, frozenset[str], str, str, str], ...] = (
+    ("status", "token", "status", "code", _STATUS_TYPES, f"The status: {_TOKEN_HELP}", "{type}-status", ""),
+    ("clinical-status", "token", "clinicalStatus", "concept", _CLINICAL_STATUS_TYPES,
+     f"The clinical status: {_TOKEN_HELP}", "{type}-clinical-status", ""),
+    ("verification-status", "token", "verificationStatus", "concept", _CLINICAL_STATUS_TYPES,
+     f"The verification status: {_TOKEN_HELP}", "{type}-verification-status", ""),
+    ("gender", "token", "gender", "code", _PATIENT, "male, female, other, unknown", "individual-gender", ""),
+    ("identifier", "token", "identifier", "identifier", _PATIENT, "An identifier: value, or system|value",
+     "Patient-identifier", ""),
+    ("name", "string", "name", "name", _PATIENT, f"Any part of a name: {_STRING_HELP}", "Patient-name", ""),
+    ("family", "string", "name", "family", _PATIENT, f"The family name: {_STRING_HELP}", "individual-family", ""),
+    ("given", "string", "name", "given", _PATIENT, f"A given name: {_STRING_HELP}", "individual-given", ""),
+    ("encounter", "reference", "encounter", "reference", _ENCOUNTER_TYPES,
+     "The encounter it belongs to: Encounter/<id> or <id>", "", "Encounter"),
+    ("target", "reference", "target", "reference", frozenset({"Provenance"}),
+     "A resource the provenance is about: <type>/<id>", "Provenance-target", ""),
+    # Observation's own code, apart from its components' (combo-code searches both; the index's "code" kind).
+    ("code", "token", "code", "concept", _OBSERVATION,
+     f"The observation's code, not its components': {_TOKEN_HELP}; code:text searches its words",
+     "clinical-code", ""),
+    ("component-code", "token", "component.code", "concept", _OBSERVATION,
+     f"A component's code: {_TOKEN_HELP}", "Observation-component-code", ""),
+    ("value-quantity", "quantity", "valueQuantity", "quantity", _OBSERVATION,
+     f"The value: {_QUANTITY_HELP}", "Observation-value-quantity", ""),
+)  # fmt: skip
+TERMS = tuple(
+    Term(code, kind, element, reads, types, help_text, f"{HL7}/{url}" if url else "", target)
+    for code, kind, element, reads, types, help_text, url, target in _TERM_TABLE
+)
+# The types whose `code` is a term of its own (above); every other type's is the index's "code" kind.
+OWN_CODE_TERM = frozenset(t for term in TERMS if term.code == "code" for t in term.types)
+# Parameters named by a modifier on a parameter ("code:text"), answered by terms of their own.
+MODIFIERS: dict[str, tuple[str, ...]] = {"code": ("text",)}
 # A string is indexed by its words' prefixes up to this length; a longer query word is cut to it.
 PREFIX_MAX = 24
 
 
 def elements_read() -> frozenset[str]:
     """Every top-level element some parameter reads (the ELEMENTS table holds these, per type)."""
-    read = set(DATE_ELEMENTS) | set(PATIENT_ELEMENTS) | {"code", "category", "class"} | {t.element for t in TERMS}
+    read = set(DATE_ELEMENTS) | set(PATIENT_ELEMENTS) | {"code", "category", "class"}
+    read |= {t.element.split(".")[0] for t in TERMS}
     for paths in MAIN_CODES.values():
         read |= {path.split(".")[0] for path in paths}
     return frozenset(read)
@@ -538,14 +214,19 @@ def _declared(resource_type: str) -> list[SearchParameter]:
             )
     codes = _paths(resource_type, MAIN_CODES.get(resource_type, DEFAULT_MAIN_CODES))
     if codes:
+        # Observation: `code` is the observation's own (a term below), `combo-code` this, with its components.
+        combo = resource_type in OWN_CODE_TERM
         out.append(
             SearchParameter(
-                "code",
+                "combo-code" if combo else "code",
                 "token",
                 _expression(resource_type, codes),
-                "code (any system), system|code or |code (no system); commas for OR, repeat for AND",
+                "code (any system), system|code or |code (no system); commas for OR, repeat for AND"
+                + ("; the observation's code or a component's" if combo else "; code:text searches its words"),
                 "code",
+                f"{HL7}/Observation-combo-code" if combo else "",
                 resource_type=resource_type,
+                modifiers=() if combo else MODIFIERS["code"],
             )
         )
     categories = _paths(resource_type, CATEGORIES.get(resource_type, DEFAULT_CATEGORIES))
@@ -562,7 +243,7 @@ def _declared(resource_type: str) -> list[SearchParameter]:
         )
     present = ELEMENTS.get(resource_type, frozenset())
     for term in TERMS:
-        if resource_type in term.types and term.element in present:
+        if resource_type in term.types and term.element.split(".")[0] in present:
             out.append(
                 SearchParameter(
                     term.code,
@@ -572,6 +253,7 @@ def _declared(resource_type: str) -> list[SearchParameter]:
                     "term",
                     term.standard_url.replace("{type}", resource_type),
                     resource_type=resource_type,
+                    modifiers=MODIFIERS.get(term.code, ()),
                 )
             )
     dates = _paths(resource_type, DATE_ELEMENTS)
@@ -658,7 +340,33 @@ def reference_elements(resource_type: str, code: str) -> tuple[str, ...]:
     return tuple(t.element for t in TERMS if t.code == code)
 
 
+def _at(node: Any, path: str) -> list[Any]:
+    """The values at a path of elements from the root, following repeating elements on the way."""
+    found = [node]
+    for name in path.split("."):
+        step: list[Any] = []
+        for item in found:
+            value = item.get(name) if type(item) is dict else None
+            step.extend(value if type(value) is list else [] if value is None else [value])
+        found = step
+    return found
+
+
+def _concept_words(value: Any) -> list[str]:
+    """The words of a CodeableConcept's text and its codings' displays (what code:text searches)."""
+    if type(value) is not dict:
+        return []
+    texts = [value.get("text")]
+    codings = value.get("coding")
+    texts += [c.get("display") for c in (codings if type(codings) is list else []) if type(c) is dict]
+    return [w for text in texts if type(text) is str for w in _words(text)]
+
+
 def _term_values(term: Term, value: Any) -> set[str]:
+    if term.reads == "quantity":
+        return quantity_tokens(value)
+    if term.reads == "text":
+        return _prefixes(_concept_words(value))
     if term.reads == "reference":
         key = reference_key(value.get("reference")) if type(value) is dict else None
         return {key} if key is not None else set()
@@ -682,17 +390,50 @@ def _term_values(term: Term, value: Any) -> set[str]:
     return _prefixes(w for part in parts if type(part) is str for w in _words(part))
 
 
+def _code_text_term(resource_type: str) -> Term | None:
+    """code:text of a type: the words of what its `code` parameter reads."""
+    parameter = search_parameters(resource_type).get("code")
+    if parameter is None or "text" not in parameter.modifiers:
+        return None
+    paths = ("code",) if resource_type in OWN_CODE_TERM else MAIN_CODES.get(resource_type, DEFAULT_MAIN_CODES)
+    return Term(_CODE_TEXT, "string", "|".join(paths), "text", frozenset({resource_type}), "")
+
+
 def search_terms(resource: dict[str, Any]) -> frozenset[str]:
     """The "term" tokens' values of one resource: "<parameter>=<value>" for every term parameter of its type."""
     resource_type = resource.get("resourceType", "")
     found: set[str] = set()
-    for term in TERMS:
+    text = _code_text_term(resource_type) if type(resource_type) is str else None
+    for term in (*TERMS, *([text] if text is not None else [])):
         if resource_type not in term.types:
             continue
-        raw = resource.get(term.element)
-        for value in raw if type(raw) is list else [raw]:
-            found.update(f"{term.code}={v}" for v in _term_values(term, value))
+        for path in term.element.split("|"):
+            for value in _at(resource, path):
+                found.update(f"{term.code}={v}" for v in _term_values(term, value))
     return frozenset(found)
+
+
+@dataclass(frozen=True)
+class TermQuery:
+    """What one query value asks of the term tokens: groups that must match (AND of ORs), groups that must not."""
+
+    groups: tuple[tuple[str, ...], ...]
+    excluded: tuple[tuple[str, ...], ...] = ()
+
+
+def term_query_full(parameter: SearchParameter, raw: str, modifier: str = "") -> TermQuery:
+    """term_query, with what a value-quantity `ne` excludes; `modifier` "text" for code:text.
+
+    Raises QuantityQueryError for a quantity that cannot be read.
+    """
+    if modifier == "text":
+        words = _words(raw)
+        return TermQuery(tuple((f"{_CODE_TEXT}={word[:PREFIX_MAX]}",) for word in words) or ((f"{_CODE_TEXT}=",),))
+    if parameter.type == "quantity":
+        unit, negated, tokens = quantity_query(raw)
+        group = tuple(f"{parameter.code}={unit}@{token}" for token in tokens) or (f"{parameter.code}=",)
+        return TermQuery((), (group,)) if negated else TermQuery((group,))
+    return TermQuery(term_query(parameter, raw))
 
 
 def term_query(parameter: SearchParameter, raw: str) -> tuple[tuple[str, ...], ...]:

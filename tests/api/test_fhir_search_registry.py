@@ -93,24 +93,30 @@ def test_the_capability_statement_lists_per_type_exactly_what_its_search_takes(a
     patient = {"_id", "_lastUpdated", "birthdate", "gender", "identifier", "name", "family", "given"}
     assert names("Patient") == patient
     observation = {"_id", "_lastUpdated", "patient", "subject", "code", "category", "date", "status", "encounter"}
+    observation |= {"combo-code", "component-code", "value-quantity"}
     assert names("Observation") == observation
     assert "code" not in names("Patient")
     assert names("Encounter") == set(search_parameters("Encounter"))
     by_name = {p["name"]: p for p in resources["Observation"]["searchParam"]}
     assert by_name["_id"]["definition"] == "http://hl7.org/fhir/SearchParameter/Resource-id"
-    assert by_name["code"]["definition"] == "http://testserver/fhir/SearchParameter/Observation-code"
+    # Observation's code is its own (HL7's clinical-code); with its components' it is combo-code.
+    assert by_name["code"]["definition"] == "http://hl7.org/fhir/SearchParameter/clinical-code"
+    assert by_name["combo-code"]["definition"] == "http://hl7.org/fhir/SearchParameter/Observation-combo-code"
+    condition = {p["name"]: p for p in resources["Condition"]["searchParam"]}
+    assert condition["code"]["definition"] == "http://testserver/fhir/SearchParameter/Condition-code"
 
 
 def test_the_servers_own_search_parameter_definitions_resolve(api):
-    response = api.get("/fhir/SearchParameter/Observation-code")
+    response = api.get("/fhir/SearchParameter/Condition-code")
     definition = orjson.loads(response.content)
     assert response.status_code == 200
-    assert (definition["url"], definition["code"], definition["base"], definition["expression"]) == (
-        "http://testserver/fhir/SearchParameter/Observation-code",
-        "code",
-        ["Observation"],
-        "Observation.code | Observation.component.code",
-    )
+    assert (
+        definition["url"],
+        definition["code"],
+        definition["base"],
+        definition["expression"],
+        definition["modifier"],
+    ) == ("http://testserver/fhir/SearchParameter/Condition-code", "code", ["Condition"], "Condition.code", ["text"])
     assert api.get("/fhir/SearchParameter/Observation-colour").status_code == 404
 
 
@@ -119,7 +125,7 @@ def test_summary_count_returns_only_the_total(api, patient_user, token_for, alic
     _, counted = _get(api, token, "/fhir/Observation?_summary=count")
     expected = Resource.objects.filter(patient=alice_record, resource_type="Observation").count()
     assert (counted["total"], "entry" in counted, _self_query(counted)["_count"]) == (expected, False, ["0"])
-    response, _ = _get(api, token, "/fhir/Observation?_summary=data")
+    response, _ = _get(api, token, "/fhir/Observation?_summary=text")
     assert response.status_code == 400
 
 

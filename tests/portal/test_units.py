@@ -47,5 +47,5 @@ def test_a_value_without_a_unit_is_refused() -> None:
 
 
 def test_an_unknown_unit_is_refused() -> None:
-    with pytest.raises(UnitRefused, match="not one this portal knows"):
+    with pytest.raises(UnitRefused, match="not one this server knows"):
         convert(_q(3, "[stone_x]"), "kg")

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from records.blind_index import date_cover
+from records.fhir.search_parameters import search_terms
 from records.models import IndexToken, Resource
 from records.selectors import resource_ids_by_date, resource_search
 from records.services import fhir_ingest
@@ -100,8 +101,10 @@ def test_equal_codes_of_two_patients_have_unrelated_tokens(patient, other_patien
     mine = set(IndexToken.objects.filter(resource__fhir_id=ids[0]).values_list("token", flat=True))
     other = set(IndexToken.objects.filter(resource__fhir_id=theirs[0]).values_list("token", flat=True))
     # code (with and without its system), category, status, the date as year, month and day, and its sort
-    # tokens at year, month and day
-    assert len(mine) == len(other) == 10
+    # tokens at year, month and day; and Observation's own code and its value at seven precisions
+    terms = search_terms(_observation("4548-4", LAB, "2020-01-15"))
+    assert len(terms - {"status=final"}) == 2 + 7
+    assert len(mine) == len(other) == 10 + 2 + 7
     assert not {bytes(t) for t in mine} & {bytes(t) for t in other}
 
 
