@@ -198,9 +198,13 @@ class SmartLaunchValidator(SmartValidator):
         if not scopes_allowed(client=client, scopes=scopes):
             return False
         owner = getattr(client, "user", None)
-        # No one picks a patient in a client-credentials request: only a patient's own client has one in context.
-        if request.grant_type == "client_credentials" and needs_patient(scopes):
-            return owner is not None and owner.role == Role.PATIENT
+        if request.grant_type == "client_credentials":
+            # No one signs in to launch anything: launch scopes are dropped from the grant (clients such as
+            # fhirclient send launch/patient by default), and patient/ scopes need a patient in context,
+            # which only a patient's own client has.
+            request.scopes = [s for s in scopes if s not in ("launch", "launch/patient")]
+            if needs_patient(request.scopes):
+                return owner is not None and owner.role == Role.PATIENT
         return True
 
     def _create_authorization_code(self, request: Any, code: Any, expires: Any = None) -> Any:
