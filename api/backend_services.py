@@ -185,7 +185,8 @@ def client_assertion_authenticate(*, assertion: str, token_endpoint: str) -> App
     return profile.application
 
 
-def _refused(reason: str) -> None:
+def _refused(reason: str) -> Application | None:
+    """None, the refusal, logged by a short reason (never the assertion)."""
     logger.info("client assertion refused: %s", reason)
     return None
 

@@ -21,7 +21,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -82,7 +82,7 @@ def _checksum(token: str) -> str:
 
 def _redirect_uri_valid(uri: str) -> bool:
     parts = urlsplit(uri)
-    schemes = settings.OAUTH2_PROVIDER.get("ALLOWED_REDIRECT_URI_SCHEMES", ["https"])
+    schemes = cast(list[str], settings.OAUTH2_PROVIDER.get("ALLOWED_REDIRECT_URI_SCHEMES", ["https"]))
     return parts.scheme in schemes and bool(parts.netloc) and not parts.fragment and len(uri) <= 2000
 
 
@@ -308,7 +308,7 @@ def _page_refusal(request: HttpRequest) -> HttpResponse | None:
     user = request.user
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    if not user.is_verified() and user_has_device(user, confirmed=True):  # type: ignore[union-attr]
+    if not user.is_verified() and user_has_device(user, confirmed=True):  # type: ignore[union-attr,attr-defined]
         return redirect_to_login(request.get_full_path())  # the second factor first, as on every page
     if user.role != Role.CLINICIAN:  # type: ignore[union-attr]
         return HttpResponse("This page is for clinicians.", status=403, content_type="text/plain")
