@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from api.access import fhir_endpoint
-from api.fhir import audit_events, capability, consents, operations, records
+from api.fhir import audit_events, capability, consents, operations, patch, records
 from api.oauth import OwnTokensIntrospectView, SmartRevokeTokenView, SmartTokenView
 from api.outcomes import NotSupported
 from api.registration import dynamic_registration
@@ -47,9 +47,11 @@ def resource_type_endpoint(request: HttpRequest, resource_type: str) -> HttpResp
 
 @csrf_exempt  # bearer tokens only: no ambient (cookie) authority to forge
 def resource_instance_endpoint(request: HttpRequest, resource_type: str, resource_id: str) -> HttpResponse:
-    """GET (and HEAD) reads the resource, PUT updates it."""
+    """GET (and HEAD) reads the resource, PUT updates it, PATCH applies a JSON Patch to it."""
     if request.method == "PUT":
         return records.resource_update(request, resource_type=resource_type, resource_id=resource_id)
+    if request.method == "PATCH":
+        return patch.resource_patch(request, resource_type=resource_type, resource_id=resource_id)
     return records.resource_read(request, resource_type=resource_type, resource_id=resource_id)
 
 

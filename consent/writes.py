@@ -58,6 +58,30 @@ def _in_categories(document: Document, categories: tuple[str, ...]) -> bool:
     return all(index_terms(entry.resource).categories & wanted for entry in document.entries)
 
 
+def write_permitted(*, caller: Caller, patient: Patient, resource_type: str) -> Decision:
+    """Whether the caller may write this type here, before the new content exists (a PATCH decides first).
+
+    A deny is logged in its own transaction, as record_write logs one, and raised as ResourceNotFound;
+    record_write decides again on the content itself (the categories a narrowed grant allows).
+    """
+    decision = decide(
+        actor=caller.actor,
+        patient_id=patient.pk,
+        patient_user_id=patient.user_id,
+        action=Action.WRITE,
+        resource_types=[resource_type],
+        purpose=caller.purpose,
+        reason=caller.reason,
+        patient_context=caller.patient_context,
+    )
+    if not decision.permit:
+        with transaction.atomic():
+            access_log_insert(event=_event(caller, patient, decision, ()))
+        logger.info("write deny basis=%s", decision.basis)
+        raise ResourceNotFound("resource not found")
+    return decision
+
+
 def record_write(*, caller: Caller, patient: Patient, payload: bytes) -> WriteResult:
     """Validate a FHIR document (a resource or a transaction/batch Bundle), decide `write`, store it, log it.
 

@@ -78,7 +78,7 @@ def _declared_params(resource_type: str, fhir_base: str) -> list[dict[str, str]]
 
 
 def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
-    writable = [] if resource_type == "Patient" else ["create", "update"]
+    writable = [] if resource_type == "Patient" else ["create", "update", "patch"]
     interactions = ["read", "vread", "history-instance", "search-type", *writable]
     resource: dict[str, Any] = {
         "type": resource_type,

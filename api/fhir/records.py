@@ -495,6 +495,11 @@ def _body(request: HttpRequest) -> bytes:
     media = (request.content_type or "").lower()
     if media not in _JSON_BODIES:
         raise NotSupported("send FHIR JSON (Content-Type: application/fhir+json)", status=415)
+    return _body_bytes(request)
+
+
+def _body_bytes(request: HttpRequest) -> bytes:
+    """The request body, 413 past the limits (the declared length first, before reading it)."""
     limit = min(settings.FHIR_MAX_DOCUMENT_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)

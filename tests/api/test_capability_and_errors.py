@@ -31,6 +31,7 @@ def test_metadata_is_a_valid_capability_statement_that_names_what_is_supported(a
         "search-type",
         "create",
         "update",
+        "patch",
     ]
     # Modifiers (code:text) are the SearchParameter definitions' own, not names of their own.
     declared = {name for name in supported_parameters("Observation") if ":" not in name}
