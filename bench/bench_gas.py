@@ -1,4 +1,5 @@
-"""Gas of ConsentRegistry on anvil, read from receipts: grant, revocation, batched grants, log anchoring.
+"""Gas of ConsentRegistry on anvil, read from receipts: grant, revocation, batched grants, log anchoring, and
+the key registry (registration, rotation). Every grant's key is registered first, as the contract requires.
 
 Starts its own anvil (no state file) on a free port and stops it at the end, even on error. Gas varies a
 little with the zero bytes in random salts and signatures, so each single-transaction figure is the worst
@@ -36,6 +37,24 @@ def _signed_grant(client: ChainClient, now: int) -> tuple[signing.Grant, signing
     return grant, signature, key
 
 
+def _register(client: ChainClient, key: bytes, *, previous_key: bytes | None = None, account: bytes = b"") -> object:
+    """Register a key in the contract's key registry (or rotate to it, co-signed by the previous key)."""
+    account = account or secrets.token_bytes(32)
+    address = signing.patient_address(private_key=key)
+    previous = signing.patient_address(private_key=previous_key) if previous_key else signing.ZERO_ADDRESS
+    typed = signing.registration_typed_data(
+        account=account, key=address, previous=previous, chain_id=client.chain_id, verifying_contract=client.address
+    )
+    change = signing.KeyChange(
+        account=account,
+        key=address,
+        previous=previous,
+        signature=signing.typed_data_sign(typed, private_key=key),
+        previous_signature=signing.typed_data_sign(typed, private_key=previous_key) if previous_key else None,
+    )
+    return client.register_key(change)
+
+
 def _gas(ref: object) -> int:
     gas = getattr(ref, "gas_used", None)
     assert isinstance(gas, int)
@@ -51,18 +70,25 @@ def run() -> list[Figure]:
 
         grant_gas: list[int] = []
         revoke_gas: list[int] = []
+        register_gas: list[int] = []
+        rotate_gas: list[int] = []
         for _ in range(RUNS):
             grant, signature, key = _signed_grant(client, now)
+            account = secrets.token_bytes(32)
+            register_gas.append(_gas(_register(client, key, account=account)))
             grant_gas.append(_gas(client.record_grant(grant, signature)))
             revocation = signing.revoke_sign(
                 signing.grant_id(grant), private_key=key, chain_id=client.chain_id, verifying_contract=client.address
             )
             revoke_gas.append(_gas(client.revoke(grant, revocation)))
+            rotate_gas.append(_gas(_register(client, secrets.token_bytes(32), previous_key=key, account=account)))
 
         batch_gas: list[float] = []
         for _ in range(3):
-            batch = [_signed_grant(client, now)[:2] for _ in range(BATCH)]
-            batch_gas.append(_gas(client.record_grants(batch)) / BATCH)
+            batch = [_signed_grant(client, now) for _ in range(BATCH)]
+            for _, _, key in batch:
+                _register(client, key)
+            batch_gas.append(_gas(client.record_grants([(g, sig) for g, sig, _ in batch])) / BATCH)
 
         anchor_gas: list[float] = []
         for index in range(1, RUNS + 1):
@@ -84,4 +110,6 @@ def run() -> list[Figure]:
             grant < PUBLISHED_GRANT_GAS,
         ),
         Figure("gas deploy", deploy_gas, "gas"),
+        Figure("gas key registration (patient-signed, relayed)", max(register_gas), "gas"),
+        Figure("gas key rotation (signed by the old and the new key)", max(rotate_gas), "gas"),
     ]

@@ -3,7 +3,8 @@
 Three states, read from the record: "server" (the operator holds a sealed copy and can sign for her: old
 records and the demo), "browser" (she registered a key she made or took; the server holds only its address),
 "none" (nothing registered yet). Every change of key is signed by the key being registered, and a rotation
-also by the key it replaces, so the operator cannot swap in an address of its own choosing.
+also by the key it replaces, so the operator cannot swap in an address of its own choosing. Each registration
+goes on chain (consent.key_chain) in the transaction that stores it; the contract then holds the same rule.
 """
 
 from __future__ import annotations
@@ -15,12 +16,20 @@ from django.db import transaction
 from accounts.models import User
 from audit.services import LogEvent, access_log_append
 from consent import gate
+from consent.key_chain import key_registration_enqueue, registration_typed_data
 from consent.models import KeyKind, KeyRegistration
 from healthledger.errors import ConsentDenied, HealthLedgerError
 from ledger import signing
-from ledger.selectors import signing_domain
 from records.models import Patient
 from records.services import patient_wallet_drop, patient_wallet_register
+
+__all__ = [
+    "InvalidKeyRegistration",
+    "patient_key_custody",
+    "patient_key_register",
+    "patient_key_release",
+    "registration_typed_data",
+]
 
 Custody = Literal["server", "browser", "none"]
 
@@ -35,18 +44,6 @@ def patient_key_custody(patient: Patient) -> Custody:
     if fresh.wallet_ciphertext is not None:
         return "server"
     return "browser" if fresh.wallet_address else "none"
-
-
-def registration_typed_data(*, patient: Patient, key: str, previous: str = signing.ZERO_ADDRESS) -> dict[str, object]:
-    """What a key signs to register itself for this record, bound to this chain and contract."""
-    chain_id, contract = signing_domain()
-    return signing.registration_typed_data(
-        account=signing.account_tag(str(patient.pk)),
-        key=key,
-        previous=previous,
-        chain_id=chain_id,
-        verifying_contract=contract,
-    )
 
 
 def _owner(patient: Patient, by: User) -> None:
@@ -72,7 +69,10 @@ def patient_key_register(
     - the server holds a copy of this very key: her signature proves the browser has it, and the server's
       copy is destroyed in the same transaction ("taken");
     - she holds another key already: the old key co-signs the same registration ("rotated"). Grants signed
-      by the old key stay valid on chain and are revoked with the old key (kept in her browser next to the new).
+      by the old key stay in force on chain; the old key or the new one may revoke them, and only the new
+      one can sign a new grant.
+
+    The registration is queued for the chain's key registry in the same transaction.
     """
     _owner(patient, by)
     try:
@@ -106,6 +106,7 @@ def patient_key_register(
             signature=signature,
             previous_signature=previous_signature if custody == "browser" else "",
         )
+        key_registration_enqueue(registration=registration)
         access_log_append(
             event=LogEvent(actor=f"user:{by.pk}", action=f"consent.key.{kind}", outcome="permit", patient_ref=locked.pk)
         )

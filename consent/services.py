@@ -20,6 +20,7 @@ from accounts.models import Role, User
 from accounts.services import account_scrub
 from audit.services import LogEvent, access_log_append
 from consent import gate
+from consent.key_chain import patient_key_on_chain_ensure
 from consent.models import Grant, GrantStatus
 from consent.purposes import ALL_RESOURCE_TYPES, GRANTABLE_PURPOSES, Action
 from healthledger.errors import ConsentDenied, HealthLedgerError
@@ -141,13 +142,17 @@ def _registered_address(patient: Patient) -> str:
     return str(address)
 
 
-def _verify(typed: dict[str, object], signature: str, expected: str) -> str:
-    """The signature, checked to recover `expected` from exactly this typed data; refused otherwise."""
+def _current_address(patient: Patient) -> str:
+    return str(Patient.objects.values_list("wallet_address", flat=True).get(pk=patient.pk) or "")
+
+
+def _verify(typed: dict[str, object], signature: str, expected: str, *, also: str = "") -> str:
+    """The signature, checked to recover `expected` (or `also`) from exactly this typed data; refused otherwise."""
     try:
         signer = signing.recover_signer(typed, signing.signature_parse(signature))
     except signing.BadSignature as exc:
         raise InvalidSignature(str(exc)) from None
-    if signer != expected:
+    if signer != expected and not (also and signer == also):
         raise InvalidSignature("this signature was not made by your registered key over these terms")
     return signature
 
@@ -264,6 +269,8 @@ def grant_issue(
             commitment_salt=commitment_salt,
         )
         typed = grant_typed_data(draft)
+        # The contract records a grant only from the key registered for her account on chain.
+        patient_key_on_chain_ensure(patient=patient)
         if signature is None:
             private_key = _server_key(patient)
             chain_id, contract_address = signing_domain()
@@ -322,8 +329,9 @@ def _revoke_locked(locked: Grant, *, actor: str, signature: str | None = None) -
             verifying_contract=contract_address,
         )
         signature = "0x" + signed.to_bytes().hex()
-    # The grant's own signer, not today's registered key: the contract checks the revocation against it.
-    signature = _verify(typed, signature, locked.patient_address)
+    # The grant's own signer, or the key registered today (a rotation or a reset does not strand her grants):
+    # the contract accepts exactly these two.
+    signature = _verify(typed, signature, locked.patient_address, also=_current_address(locked.patient))
     was_on_chain = locked.status == GrantStatus.RECORDED
     locked.status = GrantStatus.REVOKED
     locked.revoked_at = timezone.now()

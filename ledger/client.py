@@ -46,7 +46,7 @@ from web3.exceptions import (
 
 from healthledger.errors import ChainError, ChainUnavailable
 from healthledger.lib.keyfiles import load_or_create_key, register_key_cache
-from ledger.signing import Grant, Signature, terms_hash
+from ledger.signing import ZERO_ADDRESS, Grant, KeyChange, Signature, terms_hash
 
 try:  # the in-process EVM is a test/dev dependency; a production node never needs it
     from eth_tester.exceptions import TransactionFailed
@@ -439,6 +439,48 @@ class ChainClient:
     def anchor_call(self, root: bytes, size: int) -> Any:
         """The anchor call, for prepare()."""
         return self.contract.functions.anchor(root, size)
+
+    def key_call(self, change: KeyChange) -> Any:
+        """registerKey (no previous key) or rotateKey (signed by the new key and the one it replaces), for prepare()."""
+        functions = self.contract.functions
+        if change.previous == ZERO_ADDRESS:
+            return functions.registerKey(change.account, change.key, change.signature.to_bytes())
+        assert change.previous_signature is not None
+        return functions.rotateKey(
+            change.account, change.key, change.signature.to_bytes(), change.previous_signature.to_bytes()
+        )
+
+    def key_reset_call(self, change: KeyChange) -> Any:
+        """requestKeyReset: the operator-assisted reset, signed by the new key only; waits KEY_RESET_DELAY."""
+        return self.contract.functions.requestKeyReset(change.account, change.key, change.signature.to_bytes())
+
+    def key_reset_cancel_call(self, account: bytes, signature: Signature) -> Any:
+        """cancelKeyReset, signed by the registered key over KeyResetCancel(account, pending key)."""
+        return self.contract.functions.cancelKeyReset(account, signature.to_bytes())
+
+    def key_reset_complete_call(self, account: bytes) -> Any:
+        """completeKeyReset, once the delay has passed."""
+        return self.contract.functions.completeKeyReset(account)
+
+    def register_key(self, change: KeyChange, *, wait: bool = True) -> TxRef:
+        """Relay a patient-signed key registration or rotation."""
+        return self._send(self.key_call(change), wait=wait)
+
+    def key_of(self, account: bytes) -> str:
+        """The key the chain holds for an account today (the zero address: none)."""
+        with self._errors():
+            return str(to_checksum_address(self.contract.functions.keyOf(account).call()))
+
+    def account_of(self, key: str) -> bytes:
+        """The account a key was registered for (32 zero bytes: never registered)."""
+        with self._errors():
+            return bytes(self.contract.functions.accountOf(to_checksum_address(key)).call())
+
+    def pending_key_reset(self, account: bytes) -> tuple[str, int]:
+        """(new key, ready at) of a reset waiting for its delay; (zero address, 0) when none."""
+        with self._errors():
+            key, ready_at = self.contract.functions.pendingKeyReset(account).call()
+        return str(to_checksum_address(key)), int(ready_at)
 
     def deploy(self) -> Deployed:
         """Deploy ConsentRegistry with this client's operator as its operator, and point the client at it."""

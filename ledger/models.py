@@ -34,6 +34,10 @@ class OutboxKind(models.TextChoices):
     GRANT = "grant", "Record a grant"
     REVOKE = "revoke", "Record a revocation"
     ANCHOR = "anchor", "Anchor the access log"
+    KEY = "key", "Register or rotate a patient's key"
+    KEY_RESET = "key_reset", "Request an operator-assisted key reset (time-locked)"
+    KEY_RESET_CANCEL = "key_reset_cancel", "Cancel a pending key reset"
+    KEY_RESET_DONE = "key_reset_done", "Complete a key reset after its delay"
 
 
 class OutboxStatus(models.TextChoices):

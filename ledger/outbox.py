@@ -123,9 +123,26 @@ def _anchor_payload(payload: dict[str, Any]) -> tuple[bytes, int]:
     return root, size
 
 
+def _account_payload(payload: dict[str, Any]) -> tuple[bytes, signing.Signature | None]:
+    """A reset's cancellation (account and the registered key's signature) or completion (account only)."""
+    try:
+        account = _hex_bytes(payload["account"], 32)
+        text = payload.get("signature") or ""
+        return account, signing.Signature.from_bytes(_hex_bytes(text, 65)) if text else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed key payload ({type(exc).__name__})") from exc
+
+
 def _check_payload(kind: str, payload: dict[str, Any]) -> None:
     if kind == OutboxKind.ANCHOR:
         _anchor_payload(payload)
+    elif kind in (OutboxKind.KEY, OutboxKind.KEY_RESET):
+        signing.KeyChange.from_payload(payload)
+    elif kind == OutboxKind.KEY_RESET_CANCEL:
+        if _account_payload(payload)[1] is None:
+            raise ValueError("a cancellation carries the registered key's signature")
+    elif kind == OutboxKind.KEY_RESET_DONE:
+        _account_payload(payload)
     else:
         _grant_payload(payload)
 
@@ -133,6 +150,15 @@ def _check_payload(kind: str, payload: dict[str, Any]) -> None:
 def _contract_call(client: ChainClient, message: OutboxMessage) -> Any:
     if message.kind == OutboxKind.ANCHOR:
         return client.anchor_call(*_anchor_payload(message.payload))
+    if message.kind == OutboxKind.KEY:
+        return client.key_call(signing.KeyChange.from_payload(message.payload))
+    if message.kind == OutboxKind.KEY_RESET:
+        return client.key_reset_call(signing.KeyChange.from_payload(message.payload))
+    if message.kind in (OutboxKind.KEY_RESET_CANCEL, OutboxKind.KEY_RESET_DONE):
+        account, signature = _account_payload(message.payload)
+        if signature is None:
+            return client.key_reset_complete_call(account)
+        return client.key_reset_cancel_call(account, signature)
     grant, signature = _grant_payload(message.payload)
     if message.kind == OutboxKind.GRANT:
         return client.grant_call(grant, signature)
@@ -254,6 +280,12 @@ def _deployment_block(client: ChainClient) -> int:
 def _settle_from_chain_state(client: ChainClient, message: OutboxMessage, report: RelayReport) -> bool:
     """For a grant or revocation the chain refused: is its effect already on chain (relayed by someone, or by
     an earlier transaction of ours)? Then it is confirmed, with the transaction that did it. True = handled."""
+    if message.kind == OutboxKind.KEY:
+        change = signing.KeyChange.from_payload(message.payload)
+        if client.account_of(change.key) != change.account:
+            return False
+        _finish(message, OutboxStatus.CONFIRMED, report)  # registered already (relayed by someone else)
+        return True
     if message.kind not in (OutboxKind.GRANT, OutboxKind.REVOKE):
         return False
     grant, _ = _grant_payload(message.payload)
@@ -452,6 +484,33 @@ def _nonce_taken(client: ChainClient, message: OutboxMessage, report: RelayRepor
         _broadcast(client, resigned, report)
 
 
+def _key_awaited(message: OutboxMessage) -> str:
+    """The key whose registration must be on chain before this message can land: a grant's signer, the key a
+    rotation replaces, the key a reset replaces."""
+    try:
+        if message.kind == OutboxKind.GRANT:
+            return _grant_payload(message.payload)[0].patient
+        if message.kind in (OutboxKind.KEY, OutboxKind.KEY_RESET):
+            previous = signing.KeyChange.from_payload(message.payload).previous
+            return "" if previous == signing.ZERO_ADDRESS else previous
+    except ValueError:
+        return ""  # refused as InvalidPayload by _prepare
+    return ""
+
+
+def _key_on_its_way(client: ChainClient, key: str) -> bool:
+    """True while the key's own registration is queued, or sent and not yet visible on chain."""
+    statuses = (
+        OutboxMessage.objects.filter(kind__in=[OutboxKind.KEY, OutboxKind.KEY_RESET_DONE], ref=key)
+        .exclude(status__in=[OutboxStatus.CONFIRMED, OutboxStatus.FAILED])
+        .values_list("status", flat=True)
+    )
+    open_statuses = set(statuses)
+    if OutboxStatus.PENDING in open_statuses:
+        return True
+    return bool(open_statuses) and client.account_of(key) == bytes(32)
+
+
 def _send(client: ChainClient, message: OutboxMessage, report: RelayReport) -> OutboxMessage | None:
     """A pending message: estimate, sign with the next nonce, commit, then broadcast."""
     if (
@@ -461,6 +520,10 @@ def _send(client: ChainClient, message: OutboxMessage, report: RelayReport) -> O
         ).exists()
     ):
         report.waiting += 1  # a revocation of a grant still on its way would revert as UnknownGrant
+        return None
+    waits_for = _key_awaited(message)
+    if waits_for and _key_on_its_way(client, waits_for):
+        report.waiting += 1  # a grant or rotation by a key not registered yet would revert (KeyNotCurrent)
         return None
     tx = _prepare(client, message, report)
     if tx is None:

@@ -257,6 +257,95 @@ def registration_typed_data(
     }
 
 
+_KEY_RESET_CANCEL_FIELDS = [
+    {"name": "account", "type": "bytes32"},
+    {"name": "key", "type": "address"},
+]
+KEY_REGISTRATION_TYPEHASH = keccak(text=REGISTRATION_TYPE)
+KEY_RESET_CANCEL_TYPEHASH = keccak(text="KeyResetCancel(bytes32 account,address key)")
+
+
+def key_reset_cancel_typed_data(
+    *, account: bytes, key: str, chain_id: int, verifying_contract: str
+) -> dict[str, object]:
+    """The EIP-712 message the registered key signs to refuse a pending reset to `key`."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_FIELDS, "KeyResetCancel": _KEY_RESET_CANCEL_FIELDS},
+        "primaryType": "KeyResetCancel",
+        "domain": _domain(chain_id, verifying_contract),
+        "message": {"account": account, "key": to_checksum_address(key)},
+    }
+
+
+def key_registration_hash(*, account: bytes, key: str, previous: str) -> bytes:
+    """The struct hash of KeyRegistration(account, key, previous), as ConsentRegistry.hashKeyRegistration has it."""
+    encoded = abi_encode(
+        ["bytes32", "bytes32", "address", "address"],
+        [KEY_REGISTRATION_TYPEHASH, account, to_checksum_address(key), to_checksum_address(previous)],
+    )
+    return keccak(encoded)
+
+
+def typed_data_sign(typed: dict[str, object], *, private_key: bytes) -> Signature:
+    """A signature over any of these typed data with a key held here (tests, and the keys the operator still holds)."""
+    return _sign(typed, private_key)
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """A key registration as the chain takes it: the new key's signature over KeyRegistration(account, key,
+    previous), and for a rotation the previous key's signature over the same message."""
+
+    account: bytes
+    key: str
+    previous: str
+    signature: Signature
+    previous_signature: Signature | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", to_checksum_address(self.key))
+        object.__setattr__(self, "previous", to_checksum_address(self.previous))
+        if len(self.account) != 32:
+            raise ValueError("an account is 32 bytes")
+
+    def as_payload(self) -> dict[str, object]:
+        """The JSON an outbox row keeps (no secret: an account hash, addresses, signatures)."""
+        return {
+            "account": "0x" + self.account.hex(),
+            "key": self.key,
+            "previous": self.previous,
+            "signature": "0x" + self.signature.to_bytes().hex(),
+            "previous_signature": "0x" + self.previous_signature.to_bytes().hex() if self.previous_signature else "",
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, object]) -> KeyChange:
+        """The change an outbox row holds; ValueError when it is malformed."""
+        try:
+            account = _hex(payload["account"], 32)
+            signature = Signature.from_bytes(_hex(payload["signature"], 65))
+            previous_text = payload.get("previous_signature") or ""
+            previous_signature = Signature.from_bytes(_hex(previous_text, 65)) if previous_text else None
+            return cls(
+                account=account,
+                key=str(payload["key"]),
+                previous=str(payload["previous"]),
+                signature=signature,
+                previous_signature=previous_signature,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed key payload ({type(exc).__name__})") from exc
+
+
+def _hex(value: object, length: int) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise ValueError("expected 0x-prefixed hex")
+    raw = bytes.fromhex(value[2:])
+    if len(raw) != length:
+        raise ValueError(f"expected {length} bytes")
+    return raw
+
+
 def typed_data_json(typed: dict[str, object]) -> dict[str, object]:
     """The typed data as JSON for the browser: bytes become 0x hex, integers stay integers (all below 2**53)."""
 

@@ -5,7 +5,8 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 
 /// @title HealthLedger consent registry
-/// @notice Records patient-signed grants and revocations, answers `isActive`, and anchors the access log.
+/// @notice Records patient-signed grants and revocations, answers `isActive`, anchors the access log, and
+///         holds the registry of patient keys: which address signs for which pseudonymous account.
 /// @dev No PHI reaches the chain: a patient is a per-patient pseudonymous address and a scope is a salted
 ///      commitment whose salt never leaves the database. Each grant costs exactly one new storage word:
 ///      everything `isActive` needs is packed into it, everything else is emitted as an event.
@@ -39,6 +40,13 @@ contract ConsentRegistry is EIP712 {
         "Grant(address patient,Terms terms)Terms(address grantee,bytes32 scopeCommitment,uint64 notBefore,uint64 notAfter,bytes32 salt)"
     );
     bytes32 public constant REVOKE_TYPEHASH = keccak256("Revoke(bytes32 grantId)");
+    bytes32 public constant KEY_REGISTRATION_TYPEHASH =
+        keccak256("KeyRegistration(bytes32 account,address key,address previous)");
+    bytes32 public constant KEY_RESET_CANCEL_TYPEHASH = keccak256("KeyResetCancel(bytes32 account,address key)");
+
+    /// @notice How long an operator-assisted key reset waits before it can take effect: the patient is told,
+    ///         and her registered key can cancel it meanwhile.
+    uint64 public constant KEY_RESET_DELAY = 7 days;
 
     // Layout of a grant word: notBefore | notAfter << 64 | revoked << 128 | accessTag << 136.
     uint256 private constant _NOT_AFTER_SHIFT = 64;
@@ -55,11 +63,28 @@ contract ConsentRegistry is EIP712 {
 
     mapping(bytes32 id => uint256 word) private _grants;
 
+    /// @dev account: keccak of the record id (pseudonymous, no PHI). A key belongs to one account forever,
+    ///      so a key that was ever registered can never be registered again, for this account or another.
+    mapping(bytes32 account => address key) private _keys;
+    mapping(address key => bytes32 account) private _accounts;
+
+    struct PendingReset {
+        address key;
+        uint64 readyAt;
+    }
+
+    mapping(bytes32 account => PendingReset) private _resets;
+
     event GrantRecorded(
         bytes32 indexed id, address indexed patient, address indexed grantee, bytes32 scopeCommitment
     );
     event GrantRevoked(bytes32 indexed id);
     event AccessLogAnchored(bytes32 indexed root, uint64 size, bytes32 head);
+    /// @notice previous is zero for a first registration; reset is true when no signature of `previous`
+    ///         authorised the change (an operator-assisted reset that waited KEY_RESET_DELAY).
+    event KeyRegistered(bytes32 indexed account, address indexed key, address previous, bool reset);
+    event KeyResetRequested(bytes32 indexed account, address indexed key, address current, uint64 readyAt);
+    event KeyResetCancelled(bytes32 indexed account, address indexed key);
 
     error NotOperator();
     error InvalidSigner();
@@ -68,6 +93,12 @@ contract ConsentRegistry is EIP712 {
     error GrantExists(bytes32 id);
     error UnknownGrant(bytes32 id);
     error GrantAlreadyRevoked(bytes32 id);
+    error KeyNotCurrent(address key);
+    error AccountRegistered(bytes32 account);
+    error AccountUnregistered(bytes32 account);
+    error KeyUsed(address key);
+    error NoPendingReset(bytes32 account);
+    error ResetNotReady(bytes32 account, uint64 readyAt);
 
     constructor(address operator_) EIP712("HealthLedger ConsentRegistry", "1") {
         operator = operator_;
@@ -89,16 +120,76 @@ contract ConsentRegistry is EIP712 {
     }
 
     /// @notice Revoke a grant with the patient's signature over Revoke(grantId). The grant is named by its
-    ///         patient and terms hash, so the signer is checked against the patient inside the grant id itself.
+    ///         patient and terms hash, so the signer is checked against the patient inside the grant id itself;
+    ///         the key registered for that patient's account today may revoke it too (grants survive a rotation,
+    ///         and a patient who lost the old key can still end them).
     function revoke(address patient, bytes32 termsHash, uint8 v, bytes32 r, bytes32 s) external {
         bytes32 id = keccak256(abi.encode(GRANT_TYPEHASH, patient, termsHash));
         uint256 word = _grants[id];
         if (word == 0) revert UnknownGrant(id);
         if (word & _REVOKED_BIT != 0) revert GrantAlreadyRevoked(id);
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(REVOKE_TYPEHASH, id)));
-        if (ECDSA.recover(digest, v, r, s) != patient) revert InvalidSigner();
+        address signer = ECDSA.recover(digest, v, r, s);
+        if (signer != patient && signer != _keys[_accounts[patient]]) revert InvalidSigner();
         _grants[id] = word | _REVOKED_BIT;
         emit GrantRevoked(id);
+    }
+
+    /// @notice Register the first key of an account; the key signs KeyRegistration(account, key, 0). Relayed by
+    ///         the operator only, so nobody can squat an account before its patient registers.
+    function registerKey(bytes32 account, address key, bytes calldata signature) external {
+        if (msg.sender != operator) revert NotOperator();
+        if (_keys[account] != address(0)) revert AccountRegistered(account);
+        _requireSigned(hashKeyRegistration(account, key, address(0)), signature, key);
+        _bind(account, key, address(0), false);
+    }
+
+    /// @notice Replace the account's key: both the new key and the registered one sign
+    ///         KeyRegistration(account, key, previous). Anyone may relay it; a pending reset is dropped.
+    function rotateKey(bytes32 account, address key, bytes calldata keySignature, bytes calldata previousSignature)
+        external
+    {
+        address previous = _keys[account];
+        if (previous == address(0)) revert AccountUnregistered(account);
+        bytes32 structHash = hashKeyRegistration(account, key, previous);
+        _requireSigned(structHash, keySignature, key);
+        _requireSigned(structHash, previousSignature, previous);
+        delete _resets[account];
+        _bind(account, key, previous, false);
+    }
+
+    /// @notice Operator-assisted recovery for a patient who lost her key and its phrase: after an identity
+    ///         check, the operator relays the new key's signature over KeyRegistration(account, key, current).
+    ///         Nothing changes for KEY_RESET_DELAY; the registered key can cancel it meanwhile.
+    function requestKeyReset(bytes32 account, address key, bytes calldata keySignature) external {
+        if (msg.sender != operator) revert NotOperator();
+        address current = _keys[account];
+        if (current == address(0)) revert AccountUnregistered(account);
+        _requireSigned(hashKeyRegistration(account, key, current), keySignature, key);
+        if (_accounts[key] != bytes32(0)) revert KeyUsed(key);
+        uint64 readyAt = uint64(block.timestamp) + KEY_RESET_DELAY;
+        _resets[account] = PendingReset(key, readyAt);
+        emit KeyResetRequested(account, key, current, readyAt);
+    }
+
+    /// @notice The registered key refuses a pending reset: it signs KeyResetCancel(account, pending key).
+    function cancelKeyReset(bytes32 account, bytes calldata signature) external {
+        address pending = _resets[account].key;
+        if (pending == address(0)) revert NoPendingReset(account);
+        bytes32 structHash = keccak256(abi.encode(KEY_RESET_CANCEL_TYPEHASH, account, pending));
+        _requireSigned(structHash, signature, _keys[account]);
+        delete _resets[account];
+        emit KeyResetCancelled(account, pending);
+    }
+
+    /// @notice Complete a reset once its delay has passed (anyone may send it). Grants signed by the replaced
+    ///         key stay in force; the new key can revoke them.
+    function completeKeyReset(bytes32 account) external {
+        PendingReset memory pending = _resets[account];
+        if (pending.key == address(0)) revert NoPendingReset(account);
+        if (block.timestamp < pending.readyAt) revert ResetNotReady(account, pending.readyAt);
+        delete _resets[account];
+        _bind(account, pending.key, _keys[account], true);
     }
 
     /// @notice Anchor the access log: a Merkle root over its first `size` entries. Operator only.
@@ -143,6 +234,26 @@ contract ConsentRegistry is EIP712 {
         );
     }
 
+    /// @notice The key registered for an account today (zero: none), and a key's account (zero: never registered).
+    function keyOf(bytes32 account) external view returns (address) {
+        return _keys[account];
+    }
+
+    function accountOf(address key) external view returns (bytes32) {
+        return _accounts[key];
+    }
+
+    /// @notice A reset waiting for its delay: the new key and when it can complete (zero when none).
+    function pendingKeyReset(bytes32 account) external view returns (address key, uint64 readyAt) {
+        PendingReset memory pending = _resets[account];
+        return (pending.key, pending.readyAt);
+    }
+
+    /// @notice The EIP-712 struct hash of KeyRegistration(account, key, previous).
+    function hashKeyRegistration(bytes32 account, address key, address previous) public pure returns (bytes32) {
+        return keccak256(abi.encode(KEY_REGISTRATION_TYPEHASH, account, key, previous));
+    }
+
     /// @notice The EIP-712 domain separator (chain id and this address are part of it).
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
@@ -155,10 +266,30 @@ contract ConsentRegistry is EIP712 {
         if (terms.notAfter <= block.timestamp) revert GrantExpired(id);
         if (_grants[id] != 0) revert GrantExists(id);
         if (ECDSA.recover(_hashTypedDataV4(id), v, r, s) != grant.patient) revert InvalidSigner();
+        _requireCurrent(grant.patient);
         // notAfter > notBefore >= 0, so the word is never zero: zero means "never recorded".
         _grants[id] = uint256(terms.notBefore) | (uint256(terms.notAfter) << _NOT_AFTER_SHIFT)
             | (_accessTag(terms.grantee, terms.scopeCommitment) << _TAG_SHIFT);
         emit GrantRecorded(id, grant.patient, terms.grantee, terms.scopeCommitment);
+    }
+
+    /// @dev Grants are signed by the key registered for an account today: never by an unregistered key, never
+    ///      by one a rotation or a reset replaced.
+    function _requireCurrent(address key) private view {
+        bytes32 account = _accounts[key];
+        if (account == bytes32(0) || _keys[account] != key) revert KeyNotCurrent(key);
+    }
+
+    function _requireSigned(bytes32 structHash, bytes calldata signature, address expected) private view {
+        if (ECDSA.recoverCalldata(_hashTypedDataV4(structHash), signature) != expected) revert InvalidSigner();
+    }
+
+    function _bind(bytes32 account, address key, address previous, bool reset) private {
+        if (key == address(0) || account == bytes32(0)) revert InvalidSigner();
+        if (_accounts[key] != bytes32(0)) revert KeyUsed(key);
+        _accounts[key] = account;
+        _keys[account] = key;
+        emit KeyRegistered(account, key, previous, reset);
     }
 
     /// @dev 120 bits of keccak(grantee, scopeCommitment): finding a second (grantee, scope) pair with the same

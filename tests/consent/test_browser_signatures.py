@@ -109,7 +109,7 @@ def test_a_grant_the_server_tries_to_record_without_her_signature_is_refused_bef
         grant_issue(**_terms(patient, patient_user, clinician))  # type: ignore[arg-type]
 
     assert Grant.objects.count() == 0
-    assert OutboxMessage.objects.count() == 0
+    assert list(OutboxMessage.objects.values_list("kind", flat=True)) == ["key"]  # her registration, nothing else
 
 
 def test_a_grant_signed_by_another_key_is_refused_before_anything_is_stored(patient, patient_user, clinician, own_key):
@@ -120,7 +120,7 @@ def test_a_grant_signed_by_another_key_is_refused_before_anything_is_stored(pati
         grant_issue(**terms)  # type: ignore[arg-type]
 
     assert Grant.objects.count() == 0
-    assert OutboxMessage.objects.count() == 0
+    assert list(OutboxMessage.objects.values_list("kind", flat=True)) == ["key"]
 
 
 def test_her_signature_over_other_terms_does_not_carry_to_these(patient, patient_user, clinician, own_key):
@@ -272,7 +272,7 @@ def test_only_the_patient_registers_her_key(patient, other_patient, deployed):
         patient_key_release(patient=patient, by=other_patient.user)
 
 
-def test_a_rotation_needs_the_old_key_too_and_old_grants_are_revoked_with_the_old_key(
+def test_a_rotation_needs_the_old_key_too_and_old_grants_survive_revocable_by_either_key(
     patient, patient_user, clinician, own_key
 ):
     old_grant = grant_issue(**_signed_terms(patient, patient_user, clinician, own_key))  # type: ignore[arg-type]
@@ -296,10 +296,18 @@ def test_a_rotation_needs_the_old_key_too_and_old_grants_are_revoked_with_the_ol
     assert Patient.objects.get(pk=patient.pk).wallet_address == new_address
     new_grant = grant_issue(**_signed_terms(patient, patient_user, clinician, new_key))  # type: ignore[arg-type]
     assert new_grant.patient_address == new_address
+    with pytest.raises(InvalidSignature):  # the replaced key signs no new grant
+        grant_issue(**_signed_terms(patient, patient_user, clinician, own_key))  # type: ignore[arg-type]
+    assert Grant.objects.get(pk=old_grant.pk).status == GrantStatus.PENDING  # the old grant survives
     with pytest.raises(InvalidSignature):
-        grant_revoke(grant=old_grant, by=patient_user, signature=browser_sign(revoke_typed_data(old_grant), new_key))
-    grant_revoke(grant=old_grant, by=patient_user, signature=browser_sign(revoke_typed_data(old_grant), own_key))
+        grant_revoke(
+            grant=old_grant,
+            by=patient_user,
+            signature=browser_sign(revoke_typed_data(old_grant), secrets.token_bytes(32)),
+        )
+    grant_revoke(grant=old_grant, by=patient_user, signature=browser_sign(revoke_typed_data(old_grant), new_key))
     assert Grant.objects.get(pk=old_grant.pk).status == GrantStatus.REVOKED
+    grant_revoke(grant=new_grant, by=patient_user, signature=browser_sign(revoke_typed_data(new_grant), new_key))
 
 
 # --- One hash in the browser, the server and the contract ------------------------------------------------

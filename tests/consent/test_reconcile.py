@@ -26,6 +26,7 @@ from tests.audit.anchor_support import anchor_and_relay, seal
 from tests.ledger.conftest import (
     DAY,
     chain_now,
+    register_key,
 )
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +48,8 @@ def issue(  # type: ignore[no-untyped-def]
     `domain` (chain id, contract address) and `now` stand in for the client while the node is down."""
     if client is not None:
         domain, now = (client.chain_id, client.address), chain_now(client)
+        if client.account_of(signing.patient_address(private_key=PATIENT_KEY)) == bytes(32):
+            register_key(client, PATIENT_KEY)  # the contract records grants of registered keys only
     assert domain is not None
     assert now is not None
     commitment_salt = signing.new_salt()
@@ -422,6 +425,7 @@ def test_with_anvil_down_grants_and_anchors_wait_then_land_once_and_reconcile_fi
     try:
         with anvil_running(port=port, state=state):
             deployment = deployment_create()
+            register_key(chain_client(), PATIENT_KEY)
             _, now = chain_client().latest_block()
         # The node is down: the patient's grants and the sealed log are accepted and wait in the outbox.
         grants = [

@@ -8,7 +8,8 @@ from consent.models import Grant, GrantStatus
 from consent.reconcile import chain_reconcile
 from ledger.models import OutboxMessage, OutboxStatus
 from ledger.outbox import outbox_relay
-from tests.consent.test_reconcile import issue, lines, recorded_count
+from tests.consent.test_reconcile import PATIENT_KEY, issue, lines, recorded_count
+from tests.ledger.conftest import register_key
 
 pytestmark = pytest.mark.django_db
 
@@ -17,6 +18,7 @@ def test_a_recorded_grant_whose_block_the_chain_forgot_goes_back_to_pending_and_
     chain, patient, clinician
 ):
     tester = chain.w3.provider.ethereum_tester
+    register_key(chain, PATIENT_KEY)  # before the snapshot: the chain forgets the grant, not the key
     snapshot = tester.take_snapshot()
     grant = issue(chain, patient, clinician)
     outbox_relay()
@@ -43,6 +45,7 @@ def test_a_recorded_grant_whose_block_the_chain_forgot_goes_back_to_pending_and_
 
 def test_a_dry_run_takes_nothing_back(chain, patient, clinician):
     tester = chain.w3.provider.ethereum_tester
+    register_key(chain, PATIENT_KEY)  # before the snapshot: the chain forgets the grant, not the key
     snapshot = tester.take_snapshot()
     grant = issue(chain, patient, clinician)
     outbox_relay()

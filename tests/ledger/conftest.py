@@ -56,9 +56,31 @@ def travel_to(client: ChainClient, timestamp: int) -> None:
 MakeGrant = Callable[..., signing.Grant]
 
 
+def register_key(client: ChainClient, key: bytes, *, account: bytes | None = None) -> bytes:
+    """Register a patient key in the contract's key registry (the key signs, the operator relays); the account."""
+    account = account or secrets.token_bytes(32)
+    address = signing.patient_address(private_key=key)
+    typed = signing.registration_typed_data(
+        account=account,
+        key=address,
+        previous=signing.ZERO_ADDRESS,
+        chain_id=client.chain_id,
+        verifying_contract=client.address,
+    )
+    change = signing.KeyChange(
+        account=account,
+        key=address,
+        previous=signing.ZERO_ADDRESS,
+        signature=signing.typed_data_sign(typed, private_key=key),
+    )
+    client.register_key(change)
+    return account
+
+
 @pytest.fixture
 def make_grant(chain: ChainClient, alice_key: bytes, carol_address: str) -> MakeGrant:
-    """Alice's grant to Carol, by default valid for a day from the chain's current time."""
+    """Alice's grant to Carol, by default valid for a day from the chain's current time (her key registered)."""
+    register_key(chain, alice_key)
 
     def make(
         *, not_before: int | None = None, not_after: int | None = None, grantee: str | None = None

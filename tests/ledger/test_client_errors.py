@@ -10,6 +10,7 @@ from healthledger.errors import ChainError, ChainUnavailable
 from ledger import signing
 from ledger.client import ChainClient, ContractReverted, chain_client, chain_client_reset, chain_health
 from ledger.devnode import ANVIL_BINARY, anvil_running, free_port
+from tests.ledger.conftest import register_key
 
 
 @pytest.fixture
@@ -76,6 +77,7 @@ def test_anvil_reverts_become_the_same_errors_as_the_in_process_evm(db):
         client.operator_fund_from_node(minimum_wei=10**18, amount_wei=10**19)
         client.deploy()
         key = secrets.token_bytes(32)
+        register_key(client, key)
         _, now = client.latest_block()
         grant = signing.Grant(
             patient=signing.patient_address(private_key=key),

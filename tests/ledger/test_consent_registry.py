@@ -9,7 +9,7 @@ from eth_utils import keccak
 
 from ledger import signing
 from ledger.client import ChainClient, ContractReverted
-from tests.ledger.conftest import DAY, MakeGrant, chain_now, sign, sign_revoke, travel_to
+from tests.ledger.conftest import DAY, MakeGrant, chain_now, register_key, sign, sign_revoke, travel_to
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -96,6 +96,7 @@ def test_a_grant_signed_for_another_contract_is_rejected_here_and_accepted_there
     assert refused.value.reason == "InvalidSigner"
 
     chain.use(second)
+    register_key(chain, alice_key)  # each deployment holds its own key registry
     chain.record_grant(grant, for_second)
     assert chain.is_active(signing.grant_id(grant), grant.grantee, grant.scope_commitment) is True
 

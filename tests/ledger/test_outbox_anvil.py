@@ -16,6 +16,7 @@ from ledger.devnode import ANVIL_BINARY, anvil_running, free_port
 from ledger.models import OutboxMessage, OutboxStatus
 from ledger.outbox import outbox_enqueue, outbox_relay, register_outbox_handler
 from ledger.services import deployment_create
+from tests.ledger.conftest import register_key
 
 pytestmark = [
     pytest.mark.integration,
@@ -63,11 +64,13 @@ def test_grants_enqueued_while_anvil_is_down_are_recorded_exactly_once_when_it_r
 
     with anvil_running(port=port, state=state):
         deployment = deployment_create()
+        keys = [secrets.token_bytes(32) for _ in range(GRANTS)]
+        for key in keys:
+            register_key(chain_client(), key)  # the contract records grants of registered keys only
         _, now = chain_client().latest_block()
         nonce_after_deploy = chain_client().transaction_count("latest")
         signed = []
-        for _ in range(GRANTS):
-            key = secrets.token_bytes(32)
+        for key in keys:
             grant = signing.Grant(
                 patient=signing.patient_address(private_key=key),
                 grantee=signing.patient_address(private_key=secrets.token_bytes(32)),

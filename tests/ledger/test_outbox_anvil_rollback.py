@@ -18,6 +18,7 @@ from ledger.devnode import ANVIL_BINARY, anvil_running
 from ledger.models import OutboxMessage, OutboxStatus, RelayerState
 from ledger.outbox import outbox_enqueue, outbox_relay, register_outbox_handler
 from ledger.services import deployment_create
+from tests.ledger.conftest import register_key
 from tests.ledger.test_outbox_anvil import _payload, node_settings  # noqa: F401 - the fixture
 
 pytestmark = [
@@ -32,6 +33,7 @@ def _signed(deployment, now: int, count: int = GRANTS) -> list[tuple[signing.Gra
     signed = []
     for _ in range(count):
         key = secrets.token_bytes(32)
+        register_key(chain_client(), key)  # the contract records grants of registered keys only
         grant = signing.Grant(
             patient=signing.patient_address(private_key=key),
             grantee=signing.patient_address(private_key=secrets.token_bytes(32)),
