@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import traceback
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -39,6 +42,7 @@ from diagnostics import fhir, inference
 from diagnostics.dispatch import job_dispatch_add
 from diagnostics.models import DiagnosticJob, JobResult, JobStatus
 from healthledger.errors import ChainUnavailable, HealthLedgerError, KeyDestroyed, ResourceNotFound
+from ledger.client import chain_client
 from records.logtext import log_text_seal
 from records.models import Patient
 from records.services import fhir_ingest
@@ -53,6 +57,9 @@ CHAIN_RETRY_BASE_SECONDS = 5
 CHAIN_RETRY_MAX_SECONDS = 300
 # Page size of one gated search of an input; a model needing more pages reads them all.
 INPUT_PAGE = 500
+# A job's progress is written at most this often. Each write is a commit of its own, and most jobs
+# read their inputs in a few tens of milliseconds: those write none (the portal shows them running, then done).
+PROGRESS_INTERVAL_SECONDS = 0.5
 # The earliest day a model may run as of: no record holds data older, and every lookback
 # (a few years at most) stays inside the calendar from there.
 AS_OF_EARLIEST = date(1900, 1, 1)
@@ -344,11 +351,41 @@ def _consent_reason(job: DiagnosticJob, spec: Any, *, grant: Grant | None) -> st
     return ""
 
 
+# (grant id, block number) -> the chain's isActive answer, shared by the jobs a worker runs in one batch.
+_block_answers: ContextVar[dict[tuple[str, int], bool] | None] = ContextVar("diagnostics_block_answers", default=None)
+
+
+@contextmanager
+def chain_answers_per_block() -> Iterator[None]:
+    """Within: the chain is asked about a grant at most once per block, whichever job of the batch asks.
+
+    The chain's state changes only from one block to the next, so an answer given at block N is the
+    answer for every check made while N is the latest block: each check still reads the latest block
+    number, and a new block (a revocation mined) means asking again. Outside this context every check
+    asks the chain itself.
+    """
+    token = _block_answers.set({})
+    try:
+        yield
+    finally:
+        _block_answers.reset(token)
+
+
+def _chain_active(grant: Grant) -> bool:
+    answers = _block_answers.get()
+    if answers is None:
+        return grant_active_on_chain(grant)
+    key = (grant.id, chain_client().block_number())
+    if key not in answers:
+        answers[key] = grant_active_on_chain(grant)
+    return answers[key]
+
+
 def _chain_reason(job: DiagnosticJob, grant: Grant | None) -> str:
     """Empty when the chain says the job's grant is active (or the job needs none). Raises ChainUnavailable."""
     if job.grant_id is None or grant is None:
         return ""
-    return "" if grant_active_on_chain(grant) else "consent-ended (not active on chain)"
+    return "" if _chain_active(grant) else "consent-ended (not active on chain)"
 
 
 def _consent_check(job: DiagnosticJob, spec: Any) -> str:
@@ -357,7 +394,13 @@ def _consent_check(job: DiagnosticJob, spec: Any) -> str:
 
 
 def _progress(job: DiagnosticJob, done: int, total: int) -> None:
-    # Its own tiny commit, so the portal sees it while the job is still reading; 90% tops until released.
+    # Its own tiny commit, so the portal sees a slow job move while it is still reading; 90% tops until
+    # released. Written at most every PROGRESS_INTERVAL_SECONDS: a fast job commits none.
+    now = time.monotonic()
+    marks = vars(job)
+    if now - marks.setdefault("_progress_mark", now) < PROGRESS_INTERVAL_SECONDS:
+        return
+    marks["_progress_mark"] = now
     DiagnosticJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
         progress=min(90, int(90 * done / max(1, total))), updated_at=timezone.now()
     )
@@ -393,6 +436,7 @@ def _inputs_read(job: DiagnosticJob, spec: Any, patient: Patient) -> _Inputs:
     each input gets the resources carrying its own codes (inference.inputs_from_resources).
     """
     caller = Caller(actor=User.objects.get(pk=job.requester_id), purpose=job.purpose, job_id=str(job.id))
+    vars(job)["_progress_mark"] = time.monotonic()
     read = _Inputs()
     pool: list[dict[str, Any]] = []
     searches = _input_searches(spec, job.as_of)

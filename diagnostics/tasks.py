@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from diagnostics.dispatch import job_dispatch_pending
-from diagnostics.services import RunOutcome, diagnostic_job_execute, diagnostic_job_fail
+from diagnostics.services import RunOutcome, chain_answers_per_block, diagnostic_job_execute, diagnostic_job_fail
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ def _run_one(job_id: str) -> RunOutcome:
 )
 def diagnostic_job_run(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     """Run one diagnostic job (see diagnostics.services.diagnostic_job_execute)."""
-    outcome = _run_one(job_id)
+    with chain_answers_per_block():  # its start and release checks share one answer within a block
+        outcome = _run_one(job_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.status
@@ -87,12 +88,18 @@ def _requeue(task, job_ids: list[str], countdown: int = 0) -> None:  # type: ign
 )
 def diagnostic_jobs_run_batch(self, job_ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
     """Run several diagnostic jobs in turn; those waiting for the chain or the database go back as one batch."""
-    statuses: list[str] = []
-    waiting: list[str] = []
-    retry_in = 0
     ids = [str(job_id) for job_id in job_ids[:MAX_BATCH]]
     if len(job_ids) > MAX_BATCH:
         _requeue(self, [str(job_id) for job_id in job_ids[MAX_BATCH:]])
+    # The batch's jobs share the chain's answer about a grant within one block (see chain_answers_per_block).
+    with chain_answers_per_block():
+        return _run_batch(self, ids)
+
+
+def _run_batch(task, ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    statuses: list[str] = []
+    waiting: list[str] = []
+    retry_in = 0
     for index, job_id in enumerate(ids):
         outcome = _run_one(job_id)
         statuses.append(outcome.status)
@@ -100,13 +107,13 @@ def diagnostic_jobs_run_batch(self, job_ids: list[str]) -> list[str]:  # type: i
             # The rest of the batch never started: they go back to the queue untouched.
             rest = ids[index + 1 :]
             if rest:
-                _requeue(self, rest)
+                _requeue(task, rest)
             return statuses
         if outcome.retry_in is not None:
             waiting.append(job_id)
             retry_in = max(retry_in, outcome.retry_in)
     if waiting:
-        _requeue(self, waiting, retry_in)
+        _requeue(task, waiting, retry_in)
     return statuses
 
 

@@ -156,6 +156,7 @@ INPUT_LABELS = {
     "supplemental_oxygen": "air or supplemental oxygen",
     "consciousness": "consciousness (ACVPU)",
     "egfr": "eGFR",
+    "bmi": "body mass index",
     "uacr": "urine albumin-to-creatinine ratio",
 }
 

@@ -150,3 +150,40 @@ def test_a_chain_down_for_every_retry_ends_the_job_failed(
     assert delays == [5, 10, 20, 40, 80, 160, 300, 300, None]
     assert (job.status, job.status_reason) == ("failed", "chain unavailable")
     _released_nothing(job, alice_record)
+
+
+def test_the_jobs_of_a_batch_ask_the_chain_once_per_block_and_again_once_a_block_is_mined(
+    seam_model, run_model_grant, alice_record, clinician, monkeypatch
+):
+    from ledger.client import chain_client
+
+    run_model_grant()
+    jobs = [diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id) for _ in range(3)]
+    asked: list[int] = []
+    real = services.grant_active_on_chain
+
+    def counting(grant_):  # type: ignore[no-untyped-def]
+        asked.append(chain_client().block_number())
+        return real(grant_)
+
+    monkeypatch.setattr(services, "grant_active_on_chain", counting)
+    with services.chain_answers_per_block():
+        first = chain_client().block_number()
+        assert [diagnostic_job_execute(job_id=str(job.id)).status for job in jobs[:2]] == ["succeeded"] * 2
+        # Four checks (two jobs, at start and before release) at one block: one question.
+        assert asked == [first]
+        chain_client().w3.provider.ethereum_tester.mine_blocks(1)  # type: ignore[attr-defined]
+        assert diagnostic_job_execute(job_id=str(jobs[2].id)).status == "succeeded"
+    assert asked == [first, first + 1]
+
+
+def test_within_a_batch_a_grant_the_chain_no_longer_holds_active_still_denies_the_job(
+    seam_model, run_model_grant, alice_record, clinician, monkeypatch
+):
+    run_model_grant()
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+    monkeypatch.setattr(services, "grant_active_on_chain", lambda grant: False)
+    with services.chain_answers_per_block():
+        assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
+    job.refresh_from_db()
+    assert job.status_reason == "consent-ended (not active on chain)"
