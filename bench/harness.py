@@ -30,6 +30,7 @@ BENCHMARKS = [
     "bench.bench_decision",
     "bench.bench_diagnostics",
     "bench.bench_api",
+    "bench.bench_api_export",
     "bench.bench_research",
 ]
 

@@ -29,12 +29,18 @@ def _aad(export_id: uuid.UUID, patient_id: uuid.UUID, resource_type: str, seq: i
     return f"healthledger/bulk-export|{export_id}|{patient_id}|{resource_type}|{seq}".encode("ascii")
 
 
-def export_segment_seal(
-    *, export_id: uuid.UUID, patient: Patient, resource_type: str, seq: int, plaintext: bytes
-) -> bytes:
-    """Seal one segment of ndjson lines; KeyDestroyed when the record was erased."""
-    key = _segment_key(patient, export_id)
-    return crypto.aead_seal(key=key, plaintext=plaintext, aad=_aad(export_id, patient.pk, resource_type, seq))
+class SegmentSealer:
+    """Seals one patient's segments of one export. Made before the patient's data is read, so that a record
+    erased meanwhile fails here (KeyDestroyed), before a read, never between a read and its storage."""
+
+    def __init__(self, *, export_id: uuid.UUID, patient: Patient) -> None:
+        self._export_id = export_id
+        self._patient_id = patient.pk
+        self._key = _segment_key(patient, export_id)
+
+    def seal(self, *, resource_type: str, seq: int, plaintext: bytes) -> bytes:
+        aad = _aad(self._export_id, self._patient_id, resource_type, seq)
+        return crypto.aead_seal(key=self._key, plaintext=plaintext, aad=aad)
 
 
 def export_segment_open(
