@@ -37,10 +37,10 @@ FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [
 
 @csrf_exempt  # bearer tokens only: no ambient (cookie) authority to forge
 def resource_type_endpoint(request: HttpRequest, resource_type: str) -> HttpResponse:
-    """GET searches the type, POST creates an instance of it."""
+    """GET (and HEAD) searches the type, POST creates an instance of it."""
     if request.method == "POST":
         return records.resource_create(request, resource_type=resource_type)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return records.resource_search(request, resource_type=resource_type)
     return _unsupported(request)
 

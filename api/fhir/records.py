@@ -462,9 +462,14 @@ def _included(
     return found
 
 
-@fhir_endpoint("GET")
+@fhir_endpoint("GET", "HEAD")
 def resource_search(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
-    return _search(request, context, resource_type, request.GET)
+    response = _search(request, context, resource_type, request.GET)
+    if request.method == "HEAD":  # the search ran (and was logged) as a GET; its headers without the body
+        length = len(response.content)
+        response.content = b""
+        response["Content-Length"] = str(length)
+    return response
 
 
 @fhir_endpoint("POST")
