@@ -144,7 +144,7 @@ def export_accept(
     return job
 
 
-def export_publish(*, job_id: uuid.UUID) -> bool:
+def export_publish(*, job_id: uuid.UUID | str) -> bool:
     """One bounded attempt to hand the export to the broker; False (logged, left to beat) when it cannot."""
     from api.tasks import bulk_export_run
     from healthledger.celery import app
@@ -392,7 +392,7 @@ def export_file_lines(*, job: ExportJob, resource_type: str) -> Iterator[bytes]:
             return
         try:
             yield bulk_files.export_segment_open(
-                export_id=job.pk, patient=patient, resource_type=resource_type, seq=seq, sealed=sealed
+                export_id=job.pk, patient=patient, resource_type=resource_type, seq=seq, sealed=bytes(sealed)
             )
         except HealthLedgerError as exc:
             logger.warning("bulk export %s: a segment could not be opened (%s)", job.pk, type(exc).__name__)

@@ -274,7 +274,7 @@ def _error_lines(job: ExportJob) -> Iterator[bytes]:
 
 
 @csrf_exempt  # bearer tokens only
-def export_file(request: HttpRequest, export_id: str, file_type: str) -> HttpResponse:
+def export_file(request: HttpRequest, export_id: str, file_type: str) -> HttpResponse | StreamingHttpResponse:
     """One ndjson file of a completed export, streamed a sealed segment at a time, for its requester only.
 
     Not a fhir_endpoint: a Bulk Data client asks for it with `Accept: application/fhir+ndjson`.
