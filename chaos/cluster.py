@@ -98,8 +98,10 @@ class WebNode:
 
 
 class LoadBalancer:
-    """haproxy in front of the web nodes: round robin, health checks every 500 ms, connection failures retried
-    on the other node (`option redispatch`); a request the dead node had already taken is the client's to retry."""
+    """haproxy in front of the web nodes: round robin, health checks every 500 ms, a connection refused retried
+    on the other node (`option redispatch`). A request the dead node had already taken is not re-sent by
+    haproxy (the client sees 502 and retries itself), so every read the log holds is one a client asked for
+    and either got or saw fail."""
 
     def __init__(self, nodes: list[WebNode], directory: Path) -> None:
         if not Path(HAPROXY).exists():
@@ -128,7 +130,7 @@ defaults
     timeout server 60s
     retries 3
     option redispatch
-    retry-on conn-failure empty-response
+    retry-on conn-failure
 frontend web
     bind 127.0.0.1:{self.port}
     default_backend app

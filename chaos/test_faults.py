@@ -34,7 +34,7 @@ from tests.integration.test_job_dispatch_worker import MODEL
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 JOBS = 6 if SHORT else 24
-RESTART_S = 2.0 if SHORT else 6.0
+RESTART_S = 1.5 if SHORT else 6.0
 
 
 def bearer_session(user) -> requests.Session:  # type: ignore[no-untyped-def]
@@ -258,7 +258,7 @@ def test_postgres_cut_mid_request_and_restarted_under_load(worker, own_redis, pg
             while not stop.is_set():
                 loaded.append(traffic.call(session, "POST", web.url, path, key=f"restart-{n}-{m}"))
                 m += 1
-                time.sleep(0.05)
+                time.sleep(0.3)
 
         clients = [threading.Thread(target=load, args=(n,)) for n in range(3)]
         for thread in clients:
@@ -293,7 +293,7 @@ def test_postgres_cut_mid_request_and_restarted_under_load(worker, own_redis, pg
         record(
             scenario="postgres restarted under load",
             faults=(
-                f"simulated by the fault proxy (all connections cut, refused {RESTART_S:.0f} s; the machine's "
+                f"simulated by the fault proxy (all connections cut, refused {RESTART_S:g} s; the machine's "
                 f"shared server is not restarted); {len(refused)} refused, {len(without_retry_after)} without "
                 f"503+Retry-After; canary hits {canaries}"
             ),
