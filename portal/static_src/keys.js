@@ -12,6 +12,7 @@ import { wordlist } from "@scure/bip39/wordlists/english.js";
 import { scryptAsync } from "@noble/hashes/scrypt.js";
 import { bytesToHex, concat, hexToBytes, keccak256, stringToBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { registrationFor as buildRegistration, signTyped } from "./key_messages.mjs";
 
 const DB_NAME = "healthledger-keys";
 const STORE = "keys";
@@ -111,16 +112,6 @@ async function post(url, fields) {
   const answer = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(answer.error || "The server refused this (" + response.status + ").");
   return answer;
-}
-
-async function signTyped(privateKey, typed) {
-  const account = privateKeyToAccount(privateKey);
-  return account.signTypedData({
-    domain: typed.domain,
-    types: typed.types,
-    primaryType: typed.primaryType,
-    message: typed.message,
-  });
 }
 
 // An external EIP-1193 wallet (a browser extension), as the alternative signer: same typed data, its own key.
@@ -255,10 +246,7 @@ function passphraseOf(form) {
 }
 
 function registrationFor(address, previous) {
-  const typed = readJson("registration-typed-data");
-  typed.message = { ...typed.message, key: address };
-  if (previous) typed.message.previous = previous;
-  return typed;
+  return buildRegistration(readJson("registration-typed-data"), address, previous);
 }
 
 function clearInputs(form) {
