@@ -23,6 +23,7 @@ class NotificationKind:
 # Every kind a user can be notified of, in one place: the settings page, the e-mail rule and the scans read it.
 NOTIFICATION_KINDS: dict[str, NotificationKind] = {
     "consent.break-glass": NotificationKind("A clinician opened my record in an emergency", mandatory=True),
+    "consent.key.reset": NotificationKind("The operator approved replacing my signing key", mandatory=True),
     "access.denied": NotificationKind("Someone tried to open my record and was refused"),
     "access.first-read": NotificationKind("A clinician reads my record for the first time"),
     "consent.grant.expiring": NotificationKind("Access I gave ends within a week"),
@@ -100,7 +101,10 @@ def _email_queue(notification_id: int) -> None:
 
 
 # The e-mail's subject by notification kind: words that say what happened, never to whom or why.
-EMAIL_SUBJECTS = {"consent.break-glass": "Emergency access to your HealthLedger record"}
+EMAIL_SUBJECTS = {
+    "consent.break-glass": "Emergency access to your HealthLedger record",
+    "consent.key.reset": "Your HealthLedger signing key is being replaced",
+}
 DEFAULT_EMAIL_SUBJECT = "Something new in your HealthLedger account"
 
 
