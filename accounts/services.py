@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.shortcuts import resolve_url
 from django.utils import timezone
 
-from accounts.models import Notification, NotificationPreference, Role, User
+from accounts.models import ClinicianProfile, Notification, NotificationPreference, Role, User
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,18 @@ def user_create(
     user.full_clean(exclude=["password"])
     user.save()
     return user
+
+
+def clinician_profile_set(
+    *, user: User, title: str = "", organisation: str = "", specialty: str = ""
+) -> ClinicianProfile:
+    """What patients see of a clinician in the sharing directory; only a clinician has one."""
+    if user.role != Role.CLINICIAN:
+        raise ValueError("only a clinician is listed in the directory")
+    profile, _ = ClinicianProfile.objects.update_or_create(
+        user=user, defaults={"title": title, "organisation": organisation, "specialty": specialty}
+    )
+    return profile
 
 
 def notification_create(*, user_id: int, kind: str, text: str, link: str = "", dedupe_key: str = "") -> Notification:

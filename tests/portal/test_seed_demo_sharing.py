@@ -53,3 +53,19 @@ def test_without_a_contract_the_sharing_demo_is_skipped_and_says_why(db) -> None
 
     assert not Grant.objects.exists()
     assert "sharing demo skipped: ConsentRegistry is not deployed" in output
+
+
+def test_the_demo_clinician_is_listed_in_the_directory_by_name_clinic_and_specialty(db) -> None:  # type: ignore[no-untyped-def]
+    from django.test import Client
+
+    from accounts.models import User
+    from portal.management.commands.seed_demo import demo_seed
+
+    demo_seed(password="healthledger-demo")
+    client = Client()
+    client.force_login(User.objects.get(username="demo.patient"))
+
+    page = client.get("/sharing/new/?q=general practice").content.decode()
+
+    assert "Dr Dana Demo" in page
+    assert "HealthLedger Demo Clinic" in page

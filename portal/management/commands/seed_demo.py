@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
-from accounts.services import user_create
+from accounts.services import clinician_profile_set, user_create
 from consent import gate
 from consent.keys import patient_key_custody
 from consent.models import Grant, GrantStatus
@@ -75,6 +75,8 @@ def demo_seed(*, password: str, cohort: int = 0, research: bool = False) -> Seed
     demo_patient: Patient | None = None
     for username, role in DEMO_USERS:
         user = users[username] = _user_ensure(username=username, role=role, password=password, report=report)
+        if role == Role.CLINICIAN and username in report.created_users:
+            _clinician_listed(user)
         if role == Role.PATIENT:
             demo_patient = _record_ensure(user=user, seed=DEMO_PATIENT_SEED, report=report)
     if demo_patient is not None:
@@ -110,6 +112,12 @@ def _user_ensure(*, username: str, role: str, password: str | None, report: Seed
     if password is not None and not user.check_password(password):
         report.stale_passwords.append(username)
     return user
+
+
+def _clinician_listed(user: User) -> None:
+    """The demo clinician as patients find them in the sharing directory."""
+    User.objects.filter(pk=user.pk).update(first_name="Dana", last_name="Demo")
+    clinician_profile_set(user=user, title="Dr", organisation="HealthLedger Demo Clinic", specialty="General practice")
 
 
 def _record_ensure(*, user: User, seed: int, report: SeedReport) -> Patient:
