@@ -19,3 +19,9 @@ class ConsentConfig(AppConfig):
             on_reorged=handlers.grant_lost,
         )
         register_outbox_handler("revoke", on_confirmed=handlers.revocation_landed, on_reorged=handlers.revocation_lost)
+        register_outbox_handler(
+            "key_reset", on_confirmed=handlers.key_reset_landed, on_failed=handlers.key_reset_refused
+        )
+        register_outbox_handler(
+            "key_reset_done", on_confirmed=handlers.key_reset_done_landed, on_failed=handlers.key_reset_refused
+        )

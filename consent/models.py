@@ -143,13 +143,15 @@ class KeyKind(models.TextChoices):
     CREATED = "created", "Key created in the patient's browser"
     TAKEN = "taken", "Server-held key taken into the patient's browser; the server's copy destroyed"
     ROTATED = "rotated", "Key replaced, signed by the old key and the new one"
+    RESET = "reset", "Key replaced by an operator-assisted reset, after its public waiting time"
 
 
 class KeyRegistration(models.Model):
     """A patient-signed registration of the address her grants are signed with (append-only).
 
     The new key signs KeyRegistration(account, key, previous) (ledger.signing.registration_typed_data); a rotation
-    is also signed by the previous key. Kept here and not yet on chain: ConsentRegistry has no registry of keys.
+    is also signed by the previous key; a reset only by the new one (its authority is the chain's waiting time).
+    Each one is also on chain, in ConsentRegistry's key registry (consent.key_chain).
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -166,3 +168,47 @@ class KeyRegistration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.address}"
+
+
+class KeyResetStatus(models.TextChoices):
+    REQUESTED = "requested", "Asked by the patient; waiting for the operator's identity check"
+    APPROVED = "approved", "Identity checked; on chain, waiting out its delay"
+    CANCELLED = "cancelled", "Refused by the patient's registered key, or by the patient before approval"
+    COMPLETED = "completed", "The new key is registered"
+
+
+class KeyReset(models.Model):
+    """An operator-assisted replacement of a key the patient lost together with its recovery phrase.
+
+    The new key signs KeyRegistration(account, key, previous=the lost key). After an identity check the operator
+    relays it (ConsentRegistry.requestKeyReset); the chain holds it for KEY_RESET_DELAY, visible to anyone,
+    the patient is told, and her registered key (if it was not lost after all) can cancel it. Then anyone
+    completes it, and the chain records it as a reset, never as a rotation.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    patient = models.ForeignKey("records.Patient", on_delete=models.PROTECT, related_name="key_resets")
+    address = models.CharField(max_length=42)
+    previous_address = models.CharField(max_length=42)
+    signature = models.CharField(max_length=132)
+    status = models.CharField(max_length=16, choices=KeyResetStatus.choices, default=KeyResetStatus.REQUESTED)
+    approved_by = models.CharField(max_length=100, blank=True, default="")  # the operator's actor string
+    ready_at = models.DateTimeField(null=True, blank=True)  # set when the chain confirmed the request
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(status__in=["requested", "approved"]),
+                name="consent_keyreset_one_open",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["requested", "approved", "cancelled", "completed"]),
+                name="consent_keyreset_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reset to {self.address} ({self.status})"
