@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from portal.selectors import _date_words, _kind_words, _query_parts
+from portal.selectors.access import _date_words, _kind_words, _query_parts
 from tests.portal.test_import_sources import _upload
 from tests.portal.test_numbers import BUNDLE
 
