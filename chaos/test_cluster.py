@@ -37,7 +37,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(t
 
 READERS = 8 if SHORT else 50
 SECONDS = 6 if SHORT else 120
-POSTERS = 2 if SHORT else 4
+POSTERS = 2
+POST_PAUSE = 0.3 if SHORT else 1.0  # between one client's jobs: what the two workers keep up with
 
 
 def _churn(alice, patient, carol, stop: threading.Event, lives: list[list[float]]) -> None:  # type: ignore[no-untyped-def]
@@ -62,11 +63,11 @@ def _churn(alice, patient, carol, stop: threading.Event, lives: list[list[float]
             if Grant.objects.filter(pk=grant.pk, status="recorded").exists():
                 break
             time.sleep(0.05)
-        stop.wait(rng.uniform(0.2, 1.5))
+        stop.wait(rng.uniform(0.2, 1.0))
         grant_revoke(grant=Grant.objects.get(pk=grant.pk), by=alice)
         life[1] = time.monotonic()
         outbox_relay()
-        stop.wait(rng.uniform(0.2, 1.5))
+        stop.wait(rng.uniform(0.2, 1.0))
     connection.close()
 
 
@@ -121,7 +122,7 @@ def test_two_web_nodes_two_workers_one_of_each_killed(  # type: ignore[no-untype
                     retried[0] += 1
                     time.sleep(0.2)
                 m += 1
-                time.sleep(0.3)
+                time.sleep(POST_PAUSE)
 
         threads = [threading.Thread(target=read) for _ in range(READERS)]
         threads += [threading.Thread(target=post, args=(n,)) for n in range(POSTERS)]
@@ -203,6 +204,6 @@ def test_two_web_nodes_two_workers_one_of_each_killed(  # type: ignore[no-untype
     assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
     assert outside == []
     assert len(served) <= entries <= len(served) + unanswered
-    assert len(lives) >= 2
+    assert lives[0][1] < float("inf")  # at least one grant issued and revoked under the readers
     assert 0 < len(served) < len(reads)  # reads were both allowed and refused
     assert canaries == 0
