@@ -303,14 +303,14 @@ def _delivery_begin(job_id: str) -> DiagnosticJob | None:
     return job
 
 
-def _terminal(job: DiagnosticJob, status: str, reason: str = "") -> None:
-    """Set a terminal state on a job whose row the caller holds locked."""
+def _terminal(job: DiagnosticJob, status: str, reason: str = "", *, also: Sequence[str] = ()) -> None:
+    """Set a terminal state on a job whose row the caller holds locked (saving the fields in `also` with it)."""
     job.status = status
     job.status_reason = reason[:255]
     job.finished_at = timezone.now()
     if status in (JobStatus.SUCCEEDED, JobStatus.INSUFFICIENT_DATA):
         job.progress = 100
-    job.save(update_fields=["status", "status_reason", "finished_at", "progress", "updated_at"])
+    job.save(update_fields=["status", "status_reason", "finished_at", "progress", "updated_at", *also])
 
 
 def _finish(job_id: uuid.UUID | str, status: str, reason: str, *, log_deny: bool = False) -> str:
@@ -327,10 +327,10 @@ def _finish(job_id: uuid.UUID | str, status: str, reason: str, *, log_deny: bool
     return status
 
 
-def _consent_reason(job: DiagnosticJob, spec: Any, *, grant: Grant | None) -> str:
+def _consent_reason(job: DiagnosticJob, spec: Any, *, grant: Grant | None, requester: User | None = None) -> str:
     """Empty when the job may still run and release; else why not. Database only (the mirror of the chain)."""
     patient = Patient.objects.only("id", "user_id", "erased_at").get(pk=job.patient_id)
-    requester = User.objects.get(pk=job.requester_id)
+    requester = requester or User.objects.get(pk=job.requester_id)
     decision = decide(
         actor=requester,
         patient_id=patient.pk,
@@ -388,9 +388,10 @@ def _chain_reason(job: DiagnosticJob, grant: Grant | None) -> str:
     return "" if _chain_active(grant) else "consent-ended (not active on chain)"
 
 
-def _consent_check(job: DiagnosticJob, spec: Any) -> str:
+def _consent_check(job: DiagnosticJob, spec: Any, requester: User) -> tuple[str, Grant | None]:
+    """Why the job may not start ("" when it may), and the job's grant (its id, grantee and scope never change)."""
     grant = Grant.objects.filter(pk=job.grant_id).first() if job.grant_id else None
-    return _consent_reason(job, spec, grant=grant) or _chain_reason(job, grant)
+    return _consent_reason(job, spec, grant=grant, requester=requester) or _chain_reason(job, grant), grant
 
 
 def _progress(job: DiagnosticJob, done: int, total: int) -> None:
@@ -429,13 +430,14 @@ def _input_searches(spec: Any, as_of: date) -> dict[tuple[str, date | None], set
     return {key: (set() if key in whole else codes) for key, codes in searches.items()}
 
 
-def _inputs_read(job: DiagnosticJob, spec: Any, patient: Patient) -> _Inputs:
+def _inputs_read(job: DiagnosticJob, spec: Any, patient: Patient, *, requester: User | None = None) -> _Inputs:
     """Read the declared inputs through the gate as the job, each resource once and logged with the job id.
 
     One gated search per (type, lookback) with all its declared codes, instead of one per code, then
     each input gets the resources carrying its own codes (inference.inputs_from_resources).
     """
-    caller = Caller(actor=User.objects.get(pk=job.requester_id), purpose=job.purpose, job_id=str(job.id))
+    actor = requester or User.objects.get(pk=job.requester_id)
+    caller = Caller(actor=actor, purpose=job.purpose, job_id=str(job.id))
     vars(job)["_progress_mark"] = time.monotonic()
     read = _Inputs()
     pool: list[dict[str, Any]] = []
@@ -517,9 +519,14 @@ def _search_all(
         offset += INPUT_PAGE
 
 
-def _release(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, result: Any) -> str:
-    """Store the result and end the job, in one transaction, unless consent ended or the job already ended."""
-    grant = Grant.objects.filter(pk=job.grant_id).first() if job.grant_id else None
+def _release(
+    job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, result: Any, *, grant: Grant | None
+) -> str:
+    """Store the result and end the job, in one transaction, unless consent ended or the job already ended.
+
+    `grant` is the job's grant as read at the start: what the chain is asked about (id, grantee, scope) never
+    changes; its status is read again under its row lock below.
+    """
     # The chain is asked before the transaction so no row lock waits on the network; the database
     # check inside, under the grant's lock, is the one a revocation cannot slip past.
     chain_reason = _chain_reason(job, grant)
@@ -549,8 +556,10 @@ def _release(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, r
                 resource_ids=(released.risk_assessment_ref, released.provenance_ref),
             )
             return JobStatus.SUCCEEDED
-        _reasons_keep(locked, result)
-        _terminal(locked, JobStatus.INSUFFICIENT_DATA, "; ".join(locked.reason_lines))
+        _reasons_keep(locked, result)  # saved with the terminal state, in one statement
+        _terminal(
+            locked, JobStatus.INSUFFICIENT_DATA, "; ".join(locked.reason_lines), also=("reasons", "reason_detail")
+        )
         # What the requester learns is which inputs the record lacks: a release too, so it is logged.
         _log(
             locked,
@@ -568,7 +577,6 @@ def _reasons_keep(job: DiagnosticJob, result: Any) -> None:
     job.reasons = list(result.reasons) or [{"input": name, "kind": "missing"} for name in result.missing]
     detail = "\n".join(f"{c.name.replace('_', ' ')}: {c.rule}" for c in result.contributions)
     job.reason_detail = log_text_seal(patient_id=job.patient_id, text=detail)
-    job.save(update_fields=["reasons", "reason_detail", "updated_at"])
 
 
 def _created(result: Any, resource_type: str) -> str:
@@ -669,18 +677,19 @@ def diagnostic_job_execute(*, job_id: str) -> RunOutcome:
         spec = model.spec
         if spec.version_hash != job.model_version_hash:
             return RunOutcome(status=_finish(job.pk, JobStatus.FAILED, "model version changed since the request"))
-        reason = _consent_check(job, spec)
+        requester = User.objects.get(pk=job.requester_id)
+        reason, grant = _consent_check(job, spec, requester)
         if reason:
             return RunOutcome(status=_finish(job.pk, JobStatus.DENIED, reason, log_deny=True))
         patient = Patient.objects.get(pk=job.patient_id)
         if patient.is_erased:
             return RunOutcome(status=_finish(job.pk, JobStatus.FAILED, "record erased"))
         try:
-            inputs = _inputs_read(job, spec, patient)
+            inputs = _inputs_read(job, spec, patient, requester=requester)
         except _ConsentGone:
             return RunOutcome(status=_finish(job.pk, JobStatus.DENIED, "consent-ended (read denied)", log_deny=True))
         result = model.run(inputs.values, as_of=job.as_of)
-        return RunOutcome(status=_release(job, spec, patient, inputs, result))
+        return RunOutcome(status=_release(job, spec, patient, inputs, result, grant=grant))
     except ChainUnavailable as exc:
         return _retry_later(job, exc)
     except KeyDestroyed:
