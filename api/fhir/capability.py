@@ -65,6 +65,8 @@ def _oauth_uris(base: str) -> dict[str, Any]:
             {"url": "token", "valueUri": f"{base}/oauth/token/"},
             {"url": "revoke", "valueUri": f"{base}/oauth/revoke_token/"},
             {"url": "introspect", "valueUri": f"{base}/api/token/introspect"},
+            {"url": "register", "valueUri": f"{base}/oauth/register"},
+            {"url": "manage", "valueUri": f"{base}/clinician/apps/"},
         ],
     }
 
@@ -134,7 +136,7 @@ def capability_statement(base: str) -> bytes:
                 "mode": "server",
                 "documentation": "Every read is decided against the patient's consent and logged. " + _RESULT_DOCS,
                 "security": {
-                    "cors": False,
+                    "cors": True,  # for the browser origins registered apps list (api/cors.py)
                     "service": [
                         {
                             "coding": [
@@ -146,7 +148,8 @@ def capability_statement(base: str) -> bytes:
                         }
                     ],
                     "extension": [_oauth_uris(base)],
-                    "description": "OAuth2 bearer tokens (authorization code with PKCE, client credentials); "
+                    "description": "OAuth2 bearer tokens (authorization code with PKCE and SMART launch/patient, "
+                    "client credentials with a client secret or a private_key_jwt assertion); "
                     "SMART scopes narrow what the patient's grant allows. Purpose of use: X-Purpose-Of-Use "
                     "header or the purpose_of_use token parameter; break-glass: ETREAT with X-Break-Glass-Reason.",
                 },
