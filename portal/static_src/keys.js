@@ -344,6 +344,28 @@ const ACTIONS = {
     await storeKey(privateKey, passphrase);
     done(root);
   },
+  async reset(root, form) {
+    // The lost key cannot co-sign: the new key alone signs KeyRegistration(account, new, previous = the lost key),
+    // and the chain's public waiting time, not a signature of the old key, is what authorises it.
+    const passphrase = passphraseOf(form);
+    const password = accountPassword(form);
+    const privateKey = newPrivateKey();
+    const address = privateKeyToAccount(privateKey).address;
+    clearInputs(form);
+    form.hidden = true;
+    await showPhrase(root, phraseOf(privateKey));
+    await storeKey(privateKey, passphrase);
+    const typed = registrationFor(address, root.getAttribute("data-key-address"));
+    await post(root.getAttribute("data-reset-url"), { address, signature: await signTyped(privateKey, typed), password });
+    window.location.reload(); // the page now tells where the reset stands
+  },
+  async "cancel-reset"(root, form) {
+    const current = await loadKey(root.getAttribute("data-key-address"), form.querySelector("[data-current-passphrase]").value);
+    const typed = readJson("reset-cancel-typed-data");
+    clearInputs(form);
+    await post(root.getAttribute("data-reset-cancel-url"), { signature: await signTyped(current, typed) });
+    window.location.reload();
+  },
   async rotate(root, form) {
     const current = await loadKey(root.getAttribute("data-key-address"), form.querySelector("[data-current-passphrase]").value);
     const passphrase = passphraseOf(form);

@@ -11,6 +11,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from consent.key_reset import InvalidKeyReset, key_reset_cancel, key_reset_cancel_typed_data, key_reset_open
+from consent.key_reset import key_reset_request as reset_request
 from consent.keys import (
     InvalidKeyRegistration,
     patient_key_custody,
@@ -39,6 +41,10 @@ def keys(request: HttpRequest, patient: Patient) -> HttpResponse:
         # The key the browser registers is filled in there; the types, the domain and the record tag are ours.
         template = registration_typed_data(patient=patient, key=signing.ZERO_ADDRESS, previous=str(previous))
         context["registration_typed_data"] = signing.typed_data_json(template)
+        open_reset = key_reset_open(patient=patient)
+        context["key_reset"] = open_reset
+        if open_reset is not None:
+            context["reset_cancel_typed_data"] = signing.typed_data_json(key_reset_cancel_typed_data(reset=open_reset))
     return render(request, "portal/keys.html", context)
 
 
@@ -83,3 +89,37 @@ def key_register(request: HttpRequest, patient: Patient) -> HttpResponse:
     except (InvalidKeyRegistration, ConsentDenied) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"kind": registration.kind, "address": registration.address})
+
+
+@require_POST
+@patient_page
+def key_reset(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """Ask for an operator-assisted reset: the new key made in this browser signs it; the password is asked again."""
+    refused = _password_refused(request)
+    if refused is not None:
+        return refused
+    try:
+        reset = reset_request(
+            patient=patient,
+            by=request.user,  # type: ignore[arg-type]
+            address=request.POST.get("address", ""),
+            signature=request.POST.get("signature", ""),
+        )
+    except (InvalidKeyReset, ConsentDenied) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"status": reset.status, "address": reset.address})
+
+
+@require_POST
+@patient_page
+def key_reset_refuse(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """Cancel a reset under way, with the registered key's signature."""
+    try:
+        reset = key_reset_cancel(
+            patient=patient,
+            by=request.user,  # type: ignore[arg-type]
+            signature=request.POST.get("signature", ""),
+        )
+    except (InvalidKeyReset, ConsentDenied) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"status": reset.status})

@@ -9,8 +9,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from consent.models import Grant, GrantStatus, KeyKind, KeyRegistration
+from consent.key_chain import account_of
+from consent.models import Grant, GrantStatus, KeyKind, KeyRegistration, KeyReset, KeyResetStatus
 from ledger import signing
+from ledger.outbox import outbox_relay
 from records.models import Patient
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -59,6 +61,11 @@ def _grant(page: Page, base: str) -> None:
     page.get_by_label("Your key's passphrase (it stays in this browser)").fill(PASSPHRASE)
     page.get_by_role("button", name="Sign and grant access").click()
     expect(page.get_by_role("status")).to_contain_text("Access granted", timeout=30_000)
+
+
+def _relay() -> None:
+    for _ in range(3):
+        outbox_relay()
 
 
 def _key_of(words: list[str]) -> str:
@@ -125,9 +132,24 @@ def test_create_sign_revoke_recover_and_rotate_without_the_key_ever_leaving_the_
     fresh.get_by_role("button", name="Replace my key").click()
     new_words = _confirm_phrase(fresh)
     assert KeyRegistration.objects.filter(patient=patient).order_by("-id").first().kind == KeyKind.ROTATED  # type: ignore[union-attr]
-    assert Patient.objects.get(pk=patient.pk).wallet_address == signing.patient_address(
-        private_key=bytes.fromhex(_key_of(new_words))
-    )
+    new_address = signing.patient_address(private_key=bytes.fromhex(_key_of(new_words)))
+    assert Patient.objects.get(pk=patient.pk).wallet_address == new_address
+    # On chain: the registration and the rotation her browser signed, relayed; the chain now names the new key.
+    _relay()
+    account = account_of(patient)
+    assert deployed.key_of(account) == new_address
+    registered = deployed.contract.events.KeyRegistered.get_logs(from_block=0)
+    assert [(e["args"]["key"], e["args"]["previous"], e["args"]["reset"]) for e in registered] == [
+        (address, signing.ZERO_ADDRESS, False),
+        (new_address, address, False),
+    ]
+    # The new key signs in this browser, and the chain records its grant.
+    _grant(fresh, base)
+    _relay()
+    newest = Grant.objects.order_by("-created_at").first()
+    assert newest is not None
+    assert newest.patient_address == new_address
+    assert Grant.objects.get(pk=newest.pk).status == GrantStatus.RECORDED
     fresh_context.close()
 
     secrets_seen = [
@@ -139,7 +161,9 @@ def test_create_sign_revoke_recover_and_rotate_without_the_key_ever_leaving_the_
         PASSPHRASE,
     ]
     secrets_seen.append(PASSPHRASE.replace(" ", "+"))
-    assert sum("signature=0x" in body for body in bodies) >= 4  # registration, grant, revocation, grant, rotation
+    assert (
+        sum("signature=0x" in body for body in bodies) >= 6
+    )  # registration, grant, revocation, grant, rotation, grant
     for body in bodies:
         for secret in secrets_seen:
             assert secret.lower() not in body.lower()
@@ -227,3 +251,77 @@ def test_an_external_wallet_registers_and_signs_the_same_typed_data(
 
     assert Grant.objects.get().patient_address == address
     assert csp_violations == []
+
+
+def test_a_lost_key_reset_is_asked_for_in_the_browser_and_cancelled_by_the_key_that_was_not_lost(
+    live_server, browser: Browser, shot_on_failure, csp_violations, deployed, patient, clinician
+) -> None:  # type: ignore[no-untyped-def]
+    from consent.key_reset import key_reset_approve
+
+    Patient.objects.filter(pk=patient.pk).update(wallet_address="", wallet_ciphertext=None)  # a new patient
+    page: Page = shot_on_failure
+    base = live_server.url
+    bodies: list[str] = []
+    _record_bodies(page, bodies)
+    _sign_in(page, base)
+    page.goto(f"{base}/keys/")
+    page.get_by_label("A passphrase for this browser (at least 10 characters)").fill(PASSPHRASE)
+    page.get_by_label("The passphrase again").fill(PASSPHRASE)
+    page.get_by_label("Your account password (asked again for this)").fill(PASSWORD)
+    page.get_by_role("button", name="Create my key").click()
+    words = _confirm_phrase(page)
+    address = Patient.objects.get(pk=patient.pk).wallet_address
+    _relay()
+
+    # Someone with her session but neither her device nor her phrase (or she, on a new device) asks for a reset.
+    other_context = browser.new_context()
+    other = other_context.new_page()
+    _record_bodies(other, bodies)
+    _sign_in(other, base)
+    other.goto(f"{base}/keys/")
+    other.locator("#reset-passphrase").fill(PASSPHRASE)
+    other.locator("#reset-passphrase-again").fill(PASSPHRASE)
+    other.locator("#reset-password").fill(PASSWORD)
+    other.get_by_role("button", name="Ask for a new key").click()
+    reset_words = _confirm_phrase_only(other)
+    expect(other.locator("[data-key-reset-status]")).to_contain_text("must check that it is you", timeout=30_000)
+    reset = KeyReset.objects.get(patient=patient)
+    assert reset.address == signing.patient_address(private_key=bytes.fromhex(_key_of(reset_words)))
+    assert Patient.objects.get(pk=patient.pk).wallet_address == address  # nothing changed
+    other_context.close()
+
+    key_reset_approve(reset=reset, actor="system:key_reset:test")
+    _relay()
+    assert deployed.pending_key_reset(account_of(patient))[0] == reset.address
+
+    # The browser that still holds her key cancels it, on chain too.
+    page.goto(f"{base}/keys/")
+    expect(page.locator("[data-key-reset-status]")).to_contain_text("approved")
+    page.locator("#cancel-reset-passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Cancel this reset").click()
+    expect(page.locator("form[data-key-action=reset]")).to_be_visible(timeout=30_000)
+    _relay()
+
+    assert KeyReset.objects.get(pk=reset.pk).status == KeyResetStatus.CANCELLED
+    assert deployed.pending_key_reset(account_of(patient)) == (signing.ZERO_ADDRESS, 0)
+    assert deployed.key_of(account_of(patient)) == address
+    secrets_seen = [_key_of(words), _key_of(reset_words), " ".join(words), " ".join(reset_words), PASSPHRASE]
+    secrets_seen.append(PASSPHRASE.replace(" ", "+"))
+    assert sum("signature=0x" in body for body in bodies) == 3  # registration, reset request, cancellation
+    for body in bodies:
+        for secret in secrets_seen:
+            assert secret.lower() not in body.lower()
+    assert csp_violations == []
+
+
+def _confirm_phrase_only(page: Page) -> list[str]:
+    """The phrase panel of a reset: shown once and checked; the page then reloads to say where the reset stands."""
+    panel = page.locator("[data-phrase-panel]")
+    expect(panel).to_be_visible(timeout=30_000)
+    words = panel.locator("[data-phrase-words] li").all_inner_texts()
+    assert len(words) == 24
+    for i in (0, 1):
+        label = panel.locator(f"[data-check-label-{i}]").inner_text()
+        page.locator(f"#check-{i}").fill(words[int(label.split()[-1]) - 1])
+    page.get_by_role("button", name="I wrote it down: register my key").click()
+    return words
