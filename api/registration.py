@@ -159,7 +159,6 @@ def client_register(*, owner: User, metadata: ClientMetadata, via: str) -> Regis
             ),
             redirect_uris=" ".join(meta.redirect_uris),
             allowed_origins=" ".join(meta.allowed_origins),
-            algorithm=Application.RS256_ALGORITHM,
             skip_authorization=False,
         )
         if secret is not None:
