@@ -43,12 +43,14 @@ from records.selectors import (
     RowExtra,
     SearchCriteria,
     StoredVersion,
+    patient_locate_by_fhir_id,
     resource_ids_by_column,
     resource_ids_sorted,
     resource_in_categories,
     resource_matching,
     resource_search_stored,
     stored_page,
+    stored_page_of_type,
     stored_version_get,
     stored_version_locate,
     stored_versions_by_ids,
@@ -391,6 +393,67 @@ def resource_search(
     return SearchPage(references=references, bodies=bodies)
 
 
+@dataclass(frozen=True)
+class SearchTarget:
+    """A record found by its Patient id, with the caller's live grants on it fetched in the same statement."""
+
+    patient: Patient
+    actor_id: int | None
+    purpose: str
+    at: datetime
+    grants: tuple[GrantRow, ...]
+
+
+def search_target(*, caller: Caller, fhir_id: str) -> SearchTarget | None:
+    """The record a search names, and (for resource_search_counted to decide on) the caller's grants on it.
+
+    One statement instead of two: a search's patient lookup and its decision's grant lookup. None when no
+    record's Patient has this id (the API then answers as for a patient the caller may not see).
+    """
+    now = timezone.now()
+    actor_id = caller.actor.pk if caller.actor is not None else None
+    expression = live_grants_expression(grantee=grantee_id_expression(actor_id), at=now)
+    found = patient_locate_by_fhir_id(fhir_id=fhir_id, extras=(expression,))
+    if found is None:
+        return None
+    patient, (grants,) = found
+    return SearchTarget(
+        patient, actor_id, caller.purpose, now, tuple(grants_from_expression(grants, purpose=caller.purpose))
+    )
+
+
+def _page(
+    patient: Patient,
+    resource_type: str,
+    criteria: SearchCriteria,
+    categories: Sequence[str],
+    sort: str,
+    page: tuple[int, int],
+) -> tuple[list[StoredVersion], int]:
+    """The sealed versions of one page (offset, limit) of a search, and how many match in all."""
+    offset, limit = page
+    if limit and not sort and criteria == SearchCriteria() and not categories:
+        # No filter at all (the commonest search): one fixed, prepared statement, nothing compiled.
+        return stored_page_of_type(patient=patient, resource_type=resource_type, limit=limit, offset=offset)
+    matching = resource_matching(
+        patient=patient, resource_type=resource_type, criteria=criteria, categories_any=categories
+    )
+    if not limit:
+        return [], matching.count()
+    if not sort:
+        # Storage order: the page and the total in one statement.
+        return stored_page(matching=matching, limit=limit, offset=offset)
+    total = matching.count()
+    if "," in sort or sort.lstrip("-") == "date":
+        # Ordered by blind-index sort tokens and clear columns: nothing but the page is ever decrypted.
+        ordered = (
+            resource_ids_sorted(patient=patient, matching=matching, keys=sort.split(",")) if offset < total else []
+        )
+        return stored_versions_by_ids(ordered[offset : offset + limit]), total
+    # Row columns kept in the clear (_lastUpdated, _id): ordered and sliced by the database.
+    return stored_versions_by_ids(resource_ids_by_column(matching=matching, sort=sort, page=(offset, limit))), total
+
+
 def resource_search_counted(
     *,
     caller: Caller,
@@ -403,6 +466,7 @@ def resource_search_counted(
     query: str = "",
     action: str = Action.READ,
     partial: bool = False,
+    target: SearchTarget | None = None,
 ) -> SearchPage:
     """One page of a search, in a stable order, with the total of what the caller may see.
 
@@ -415,9 +479,19 @@ def resource_search_counted(
     and is logged. `sort` is "" (storage order) or comma-separated keys, each "date" (the
     resource's clinical date; undated last), "_lastUpdated" or "_id", "-" first for descending,
     then id. `limit` 0 counts only. The page's references are logged
-    with `query`, in the read's transaction.
+    with `query`, in the read's transaction. `target` (search_target's, for this caller and patient)
+    saves the decision its own lookup of the grants.
     """
-    decision = _decide(caller, patient, action, [resource_type])
+    actor_id = caller.actor.pk if caller.actor is not None else None
+    fetched = target is not None and (target.patient.pk, target.actor_id, target.purpose) == (
+        patient.pk,
+        actor_id,
+        caller.purpose,
+    )
+    if target is not None and fetched:
+        decision = _decide(caller, patient, action, [resource_type], at=target.at, grants=target.grants)
+    else:
+        decision = _decide(caller, patient, action, [resource_type])
     if not decision.permit:
         raise _deny(caller, patient, "records.search", decision, query=query)
     limit = max(0, min(limit, SEARCH_LIMIT_MAX))
@@ -425,25 +499,7 @@ def resource_search_counted(
     if decision.output_grants:
         criteria = _outputs_only(decision, patient, resource_type, criteria)
     with transaction.atomic():
-        matching = resource_matching(
-            patient=patient, resource_type=resource_type, criteria=criteria, categories_any=decision.categories
-        )
-        stored: list[StoredVersion] = []
-        if limit and ("," in sort or sort.lstrip("-") == "date"):
-            total = matching.count()
-            if offset < total:
-                # Ordered by blind-index sort tokens and clear columns: nothing but the page is ever decrypted.
-                ordered = resource_ids_sorted(patient=patient, matching=matching, keys=sort.split(","))
-                stored = stored_versions_by_ids(ordered[offset : offset + limit])
-        elif limit and sort:
-            # Row columns kept in the clear (_lastUpdated, _id): ordered and sliced by the database.
-            total = matching.count()
-            stored = stored_versions_by_ids(resource_ids_by_column(matching=matching, sort=sort, page=(offset, limit)))
-        elif limit:
-            # Storage order: the page and the total in one statement.
-            stored, total = stored_page(matching=matching, limit=limit, offset=offset)
-        else:
-            total = matching.count()
+        stored, total = _page(patient, resource_type, criteria, decision.categories, sort, (offset, limit))
         # Decrypted before the entry is written: the entry names exactly what is served.
         opened, bodies, failed = _open_each(stored, patient)
         references = [item.reference for item in opened]

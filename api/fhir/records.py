@@ -203,22 +203,31 @@ def _history_entry(request: HttpRequest, resource_type: str, resource_id: str, r
 
 
 def search_patient(
-    query: QueryDict, context: TokenContext, resource_type: str, compartment: str | None = None, base: str = ""
-) -> Patient | None:
-    """The one record a search runs on; None when the named patient does not exist (or two names disagree)."""
+    query: QueryDict,
+    context: TokenContext,
+    resource_type: str,
+    compartment: str | None = None,
+    base: str = "",
+    caller: gate.Caller | None = None,
+) -> tuple[Patient | None, gate.SearchTarget | None]:
+    """The one record a search runs on (None when the named patient does not exist, or two names disagree),
+    with the caller's grants on it when the gate could fetch them in the same statement (gate.search_target)."""
     named = params.patient_param(query, base)
     if compartment is not None:
         if named is not None and named != compartment:
-            return None  # Patient/a/Observation?patient=b: both must hold, and no resource is in two records
+            return None, None  # Patient/a/Observation?patient=b: both must hold, and no resource is in two records
         named = compartment
     if named is None and resource_type == "Patient":
         ids = params.id_list("_id", query.getlist("_id"))
         named = ids[0] if len(ids) == 1 else None
     if named is None:
         if context.user.role == Role.PATIENT:
-            return selectors.patient_of_user(user_id=context.user.pk)
+            return selectors.patient_of_user(user_id=context.user.pk), None
         raise BadRequest("name the patient: patient=<id> (or subject=Patient/<id>)")
-    return selectors.patient_by_fhir_id(fhir_id=named)
+    target = gate.search_target(caller=caller, fhir_id=named) if caller is not None else None
+    if target is not None:
+        return target.patient, target
+    return selectors.patient_by_fhir_id(fhir_id=named), None
 
 
 def _criteria(query: QueryDict, resource_type: str) -> tuple[gate.SearchCriteria, bool]:
@@ -289,7 +298,7 @@ def _search(
     caller = gate_caller(request, context)
     if _patient_list_asked(query, context, resource_type, compartment, base_url(request)):
         return _patient_list(request, caller, query, paging, criteria if satisfiable else None, ignored, url)
-    patient = search_patient(query, context, resource_type, compartment, base_url(request))
+    patient, target = search_patient(query, context, resource_type, compartment, base_url(request), caller)
     if patient is None or not satisfiable:
         return searchset(request, paging, 0, [], ignored, url)
     logged = asked.urlencode() if url is not None else request.META.get("QUERY_STRING", "")
@@ -305,6 +314,7 @@ def _search(
             query=(f"Patient/{compartment}/{resource_type}?" if compartment else "") + logged[:MAX_QUERY_LOGGED],
             # One corrupted resource fails only itself: the page carries the rest and says what was left out.
             partial=True,
+            target=target,
         )
     except ResourceNotFound:
         # Denied: exactly what a search of a patient that does not exist returns.
