@@ -37,7 +37,7 @@ def _key(value: float) -> tuple[str, int, str]:
     magnitude = abs(value)
     if magnitude < 10.0**LOWEST:
         return "0", 0, ""
-    magnitude = min(magnitude, 10.0 ** (HIGHEST + 1) * (1 - 1e-9))
+    magnitude = min(magnitude, 9.99999 * 10.0**HIGHEST)  # the largest six digits of the highest decade
     decade = math.floor(math.log10(magnitude))
     digits = f"{magnitude / 10.0**decade:.{DIGITS - 1}f}".replace(".", "")
     if len(digits) > DIGITS:  # 9.999995 rounds up to 10.00000: the next decade
