@@ -251,7 +251,7 @@ def test_without_openid_there_is_no_id_token(clinician, issue_grant, alice_recor
 
 def test_a_refreshed_token_keeps_its_patient(api, clinician, issue_grant, alice_record, bob_shared):
     issue_grant()
-    launch = Launch(clinician, "launch/patient patient/Observation.rs offline_access")
+    launch = Launch(clinician, "openid fhirUser launch/patient patient/Observation.rs offline_access")
     tokens = launch.exchange(launch.approve(launch_patient=alice_record.fhir_id))
 
     refreshed = Client().post(
@@ -262,6 +262,7 @@ def test_a_refreshed_token_keeps_its_patient(api, clinician, issue_grant, alice_
 
     assert refreshed.status_code == 200, refreshed.content
     assert refreshed.json()["patient"] == alice_record.fhir_id
+    assert _verified_claims(refreshed.json()["id_token"])["fhirUser"].endswith(f"/Practitioner/user-{clinician.pk}")
     access = bearer(refreshed.json()["access_token"])
     assert api.get(f"/fhir/Observation/{_observation(bob_shared).fhir_id}", **access).status_code == 404
     assert api.get(f"/fhir/Observation/{_observation(alice_record).fhir_id}", **access).status_code == 200
