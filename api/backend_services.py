@@ -12,10 +12,13 @@ reach exactly what that clinician's grants allow (the gate decides each read), n
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -46,6 +49,9 @@ def jwks_fetch(url: str) -> dict[str, Any]:
     """The key set at a client's jwks_uri: HTTPS (HTTP only where settings allow it), bounded in time and size."""
     if not (url.startswith("https://") or (settings.SMART_JWKS_URI_HTTP_ALLOWED and url.startswith("http://"))):
         raise JwksUnavailable("jwks_uri must be https")
+    if not settings.SMART_JWKS_URI_HTTP_ALLOWED and not _public_host(url):
+        # A registered URL must not turn the server into a probe of its own network (SSRF).
+        raise JwksUnavailable("jwks_uri must name a public host")
     limit = settings.SMART_JWKS_MAX_BYTES
     try:
         with requests.get(
@@ -61,6 +67,19 @@ def jwks_fetch(url: str) -> dict[str, Any]:
     except requests.RequestException as exc:
         raise JwksUnavailable("jwks_uri could not be fetched") from exc
     return jwks_parse(body)
+
+
+def _public_host(url: str) -> bool:
+    """Whether every address the URL's host resolves to is a public (global) one."""
+    host = urlsplit(url).hostname
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+    return bool(addresses) and all(address.is_global for address in addresses)
 
 
 def jwks_parse(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from django.test import Client
 from django.utils import timezone
 from jwcrypto import jwk, jwt
 
+from api.backend_services import JwksUnavailable, jwks_fetch
 from api.registration import ClientMetadata, client_register
-from api.smart_models import ClientAssertionUse
+from api.smart_models import ClientAssertionUse, ClientProfile
 from consent.models import Grant
 from consent.services import grant_issue
 from ledger.outbox import outbox_relay
@@ -287,3 +288,16 @@ def test_a_jwks_uri_that_does_not_answer_is_refused_in_bounded_time(settings, jw
 
     assert response.status_code == 401
     assert elapsed < 5
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.8", "169.254.169.254", "localhost", "[::1]"])
+def test_a_jwks_uri_on_the_servers_own_network_is_never_fetched(settings, clinician, host):  # type: ignore[no-untyped-def]
+    settings.SMART_JWKS_URI_HTTP_ALLOWED = False  # production: https to public hosts only
+    key = _key()
+    app = _register(clinician, key)
+    ClientProfile.objects.filter(application=app).update(jwks=None, jwks_uri=f"https://{host}/jwks.json")
+
+    with pytest.raises(JwksUnavailable, match="public host"):
+        jwks_fetch(f"https://{host}/jwks.json")
+    assert _token_request(_assertion(key, app.client_id)).status_code == 401
