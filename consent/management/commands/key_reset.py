@@ -33,14 +33,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"{reset.pk} patient {reset.patient_id} {reset.status}{ready}")
             return
         if action == "approve":
-            reset = KeyReset.objects.filter(pk=options["reset_id"]).first()
-            if reset is None:
+            asked = KeyReset.objects.filter(pk=options["reset_id"]).first()
+            if asked is None:
                 raise CommandError(f"no key reset {options['reset_id']}")
             try:
-                key_reset_approve(reset=reset, actor=f"{ACTOR}:{options['operator']}")
+                key_reset_approve(reset=asked, actor=f"{ACTOR}:{options['operator']}")
             except InvalidKeyReset as exc:
                 raise CommandError(str(exc)) from exc
-            self.stdout.write(f"reset {reset.pk} approved: on chain after the relay, effective in 7 days")
+            self.stdout.write(f"reset {asked.pk} approved: on chain after the relay, effective in 7 days")
             return
         queued = key_resets_complete_due()
         self.stdout.write(f"{len(queued)} reset(s) queued for completion")
