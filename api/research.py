@@ -24,6 +24,7 @@ from accounts.models import Role
 from api.auth import BearerTokenAuthentication, TokenContext
 from healthledger.errors import ResourceNotFound
 from research import selectors, services
+from research.feasibility import feasibility_count
 from research.models import AnalysisRun, Release, ReleaseStatus
 
 
@@ -54,6 +55,10 @@ class Transition(serializers.Serializer):  # type: ignore[type-arg]
 
 class RunCreate(serializers.Serializer):  # type: ignore[type-arg]
     analysis = serializers.IntegerField(min_value=0, help_text="Index of the analysis in the approved spec")
+
+
+class Feasibility(serializers.Serializer):  # type: ignore[type-arg]
+    eligibility = serializers.JSONField(help_text="conditions, age [min, max], sex: as in a study spec")
 
 
 class _Base(APIView):
@@ -186,7 +191,24 @@ class ReleaseView(_Base):
         return Response(selectors.release_public(release))
 
 
+class FeasibilityView(_Base):
+    @extend_schema(
+        operation_id="research_feasibility",
+        summary="An obfuscated count of patients who let studies find them and fit the criteria (daily quota)",
+        tags=["research"],
+        request=Feasibility,
+        responses={200: dict},
+    )
+    def post(self, request: Request) -> Response:
+        _scoped(request, "research.read")
+        asked = Feasibility(data=request.data)
+        asked.is_valid(raise_exception=True)
+        answer = feasibility_count(by=request.user, eligibility=asked.validated_data["eligibility"])  # type: ignore[arg-type]
+        return Response(answer)
+
+
 urlpatterns = [
+    path("feasibility", FeasibilityView.as_view(), name="research-feasibility"),
     path("studies", StudiesView.as_view(), name="research-studies"),
     path("studies/<uuid:study_id>", StudyView.as_view(), name="research-study"),
     path("studies/<uuid:study_id>/transitions", StudyTransitionView.as_view(), name="research-study-transition"),

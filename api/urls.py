@@ -31,6 +31,7 @@ FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [
     path("", include("api.fhir_diagnostics")),
     path("", include("api.fhir.bulk")),  # $export, its status and files, Group, Patient/{id}/$everything
     path("", include("api.smart_urls")),  # Practitioner/user-<pk>: what a clinician's fhirUser names
+    path("", include("api.research_fhir")),  # ResearchStudy, ResearchSubject
 ]
 
 

@@ -199,6 +199,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "api-bulk-export-housekeeping": {"task": "api.tasks.bulk_export_housekeeping", "schedule": 30.0},
     # Closes studies past their end date (their patients' grants end with them anyway).
     "research-studies-close": {"task": "research.tasks.studies_close", "schedule": 3600.0},
+    "research-change-notices": {"task": "research.tasks.change_notices_settle", "schedule": 3600.0},
+    # Re-sends research runs and chunks a lost broker dropped (research/sweep.py).
+    "research-runs-sweep": {"task": "research.tasks.runs_sweep", "schedule": 60.0},
     # Tells patients of refused attempts, clinicians' first reads and grants ending within a week (consent/alerts.py).
     "consent-patient-alerts": {
         "task": "consent.tasks.patient_alerts_task",
@@ -213,6 +216,11 @@ RESEARCH_SDC_ROUNDING = envint("RESEARCH_SDC_ROUNDING", 5, minimum=1)
 RESEARCH_SDC_PERCENT_THRESHOLD = envint("RESEARCH_SDC_PERCENT_THRESHOLD", 10, minimum=10)
 RESEARCH_SDC_STAT_MIN_N = envint("RESEARCH_SDC_STAT_MIN_N", 10, minimum=10)
 RESEARCH_SDC_DIFFERENCING = envint("RESEARCH_SDC_DIFFERENCING", 10, minimum=1)
+RESEARCH_SDC_REGRESSION_DF = envint("RESEARCH_SDC_REGRESSION_DF", 10, minimum=10)
+# Feasibility counts a researcher may ask per day (research/feasibility.py); a repeated query costs none.
+RESEARCH_FEASIBILITY_QUOTA = envint("RESEARCH_FEASIBILITY_QUOTA", 20, minimum=0)
+# A run start or chunk whose message is not done this long after it was sent is sent again (research/sweep.py).
+RESEARCH_REDISPATCH_SECONDS = envint("RESEARCH_REDISPATCH_SECONDS", 300, minimum=30)
 
 # --- Keys (never in the database) -----------------------------------------------
 KEYS_DIR = Path(envstr("HEALTHLEDGER_KEYS_DIR", str(VAR_DIR / "keys")))

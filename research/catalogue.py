@@ -53,6 +53,8 @@ class Participant:
     sex: str
     conditions: frozenset[str]
     observations: tuple[dict[str, Any], ...]
+    # (condition code, first onset YYYY-MM-DD or "" when undated), for the codes the analysis reads.
+    onsets: tuple[tuple[str, str], ...] = ()
 
 
 class Analysis(Protocol):
@@ -203,10 +205,23 @@ class ObservationSummary:
         )
 
 
-REGISTRY: dict[str, Analysis] = {a.id: a for a in (CountByStrata(), ObservationSummary())}
+def _registry() -> dict[str, Analysis]:
+    # Imported here: those modules build on this one's Participant, InvalidAnalysis and codes.
+    from research.incidence import Incidence
+    from research.regression import LinearRegression, LogisticRegression
+
+    analyses: tuple[Analysis, ...] = (
+        CountByStrata(), ObservationSummary(), Incidence(), LinearRegression(), LogisticRegression(),
+    )  # fmt: skip
+    return {a.id: a for a in analyses}
+
+
+REGISTRY: dict[str, Analysis] = {}
 
 
 def analysis_get(analysis_id: str) -> Analysis:
+    if not REGISTRY:
+        REGISTRY.update(_registry())
     try:
         return REGISTRY[analysis_id]
     except KeyError:
@@ -217,7 +232,11 @@ def analysis_get(analysis_id: str) -> Analysis:
 
 def code_hash(analysis_id: str) -> str:
     """sha256 of the analysis's own source: what a release names as the code that made it."""
-    source = inspect.getsource(type(analysis_get(analysis_id)))
+    kind = type(analysis_get(analysis_id))
+    # An analysis in its own module (regression, incidence) hashes that whole module: its helpers are its code.
+    source = inspect.getsource(kind if kind.__module__ == __name__ else inspect.getmodule(kind))  # type: ignore[arg-type]
+    if kind.__module__ != __name__:
+        source = f"{kind.__name__}\n{source}"
     return "sha256:" + hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
@@ -231,9 +250,14 @@ def analysis_params_validate(item: object) -> dict[str, Any]:
     return {"id": analysis.id, "params": analysis.params(raw)}
 
 
-def resource_types(analysis_id: str) -> list[str]:
+def resource_types(analysis_id: str, params: dict[str, Any] | None = None) -> list[str]:
+    """The resource types an analysis reads (what the patient's grant covers)."""
+    analysis = analysis_get(analysis_id)
+    data = getattr(analysis, "data", None)
+    if data is not None and params is not None:
+        return list(data(params))
     kinds = {"count-by-strata": ["Patient", "Condition"], "observation-summary": ["Patient", "Observation"]}
-    return kinds[analysis_get(analysis_id).id]
+    return kinds.get(analysis.id, ["Patient", "Condition", "Observation"])
 
 
 def plain_words(item: dict[str, Any]) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 
 from django.conf import settings
 
+from research.regression import BINARY, term
+
 RULES = {
     "SDC-COHORT-MIN": "no run with fewer frozen participants than the minimum cohort",
     "SDC-COUNT-THRESHOLD": "counts under the threshold are suppressed",
@@ -28,6 +30,12 @@ RULES = {
     "SDC-NO-EXTREMES": "no minimum or maximum is ever computed",
     "SDC-DIFFERENCING": "a cohort differing from an earlier release of the same analysis by too few is blocked",
     "SDC-IDENTICAL": "the same analysis over the same cohort returns the earlier result",
+    "SDC-REG-DF": "regressions only with enough residual degrees of freedom",
+    "SDC-REG-PARAMS": "regressions estimate at most one parameter per three contributors",
+    "SDC-REG-BINARY": "each level of a yes/no variable in a regression holds at least the count threshold",
+    "SDC-REG-NO-RESIDUALS": "no residuals or fitted values are ever released",
+    "SDC-REG-FIT": "a model that cannot be estimated (collinear, not converged, separated) releases nothing",
+    "SDC-RATE": "incidence rates only where cases and participants at risk both reach the threshold",
 }
 
 
@@ -40,6 +48,7 @@ class Thresholds:
     stat_n: int = 10
     dominance: float = 0.9
     differencing: int = 10
+    reg_df: int = 10
 
 
 def thresholds() -> Thresholds:
@@ -51,6 +60,7 @@ def thresholds() -> Thresholds:
         stat_n=getattr(settings, "RESEARCH_SDC_STAT_MIN_N", 10),
         dominance=getattr(settings, "RESEARCH_SDC_DOMINANCE", 0.9),
         differencing=getattr(settings, "RESEARCH_SDC_DIFFERENCING", 10),
+        reg_df=getattr(settings, "RESEARCH_SDC_REGRESSION_DF", 10),
     )
 
 
@@ -253,3 +263,79 @@ def differencing_check(
             return None
     report.note("SDC-DIFFERENCING", "pass")
     return None
+
+
+def incidence_disclose(acc: dict[str, Any], params: dict[str, Any], t: Thresholds, report: Report) -> dict[str, Any]:
+    """At-risk and case counts (thresholded, rounded), person-years, and rates computed from the rounded figures."""
+    at_risk, cases = int(acc["at_risk"]), int(acc["cases"])
+    out: dict[str, Any] = {"kind": "incidence", **params, "flag": "rounded"}
+    shown_risk = round_to(at_risk, t.rounding) if at_risk >= t.count else None
+    shown_cases = round_to(cases, t.rounding) if cases >= t.count else None
+    for name, true in (("at_risk", at_risk), ("cases", cases)):
+        if true < t.count:
+            report.note("SDC-COUNT-THRESHOLD", "applied", where=name)
+    report.note("SDC-COUNT-THRESHOLD", "pass")
+    report.note("SDC-ROUND", "applied")
+    # Person-time is published only with its population, rounded to 10 years: never a per-person span.
+    years = round_to(round(int(acc["person_days"]) / 365.25), 10) if shown_risk is not None else None
+    out.update({"at_risk": shown_risk, "cases": shown_cases, "person_years": years})
+    if shown_cases is None or shown_risk is None or shown_cases < t.percent or shown_risk < t.percent or not years:
+        report.note("SDC-RATE", "applied", where="incidence")
+        out.update({"proportion_percent": None, "rate_per_1000_person_years": None, "flag": "suppressed-threshold"})
+        return out
+    report.note("SDC-RATE", "pass")
+    out["proportion_percent"] = round(100 * shown_cases / shown_risk, 1)
+    out["rate_per_1000_person_years"] = round(1000 * shown_cases / years, 2)
+    return out
+
+
+def _sig(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(f"{x:.{digits}g}")
+
+
+def regression_check(acc: dict[str, Any], params: dict[str, Any], t: Thresholds, report: Report) -> bool:
+    """The rules a regression must pass before it is fitted at all; False (and blocked) when one fails."""
+    report.note("SDC-REG-NO-RESIDUALS", "pass")
+    n, p = int(acc["n"]), 1 + len(params["predictors"])
+    ok = True
+    if n - p < t.reg_df:
+        report.note("SDC-REG-DF", "blocked", where="model", detail=f"fewer than {t.reg_df} residual degrees of freedom")
+        ok = False
+    else:
+        report.note("SDC-REG-DF", "pass")
+    if p > n / 3:
+        report.note(
+            "SDC-REG-PARAMS", "blocked", where="model", detail=f"{p} parameters need at least {3 * p} contributors"
+        )
+        ok = False
+    else:
+        report.note("SDC-REG-PARAMS", "pass")
+    for variable, ones in zip([params["outcome"], *params["predictors"]], acc["ones"], strict=False):
+        if variable["kind"] in BINARY and min(ones, n - ones) < t.count:
+            report.note("SDC-REG-BINARY", "blocked", where=term(variable),
+                        detail=f"a yes/no variable has a level with fewer than {t.count} participants")  # fmt: skip
+            ok = False
+    if ok:
+        report.note("SDC-REG-BINARY", "pass")
+    return ok
+
+
+def regression_table(fit: dict[str, Any], terms: list[str], n: int, params: dict[str, Any], t: Thresholds,
+                     report: Report, *, kind: str) -> dict[str, Any]:  # fmt: skip
+    """Coefficients, SEs, 95 % CIs (4 significant digits) and n rounded: nothing per participant."""
+    if not fit.get("converged", True) or fit.get("separation"):
+        report.note("SDC-REG-FIT", "blocked", where="model", detail="the model did not converge or is separated")
+        return {"kind": kind, "n": round_to(n, t.rounding), "coefficients": None, "flag": "suppressed-fit"}
+    report.note("SDC-REG-FIT", "pass")
+    rows = []
+    for name, beta, se, pvalue in zip(terms, fit["beta"], fit["se"], fit["p"], strict=True):
+        rows.append({
+            "term": name,
+            "estimate": _sig(beta),
+            "se": _sig(se),
+            "ci95": [_sig(beta - fit["crit"] * se), _sig(beta + fit["crit"] * se)],
+            "p": _sig(pvalue, 3),
+        })  # fmt: skip
+    scale = "log odds" if kind == "logistic-regression" else "outcome units"
+    return {"kind": kind, "n": round_to(n, t.rounding), "scale": scale, "outcome": params["outcome"],
+            "coefficients": rows, "flag": "ok"}  # fmt: skip

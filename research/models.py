@@ -142,6 +142,10 @@ class AnalysisRun(models.Model):
     cohort_root = models.CharField(max_length=64, blank=True, default="")
     cohort_leaves = models.BinaryField(default=b"")
     chunks_total = models.PositiveIntegerField(default=0)
+    # An analysis fitted over rounds (logistic regression): the round and its coefficients, never a row.
+    iteration = models.JSONField(null=True, blank=True)
+    # When its start message was last handed to the broker (research.sweep re-sends a lost one).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     # Aggregate table and the disclosure report (research.disclosure), set when the run ends.
     result = models.JSONField(null=True, blank=True)
     report = models.JSONField(null=True, blank=True)
@@ -178,7 +182,10 @@ class RunChunk(models.Model):
 
     run = models.ForeignKey(AnalysisRun, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
+    round = models.PositiveIntegerField(default=0)
     done = models.BooleanField(default=False)
+    # When this chunk's message (for its round) was last handed to the broker.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     partial = models.JSONField(null=True, blank=True)
 
     class Meta:
@@ -219,3 +226,65 @@ class OutputCheck(models.Model):
 
     def __str__(self) -> str:
         return f"check {'approve' if self.approve else 'refuse'} of {self.release_id}"
+
+
+class OnChange(models.TextChoices):
+    ASK = "ask", "Ask me again"
+    NOTIFY = "notify", "Tell me, and keep me in unless I object within 14 days"
+
+
+def default_duo() -> list[str]:
+    return ["GRU"]
+
+
+class ResearchPreference(models.Model):
+    """A patient's standing research preferences (research.preferences): the uses of her data she would be
+    invited to (DUO codes), whether studies may find her before she joins (feasibility counts), and
+    what happens when a study she joined changes."""
+
+    patient = models.OneToOneField("records.Patient", on_delete=models.CASCADE, related_name="research_preference")
+    duo = models.JSONField(default=default_duo)
+    findable = models.BooleanField(default=False)
+    on_change = models.CharField(max_length=8, choices=OnChange.choices, default=OnChange.ASK)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"research preferences of {self.patient_id}"
+
+
+class ChangeNotice(models.Model):
+    """A participant who chose to be told of a change: her join carries over to the new version unless she
+    objects before `due_at` (research.preferences.change_notices_settle)."""
+
+    participation = models.ForeignKey(Participation, on_delete=models.CASCADE, related_name="change_notices")
+    spec_hash = models.CharField(max_length=71)
+    notified_at = models.DateTimeField(auto_now_add=True)
+    due_at = models.DateTimeField()
+    objected_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=24, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participation", "spec_hash"], name="research_notice_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"change notice {self.pk} {self.outcome or 'open'}"
+
+
+class FeasibilityQuery(models.Model):
+    """One feasibility count asked before approval: who asked, the query's hash, the obfuscated answer.
+    A repeated query returns its stored answer and costs no quota; never a list of patients."""
+
+    researcher = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    query_hash = models.CharField(max_length=71)
+    query = models.JSONField()
+    answer = models.JSONField()
+    asked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["researcher", "asked_at"], name="research_feasibility_quota")]
+
+    def __str__(self) -> str:
+        return f"feasibility query {self.query_hash[:15]}"

@@ -15,6 +15,7 @@ import logging
 from datetime import date
 from typing import Any
 
+import numpy as np
 import orjson
 from django.db import transaction
 from django.db.models import Q
@@ -30,6 +31,7 @@ from consent.purposes import Action, Purpose
 from healthledger.errors import KeyDestroyed, ResourceNotFound
 from records.models import Patient
 from research import catalogue, disclosure
+from research.incidence import onset_of
 from research.models import (
     AnalysisRun,
     Participation,
@@ -130,7 +132,7 @@ def analysis_run_start(*, run_id: str) -> list[int]:
             RunMember(run=run, participation=p, patient_id=p.patient_id, chunk=i // CHUNK_SIZE)
             for i, p in enumerate(cohort)
         )
-        RunChunk.objects.bulk_create(RunChunk(run=run, index=i) for i in range(run.chunks_total))
+        RunChunk.objects.bulk_create(RunChunk(run=run, index=i, dispatched_at=now) for i in range(run.chunks_total))
         # The commitment goes into the access log, and with the log's checkpoints onto the chain.
         _log(run, "research.run.freeze", query=f"cohort_root={run.cohort_root} size={len(cohort)} study={study.pk}")
     return list(range(run.chunks_total))
@@ -147,9 +149,16 @@ def _participant(caller: Caller, patient: Patient, analysis: Any, params: dict[s
     reads = analysis.reads(params)
     codes = {c for kind, cs in reads if kind == "Condition" for c in cs} | set(eligibility.get("conditions", []))
     conditions: set[str] = set()
+    onsets: dict[str, str] = {}
     if codes:
         for item in _search(caller, patient, "Condition", tuple(sorted(codes))):
-            conditions |= {f"{c.get('system')}|{c.get('code')}" for c in item.get("code", {}).get("coding", [])}
+            coded = {f"{c.get('system')}|{c.get('code')}" for c in item.get("code", {}).get("coding", [])}
+            conditions |= coded
+            onset = onset_of(item)
+            for code in coded & codes:
+                # The first dated onset of each code read; "" only while no record of it carries a date.
+                known = onsets.get(code, "")
+                onsets[code] = min(d for d in (known, onset) if d) if known or onset else ""
     observations: list[dict[str, Any]] = []
     for resource_type, obs_codes in reads:
         if resource_type == "Observation":
@@ -159,6 +168,7 @@ def _participant(caller: Caller, patient: Patient, analysis: Any, params: dict[s
         sex=resource.get("gender") if resource.get("gender") in catalogue.SEXES else "unknown",
         conditions=frozenset(conditions),
         observations=tuple(observations),
+        onsets=tuple(sorted(onsets.items())),
     )
 
 
@@ -191,32 +201,44 @@ def _eligible(who: catalogue.Participant, eligibility: dict[str, Any]) -> bool:
     return all(code in who.conditions for code in eligibility.get("conditions", []))
 
 
-def analysis_chunk_run(*, run_id: str, index: int) -> bool:
-    """Read one chunk's participants and store its sums. Returns True when this was the last chunk to finish."""
+def _round_params(run: AnalysisRun) -> dict[str, Any]:
+    """The run's params, with the current round's coefficients for an analysis fitted over rounds."""
+    if run.iteration and "beta" in run.iteration:
+        return {**run.params, "beta": run.iteration["beta"]}
+    return dict(run.params)
+
+
+def analysis_chunk_run(*, run_id: str, index: int, round_no: int = 0) -> bool:
+    """Read one chunk's participants and store its sums. Returns True when this was the last chunk to finish.
+
+    `round_no`: the round of an analysis fitted over several (logistic regression); a message of an
+    earlier round, redelivered late, does nothing.
+    """
     run = AnalysisRun.objects.select_related("study", "study__account").get(pk=run_id)
     chunk = RunChunk.objects.get(run=run, index=index)
-    if chunk.done or run.status != RunStatus.RUNNING:
+    if chunk.done or run.status != RunStatus.RUNNING or chunk.round != round_no:
         return False
     analysis = catalogue.analysis_get(run.analysis_id)
     caller = Caller(actor=run.study.account, purpose=Purpose.HRESCH, job_id=str(run.pk))
-    acc = analysis.empty(run.params)
+    params = _round_params(run)
+    acc = analysis.empty(params)
     acc["eligible"], acc["read"] = 0, 0
     as_of = timezone.now().date()
     members = RunMember.objects.filter(run=run, chunk=index).select_related("patient").order_by("pk")
     for member in members:
         try:
-            who = _participant(caller, member.patient, analysis, run.params, run.study, as_of)
+            who = _participant(caller, member.patient, analysis, params, run.study, as_of)
         except (ResourceNotFound, KeyDestroyed):
             continue  # consent ended since the freeze (the gate logged the deny), or the record was erased
         acc["read"] += 1
         if not _eligible(who, run.study.spec.get("eligibility", {})):
             continue  # eligibility is decided here, after opt-in, and never leaves the worker
         acc["eligible"] += 1
-        analysis.contribute(acc, who, run.params)
+        analysis.contribute(acc, who, params)
     with transaction.atomic():
-        # Locks the chunk row: a redelivered chunk must not store its sums twice.
+        # Locks the chunk row: a redelivered chunk must not store its sums twice (nor into another round).
         locked = RunChunk.objects.select_for_update().get(pk=chunk.pk)
-        if locked.done:
+        if locked.done or locked.round != round_no:
             return False
         locked.partial, locked.done = acc, True
         locked.save(update_fields=["partial", "done"])
@@ -234,11 +256,20 @@ def _earlier_releases(run: AnalysisRun) -> list[tuple[str, frozenset[Any]]]:
 
 
 def analysis_run_combine(*, run_id: str) -> AnalysisRun:
-    """Merge the chunks' sums, apply disclosure control, end the run. Idempotent."""
+    """Merge the chunks' sums, apply disclosure control, end the run (or start its next round). Idempotent."""
+    return analysis_run_advance(run_id=run_id)[0]
+
+
+def analysis_run_advance(*, run_id: str) -> tuple[AnalysisRun, list[int]]:
+    """Combine the finished round: end the run, or, for an analysis fitted over rounds, open the next round.
+
+    Returns the run and the chunk indexes the caller must queue for the next round; only the call that
+    opened the round gets them, so a second combiner (two last chunks racing) queues nothing.
+    """
     with transaction.atomic():
         run = AnalysisRun.objects.select_for_update().select_related("study").get(pk=run_id)  # one combiner wins
         if run.status != RunStatus.RUNNING or RunChunk.objects.filter(run=run, done=False).exists():
-            return run
+            return run, []
         analysis = catalogue.analysis_get(run.analysis_id)
         merged = analysis.empty(run.params)
         eligible = 0
@@ -258,18 +289,68 @@ def analysis_run_combine(*, run_id: str) -> AnalysisRun:
         if earlier is not None:
             run.result = Release.objects.get(pk=earlier).run.result
             _end(run, RunStatus.SUCCEEDED, f"identical to release {earlier}", report.as_dict())
-            return run
+            return run, []
         if report.blocked:
             _end(run, RunStatus.BLOCKED, "differencing: too close to an earlier release", report.as_dict())
-            return run
-        if analysis.id == "count-by-strata":
-            table = disclosure.counts_disclose(merged["cells"], run.params["strata"], t, report)
-        else:
-            table = disclosure.summary_disclose(merged, run.params, t, report)
+            return run, []
+        table = _disclose(analysis, merged, run, t, report)
+        if table is None:  # the next round of an iterative fit
+            return run, list(range(run.chunks_total))
+        if report.blocked:
+            run.result = None
+            _end(run, RunStatus.BLOCKED, "disclosure control refused this output", report.as_dict())
+            return run, []
         table["eligible_participants"] = disclosure.round_to(eligible, t.rounding) if eligible >= t.count else None
         run.result = table
         _end(run, RunStatus.SUCCEEDED, "", report.as_dict())
-    return run
+    return run, []
+
+
+def _disclose(analysis: Any, merged: dict[str, Any], run: AnalysisRun, t: disclosure.Thresholds,
+              report: disclosure.Report) -> dict[str, Any] | None:  # fmt: skip
+    """The disclosed table of the merged sums, or None when an iterative fit opened its next round."""
+    if analysis.id == "count-by-strata":
+        return disclosure.counts_disclose(merged["cells"], run.params["strata"], t, report)
+    if analysis.id == "observation-summary":
+        return disclosure.summary_disclose(merged, run.params, t, report)
+    if analysis.id == "incidence":
+        return disclosure.incidence_disclose(merged, run.params, t, report)
+    n = int(merged["n"])
+    refused = {"kind": analysis.id, "n": disclosure.round_to(n, t.rounding) if n >= t.count else None,
+               "coefficients": None, "flag": "suppressed-rules"}  # fmt: skip
+    if not disclosure.regression_check(merged, run.params, t, report):
+        return refused
+    try:
+        if analysis.id == "logistic-regression":
+            following = analysis.step(merged, run.iteration)
+            if following is not None:
+                run.iteration = following
+                run.save(update_fields=["iteration"])
+                # Locks are held on the run: the chunks reopen for the next round, read again through the gate.
+                RunChunk.objects.filter(run=run).update(
+                    done=False, round=following["round"], dispatched_at=timezone.now()
+                )
+                return None
+            fit = analysis.fit(merged, run.iteration)
+        else:
+            fit = analysis.fit(merged)
+    except np.linalg.LinAlgError:
+        report.note("SDC-REG-FIT", "blocked", where="model", detail="the declared variables are collinear here")
+        return refused
+    return disclosure.regression_table(fit, analysis.terms(run.params), n, run.params, t, report, kind=analysis.id)
+
+
+def analysis_run_in_process(*, run_id: str) -> AnalysisRun:
+    """Run every chunk of every round here, without a broker (the demo seed, the in-process bench, tests)."""
+    round_no = 0
+    chunks = analysis_run_start(run_id=run_id)
+    while True:
+        for index in chunks:
+            analysis_chunk_run(run_id=run_id, index=index, round_no=round_no)
+        run, chunks = analysis_run_advance(run_id=run_id)
+        if not chunks:
+            return run
+        round_no = run.iteration["round"] if run.iteration else round_no + 1
 
 
 def _checkpoint() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from audit.models import AccessLogEntry
 from records.models import Patient
 from research import catalogue, disclosure, specs
 from research.models import AnalysisRun, Participation, Release, ReleaseStatus, Study, StudyState
+from research.preferences import duo_matches, preference_of
 from research.runs import cohort_inclusion
 from research.services import FHIR_STATUS, JOINABLE
 
@@ -24,8 +25,8 @@ REVIEW_STATES = (StudyState.SUBMITTED, StudyState.IN_REVIEW)
 
 
 def invitations(*, patient: Patient) -> list[Study]:
-    """Every recruiting study the patient has not joined: everyone is invited, eligibility is decided later,
-    inside the worker, so an invitation says nothing about the patient's record."""
+    """Every recruiting study the patient has not joined and her standing DUO preferences match: eligibility
+    is decided later, inside the worker, so an invitation says nothing about the patient's record."""
     joined = {
         (study_id, spec)
         for study_id, spec in Participation.objects.filter(patient=patient, withdrawn_at__isnull=True).values_list(
@@ -34,7 +35,12 @@ def invitations(*, patient: Patient) -> list[Study]:
     }
     # A study that changed since she joined invites her again: her old join is not read.
     recruiting = Study.objects.filter(state__in=JOINABLE).order_by("-created_at")
-    return [study for study in recruiting if (study.pk, study.spec_hash) not in joined]
+    allowed = preference_of(patient).duo  # only studies whose DUO codes fit her standing preferences
+    return [
+        study
+        for study in recruiting
+        if (study.pk, study.spec_hash) not in joined and duo_matches(allowed=allowed, spec=study.spec)
+    ]
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,16 @@ def release_csv(release: Release) -> str:
             writer.writerow([*row, _blank(cell["count"]), _blank(cell["percent"]), cell["flag"]])
         for label, value in table["totals"].items():
             writer.writerow([f"total {label}", *[""] * (len(table["strata"]) - 1), _blank(value), "", ""])
+    elif table.get("kind") in ("linear-regression", "logistic-regression"):
+        writer.writerow(["term", "estimate", "se", "ci95_low", "ci95_high", "p", "n", "flag"])
+        for row in table.get("coefficients") or []:
+            low, high = row["ci95"]
+            writer.writerow([row["term"], *(_blank(row[k]) for k in ("estimate", "se")), _blank(low), _blank(high),
+                             _blank(row["p"]), _blank(table.get("n")), table.get("flag", "")])  # fmt: skip
+    elif table.get("kind") == "incidence":
+        writer.writerow(["statistic", "value", "flag"])
+        for name in ("at_risk", "cases", "person_years", "proportion_percent", "rate_per_1000_person_years"):
+            writer.writerow([name, _blank(table.get(name)), table.get("flag", "")])
     else:
         writer.writerow(["statistic", "value", "unit", "flag"])
         for name in ("n", "mean", "sd"):

@@ -184,15 +184,22 @@ def study_spec_update(*, study: Study, by: User, spec: object) -> Study:
 
 def _participants_ask_again(study: Study) -> None:
     """Tell everyone who joined an earlier version: their join no longer counts until they join this one."""
+    from research.preferences import wants_notice
+
     joined = Participation.objects.filter(study=study, withdrawn_at__isnull=True).exclude(spec_hash=study.spec_hash)
-    for user_id in joined.values_list("patient__user_id", flat=True):
-        if user_id is not None:
-            notification_create(
-                user_id=user_id,
-                kind="research.study.changed",
-                text="A study you joined has changed. Your data is not used for it until you read and join it again.",
-                link=f"/research/studies/{study.pk}/",
+    for participation in joined.select_related("patient"):
+        user_id = participation.patient.user_id
+        if user_id is None:
+            continue
+        text = "A study you joined has changed. Your data is not used for it until you read and join it again."
+        if wants_notice(participation.patient):
+            text = (
+                "A study you joined has changed and waits for approval; your data is not used for it meanwhile."
+                " You chose to stay in when a study changes: once approved, you will have 14 days to object."
             )
+        notification_create(
+            user_id=user_id, kind="research.study.changed", text=text, link=f"/research/studies/{study.pk}/"
+        )
 
 
 def study_member_add(*, study: Study, by: User, user: User) -> StudyMember:
@@ -260,11 +267,17 @@ def _notify(study: Study, *, to: str, by: User | None) -> None:
 
 
 def _invite_patients(study: Study) -> None:
-    """Every patient is invited (eligibility is decided only after opt-in, so nobody learns who was not)."""
+    """Every patient whose standing preferences match the study's DUO codes is invited (eligibility is decided
+    only after opt-in, so nobody learns who was not); a changed study opens its objection periods."""
+    from research.preferences import change_notices_open, patients_invited
+
     text = f"A research study invites you to take part: {study.title[:80]!r}. Read what it would use before you decide."
     link = f"/research/studies/{study.pk}/"
-    for user_id in User.objects.filter(role=Role.PATIENT, is_active=True).values_list("pk", flat=True):
-        notification_create(user_id=user_id, kind="research.invitation", text=text, link=link)
+    for patient in patients_invited(study):
+        if patient.user_id is not None:
+            notification_create(user_id=patient.user_id, kind="research.invitation", text=text, link=link)
+    if study.version > 1:
+        change_notices_open(study)
 
 
 def _tell_participants_of_release(release: Release) -> None:
@@ -303,13 +316,14 @@ def studies_close_ended(*, now: datetime | None = None) -> int:
 # --- Patients ------------------------------------------------------------------------------------
 
 
-def _join_terms(study: Study, by: User) -> dict[str, Any]:
+def _join_terms(study: Study, by: User, *, carry_over: bool = False) -> dict[str, Any]:
     """The grant a patient signs to join: the study's account, HRESCH, run-analysis on its data, until its end."""
     patient = Patient.objects.filter(user=by, erased_at__isnull=True).first()
     if patient is None or by.role != Role.PATIENT:
         raise ConsentDenied("only a patient with a record can join a study")
     now = timezone.now()
-    if study.state not in JOINABLE or study.ends_at <= now or study.account_id is None:
+    # A join carried over to a changed study's new version (research.preferences) may land once it is active.
+    if study.state not in (RUNNABLE if carry_over else JOINABLE) or study.ends_at <= now or study.account_id is None:
         raise StudyRefused("this study is not recruiting")
     current = Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).first()
     if current is not None and current.spec_hash == study.spec_hash:
@@ -339,13 +353,14 @@ def participation_join(
     salt: str | None = None,
     commitment_salt: str | None = None,
     not_before: datetime | None = None,
+    carry_over: bool = False,
 ) -> Participation:
     """The patient joins: a grant signed with their key to the study's account, HRESCH, until the study ends.
 
     A patient holding her own key passes her browser `signature` over participation_draft's typed data,
     with that draft's salts and start; otherwise the server signs with the key it holds for her.
     """
-    terms = _join_terms(study, by)
+    terms = _join_terms(study, by, carry_over=carry_over)
     patient = terms["patient"]
     if not_before is not None:
         terms["not_before"] = not_before
@@ -433,9 +448,15 @@ def analysis_run_request(*, study: Study, by: User, analysis_index: int, enqueue
 
 
 def _enqueue_run(run_id: str) -> None:
+    """Publish the run's start once it is committed; a broker that is down leaves it to research.sweep."""
     from research.tasks import analysis_run_start
 
-    analysis_run_start.delay(run_id)
+    try:
+        analysis_run_start.delay(run_id)
+    except Exception as exc:  # any broker failure: the queued row is the record, the sweep re-sends
+        logger.warning("run %s not published (%s); the research sweep will send it", run_id, type(exc).__name__)
+        return
+    AnalysisRun.objects.filter(pk=run_id, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
 
 
 def release_request(*, run: AnalysisRun, by: User) -> Release:

@@ -66,6 +66,11 @@ def _eligibility(raw: object) -> dict[str, Any]:
     return out
 
 
+def eligibility_validate(raw: object) -> dict[str, Any]:
+    """Eligibility criteria (conditions, age band, sex) in canonical form; feasibility counts take the same shape."""
+    return _eligibility(raw)
+
+
 def spec_validate(raw: object) -> dict[str, Any]:
     """The spec in canonical form, or InvalidSpec naming the first problem."""
     if not isinstance(raw, dict):
@@ -95,7 +100,9 @@ def spec_validate(raw: object) -> dict[str, Any]:
     if not isinstance(min_cohort, int) or min_cohort < 20:
         raise InvalidSpec("min_cohort is a whole number of at least 20")
     spec["min_cohort"] = min_cohort
-    spec["data"] = sorted({t for item in spec["analyses"] for t in catalogue.resource_types(item["id"])})
+    spec["data"] = sorted(
+        {t for item in spec["analyses"] for t in catalogue.resource_types(item["id"], item["params"])}
+    )
     return spec
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from api import research_fhir
 from api.access import fhir_endpoint
 from api.fhir import audit_events, consents, records
 from api.fhir.bulk_operations import group_capability
@@ -103,7 +104,8 @@ def _record_resource(resource_type: str, fhir_base: str) -> dict[str, Any]:
 @lru_cache(maxsize=8)
 def capability_statement(base: str) -> bytes:
     """The CapabilityStatement for a server reached at `base` (scheme://host), as JSON bytes."""
-    resources = [_record_resource(t, f"{base}/fhir") for t in sorted(records.RECORD_TYPES)]
+    served = {entry["type"] for entry in research_fhir.CAPABILITY}  # searched there, not in the records
+    resources = [_record_resource(t, f"{base}/fhir") for t in sorted(records.RECORD_TYPES) if t not in served]
     resources += [
         {
             "type": "Consent",
@@ -116,6 +118,7 @@ def capability_statement(base: str) -> bytes:
             "searchParam": _search_params(audit_events.SEARCH_PARAMETERS - {"_sort"}),
         },
         group_capability(f"{base}/fhir"),
+        *research_fhir.CAPABILITY,
     ]
     resources.sort(key=lambda r: r["type"])
     statement = {

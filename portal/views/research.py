@@ -31,9 +31,9 @@ from ledger import signing
 from portal.views.common import error_page, patient_page, role_page
 from portal.views.keys import key_context
 from records.models import Patient
-from research import selectors, services
-from research.models import AnalysisRun, Participation, Release, Study
-from research.specs import InvalidSpec
+from research import preferences, selectors, services
+from research.models import AnalysisRun, ChangeNotice, Participation, Release, Study
+from research.specs import DUO_CODES, InvalidSpec
 
 
 def _study(study_id: uuid.UUID) -> Study:
@@ -56,15 +56,47 @@ def research_home(request: HttpRequest) -> HttpResponse:
     return patient_research(request)
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @patient_page
 def patient_research(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """Invitations, "My research", her standing preferences (POST saves them) and open change notices (POST objects)."""
+    error = ""
+    if request.method == "POST":
+        try:
+            _research_post(request, patient)
+        except preferences.InvalidPreference as exc:
+            error = str(exc)
+        else:
+            return redirect("portal:patient_research")
+    preference = preferences.preference_of(patient)
     context = {
         "invitations": selectors.invitations(patient=patient),
         "mine": selectors.my_research(patient=patient),
+        "preference": preference,
+        "duo_choices": [(code, words, code in preference.duo) for code, words in DUO_CODES.items()],
+        "notices": preferences.open_notices(patient=patient),
+        "error": error,
         "nav": "research",
     }
-    return render(request, "portal/research/patient.html", context)
+    return render(request, "portal/research/patient.html", context, status=400 if error else 200)
+
+
+def _research_post(request: HttpRequest, patient: Patient) -> None:
+    user: User = request.user  # type: ignore[assignment]
+    notice_id = request.POST.get("object")
+    if notice_id:
+        notice = ChangeNotice.objects.filter(pk=notice_id if notice_id.isdigit() else 0).first()
+        if notice is None:
+            raise preferences.InvalidPreference("no such notice")
+        preferences.change_notice_object(notice=notice, by=user)
+        return
+    preferences.preference_set(
+        patient=patient,
+        by=user,
+        duo=request.POST.getlist("duo"),
+        findable=request.POST.get("findable") == "on",
+        on_change=request.POST.get("on_change", "ask"),
+    )
 
 
 @require_GET
