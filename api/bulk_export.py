@@ -34,7 +34,6 @@ from accounts.models import Role, User
 from api.bulk_models import OPEN_STATUSES, ExportJob, ExportSegment, ExportStatus
 from api.fhir.params import bad, unknown_check
 from api.fhir.records import _criteria, supported_parameters
-from api.outcomes import BadRequest
 from consent import gate, pdp
 from consent.purposes import Action
 from healthledger.errors import HealthLedgerError, IntegrityFailure, KeyDestroyed, ResourceNotFound
@@ -410,8 +409,3 @@ def exports_housekeeping() -> dict[str, int]:
     for job_id in owed.values_list("pk", flat=True)[:100]:
         published += export_publish(job_id=job_id)
     return {"expired": expired, "published": published}
-
-
-def export_request_check(*, requester: User) -> None:
-    if export_open_count(requester=requester) >= EXPORT_OPEN_MAX:
-        raise BadRequest(f"at most {EXPORT_OPEN_MAX} exports may run at a time; wait for one to complete", status=429)

@@ -38,7 +38,14 @@ from api.fhir import everything
 from api.fhir.bundles import base_url
 from api.fhir.params import bad
 from api.fhir.records import RECORD_TYPES
-from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, ScopeDenied, exception_response, not_found_response
+from api.outcomes import (
+    FHIR_CONTENT_TYPE,
+    BadRequest,
+    ScopeDenied,
+    exception_response,
+    not_found_response,
+    outcome_response,
+)
 from consent.purposes import Purpose
 from healthledger.errors import OutcomeIssue, ResourceNotFound
 from records.fhir.jsonio import DuplicateKey, loads_exact
@@ -50,6 +57,7 @@ _KICKOFF_PARAMETERS = frozenset({"_type", "_since", "_typeFilter", "_outputForma
 _IGNORED = frozenset({"_format", "_pretty"})
 _PARAMETER_VALUES = ("valueString", "valueInstant", "valueDateTime", "valueCode", "valueUri")
 RETRY_AFTER_SECONDS = 2
+THROTTLED_RETRY_SECONDS = 30
 ERROR_FILE = "OperationOutcome"
 
 
@@ -122,7 +130,12 @@ def _kickoff(request: HttpRequest, context: TokenContext, kind: str) -> HttpResp
     caller = gate_caller(request, context)
     if caller.purpose == Purpose.ETREAT:
         raise ScopeDenied("break-glass opens single records, not bulk exports")
-    bulk_export.export_request_check(requester=context.user)
+    if bulk_export.export_open_count(requester=context.user) >= bulk_export.EXPORT_OPEN_MAX:
+        issue = OutcomeIssue(
+            code="throttled",
+            diagnostics=f"at most {bulk_export.EXPORT_OPEN_MAX} exports may run at a time; retry when one completes",
+        )
+        return outcome_response(429, [issue], {"Retry-After": str(THROTTLED_RETRY_SECONDS)})
     job = bulk_export.export_accept(
         requester=context.user,
         application_id=context.application_id,

@@ -378,3 +378,14 @@ def test_erasing_the_record_shreds_its_export_files_too(api, clinician, token_fo
     patient_erase(patient=alice_record, actor="system:test")
 
     assert _ndjson(api, token, url) == []  # the segments are still stored, and can never be opened again
+
+
+def test_a_fourth_open_export_is_throttled_with_retry_after(api, clinician, token_for, held):
+    token = token_for(clinician)
+    for _ in range(bulk_export.EXPORT_OPEN_MAX):
+        _kickoff(api, token, "/fhir/Patient/$export")
+    throttled = api.get("/fhir/Patient/$export", **bearer(token), **ASYNC)
+    assert throttled.status_code == 429
+    assert throttled["Retry-After"] == "30"
+    assert orjson.loads(throttled.content)["issue"][0]["code"] == "throttled"
+    assert ExportJob.objects.count() == bulk_export.EXPORT_OPEN_MAX
