@@ -77,7 +77,8 @@ def patient_diagnose(request: HttpRequest, context: TokenContext, patient_id: st
     as_of = _as_of(inputs.get("as-of"))
     services.model_get(model_id)  # an unknown model is a 400 whether or not the patient exists
     patient = Patient.objects.filter(fhir_id=patient_id, erased_at__isnull=True).first()
-    if patient is None:
+    if patient is None or (caller.patient_context is not None and patient.pk != caller.patient_context):
+        # A SMART token with a patient in context runs models on that patient only.
         raise ResourceNotFound("resource not found")
     # Idempotency-Key: a client that lost the answer retries with the same key and gets the same job.
     job = services.diagnostic_job_request(
@@ -98,7 +99,7 @@ def task_read(request: HttpRequest, context: TokenContext, task_id: str) -> Http
     """The job as a Task, for its requester and the record's patient only."""
     scope_require(context, "Task", "r")
     job = selectors.job_for_viewer(job_id=task_id, user=context.user)
-    if job is None:
+    if job is None or (context.patient_context is not None and job.patient_id != context.patient_context):
         raise ResourceNotFound("resource not found")
     return _task_response(job)
 
