@@ -524,7 +524,8 @@ def patient_locate_by_fhir_id(
             f"SELECT p.id, p.user_id{more} FROM {table} p WHERE p.fhir_id = %s AND p.fhir_id <> ''"  # noqa: S608
         )
     with prepared_cursor() as cursor:
-        cursor.execute(sql, [param for extra in extras for param in extra.params] + [fhir_id])
+        params: list[Any] = [param for extra in extras for param in extra.params]
+        cursor.execute(sql, [*params, fhir_id])
         row = cursor.fetchone()
     if row is None:
         return None
