@@ -44,28 +44,122 @@ async function wrappingKey(passphrase, salt) {
   return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 
-async function storeKey(privateKey, passphrase) {
+// --- Passkey protection (WebAuthn PRF) ------------------------------------------------------------------
+// Where the browser and the authenticator support the PRF extension, the key is sealed under a secret the
+// passkey derives from a salt kept here (HKDF-SHA-256 of the PRF output into an AES-GCM key): unlocking it
+// takes the device's screen lock or a security key, and no passphrase. The passkey is only a local sealing
+// device: the server never sees it, so it is no sign-in credential and nothing about it is sent.
+const PRF_INFO = stringToBytes("healthledger/key-wrap/prf-v1");
+
+async function prfSupported() {
+  if (typeof PublicKeyCredential === "undefined" || !window.isSecureContext) return false;
+  if (typeof PublicKeyCredential.getClientCapabilities === "function") {
+    try {
+      const capabilities = await PublicKeyCredential.getClientCapabilities();
+      if (capabilities["extension:prf"] === false) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+async function prfOutput(credentialId, prfSalt) {
+  const assertion = await navigator.credentials.get({
+    publicKey: {
+      challenge: crypto.getRandomValues(new Uint8Array(32)),
+      allowCredentials: [{ type: "public-key", id: credentialId }],
+      userVerification: "required",
+      extensions: { prf: { eval: { first: prfSalt } } },
+    },
+  });
+  const results = assertion && assertion.getClientExtensionResults().prf;
+  if (!results || !results.results || !results.results.first) {
+    throw new Error("This passkey cannot seal keys here (no PRF support). Use a passphrase instead.");
+  }
+  return new Uint8Array(results.results.first);
+}
+
+async function prfWrappingKey(output, salt) {
+  const base = await crypto.subtle.importKey("raw", output, "HKDF", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt, info: PRF_INFO },
+    base,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["encrypt", "decrypt"],
+  );
+}
+
+async function passkeyCreate() {
+  const prfSalt = crypto.getRandomValues(new Uint8Array(32));
+  const credential = await navigator.credentials.create({
+    publicKey: {
+      rp: { name: "HealthLedger", id: location.hostname },
+      user: { id: crypto.getRandomValues(new Uint8Array(16)), name: "healthledger-key", displayName: "HealthLedger signing key" },
+      challenge: crypto.getRandomValues(new Uint8Array(32)),
+      pubKeyCredParams: [
+        { type: "public-key", alg: -7 },
+        { type: "public-key", alg: -257 },
+      ],
+      authenticatorSelection: { residentKey: "preferred", userVerification: "required" },
+      extensions: { prf: {} },
+    },
+  });
+  const prf = credential && credential.getClientExtensionResults().prf;
+  if (!prf || !prf.enabled) throw new Error("This passkey cannot seal keys here (no PRF support). Use a passphrase instead.");
+  const credentialId = new Uint8Array(credential.rawId);
+  return { credentialId, prfSalt, output: await prfOutput(credentialId, prfSalt) };
+}
+
+// protection: a passphrase (string), or { passkey: true } to seal under a new passkey's PRF secret.
+async function storeKey(privateKey, protection) {
   const address = privateKeyToAccount(privateKey).address;
   const salt = crypto.getRandomValues(new Uint8Array(16));
   const iv = crypto.getRandomValues(new Uint8Array(12));
   const aad = stringToBytes("healthledger/key|" + address.toLowerCase());
-  const key = await wrappingKey(passphrase, salt);
+  let key;
+  let kdf;
+  if (typeof protection === "string") {
+    key = await wrappingKey(protection, salt);
+    kdf = { name: "scrypt", ...SCRYPT };
+  } else {
+    const passkey = await passkeyCreate();
+    key = await prfWrappingKey(passkey.output, salt);
+    kdf = { name: "webauthn-prf", credentialId: passkey.credentialId, prfSalt: passkey.prfSalt };
+  }
   const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, key, hexToBytes(privateKey));
-  const record = { address, kdf: { name: "scrypt", ...SCRYPT }, salt, iv, sealed: new Uint8Array(sealed), created: Date.now() };
+  const record = { address, kdf, salt, iv, sealed: new Uint8Array(sealed), created: Date.now() };
   await dbDo("readwrite", (store) => store.put(record));
   return address;
+}
+
+async function usesPasskey(address) {
+  const record = address ? await dbDo("readonly", (store) => store.get(address)) : null;
+  return !!record && record.kdf && record.kdf.name === "webauthn-prf";
+}
+
+// A passphrase field that a passkey-sealed key does not need: hidden and no longer required.
+function passphraseNotNeeded(input) {
+  if (!input) return;
+  input.required = false;
+  const field = input.closest(".field") || input.parentElement;
+  if (field) field.hidden = true;
 }
 
 async function loadKey(address, passphrase) {
   const record = await dbDo("readonly", (store) => store.get(address));
   if (!record) throw new Error("This browser does not hold that key. Recover it from your phrase on the key page.");
-  const key = await wrappingKey(passphrase, record.salt);
+  const key =
+    record.kdf && record.kdf.name === "webauthn-prf"
+      ? await prfWrappingKey(await prfOutput(record.kdf.credentialId, record.kdf.prfSalt), record.salt)
+      : await wrappingKey(passphrase, record.salt);
   const aad = stringToBytes("healthledger/key|" + record.address.toLowerCase());
   try {
     const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: record.iv, additionalData: aad }, key, record.sealed);
     return bytesToHex(new Uint8Array(plain));
   } catch {
-    throw new Error("That passphrase does not open the key held in this browser.");
+    throw new Error("That passphrase (or passkey) does not open the key held in this browser.");
   }
 }
 
@@ -161,6 +255,7 @@ function initSignForm(form) {
     if (from) from.textContent = utc(typed.message.terms.notBefore);
     if (until) until.textContent = utc(typed.message.terms.notAfter);
   }
+  usesPasskey(address).then((yes) => yes && passphraseNotNeeded(form.querySelector("[data-key-passphrase]")));
   let signed = false;
   async function signWith(useWallet) {
     const passphraseInput = form.querySelector("[data-key-passphrase]");
@@ -200,6 +295,9 @@ function initSignForm(form) {
 
 function initEraseForm(form) {
   const items = readJson("revocations-typed-data") || [];
+  Promise.all(items.map((item) => usesPasskey(item.signer))).then((all) => {
+    if (all.length && all.every(Boolean)) passphraseNotNeeded(form.querySelector("[data-key-passphrase]"));
+  });
   let signed = false;
   async function signAll(useWallet) {
     const passphraseInput = form.querySelector("[data-key-passphrase]");
@@ -238,6 +336,8 @@ function initEraseForm(form) {
 // --- The key page: create, take, recover, rotate -------------------------------------------------------
 
 function passphraseOf(form) {
+  const passkey = form.querySelector("[data-use-passkey]");
+  if (passkey && passkey.checked) return { passkey: true };
   const one = form.querySelector("[data-passphrase]").value;
   const two = form.querySelector("[data-passphrase-again]").value;
   if (one.length < 10) throw new Error("Choose a passphrase of at least 10 characters.");
@@ -379,8 +479,28 @@ const ACTIONS = {
   },
 };
 
+function initPasskeyChoice(root) {
+  root.querySelectorAll("[data-use-passkey]").forEach((box) => {
+    const form = box.closest("form");
+    const fields = [...form.querySelectorAll("[data-passphrase], [data-passphrase-again]")];
+    box.addEventListener("change", () => {
+      fields.forEach((input) => {
+        input.required = !box.checked;
+        const field = input.closest(".field");
+        if (field) field.hidden = box.checked;
+      });
+    });
+    prfSupported().then((yes) => {
+      const choice = box.closest("[data-passkey-choice]");
+      if (yes && choice) choice.hidden = false;
+    });
+  });
+}
+
 async function initKeyPage(root) {
   const address = root.getAttribute("data-key-address");
+  initPasskeyChoice(root);
+  if (await usesPasskey(address)) root.querySelectorAll("[data-current-passphrase]").forEach(passphraseNotNeeded);
   if (root.getAttribute("data-key-custody") === "browser") {
     const here = await hasKey(address);
     const marker = document.querySelector(here ? "[data-key-here]" : "[data-key-missing]");

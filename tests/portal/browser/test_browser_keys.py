@@ -11,6 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from consent.key_chain import account_of
 from consent.models import Grant, GrantStatus, KeyKind, KeyRegistration, KeyReset, KeyResetStatus
+from consent.services import chain_grant
 from ledger import signing
 from ledger.outbox import outbox_relay
 from records.models import Patient
@@ -325,3 +326,55 @@ def _confirm_phrase_only(page: Page) -> list[str]:
         page.locator(f"#check-{i}").fill(words[int(label.split()[-1]) - 1])
     page.get_by_role("button", name="I wrote it down: register my key").click()
     return words
+
+
+def test_a_key_sealed_under_a_passkey_prf_signs_without_a_passphrase(
+    live_server, shot_on_failure, csp_violations, deployed, patient, clinician
+) -> None:  # type: ignore[no-untyped-def]
+    Patient.objects.filter(pk=patient.pk).update(wallet_address="", wallet_ciphertext=None)  # a new patient
+    page: Page = shot_on_failure
+    # A platform authenticator with the PRF extension, as Chromium's WebAuthn test API provides one.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "hasPrf": True,
+            }
+        },
+    )
+    base = live_server.url.replace("127.0.0.1", "localhost")  # WebAuthn needs a domain for its relying party
+    bodies: list[str] = []
+    _record_bodies(page, bodies)
+    _sign_in(page, base)
+
+    page.goto(f"{base}/keys/")
+    page.get_by_label("Protect it with a passkey instead of a passphrase", exact=False).check()
+    expect(page.locator("#new-passphrase")).to_be_hidden()
+    page.get_by_label("Your account password (asked again for this)").fill(PASSWORD)
+    page.get_by_role("button", name="Create my key").click()
+    words = _confirm_phrase(page)
+    address = Patient.objects.get(pk=patient.pk).wallet_address
+    assert address == signing.patient_address(private_key=bytes.fromhex(_key_of(words)))
+
+    _choose(page, base)
+    expect(page.get_by_role("heading", name="What you are signing, in plain words")).to_be_visible()
+    expect(page.locator("#key-passphrase")).to_be_hidden()  # the passkey unlocks the key, no passphrase
+    page.get_by_role("button", name="Sign and grant access").click()
+    expect(page.get_by_role("status")).to_contain_text("Access granted", timeout=30_000)
+    grant = Grant.objects.get()
+    assert grant.patient_address == address
+    typed = signing.grant_typed_data(
+        chain_grant(grant), chain_id=deployed.chain_id, verifying_contract=deployed.address
+    )
+    assert signing.recover_signer(typed, signing.signature_parse(grant.signature)) == address
+    for body in bodies:
+        assert _key_of(words) not in body.lower()
+        assert " ".join(words) not in body
+    assert csp_violations == []
