@@ -103,9 +103,9 @@ def test_fhirclient_standalone_launch_picks_a_patient_and_reads_only_that_patien
 
     assert smart.patient_id == alice_record.fhir_id
     assert smart.patient.id == alice_record.fhir_id
-    mine = Observation.where(struct={"patient": alice_record.fhir_id}).perform_resources(smart.server)
+    mine = list(Observation.where(struct={"patient": alice_record.fhir_id}).perform_resources_iter(smart.server))
     assert len(mine) == _observations(alice_record) > 0
-    theirs = Observation.where(struct={"patient": other_patient.fhir_id}).perform_resources(smart.server)
+    theirs = list(Observation.where(struct={"patient": other_patient.fhir_id}).perform_resources_iter(smart.server))
     assert theirs == []  # Bob shared with her too, but the launch was for Alice
 
 
@@ -140,7 +140,7 @@ def test_fhirclient_backend_service_with_a_client_assertion(
     smart.prepare()
     smart.server.authorize()
 
-    found = Observation.where(struct={"patient": alice_record.fhir_id}).perform_resources(smart.server)
+    found = list(Observation.where(struct={"patient": alice_record.fhir_id}).perform_resources_iter(smart.server))
     assert len(found) == _observations(alice_record) > 0
     # The same assertion again is a replay: refused.
     with pytest.raises(FHIRUnauthorizedException):
