@@ -40,7 +40,7 @@ def _dcr(token: str | None, metadata: object) -> object:
     return Client().post("/oauth/register", json.dumps(metadata), content_type="application/json", **headers)
 
 
-def test_a_clinician_registers_a_public_browser_app_on_the_apps_page(clinician):
+def test_a_clinician_registers_a_public_browser_app_on_the_apps_page(clinician, other_clinician):
     response = _page(clinician).post(
         "/clinician/apps/",
         {
@@ -63,6 +63,7 @@ def test_a_clinician_registers_a_public_browser_app_on_the_apps_page(clinician):
     assert app.allowed_origins == ORIGIN
     assert ClientProfile.objects.get(application=app).scope == "launch/patient openid fhirUser patient/Observation.rs"
     assert b"Growth charts" in _page(clinician).get("/clinician/apps/").content
+    assert b"Growth charts" not in _page(other_clinician).get("/clinician/apps/").content  # her apps are hers
 
 
 def test_a_confidential_backend_registered_on_the_page_gets_a_secret_that_works_once_shown(
