@@ -13,8 +13,12 @@ Variants, all on the same jobs' inputs, in the same run:
   through the gate (blind-index search, decrypt, access-log row with the job id), the model run,
   RiskAssessment + Provenance encrypted into the record, JobResult, release log entry.
 - celery, one job per message: the same, unbatched.
-- in-process pipeline: diagnostic_job_execute called in this process, one job after another (no
-  broker, one process): everything above but Celery.
+- in-process pipeline: diagnostic_job_execute called in this process, one job after another, BATCH at
+  a time sharing the chain's per-block answers as a worker's batch does (no broker, one process):
+  everything above but Celery.
+- per job, counted (not timed) over one more round run the same way: SQL statements, and questions to
+  the chain (isActive calls and block-number reads). Unlike the rates, these do not move with the load
+  of a shared machine.
 - in-process model only: model.run over the very inputs the gate returned, already decrypted and
   parsed before the clock starts: the arithmetic alone.
 
@@ -183,10 +187,45 @@ def _decrypted_inputs(patients: list[tuple[Any, date]]) -> list[tuple[Any, dict[
     return prepared
 
 
+def _in_process(job_ids: list[str]) -> None:
+    from diagnostics.services import chain_answers_per_block, diagnostic_job_execute
+
+    for i in range(0, len(job_ids), BATCH):
+        with chain_answers_per_block():
+            for job_id in job_ids[i : i + BATCH]:
+                diagnostic_job_execute(job_id=job_id)
+
+
+def _counted(job_ids: list[str]) -> tuple[float, float]:
+    """SQL statements and chain questions (isActive, block number) per job, over `job_ids` run in process."""
+    from django.test.utils import CaptureQueriesContext
+
+    from diagnostics import services
+    from ledger.client import ChainClient
+
+    asked = [0]
+    real_active, real_block = services.grant_active_on_chain, ChainClient.block_number
+
+    def active(grant: Any) -> bool:
+        asked[0] += 1
+        return real_active(grant)
+
+    def block(self: Any) -> int:
+        asked[0] += 1
+        return real_block(self)
+
+    services.grant_active_on_chain, ChainClient.block_number = active, block  # type: ignore[assignment,method-assign]
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            _in_process(job_ids)
+    finally:
+        services.grant_active_on_chain, ChainClient.block_number = real_active, real_block  # type: ignore[method-assign]
+    return len(queries.captured_queries) / len(job_ids), asked[0] / len(job_ids)
+
+
 def run() -> list[Figure]:
     from accounts.services import user_create
     from diagnostics.models import DiagnosticJob
-    from diagnostics.services import diagnostic_job_execute
     from ledger.client import chain_client, chain_client_reset
     from ledger.devnode import ANVIL_BINARY, anvil_running
     from ledger.services import deployment_create
@@ -226,9 +265,9 @@ def run() -> list[Figure]:
 
         in_process = _jobs(clinician, patients)
         started = time.perf_counter()
-        for job_id in in_process:
-            diagnostic_job_execute(job_id=job_id)
+        _in_process(in_process)
         pipeline_s = time.perf_counter() - started
+        statements, chain_calls = _counted(_jobs(clinician, patients))
 
         prepared = _decrypted_inputs(patients)
         started = time.perf_counter()
@@ -257,4 +296,6 @@ def run() -> list[Figure]:
         Figure("diagnostics ratio celery batched / in-process model-only", ratio, "ratio", ">= 0.8", ratio >= 0.8),
         Figure("diagnostics ratio celery batched / in-process pipeline", celery_batched / pipeline, "ratio"),
         Figure("diagnostics ratio celery batched / one per message", celery_batched / celery_single, "ratio"),
+        Figure("diagnostics SQL statements per job (in process, batch 8)", statements, "statements"),
+        Figure("diagnostics chain questions per job (isActive + block number, batch 8)", chain_calls, "calls"),
     ]
