@@ -11,19 +11,37 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.api.conftest import token_for  # noqa: F401 - real OAuth tokens for the clinician
-from tests.integration.conftest import anvil  # noqa: F401
-from tests.integration.test_job_dispatch_worker import own_redis, worker  # noqa: F401 - fixtures for the scenarios
+from tests.integration.conftest import (
+    anvil,  # noqa: F401
+    worker_env,
+)
+from tests.integration.test_job_dispatch_worker import Worker, own_redis  # noqa: F401 - fixtures for the scenarios
 
 SHORT = os.environ.get("CHAOS_SHORT", "") not in ("", "0", "false")
 RESULTS_PATH = Path(os.environ.get("CHAOS_RESULTS") or Path(__file__).with_name("results.json"))
 FIELDS = ("scenario", "faults", "accepted", "lost", "duplicated", "unlogged_reads", "recovery_s")
 _results: list[dict[str, Any]] = []
+
+
+@pytest.fixture
+def worker(anvil, own_redis, settings, tmp_path) -> Iterator[Worker]:  # type: ignore[no-untyped-def]  # noqa: F811
+    """tests/integration's worker, but killed at the end instead of a warm shutdown: the scenario is over and
+    checked by then, and waiting for each worker to finish politely cost the short run half a minute."""
+    env = worker_env(settings=settings, rpc_url=anvil, var_dir=tmp_path, REDIS_URL=own_redis.url)
+    process = Worker(env, tmp_path / "worker.log")
+    yield process
+    if process.process is not None:
+        from chaos.cluster import kill_tree
+
+        kill_tree(process.process)
+        process.process = None
 
 
 @pytest.fixture

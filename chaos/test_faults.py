@@ -151,7 +151,7 @@ def test_redis_slow_web_stays_responsive(worker, own_redis, tmp_path, record):  
             **outcome,
         )
     finally:
-        web.stop()
+        web.kill()
         slow.stop()
     assert [a.status for a in posts] == [202] * JOBS
     assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
@@ -302,7 +302,7 @@ def test_postgres_cut_mid_request_and_restarted_under_load(worker, own_redis, pg
             **outcome,
         )
     finally:
-        web.stop()
+        web.kill()
     assert without_retry_after == []
     assert outcome == {"lost": 0, "duplicated": 0, "unlogged_reads": 0}
     assert recovery < 10
