@@ -4,7 +4,8 @@ Each scenario records `{"scenario", "faults", "accepted", "lost", "duplicated", 
 "recovery_s"}` and the shared check run after it, as "checks" (chaos/checks.py); at the end the rows
 are printed as one table and written to chaos/results.json
 (CHAOS_RESULTS to write elsewhere). CHAOS_SHORT=1 runs each scenario with fewer jobs and grants, for CI.
-Needs PostgreSQL (DATABASE_URL), redis-server on PATH and anvil (npm install), as tests/integration does.
+Needs PostgreSQL (DATABASE_URL), redis-server on PATH and anvil (npm install), as tests/integration does,
+and haproxy for the two-web-node scenario (.ci/run installs it).
 """
 
 from __future__ import annotations
