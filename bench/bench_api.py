@@ -8,7 +8,8 @@ that ran seconds apart) and the median over rounds reported, so the machine's no
 - bare DRF read: a DRF APIView with the same authentication that looks the row up and returns the
   same plaintext bytes (no decision, no decrypt, no log);
 - stock DRF read: a RetrieveAPIView with a ModelSerializer of the same resource row;
-- gated search returning 100 Observations of one patient, and its bare variant.
+- gated search returning 100 Observations of one patient, and its bare variant;
+- the same search with `_include=Observation:encounter` (the Encounters the page names, a second gated search).
 
 BENCH_API_WORKERS and BENCH_API_THREADS set gunicorn's workers (default two per CPU) and threads (1);
 BENCH_API_WORKER_CONNECTIONS the keep-alive connections a worker takes (default: its even share of 16).
@@ -82,8 +83,9 @@ def _setup(workdir: Path):  # type: ignore[no-untyped-def]
     patient.refresh_from_db()
     now = timezone.now()
     Grant.objects.create(
-        id="0x" + secrets.token_hex(32), patient=patient, grantee=clinician, resource_types=["Observation"],
-        actions=["read"], purpose="TREAT", not_before=now - timedelta(days=1), not_after=now + timedelta(days=30),
+        id="0x" + secrets.token_hex(32), patient=patient, grantee=clinician,
+        resource_types=["Observation", "Encounter"], actions=["read"], purpose="TREAT",
+        not_before=now - timedelta(days=1), not_after=now + timedelta(days=30),
         patient_address="0x" + "11" * 20, grantee_address="0x" + "22" * 20, salt="0x" + "33" * 32,
         commitment_salt="0x" + "44" * 32, scope_commitment="0x" + "55" * 32, signature="0x" + "66" * 65,
         status=GrantStatus.RECORDED,
@@ -99,8 +101,8 @@ def _setup(workdir: Path):  # type: ignore[no-untyped-def]
     )  # fmt: skip
     response = Client().post(
         "/oauth/token/",
-        {"grant_type": "client_credentials", "scope": "user/Observation.rs", "client_id": app.client_id,
-         "client_secret": secret},
+        {"grant_type": "client_credentials", "scope": "user/Observation.rs user/Encounter.rs",
+         "client_id": app.client_id, "client_secret": secret},
     )  # fmt: skip
     assert response.status_code == 200, response.content
     token = response.json()["access_token"]
@@ -265,6 +267,9 @@ def run() -> list[Figure]:
         "stock": f"{base}/bench/stock/Observation/{observation_id}",
         "search": f"{base}/fhir/Observation?patient={patient_id}&_count={SEARCH_SIZE}",
         "bare-search": f"{base}/bench/bare-search/Observation?patient={patient_id}",
+        # The same page with the Encounters it names: a second gated search (by id) of the same record.
+        "search-include": f"{base}/fhir/Observation?patient={patient_id}&_count={SEARCH_SIZE}"
+        "&_include=Observation:encounter",
     }
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     try:
@@ -325,4 +330,12 @@ def run() -> list[Figure]:
         Figure(f"api: gated search of {SEARCH_SIZE} p99 latency", search["p99"], "ms"),
         Figure(f"api: bare search of {SEARCH_SIZE} (same auth, same bytes)", bare_search["rps"], "searches/s"),
         Figure("api: gated vs bare search throughput ratio", _ratio(runs, "search", "bare-search"), "ratio"),
+        Figure(
+            f"api: gated search of {SEARCH_SIZE} Observations with _include=Observation:encounter",
+            _merge(runs["search-include"])["rps"],
+            "searches/s",
+        ),
+        Figure(
+            "api: search with _include vs without throughput ratio", _ratio(runs, "search-include", "search"), "ratio"
+        ),
     ]
