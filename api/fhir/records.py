@@ -220,6 +220,12 @@ def search_patient(
     if named is None and resource_type == "Patient":
         ids = params.id_list("_id", query.getlist("_id"))
         named = ids[0] if len(ids) == 1 else None
+    if named is None and context.patient_context is not None:
+        # A SMART launch: with no patient named, the search is of the patient in context.
+        found = selectors.patients_by_ids(ids=[context.patient_context])
+        if not found:
+            return None, None
+        named = found[0].fhir_id or str(found[0].pk)
     if named is None:
         if context.user.role == Role.PATIENT:
             return selectors.patient_of_user(user_id=context.user.pk), None

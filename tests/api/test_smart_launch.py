@@ -153,6 +153,10 @@ def test_a_clinician_picks_a_patient_and_the_token_names_them_and_reaches_only_t
     assert search.status_code == 200
     assert search.json().get("entry", []) == []
     assert api.get(f"/fhir/Observation?patient={alice_record.fhir_id}", **access).json()["entry"]
+    # No patient named: the search is of the patient in context.
+    unnamed = api.get("/fhir/Observation?_count=100", **access).json()
+    assert unnamed["total"] == Resource.objects.filter(patient=alice_record, resource_type="Observation").count()
+    assert all(e["resource"]["subject"]["reference"] == f"Patient/{alice_record.fhir_id}" for e in unnamed["entry"])
     assert AccessLogEntry.objects.filter(outcome="deny", actor=f"user:{clinician.pk}").exists()
 
 
