@@ -31,7 +31,7 @@ def shared_with(*, clinician: User, now: datetime) -> list[SharedPatient]:
     grants = (
         Grant.objects.filter(grantee=clinician)
         .exclude(status=GrantStatus.FAILED)
-        .select_related("patient__user", "grantee")
+        .select_related("patient__user", "grantee", "grantee__clinician_profile")
         .order_by("-not_after")
     )
     by_patient: dict[uuid.UUID, SharedPatient] = {}

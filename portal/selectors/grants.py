@@ -10,6 +10,7 @@ from consent.purposes import ALL_RESOURCE_TYPES, Purpose
 from healthledger.errors import ResourceNotFound
 from portal.plain import type_words
 from portal.selectors.people import directory_entry
+from portal.share_terms import ACTION_WORDS
 from records.models import Patient
 
 LIVE_STATUSES = (GrantStatus.PENDING, GrantStatus.RECORDED)
@@ -45,6 +46,7 @@ class GrantRow:
     scope: str
     purpose: str
     revocable: bool
+    may: str = ""  # what the grantee may do, in words: "see, add to"
 
 
 def grant_row(grant: Grant, now: datetime) -> GrantRow:
@@ -56,12 +58,17 @@ def grant_row(grant: Grant, now: datetime) -> GrantRow:
         scope=scope_words(grant),
         purpose=Purpose(grant.purpose).label,
         revocable=grant.status in LIVE_STATUSES,
+        may=", ".join(ACTION_WORDS.get(a, a) for a in grant.actions),
     )
 
 
 def patient_grants(*, patient: Patient, now: datetime) -> list[GrantRow]:
     """Every grant the patient made, newest first, with the status a person would give it."""
-    grants = Grant.objects.filter(patient=patient).select_related("grantee").order_by("-created_at")
+    grants = (
+        Grant.objects.filter(patient=patient)
+        .select_related("grantee", "grantee__clinician_profile")
+        .order_by("-created_at")
+    )
     return [grant_row(g, now) for g in grants]
 
 

@@ -83,7 +83,9 @@ def test_the_review_says_who_what_why_and_until_when_in_plain_words(alice, alice
     grant = Grant.objects.get()
     assert grant.resource_types == ["Observation"]
     assert grant.categories == ["http://terminology.hl7.org/CodeSystem/observation-category|laboratory"]
-    assert "Dr Jane Smith at Riverside Clinic" in alice.get("/sharing/").content.decode()
+    listing = alice.get("/sharing/").content.decode()
+    assert "Dr Jane Smith at Riverside Clinic" in listing
+    assert "may see" in listing
 
 
 def test_dates_are_read_and_said_in_her_own_time_zone(alice, alice_record, patient_user, clinician, deployed) -> None:

@@ -1,4 +1,5 @@
-"""axe-core (npm, node_modules/axe-core) on the patient's pages in Chromium, at 390x844 and 1280x800: no violations.
+"""axe-core (npm, node_modules/axe-core) on the patient's pages and the clinician's two, in Chromium,
+at 390x844 and 1280x800: no violations.
 
 axe is added as an init script, which the page's Content-Security-Policy does not govern, so the pages
 are checked with the policy they ship with. The rules are WCAG 2.0, 2.1 and 2.2 at levels A and AA,
@@ -145,6 +146,17 @@ def test_axe_finds_no_violations_on_the_patients_pages(
     found: dict[str, list[dict[str, Any]]] = dict(signed_out)
     for name, reach in _states(base, an_observation.fhir_id, clinician.pk):
         reach(page)
+        _settled(page)
+        found[name] = axe_violations(page)
+
+    # The clinician's side: who shared, and one shared record's listing.
+    page.context.clear_cookies()
+    _sign_in(page, base, clinician.username)
+    for name, path in (
+        ("clinician: shared with me", "/clinician/"),
+        ("clinician: a shared record", f"/clinician/patients/{an_observation.patient_id}/?type=Observation"),
+    ):
+        page.goto(f"{base}{path}")
         _settled(page)
         found[name] = axe_violations(page)
 
