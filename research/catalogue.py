@@ -64,6 +64,7 @@ class Analysis(Protocol):
 
     def params(self, raw: dict[str, Any]) -> dict[str, Any]: ...
     def reads(self, params: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]: ...
+    def person(self, params: dict[str, Any]) -> bool: ...
     def empty(self, params: dict[str, Any]) -> dict[str, Any]: ...
     def contribute(self, acc: dict[str, Any], who: Participant, params: dict[str, Any]) -> None: ...
     def merge(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]: ...
@@ -111,6 +112,10 @@ class CountByStrata:
     def reads(self, params: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
         return [("Condition", (params["condition"],))] if "condition" in params["strata"] else []
 
+    def person(self, params: dict[str, Any]) -> bool:
+        """Whether it needs the Patient resource (age, sex): a read it skips when not."""
+        return bool({"age_band", "sex"} & set(params["strata"]))
+
     def empty(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"cells": {}}
 
@@ -154,6 +159,9 @@ class ObservationSummary:
 
     def reads(self, params: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
         return [("Observation", (params["code"],))]
+
+    def person(self, params: dict[str, Any]) -> bool:
+        return False
 
     def empty(self, params: dict[str, Any]) -> dict[str, Any]:
         bins = math.ceil((params["hi"] - params["lo"]) / params["bin"])

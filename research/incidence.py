@@ -54,6 +54,9 @@ class Incidence:
     def reads(self, params: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
         return [("Condition", (params["condition"],))]
 
+    def person(self, params: dict[str, Any]) -> bool:
+        return False
+
     def data(self, params: dict[str, Any]) -> list[str]:
         return ["Patient", "Condition"]
 

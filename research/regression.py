@@ -121,6 +121,9 @@ class _Regression:
             out.append(("Observation", observations))
         return out
 
+    def person(self, params: dict[str, Any]) -> bool:
+        return any(v["kind"] in ("age", "female") for v in [params["outcome"], *params["predictors"]])
+
     def data(self, params: dict[str, Any]) -> list[str]:
         kinds = {v["kind"] for v in [params["outcome"], *params["predictors"]]}
         return (

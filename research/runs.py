@@ -140,13 +140,23 @@ def analysis_run_start(*, run_id: str) -> list[int]:
 
 def _participant(caller: Caller, patient: Patient, analysis: Any, params: dict[str, Any], study: Study, as_of: date
                  ) -> catalogue.Participant:  # fmt: skip
-    """Read one participant through the gate (raises ResourceNotFound on a deny) into memory."""
-    body = resource_read(
-        caller=caller, patient=patient, resource_type="Patient", resource_id=patient.fhir_id, action=Action.RUN_ANALYSIS
-    )
-    resource = orjson.loads(body)
+    """Read one participant through the gate (raises ResourceNotFound on a deny) into memory.
+
+    The Patient resource (age, sex) is read only when the analysis or the eligibility needs it, or when
+    nothing else would be read: every participant is read at least once, so the gate decides for each.
+    """
     eligibility = study.spec.get("eligibility", {})
     reads = analysis.reads(params)
+    resource: dict[str, Any] = {}
+    if (
+        analysis.person(params)
+        or eligibility.get("age")
+        or eligibility.get("sex")
+        or not (reads or eligibility.get("conditions"))
+    ):
+        body = resource_read(caller=caller, patient=patient, resource_type="Patient", resource_id=patient.fhir_id,
+                             action=Action.RUN_ANALYSIS)  # fmt: skip
+        resource = orjson.loads(body)
     codes = {c for kind, cs in reads if kind == "Condition" for c in cs} | set(eligibility.get("conditions", []))
     conditions: set[str] = set()
     onsets: dict[str, str] = {}

@@ -283,3 +283,18 @@ def test_an_erased_participant_leaves_every_study_and_is_not_read_by_the_next_ru
     assert Participation.objects.get(pk=erased.pk).withdrawn_at is not None
     assert run.cohort_size == 20
     assert not _reads(run).filter(patient_ref=erased.patient_id).exists()
+
+
+def test_a_run_reads_only_what_its_analysis_needs_and_still_asks_the_gate_for_every_participant(
+    recruiting_study, make_patient, join, researcher, django_capture_on_commit_callbacks
+):
+    study = recruiting_study()
+    patients = [make_patient(cholesterol=180.0 + i) for i in range(20)]
+    join(study, patients)
+
+    run = _run(study, researcher, django_capture_on_commit_callbacks, index=1)  # observation-summary
+
+    assert run.status == "succeeded"
+    assert not _reads(run).filter(action="records.read").exists()  # age and sex are not needed: no Patient read
+    searched = _reads(run).filter(action="records.search", outcome="permit")
+    assert sorted(searched.values_list("patient_ref", flat=True)) == sorted(p.pk for p in patients)
