@@ -175,7 +175,7 @@ def _participant(caller: Caller, patient: Patient, analysis: Any, params: dict[s
             observations.extend(_search(caller, patient, "Observation", obs_codes))
     return catalogue.Participant(
         age=catalogue.age_on(resource.get("birthDate", ""), as_of),
-        sex=resource.get("gender") if resource.get("gender") in catalogue.SEXES else "unknown",
+        sex=str(resource["gender"]) if resource.get("gender") in catalogue.SEXES else "unknown",
         conditions=frozenset(conditions),
         observations=tuple(observations),
         onsets=tuple(sorted(onsets.items())),
