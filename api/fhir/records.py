@@ -327,7 +327,7 @@ def _search(
         return searchset(request, paging, 0, [], ignored, url)
     refs = [ref.rsplit("/_history/", 1)[0] for ref in page.references]
     bodies = page.bodies
-    included = _included(context, caller, patient, includes, refs, bodies, logged) if refs else []
+    included = _included(context, caller, patient, includes, refs, bodies, logged, target) if refs else []
     if kept is not None:
         bodies = [params.subset(body, kept) for body in bodies]
     elif paging.summary:
@@ -432,8 +432,11 @@ def _included(
     refs: list[str],
     bodies: list[bytes],
     logged: str,
+    target: gate.SearchTarget | None = None,
 ) -> list[tuple[str, bytes]]:
     """The resources _include and _revinclude add, each type searched through the gate in the same record.
+
+    Each is decided on the grants the page's search fetched (`target`): one request, one look at them.
 
     A type the token's scopes or the grant do not cover adds nothing, silently: what is left out
     says nothing the caller may not know. References are followed within the record only.
@@ -467,6 +470,7 @@ def _included(
                 criteria=criteria,
                 limit=params.COUNT_MAX,
                 query=f"include {target_type} for: {logged}"[:MAX_QUERY_LOGGED],
+                target=target,
             )
         except ResourceNotFound:
             continue
