@@ -202,6 +202,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "research-change-notices": {"task": "research.tasks.change_notices_settle", "schedule": 3600.0},
     # Re-sends research runs and chunks a lost broker dropped (research/sweep.py).
     "research-runs-sweep": {"task": "research.tasks.runs_sweep", "schedule": 60.0},
+    # Completes operator-assisted key resets once their public delay on chain has passed (consent/key_reset.py).
+    "consent-key-resets-complete": {"task": "consent.tasks.key_resets_complete_task", "schedule": 3600.0},
     # Tells patients of refused attempts, clinicians' first reads and grants ending within a week (consent/alerts.py).
     "consent-patient-alerts": {
         "task": "consent.tasks.patient_alerts_task",

@@ -149,3 +149,22 @@ def test_a_key_the_operator_still_holds_needs_no_reset(patient, patient_user, de
 
     with pytest.raises(InvalidKeyReset):
         key_reset_request(patient=patient, by=patient_user, address=new, signature=browser_sign(typed, new_key))
+
+
+def test_beat_completes_a_reset_whose_delay_has_passed_and_only_that(patient, patient_user, lost_key, deployed):
+    from django.conf import settings
+
+    from consent.tasks import key_resets_complete_task
+    from ledger.models import OutboxMessage
+
+    reset, _ = _request(patient, patient_user, lost_key)
+    key_reset_approve(reset=reset, actor="system:key_reset:desk-3")
+    _relay()
+
+    assert key_resets_complete_task.apply().get() == 0
+    type(reset).objects.filter(pk=reset.pk).update(ready_at=timezone.now() - timedelta(seconds=1))
+    assert key_resets_complete_task.apply().get() == 1
+    assert key_resets_complete_task.apply().get() == 1  # the same outbox row again, not a second write
+    assert OutboxMessage.objects.filter(kind="key_reset_done", ref=reset.address).count() == 1
+    entry = settings.CELERY_BEAT_SCHEDULE["consent-key-resets-complete"]
+    assert entry["task"] == "consent.tasks.key_resets_complete_task"
