@@ -67,6 +67,8 @@ contract ConsentRegistry is EIP712 {
     ///      so a key that was ever registered can never be registered again, for this account or another.
     mapping(bytes32 account => address key) private _keys;
     mapping(address key => bytes32 account) private _accounts;
+    // Whether a key is the one registered for its account today: what a grant checks, in one storage read.
+    mapping(address key => bool current) private _current;
 
     struct PendingReset {
         address key;
@@ -276,8 +278,7 @@ contract ConsentRegistry is EIP712 {
     /// @dev Grants are signed by the key registered for an account today: never by an unregistered key, never
     ///      by one a rotation or a reset replaced.
     function _requireCurrent(address key) private view {
-        bytes32 account = _accounts[key];
-        if (account == bytes32(0) || _keys[account] != key) revert KeyNotCurrent(key);
+        if (!_current[key]) revert KeyNotCurrent(key);
     }
 
     function _requireSigned(bytes32 structHash, bytes calldata signature, address expected) private view {
@@ -289,6 +290,8 @@ contract ConsentRegistry is EIP712 {
         if (_accounts[key] != bytes32(0)) revert KeyUsed(key);
         _accounts[key] = account;
         _keys[account] = key;
+        _current[key] = true;
+        if (previous != address(0)) _current[previous] = false;
         emit KeyRegistered(account, key, previous, reset);
     }
 
