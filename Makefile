@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    start the web server, a Celery worker and beat, Redis and anvil when needed; seed the demo"
 	@echo "make test   migrations check, import contracts, the whole pytest suite (PYTEST_ARGS=... to narrow it)"
-	@echo "make chaos  break Redis, the chain and the log's tail on purpose; results in chaos/results.json"
+	@echo "make chaos  break workers, web nodes, Redis, PostgreSQL links, the chain and the log on purpose; chaos/results.json"
 	@echo "make bench  the benchmarks (BENCH=name to pick some); figures in bench/results.json"
 	@echo "make lint   ruff check, ruff format --check, mypy on the domain apps, import-linter"
 
