@@ -43,6 +43,7 @@ from web3.exceptions import (
     Web3Exception,
     Web3RPCError,
 )
+from web3.types import RPCEndpoint
 
 from healthledger.errors import ChainError, ChainUnavailable
 from healthledger.lib.keyfiles import load_or_create_key, register_key_cache
@@ -177,6 +178,21 @@ def load_artifact(path: Path = ARTIFACT_PATH) -> Artifact:
     )
 
 
+def _http_provider(url: str, timeout: float) -> Any:
+    """A JSON-RPC provider that asks the node its chain id once.
+
+    web3 asks eth_chainId before every call and transaction it builds, which doubled the requests of a
+    grant check. Only eth_chainId is cached: blocks, receipts and state must follow the chain, reorgs included.
+    """
+    return Web3.HTTPProvider(
+        url,
+        request_kwargs={"timeout": timeout},
+        exception_retry_configuration=None,  # the relay owns retries; a health check must not hang
+        cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
+    )
+
+
 def operator_key_from_settings() -> bytes:
     """HEALTHLEDGER_CHAIN_OPERATOR_KEY (0x-hex, or urlsafe base64), else a key file under KEYS_DIR."""
     value = settings.HEALTHLEDGER_CHAIN_OPERATOR_KEY.strip()
@@ -239,11 +255,7 @@ class ChainClient:
         """CHAIN_RPC_URL when set, else the in-process EVM when CHAIN_BACKEND == "tester"."""
         timeout = float(settings.CHAIN_TIMEOUT_SECONDS)
         if settings.CHAIN_RPC_URL:
-            provider: Any = Web3.HTTPProvider(
-                settings.CHAIN_RPC_URL,
-                request_kwargs={"timeout": timeout},
-                exception_retry_configuration=None,  # the relay owns retries; a health check must not hang
-            )
+            provider: Any = _http_provider(settings.CHAIN_RPC_URL, timeout)
         elif settings.CHAIN_BACKEND == "tester":
             provider = Web3.EthereumTesterProvider()
         else:
@@ -253,8 +265,7 @@ class ChainClient:
     @classmethod
     def for_url(cls, url: str, *, operator_key: bytes, timeout: float = 10.0) -> ChainClient:
         """A client for one JSON-RPC endpoint with an explicit operator key (benchmarks, integration tests)."""
-        provider = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
-        return cls(w3=Web3(provider), operator_key=operator_key, receipt_timeout=timeout * 12)
+        return cls(w3=Web3(_http_provider(url, timeout)), operator_key=operator_key, receipt_timeout=timeout * 12)
 
     @cached_property
     def chain_id(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
@@ -124,3 +125,26 @@ def test_a_transaction_sent_without_waiting_can_be_awaited_and_counted_later(cha
     assert mined.block == chain.latest_block()[0] - 2
     assert chain.confirmations(sent.hash) == 3
     assert chain.confirmations("0x" + "ab" * 32) == 0
+
+
+@pytest.mark.skipif(not ANVIL_BINARY.exists(), reason="anvil is not installed (npm install)")
+def test_a_grant_check_on_a_node_is_one_request_the_chain_id_asked_once(db):
+    with anvil_running() as url:
+        client = ChainClient.for_url(url, operator_key=secrets.token_bytes(32))
+        client.operator_fund_from_node(minimum_wei=10**18, amount_wei=10**19)
+        client.deploy()
+        sent: list[str] = []
+        session = client.w3.provider._request_session_manager
+        post = session.make_post_request
+
+        def counted(uri, data, **kwargs):  # type: ignore[no-untyped-def]
+            sent.append(json.loads(data)["method"])
+            return post(uri, data, **kwargs)
+
+        session.make_post_request = counted
+        for _ in range(3):
+            assert client.is_active(b"\x01" * 32, client.operator.address, b"\x02" * 32) is False
+        client.latest_block()
+
+        assert sent.count("eth_call") == 3
+        assert sent.count("eth_chainId") <= 1  # cached: at most once, never once per call
