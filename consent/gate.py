@@ -168,9 +168,11 @@ def access_log_text(*, patient_id: uuid.UUID | None, text: str) -> str:
     return decrypt.log_text_open(patient_id=patient_id, text=text)
 
 
-def _deny(caller: Caller, patient: Patient, action: str, decision: Decision, **details: object) -> ResourceNotFound:
+def _deny(
+    caller: Caller, patient: Patient, action: str, decision: Decision, *, query: str = "", **details: object
+) -> ResourceNotFound:
     # Its own transaction, committed before the caller answers, so a deny is never rolled back with the request.
-    access_log_commit(event=_event(caller, patient, action, decision, **details))
+    access_log_commit(event=_event(caller, patient, action, decision, query=query, **details))
     logger.info("gate deny action=%s basis=%s", action, decision.basis)
     return ResourceNotFound("resource not found")
 
