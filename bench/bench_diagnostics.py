@@ -200,11 +200,11 @@ def _counted(job_ids: list[str]) -> tuple[float, float]:
     """SQL statements and chain questions (isActive, block number) per job, over `job_ids` run in process."""
     from django.test.utils import CaptureQueriesContext
 
-    from diagnostics import services
+    from diagnostics.services import consent_checks
     from ledger.client import ChainClient
 
     asked = [0]
-    real_active, real_block = services.grant_active_on_chain, ChainClient.block_number
+    real_active, real_block = consent_checks.grant_active_on_chain, ChainClient.block_number
 
     def active(grant: Any) -> bool:
         asked[0] += 1
@@ -214,12 +214,12 @@ def _counted(job_ids: list[str]) -> tuple[float, float]:
         asked[0] += 1
         return real_block(self)
 
-    services.grant_active_on_chain, ChainClient.block_number = active, block  # type: ignore[assignment,method-assign]
+    consent_checks.grant_active_on_chain, ChainClient.block_number = active, block  # type: ignore[assignment,method-assign]
     try:
         with CaptureQueriesContext(connection) as queries:
             _in_process(job_ids)
     finally:
-        services.grant_active_on_chain, ChainClient.block_number = real_active, real_block  # type: ignore[method-assign]
+        consent_checks.grant_active_on_chain, ChainClient.block_number = real_active, real_block  # type: ignore[method-assign]
     return len(queries.captured_queries) / len(job_ids), asked[0] / len(job_ids)
 
 

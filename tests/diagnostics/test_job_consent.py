@@ -7,9 +7,10 @@ import pytest
 from audit.models import AccessLogEntry
 from consent.models import Grant
 from consent.services import grant_revoke
-from diagnostics import services
+from diagnostics import inference, services
 from diagnostics.models import DiagnosticJob, JobResult
-from diagnostics.services import diagnostic_job_execute, diagnostic_job_request
+from diagnostics.services import consent_checks, diagnostic_job_execute, diagnostic_job_request
+from diagnostics.services import inputs as job_inputs
 from diagnostics.tasks import diagnostic_job_run
 from healthledger.errors import ChainUnavailable
 from records.models import Resource
@@ -50,14 +51,14 @@ def test_a_revocation_seen_while_reading_stops_the_reads_and_releases_nothing(
 ):
     grant = run_model_grant()
     job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
-    progress = services._progress
+    progress = job_inputs._progress
 
     def revoke_after_first_input(job_, done, total):  # type: ignore[no-untyped-def]
         progress(job_, done, total)
         if done == 1:
             grant_revoke(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
 
-    monkeypatch.setattr(services, "_progress", revoke_after_first_input)
+    monkeypatch.setattr(job_inputs, "_progress", revoke_after_first_input)
 
     assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
     reads = AccessLogEntry.objects.filter(job_id=str(job.id), action__in=["records.read", "records.search"])
@@ -88,7 +89,7 @@ def test_a_grant_the_chain_no_longer_holds_active_denies_the_job(
 ):
     run_model_grant()
     job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
-    monkeypatch.setattr(services, "grant_active_on_chain", lambda grant: False)
+    monkeypatch.setattr(consent_checks, "grant_active_on_chain", lambda grant: False)
 
     assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
     job.refresh_from_db()
@@ -102,13 +103,13 @@ def test_the_chain_is_asked_at_start_and_again_before_release(
     grant = run_model_grant()
     job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
     asked: list[str] = []
-    real = services.grant_active_on_chain
+    real = consent_checks.grant_active_on_chain
 
     def counting(grant_):  # type: ignore[no-untyped-def]
         asked.append(grant_.id)
         return real(grant_)
 
-    monkeypatch.setattr(services, "grant_active_on_chain", counting)
+    monkeypatch.setattr(consent_checks, "grant_active_on_chain", counting)
     assert diagnostic_job_execute(job_id=str(job.id)).status == "succeeded"
     assert asked == [grant.id, grant.id]
 
@@ -122,14 +123,14 @@ def test_an_unreachable_chain_puts_the_job_back_in_the_queue_unread_and_a_later_
     def down(grant):  # type: ignore[no-untyped-def]
         raise ChainUnavailable("chain node unavailable (ConnectionError)")
 
-    monkeypatch.setattr(services, "grant_active_on_chain", down)
+    monkeypatch.setattr(consent_checks, "grant_active_on_chain", down)
     outcome = diagnostic_job_execute(job_id=str(job.id))
     job.refresh_from_db()
     assert (outcome.status, outcome.retry_in, job.status, job.orderly_retries) == ("queued", 5, "queued", 1)
     assert not AccessLogEntry.objects.filter(job_id=str(job.id), action="records.search").exists()
 
     monkeypatch.undo()
-    monkeypatch.setattr(services.inference, "get_model", lambda model_id: seam_model)
+    monkeypatch.setattr(inference, "get_model", lambda model_id: seam_model)
     assert diagnostic_job_execute(job_id=str(job.id)).status == "succeeded"
     job.refresh_from_db()
     assert (job.deliveries, job.orderly_retries) == (2, 1)
@@ -144,7 +145,7 @@ def test_a_chain_down_for_every_retry_ends_the_job_failed(
     def down(grant):  # type: ignore[no-untyped-def]
         raise ChainUnavailable("down")
 
-    monkeypatch.setattr(services, "grant_active_on_chain", down)
+    monkeypatch.setattr(consent_checks, "grant_active_on_chain", down)
     delays = [diagnostic_job_execute(job_id=str(job.id)).retry_in for _ in range(services.MAX_CHAIN_RETRIES + 1)]
     job.refresh_from_db()
     assert delays == [5, 10, 20, 40, 80, 160, 300, 300, None]
@@ -160,13 +161,13 @@ def test_the_jobs_of_a_batch_ask_the_chain_once_per_block_and_again_once_a_block
     run_model_grant()
     jobs = [diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id) for _ in range(3)]
     asked: list[int] = []
-    real = services.grant_active_on_chain
+    real = consent_checks.grant_active_on_chain
 
     def counting(grant_):  # type: ignore[no-untyped-def]
         asked.append(chain_client().block_number())
         return real(grant_)
 
-    monkeypatch.setattr(services, "grant_active_on_chain", counting)
+    monkeypatch.setattr(consent_checks, "grant_active_on_chain", counting)
     with services.chain_answers_per_block():
         first = chain_client().block_number()
         assert [diagnostic_job_execute(job_id=str(job.id)).status for job in jobs[:2]] == ["succeeded"] * 2
@@ -182,7 +183,7 @@ def test_within_a_batch_a_grant_the_chain_no_longer_holds_active_still_denies_th
 ):
     run_model_grant()
     job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
-    monkeypatch.setattr(services, "grant_active_on_chain", lambda grant: False)
+    monkeypatch.setattr(consent_checks, "grant_active_on_chain", lambda grant: False)
     with services.chain_answers_per_block():
         assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
     job.refresh_from_db()

@@ -7,7 +7,7 @@ from django.conf import settings
 
 from diagnostics import services
 from diagnostics.models import DiagnosticJob, JobResult
-from diagnostics.services import diagnostic_job_execute, diagnostic_job_request
+from diagnostics.services import delivery, diagnostic_job_execute, diagnostic_job_request
 from diagnostics.tasks import diagnostic_job_run, diagnostic_jobs_run_batch
 from tests.diagnostics.jobs_support import *  # noqa: F403
 from tests.diagnostics.jobs_support import SPEC
@@ -31,7 +31,7 @@ def test_a_job_whose_deliveries_were_lost_five_times_ends_failed_without_a_sixth
 ):
     job = diagnostic_job_request(requester=patient_user, patient=alice_record, model_id=SPEC.id)
     for _ in range(services.MAX_LOST_DELIVERIES):
-        assert services._delivery_begin(str(job.id)) is not None  # started, then the worker died: never finished
+        assert delivery._delivery_begin(str(job.id)) is not None  # started, then the worker died: never finished
 
     outcome = diagnostic_job_execute(job_id=str(job.id))
 
@@ -43,7 +43,7 @@ def test_a_job_whose_deliveries_were_lost_five_times_ends_failed_without_a_sixth
 
 def test_a_job_redelivered_after_a_lost_delivery_completes_once(seam_model, alice_record, patient_user):
     job = diagnostic_job_request(requester=patient_user, patient=alice_record, model_id=SPEC.id)
-    services._delivery_begin(str(job.id))  # the first delivery's worker was killed mid-run
+    delivery._delivery_begin(str(job.id))  # the first delivery's worker was killed mid-run
     assert diagnostic_job_execute(job_id=str(job.id)).status == "succeeded"
     job.refresh_from_db()
     assert (job.deliveries, JobResult.objects.filter(job=job).count()) == (2, 1)
