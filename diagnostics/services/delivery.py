@@ -19,15 +19,9 @@ logger = logging.getLogger(__name__)
 
 # A job whose deliveries were lost this many times (worker killed, crashed, timed out hard) is poison: failed.
 MAX_LOST_DELIVERIES = 5
-
-
 # Orderly retries while the chain cannot be asked; with the backoff below, about 20 minutes in all.
 MAX_CHAIN_RETRIES = 8
-
-
 CHAIN_RETRY_BASE_SECONDS = 5
-
-
 CHAIN_RETRY_MAX_SECONDS = 300
 
 

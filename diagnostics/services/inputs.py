@@ -21,8 +21,6 @@ from records.models import Patient
 
 # Page size of one gated search of an input; a model needing more pages reads them all.
 INPUT_PAGE = 500
-
-
 # A job's progress is written at most this often. Each write is a commit of its own, and most jobs
 # read their inputs in a few tens of milliseconds: those write none (the portal shows them running, then done).
 PROGRESS_INTERVAL_SECONDS = 0.5
