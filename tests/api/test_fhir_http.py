@@ -58,14 +58,14 @@ def test_every_error_under_fhir_is_an_operation_outcome(api, settings, patient_u
 def test_an_unexpected_failure_is_a_500_operation_outcome_that_says_nothing_inside(
     patient_user, token_for, an_observation, monkeypatch
 ):
-    from api.fhir import records as fhir_records
+    from api.fhir.records import search as fhir_search
 
     token = token_for(patient_user)
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("secret detail: patient 1234")
 
-    monkeypatch.setattr(fhir_records.gate, "resource_search_counted", broken)
+    monkeypatch.setattr(fhir_search.gate, "resource_search_counted", broken)
     client = Client(raise_request_exception=False)
     response = client.get("/fhir/Observation", **bearer(token))
     assert response.status_code == 500

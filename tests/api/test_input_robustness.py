@@ -160,7 +160,7 @@ def test_an_http404_raised_under_fhir_is_a_404_operation_outcome(patient_user, t
     def missing(*args: object, **kwargs: object) -> None:
         raise Http404("no such thing")
 
-    monkeypatch.setattr("api.fhir.records.search_patient", missing)
+    monkeypatch.setattr("api.fhir.records.search.search_patient", missing)
     response = Client().get("/fhir/Observation", **bearer(token_for(patient_user)))
 
     assert response.status_code == 404
