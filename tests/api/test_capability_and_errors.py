@@ -66,7 +66,7 @@ def test_a_database_outage_is_503_with_retry_after(api, patient_user, token_for,
     def down(**kwargs: object) -> None:
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("consent.gate.stored_version_locate", down)
+    monkeypatch.setattr("consent.gate.reads.stored_version_locate", down)
     response = api.get(f"/fhir/Observation/{an_observation.fhir_id}", **bearer(token))
 
     assert response.status_code == 503

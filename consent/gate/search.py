@@ -1,0 +1,216 @@
+"""Searches: a page of a patient's resources, narrowed to what the caller may see before the query runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import access_log_insert
+from consent.gate.caller import Caller
+from consent.gate.decisions import _decide, _deny, _event, _outputs_only
+from consent.gate.opening import _integrity_entry, _integrity_raise, _open_each
+from consent.pdp import (
+    Decision,
+    GrantRow,
+    grantee_id_expression,
+    grants_from_expression,
+    live_grants_expression,
+)
+from consent.purposes import Action
+from records.models import Patient
+from records.selectors import (
+    SEARCH_LIMIT_MAX,
+    SearchCriteria,
+    StoredVersion,
+    patient_locate_by_fhir_id,
+    resource_ids_by_column,
+    resource_ids_sorted,
+    resource_matching,
+    resource_search_stored,
+    stored_page,
+    stored_page_of_type,
+    stored_versions_by_ids,
+)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    references: list[str]
+    bodies: list[bytes]
+    # How many resources in all match and the caller may see (resource_search_counted); None when not counted.
+    total: int | None = None
+    # Matches left out because their stored bytes failed the integrity check (each logged as records.integrity).
+    failed: tuple[str, ...] = ()
+
+
+def resource_search(
+    *,
+    caller: Caller,
+    patient: Patient,
+    resource_type: str,
+    code: str | None = None,
+    category: str | None = None,
+    date_ge: date | None = None,
+    date_le: date | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    query: str = "",
+    action: str = Action.READ,
+) -> SearchPage:
+    """One page of the patient's resources of a type matching the criteria, narrowed to what the caller may see.
+
+    The narrowing happens before the search runs, so a denied caller learns nothing,
+    not even a count. `query` is the request's own text, logged as asked.
+    """
+    decision = _decide(caller, patient, action, [resource_type])
+    if decision.output_grants:
+        # Narrowing to a job's outputs is resource_search_counted's; this search does not take ids.
+        decision = Decision(permit=False, basis="not-own-job-output", grant_id=decision.grant_id)
+    if not decision.permit:
+        raise _deny(caller, patient, "records.search", decision, query=query)
+    with transaction.atomic():
+        stored = resource_search_stored(
+            patient=patient,
+            resource_type=resource_type,
+            code=code,
+            category=category,
+            date_ge=date_ge,
+            date_le=date_le,
+            categories_any=decision.categories,
+            limit=limit,
+            offset=offset,
+        )
+        opened, bodies, failed = _open_each(stored, patient)
+        references = [item.reference for item in opened]
+        if not failed:
+            access_log_insert(
+                event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
+            )
+    if failed:  # nothing served, nothing logged as read; the integrity entry is committed
+        raise _integrity_raise(caller, patient, failed)
+    return SearchPage(references=references, bodies=bodies)
+
+
+@dataclass(frozen=True)
+class SearchTarget:
+    """A record found by its Patient id, with the caller's live grants on it fetched in the same statement."""
+
+    patient: Patient
+    actor_id: int | None
+    purpose: str
+    at: datetime
+    grants: tuple[GrantRow, ...]
+
+
+def search_target(*, caller: Caller, fhir_id: str) -> SearchTarget | None:
+    """The record a search names, and (for resource_search_counted to decide on) the caller's grants on it.
+
+    One statement instead of two: a search's patient lookup and its decision's grant lookup. None when no
+    record's Patient has this id (the API then answers as for a patient the caller may not see).
+    """
+    now = timezone.now()
+    actor_id = caller.actor.pk if caller.actor is not None else None
+    expression = live_grants_expression(grantee=grantee_id_expression(actor_id), at=now)
+    found = patient_locate_by_fhir_id(fhir_id=fhir_id, extras=(expression,))
+    if found is None:
+        return None
+    patient, (grants,) = found
+    return SearchTarget(
+        patient, actor_id, caller.purpose, now, tuple(grants_from_expression(grants, purpose=caller.purpose))
+    )
+
+
+def _page(
+    patient: Patient,
+    resource_type: str,
+    criteria: SearchCriteria,
+    categories: Sequence[str],
+    sort: str,
+    page: tuple[int, int],
+) -> tuple[list[StoredVersion], int]:
+    """The sealed versions of one page (offset, limit) of a search, and how many match in all."""
+    offset, limit = page
+    if limit and not sort and criteria == SearchCriteria() and not categories:
+        # No filter at all (the commonest search): one fixed, prepared statement, nothing compiled.
+        return stored_page_of_type(patient=patient, resource_type=resource_type, limit=limit, offset=offset)
+    matching = resource_matching(
+        patient=patient, resource_type=resource_type, criteria=criteria, categories_any=categories
+    )
+    if not limit:
+        return [], matching.count()
+    if not sort:
+        # Storage order: the page and the total in one statement.
+        return stored_page(matching=matching, limit=limit, offset=offset)
+    total = matching.count()
+    if "," in sort or sort.lstrip("-") == "date":
+        # Ordered by blind-index sort tokens and clear columns: nothing but the page is ever decrypted.
+        ordered = (
+            resource_ids_sorted(patient=patient, matching=matching, keys=sort.split(",")) if offset < total else []
+        )
+        return stored_versions_by_ids(ordered[offset : offset + limit]), total
+    # Row columns kept in the clear (_lastUpdated, _id): ordered and sliced by the database.
+    return stored_versions_by_ids(resource_ids_by_column(matching=matching, sort=sort, page=(offset, limit))), total
+
+
+def resource_search_counted(
+    *,
+    caller: Caller,
+    patient: Patient,
+    resource_type: str,
+    criteria: SearchCriteria,
+    sort: str = "",
+    limit: int = 50,
+    offset: int = 0,
+    query: str = "",
+    action: str = Action.READ,
+    partial: bool = False,
+    target: SearchTarget | None = None,
+) -> SearchPage:
+    """One page of a search, in a stable order, with the total of what the caller may see.
+
+    A version on the page that fails its integrity check is logged as `records.integrity`. With `partial`
+    the page carries the rest and names the failed ones in `failed` (the FHIR search answers with an
+    OperationOutcome warning); without it the search fails as a whole with IntegrityFailure.
+
+    The grant's narrowing (categories) is part of the query before it runs, so neither the
+    page nor `total` counts anything the caller may not see; a deny raises ResourceNotFound
+    and is logged. `sort` is "" (storage order) or comma-separated keys, each "date" (the
+    resource's clinical date; undated last), "_lastUpdated" or "_id", "-" first for descending,
+    then id. `limit` 0 counts only. The page's references are logged
+    with `query`, in the read's transaction. `target` (search_target's, for this caller and patient)
+    saves the decision its own lookup of the grants.
+    """
+    actor_id = caller.actor.pk if caller.actor is not None else None
+    fetched = target is not None and (target.patient.pk, target.actor_id, target.purpose) == (
+        patient.pk,
+        actor_id,
+        caller.purpose,
+    )
+    if target is not None and fetched:
+        decision = _decide(caller, patient, action, [resource_type], at=target.at, grants=target.grants)
+    else:
+        decision = _decide(caller, patient, action, [resource_type])
+    if not decision.permit:
+        raise _deny(caller, patient, "records.search", decision, query=query)
+    limit = max(0, min(limit, SEARCH_LIMIT_MAX))
+    offset = max(0, offset)
+    if decision.output_grants:
+        criteria = _outputs_only(decision, patient, resource_type, criteria)
+    with transaction.atomic():
+        stored, total = _page(patient, resource_type, criteria, decision.categories, sort, (offset, limit))
+        # Decrypted before the entry is written: the entry names exactly what is served.
+        opened, bodies, failed = _open_each(stored, patient)
+        references = [item.reference for item in opened]
+        if not failed or partial:
+            access_log_insert(
+                event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
+            )
+        if failed and partial:
+            _integrity_entry(caller, patient, failed)
+    if failed and not partial:
+        raise _integrity_raise(caller, patient, failed)
+    return SearchPage(references=references, bodies=bodies, total=total, failed=tuple(failed))
