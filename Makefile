@@ -53,7 +53,11 @@ test: install
 chaos: install
 	$(VENV)/bin/pytest chaos -q $(CHAOS_ARGS)
 
+# The API figures need wrk (Debian's package); as root it is installed when missing, as .ci/run does Chromium.
 bench: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1; } \
+		|| echo "make bench: wrk is missing and could not be installed (apt-get install -y wrk); the API figures are skipped"
 	$(PY) -m bench $(BENCH)
 
 lint: install
