@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
 
+from consent.categories import categories_for, category_types
 from consent.models import Grant
 from consent.purposes import ALL_RESOURCE_TYPES, PURPOSE_SYSTEM, Action
 
@@ -38,6 +40,37 @@ def consent_id(grant: Grant) -> str:
     return grant.id[2:]
 
 
+def _codes(categories: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"coding": [{"system": c.split("|", 1)[0], "code": c.split("|", 1)[1]}]} for c in categories]
+
+
+def _narrowing(resource_types: Sequence[str], categories: Sequence[str]) -> dict[str, Any]:
+    """The provision's `code` (categories narrowing every type) and, when some narrow one type only,
+    one nested permit per type (its `class` and the `code` narrowing it, none when it is not narrowed)."""
+    qualified = category_types(categories)
+    if not qualified:
+        return {"code": _codes(categories)} if categories else {}
+    if ALL_RESOURCE_TYPES in resource_types:
+        everywhere = categories_for(categories, ALL_RESOURCE_TYPES)
+        out: dict[str, Any] = {"code": _codes(everywhere)} if everywhere else {}
+        types = sorted(qualified)
+    else:
+        out = {}
+        types = list(resource_types)
+    nested = []
+    for resource_type in types:
+        part: dict[str, Any] = {
+            "type": "permit",
+            "class": [{"system": "http://hl7.org/fhir/resource-types", "code": resource_type}],
+        }
+        narrowing = categories_for(categories, resource_type)
+        if narrowing:
+            part["code"] = _codes(narrowing)
+        nested.append(part)
+    out["provision"] = nested
+    return out
+
+
 def grant_as_consent(grant: Grant, *, now: datetime | None = None) -> dict[str, Any]:
     """Render one grant; the output validates as an R4B Consent."""
     now = now or timezone.now()
@@ -65,10 +98,7 @@ def grant_as_consent(grant: Grant, *, now: datetime | None = None) -> dict[str, 
     }
     if ALL_RESOURCE_TYPES not in grant.resource_types:
         provision["class"] = [{"system": "http://hl7.org/fhir/resource-types", "code": t} for t in grant.resource_types]
-    if grant.categories:
-        provision["code"] = [
-            {"coding": [{"system": c.split("|", 1)[0], "code": c.split("|", 1)[1]}]} for c in grant.categories
-        ]
+    provision.update(_narrowing(grant.resource_types, grant.categories))
     return {
         "resourceType": "Consent",
         "id": consent_id(grant),

@@ -30,7 +30,8 @@ class Decision:
     # Why, as a short code for the log and for tests ("own-record", "grant", "no-grant", "break-glass" ...).
     basis: str
     grant_id: str = ""
-    # Categories ("system|code") the permit is narrowed to; empty means the whole resource types.
+    # The grant's categories ("system|code" for every type, "Type:system|code" for one); empty means the whole
+    # resource types. What narrows one type is consent.categories.categories_for(categories, type).
     categories: tuple[str, ...] = ()
     break_glass: bool = False
     # Run-model grants the permit is narrowed to: only what a job released under one of them (the gate checks).

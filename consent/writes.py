@@ -1,7 +1,7 @@
 """Writes into a patient's record on someone's behalf: decided by the policy decision point, logged, stored.
 
 A clinician adds resources under a grant that allows `write` for their types (and,
-when the grant is narrowed to categories, only resources in them); the patient adds to
+when the grant narrows a type to categories, only resources of that type in them); the patient adds to
 their own record. The decision and the store's write commit together: a permit entry
 ("records.write" with the grant and the purpose) in the same transaction as the new
 versions, or, on a deny, a deny entry in a transaction of its own and nothing stored.
@@ -17,6 +17,7 @@ from django.db import transaction
 
 from audit.models import Outcome
 from audit.services import LogEvent, access_log_insert
+from consent.categories import categories_for
 from consent.gate import Caller
 from consent.pdp import Decision, decide
 from consent.purposes import Action
@@ -54,8 +55,12 @@ def _event(caller: Caller, patient: Patient, decision: Decision, resource_ids: t
 
 
 def _in_categories(document: Document, categories: tuple[str, ...]) -> bool:
-    wanted = set(categories)
-    return all(index_terms(entry.resource).categories & wanted for entry in document.entries)
+    """Whether every entry is in one of the categories the grant narrows its type to (if it narrows it)."""
+    for entry in document.entries:
+        wanted = set(categories_for(categories, entry.resource_type))
+        if wanted and not index_terms(entry.resource).categories & wanted:
+            return False
+    return True
 
 
 def write_permitted(*, caller: Caller, patient: Patient, resource_type: str) -> Decision:
@@ -101,7 +106,7 @@ def record_write(*, caller: Caller, patient: Patient, payload: bytes) -> WriteRe
         reason=caller.reason,
         patient_context=caller.patient_context,
     )
-    if decision.permit and decision.categories and not _in_categories(document, decision.categories):
+    if decision.permit and not _in_categories(document, decision.categories):
         decision = Decision(permit=False, basis="category-not-granted", grant_id=decision.grant_id)
     if not decision.permit:
         # Its own transaction, committed before the caller answers, so the deny is never rolled back.

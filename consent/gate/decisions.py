@@ -11,6 +11,7 @@ from audit.models import Outcome
 from audit.selectors import released_under_grants
 from audit.services import LogEvent, access_log_commit
 from consent.break_glass import break_glass_admit
+from consent.categories import categories_for
 from consent.gate.caller import Caller
 from consent.pdp import (
     Decision,
@@ -91,10 +92,11 @@ def _deny(
 
 
 def _narrowed(decision: Decision, patient: Patient, resource_type: str, resource_id: str) -> Decision:
-    """A permit under a grant narrowed to categories holds only for a resource indexed under one of them."""
-    if decision.permit and decision.categories:
+    """A permit under a grant narrowing this type to categories holds only for a resource indexed under one of them."""
+    narrowing = categories_for(decision.categories, resource_type)
+    if decision.permit and narrowing:
         in_scope = resource_in_categories(
-            patient=patient, resource_type=resource_type, resource_id=resource_id, categories=decision.categories
+            patient=patient, resource_type=resource_type, resource_id=resource_id, categories=narrowing
         )
         if not in_scope:
             return Decision(permit=False, basis="category-not-granted", grant_id=decision.grant_id)

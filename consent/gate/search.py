@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import access_log_insert
+from consent.categories import categories_for
 from consent.gate.caller import Caller
 from consent.gate.decisions import _decide, _deny, _event, _outputs_only
 from consent.gate.opening import _integrity_entry, _integrity_raise, _open_each
@@ -80,7 +81,7 @@ def resource_search(
             category=category,
             date_ge=date_ge,
             date_le=date_le,
-            categories_any=decision.categories,
+            categories_any=categories_for(decision.categories, resource_type),
             limit=limit,
             offset=offset,
         )
@@ -201,7 +202,8 @@ def resource_search_counted(
     if decision.output_grants:
         criteria = _outputs_only(decision, patient, resource_type, criteria)
     with transaction.atomic():
-        stored, total = _page(patient, resource_type, criteria, decision.categories, sort, (offset, limit))
+        narrowing = categories_for(decision.categories, resource_type)
+        stored, total = _page(patient, resource_type, criteria, narrowing, sort, (offset, limit))
         # Decrypted before the entry is written: the entry names exactly what is served.
         opened, bodies, failed = _open_each(stored, patient)
         references = [item.reference for item in opened]

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from accounts.models import Role, User
+from consent.categories import split_category
 from consent.models import Grant
 from consent.purposes import ALL_RESOURCE_TYPES, GRANTABLE_PURPOSES, Action
 from consent.services.signatures import _registered_address
@@ -47,8 +48,23 @@ def _check_scope(
         raise InvalidGrant(f"actions must be among {', '.join(sorted(valid_actions))}")
     if purpose not in GRANTABLE_PURPOSES:
         raise InvalidGrant(f"purpose {purpose!r} cannot be granted")
-    if any(c.count("|") != 1 for c in categories):
-        raise InvalidGrant('categories are written "system|code"')
+    _check_categories(resource_types, categories)
+
+
+def _check_categories(resource_types: Sequence[str], categories: Sequence[str]) -> None:
+    """Each entry "system|code" (narrows every type) or "Type:system|code" (narrows one of the grant's types)."""
+    for entry in categories:
+        qualifier, category = split_category(entry)
+        if category.count("|") != 1:
+            raise InvalidGrant(f'categories are written "system|code" or "Type:system|code", not {entry!r}')
+        if not qualifier:
+            continue
+        if qualifier not in KNOWN_RESOURCE_TYPES:
+            raise InvalidGrant(f"category {entry!r} names an unknown FHIR resource type {qualifier!r}")
+        if ALL_RESOURCE_TYPES not in resource_types and qualifier not in resource_types:
+            raise InvalidGrant(
+                f"category {entry!r} narrows {qualifier}, which is not one of the grant's resource types"
+            )
 
 
 def _check_window(*, not_before: datetime, not_after: datetime, now: datetime) -> None:
