@@ -126,8 +126,6 @@ class ShareForm(forms.Form):
         choices=[(kind.key, kind.label) for kind in SHARE_KINDS],
         widget=forms.CheckboxSelectMultiple,
         label="What to share",
-        help_text="Lab results and vital signs are shared on their own only when you choose nothing else; "
-        "chosen with other kinds, all your measurements and test results are shared.",
         error_messages={"required": "Choose at least one kind of record."},
     )
     purpose = forms.ChoiceField(

@@ -5,10 +5,10 @@ resource types and categories (share_terms), and the review step turns the terms
 the words she reads before she signs (share_sentence). The sentence is made from the terms,
 never from the choices, so it cannot say less than the grant allows.
 
-A grant's categories narrow every type it names (consent.gate), so "lab results" can be
-narrowed to laboratory Observations only when nothing but Observation kinds is chosen.
-Chosen beside other kinds, lab results and vital signs widen to all measurements and test
-results; the form says so, and the sentence says exactly that.
+Lab results and vital signs narrow only the grant's Observations, with categories qualified by
+type ("Observation:system|code", consent.categories), so "lab results and medications" is one
+grant: laboratory Observations and every MedicationRequest. "All measurements and test results"
+chosen beside them leaves Observations unnarrowed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from datetime import datetime
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
+from consent.categories import categories_for
 from consent.purposes import ALL_RESOURCE_TYPES, Action, Purpose
 from portal.plain import OBSERVATION_CATEGORY
 
@@ -72,33 +73,39 @@ ACTION_WORDS = {
 
 
 def share_terms(keys: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The grant's resource types and Observation categories ("system|code") for these plain choices."""
+    """The grant's resource types and categories ("Observation:system|code") for these plain choices."""
     kinds = [KINDS_BY_KEY[key] for key in keys if key in KINDS_BY_KEY]
     if any(kind.key == EVERYTHING for kind in kinds):
         return [ALL_RESOURCE_TYPES], []
     types = sorted({kind.resource_type for kind in kinds})
-    categories = sorted({kind.category for kind in kinds if kind.category})
-    narrowed = types == ["Observation"] and not any(k.resource_type == "Observation" and not k.category for k in kinds)
-    if not narrowed:
-        categories = []
-    return types, [f"{OBSERVATION_CATEGORY}|{code}" for code in categories]
+    observations = [kind for kind in kinds if kind.resource_type == "Observation"]
+    if any(not kind.category for kind in observations):
+        return types, []  # all measurements and test results: Observations are not narrowed
+    codes = sorted({kind.category for kind in observations})
+    return types, [f"Observation:{OBSERVATION_CATEGORY}|{code}" for code in codes]
 
 
 def _and(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
+# The order the form lists the kinds in is the order the sentence names them.
+_ORDER = {kind.category or kind.resource_type: rank for rank, kind in enumerate(SHARE_KINDS)}
+
+
 def what_words(resource_types: Sequence[str], categories: Sequence[str]) -> str:
     """What a grant's terms cover, in words: "your lab results and medications"."""
     if ALL_RESOURCE_TYPES in resource_types:
         return "your whole record"
-    words: list[str] = []
+    named: dict[str, int] = {}
     for resource_type in resource_types:
-        if resource_type == "Observation" and categories:
-            codes = [c.split("|", 1)[-1] for c in categories]
-            words.extend(WORDS_BY_CATEGORY.get(code, code.replace("-", " ")) for code in codes)
+        narrowing = categories_for(categories, resource_type)
+        if narrowing:
+            for code in (c.split("|", 1)[-1] for c in narrowing):
+                named.setdefault(WORDS_BY_CATEGORY.get(code, code.replace("-", " ")), _ORDER.get(code, len(_ORDER)))
         else:
-            words.append(WORDS_BY_TYPE.get(resource_type, resource_type))
+            named.setdefault(WORDS_BY_TYPE.get(resource_type, resource_type), _ORDER.get(resource_type, len(_ORDER)))
+    words = sorted(named, key=lambda w: (named[w], w))
     return f"your {_and(words)}" if words else "nothing"
 
 

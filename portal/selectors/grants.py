@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from consent.categories import categories_for, category_types
 from consent.models import Grant, GrantStatus
 from consent.purposes import ALL_RESOURCE_TYPES, Purpose
 from healthledger.errors import ResourceNotFound
@@ -32,10 +34,23 @@ def scope_words(grant: Grant) -> str:
         what = "Your whole record"
     else:
         what = ", ".join(type_words(t) for t in grant.resource_types)
-    if grant.categories:
-        cats = ", ".join(CATEGORY_WORDS.get(c.split("|", 1)[1], c.split("|", 1)[1]) for c in grant.categories)
-        what += f" (only: {cats})"
-    return what
+    if not category_types(grant.categories):
+        if grant.categories:
+            what += f" (only: {_category_words(grant.categories)})"
+        return what
+    # Some categories narrow one type only: say which type each narrows.
+    types = sorted(category_types(grant.categories)) if ALL_RESOURCE_TYPES in grant.resource_types else []
+    everywhere = categories_for(grant.categories, ALL_RESOURCE_TYPES)
+    parts = [f"{what} (only: {_category_words(everywhere)})" if everywhere else what] if types else []
+    for resource_type in types or grant.resource_types:
+        narrowing = categories_for(grant.categories, resource_type)
+        words = type_words(resource_type)
+        parts.append(f"{words} (only: {_category_words(narrowing)})" if narrowing else words)
+    return ", ".join(parts)
+
+
+def _category_words(categories: Sequence[str]) -> str:
+    return ", ".join(CATEGORY_WORDS.get(c.split("|", 1)[1], c.split("|", 1)[1]) for c in categories)
 
 
 @dataclass(frozen=True)

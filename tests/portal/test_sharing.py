@@ -82,7 +82,7 @@ def test_the_review_says_who_what_why_and_until_when_in_plain_words(alice, alice
     _share(alice, clinician, what=["labs"], duration="custom", ends="2027-03-03T17:00")
     grant = Grant.objects.get()
     assert grant.resource_types == ["Observation"]
-    assert grant.categories == ["http://terminology.hl7.org/CodeSystem/observation-category|laboratory"]
+    assert grant.categories == ["Observation:http://terminology.hl7.org/CodeSystem/observation-category|laboratory"]
     listing = alice.get("/sharing/").content.decode()
     assert "Dr Jane Smith at Riverside Clinic" in listing
     assert "may see" in listing
@@ -101,15 +101,43 @@ def test_dates_are_read_and_said_in_her_own_time_zone(alice, alice_record, patie
     assert Grant.objects.get().not_after.isoformat() == "2027-03-03T22:00:00+00:00"
 
 
-def test_lab_results_beside_other_kinds_widen_to_all_measurements_and_the_review_says_so(
+def test_lab_results_and_medications_is_one_grant_narrowing_only_the_observations(
     alice, alice_record, clinician, deployed
 ) -> None:
-    alice.post("/sharing/new/what/", _form(clinician, what=["labs", "medications"]))
+    ClinicianProfile.objects.create(
+        user=clinician, title="Dr", organisation="Riverside Clinic", specialty="General practice"
+    )
+    User.objects.filter(pk=clinician.pk).update(first_name="Jane", last_name="Smith")
+    what = alice.get(f"/sharing/new/what/?clinician={clinician.pk}").content.decode()
+    assert "measurements and test results are shared" not in what  # no widening to warn of
+    chosen = _form(clinician, what=["labs", "medications"], duration="custom", ends="2027-03-03T17:00")
+    alice.post("/sharing/new/what/", chosen)
 
     page = alice.get("/sharing/new/review/").content.decode()
 
-    assert "can see your medications and measurements and test results, for your care" in page
-    _share(alice, clinician, what=["labs", "medications"])
+    assert (
+        "Dr Jane Smith at Riverside Clinic can see your lab results and medications, for your care,"
+        " until 3 March 2027 at 17:00." in page
+    )
+    _share(alice, clinician, what=["labs", "medications"], duration="custom", ends="2027-03-03T17:00")
+    grant = Grant.objects.get()
+    assert (grant.resource_types, grant.categories) == (
+        ["MedicationRequest", "Observation"],
+        ["Observation:http://terminology.hl7.org/CodeSystem/observation-category|laboratory"],
+    )
+    listing = alice.get("/sharing/").content.decode()
+    assert "Prescription, Measurement or test result (only: Lab results)" in listing
+
+
+def test_all_measurements_beside_lab_results_leaves_observations_unnarrowed(
+    alice, alice_record, clinician, deployed
+) -> None:
+    alice.post("/sharing/new/what/", _form(clinician, what=["labs", "measurements", "medications"]))
+
+    page = alice.get("/sharing/new/review/").content.decode()
+
+    assert "can see your measurements and test results and medications, for your care" in page
+    _share(alice, clinician, what=["labs", "measurements", "medications"])
     grant = Grant.objects.get()
     assert (grant.resource_types, grant.categories) == (["MedicationRequest", "Observation"], [])
 
@@ -122,8 +150,8 @@ def test_sharing_only_some_kinds_of_results_grants_observations_narrowed_to_thos
     grant = Grant.objects.get()
     assert grant.resource_types == ["Observation"]
     assert grant.categories == [
-        "http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
-        "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+        "Observation:http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+        "Observation:http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
     ]
 
 
