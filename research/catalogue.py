@@ -22,6 +22,7 @@ RESOURCE_WORDS = {
     "Patient": "your year of birth and sex",
     "Condition": "your recorded diagnoses (whether you have the conditions the study asks about)",
     "Observation": "your measurements and lab results of the kinds the study names",
+    "MedicationRequest": "your prescriptions of the kinds a diagnostic model uses (such as blood pressure medicines)",
 }
 STRATA = ("age_band", "sex", "condition")
 SEXES = ("female", "male", "other", "unknown")
@@ -55,6 +56,8 @@ class Participant:
     observations: tuple[dict[str, Any], ...]
     # (condition code, first onset YYYY-MM-DD or "" when undated), for the codes the analysis reads.
     onsets: tuple[tuple[str, str], ...] = ()
+    # Whole resources, for an analysis that hands them to a diagnostic model (model-score-distribution).
+    resources: tuple[dict[str, Any], ...] = ()
 
 
 class Analysis(Protocol):
@@ -217,9 +220,11 @@ def _registry() -> dict[str, Analysis]:
     # Imported here: those modules build on this one's Participant, InvalidAnalysis and codes.
     from research.incidence import Incidence
     from research.regression import LinearRegression, LogisticRegression
+    from research.scores import ModelScoreDistribution
 
     analyses: tuple[Analysis, ...] = (
         CountByStrata(), ObservationSummary(), Incidence(), LinearRegression(), LogisticRegression(),
+        ModelScoreDistribution(),
     )  # fmt: skip
     return {a.id: a for a in analyses}
 
@@ -241,7 +246,7 @@ def analysis_get(analysis_id: str) -> Analysis:
 def code_hash(analysis_id: str) -> str:
     """sha256 of the analysis's own source: what a release names as the code that made it."""
     kind = type(analysis_get(analysis_id))
-    # An analysis in its own module (regression, incidence) hashes that whole module: its helpers are its code.
+    # An analysis in its own module (regression, incidence, scores) hashes that whole module: its helpers are its code.
     source = inspect.getsource(kind if kind.__module__ == __name__ else inspect.getmodule(kind))  # type: ignore[arg-type]
     if kind.__module__ != __name__:
         source = f"{kind.__name__}\n{source}"

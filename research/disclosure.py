@@ -339,3 +339,38 @@ def regression_table(fit: dict[str, Any], terms: list[str], n: int, params: dict
     scale = "log odds" if kind == "logistic-regression" else "outcome units"
     return {"kind": kind, "n": round_to(n, t.rounding), "scale": scale, "outcome": params["outcome"],
             "coefficients": rows, "flag": "ok"}  # fmt: skip
+
+
+def scores_disclose(acc: dict[str, Any], params: dict[str, Any], t: Thresholds, report: Report) -> dict[str, Any]:
+    """A model's score distribution: the band and refusal tables under the count rules, mean and SD under the
+    statistics rules (enough contributors, no dominant pair). Never a minimum, a maximum or one score."""
+    report.note("SDC-NO-EXTREMES", "pass")
+    bands = counts_disclose(acc["bands"], ["band"], t, report)
+    refused = counts_disclose(acc["refused"], ["reason"], t, report)
+    # The bands in the model's order (counts_disclose sorts its cells by name).
+    order = {label: i for i, label in enumerate(acc["bands"])}
+    bands["cells"].sort(key=lambda cell: order[cell["group"]["band"]])
+    n = int(acc["n"])
+    out: dict[str, Any] = {
+        "kind": "score-distribution",
+        "model": {k: params.get(k) for k in ("model", "model_version", "model_hash")},
+        "as_of": params.get("as_of"),
+        "n": round_to(n, t.rounding) if n >= t.count else None,
+        "bands": bands,
+        "refused": refused,
+        "mean": None,
+        "sd": None,
+        "flag": "ok",
+    }
+    if n < t.stat_n:
+        report.note("SDC-STAT-MIN-N", "applied", where="score", detail=f"fewer than {t.stat_n} contributors")
+        return {**out, "flag": "suppressed-min-n"}
+    report.note("SDC-STAT-MIN-N", "pass")
+    total = float(acc["sum"])
+    if total <= 0 or sum(acc["top"][:2]) > t.dominance * total:
+        report.note("SDC-DOMINANCE", "applied", where="score", detail="two contributions dominate the total")
+        return {**out, "flag": "suppressed-dominance"}
+    report.note("SDC-DOMINANCE", "pass")
+    mean = total / n
+    variance = max(0.0, (float(acc["sumsq"]) - n * mean * mean) / (n - 1))
+    return {**out, "mean": round(mean, 3), "sd": round(math.sqrt(variance), 3)}

@@ -173,16 +173,22 @@ def _participant(caller: Caller, patient: Patient, analysis: Any, params: dict[s
     for resource_type, obs_codes in reads:
         if resource_type == "Observation":
             observations.extend(_search(caller, patient, "Observation", obs_codes))
+    # An analysis running a diagnostic model keeps the model's inputs whole, only in this worker's memory.
+    kept: list[dict[str, Any]] = [resource] if resource else []
+    for resource_type, kept_codes in getattr(analysis, "searches", lambda _: [])(params):
+        kept.extend(_search(caller, patient, resource_type, kept_codes))
     return catalogue.Participant(
         age=catalogue.age_on(resource.get("birthDate", ""), as_of),
         sex=str(resource["gender"]) if resource.get("gender") in catalogue.SEXES else "unknown",
         conditions=frozenset(conditions),
         observations=tuple(observations),
         onsets=tuple(sorted(onsets.items())),
+        resources=tuple(kept) if hasattr(analysis, "searches") else (),
     )
 
 
 def _search(caller: Caller, patient: Patient, resource_type: str, codes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every resource of the type carrying one of the codes; with no codes, every resource of the type."""
     out: list[dict[str, Any]] = []
     offset = 0
     while True:
@@ -190,10 +196,10 @@ def _search(caller: Caller, patient: Patient, resource_type: str, codes: tuple[s
             caller=caller,
             patient=patient,
             resource_type=resource_type,
-            criteria=SearchCriteria(codes=(codes,)),
+            criteria=SearchCriteria(codes=(codes,) if codes else ()),
             limit=PAGE,
             offset=offset,
-            query=f"{resource_type}?code={','.join(codes)}",
+            query=f"{resource_type}?code={','.join(codes)}" if codes else f"{resource_type}?",
             action=Action.RUN_ANALYSIS,
         )
         out.extend(orjson.loads(body) for body in page.bodies)
@@ -325,6 +331,8 @@ def _disclose(analysis: Any, merged: dict[str, Any], run: AnalysisRun, t: disclo
         return disclosure.summary_disclose(merged, run.params, t, report)
     if analysis.id == "incidence":
         return disclosure.incidence_disclose(merged, run.params, t, report)
+    if analysis.id == "model-score-distribution":
+        return disclosure.scores_disclose(merged, run.params, t, report)
     n = int(merged["n"])
     refused = {"kind": analysis.id, "n": disclosure.round_to(n, t.rounding) if n >= t.count else None,
                "coefficients": None, "flag": "suppressed-rules"}  # fmt: skip

@@ -177,6 +177,15 @@ def release_csv(release: Release) -> str:
         writer.writerow(["statistic", "value", "flag"])
         for name in ("at_risk", "cases", "person_years", "proportion_percent", "rate_per_1000_person_years"):
             writer.writerow([name, _blank(table.get(name)), table.get("flag", "")])
+    elif table.get("kind") == "score-distribution":
+        writer.writerow(["table", "group", "count", "percent", "flag"])
+        for part, stratum in (("bands", "band"), ("refused", "reason")):
+            for cell in table[part]["cells"]:
+                writer.writerow([part, cell["group"][stratum], _blank(cell["count"]), _blank(cell["percent"]),
+                                 cell["flag"]])  # fmt: skip
+            writer.writerow([part, "total", _blank(table[part]["totals"].get("total")), "", ""])
+        for name in ("n", "mean", "sd"):
+            writer.writerow(["statistic", name, _blank(table.get(name)), "", table.get("flag", "")])
     else:
         writer.writerow(["statistic", "value", "unit", "flag"])
         for name in ("n", "mean", "sd"):

@@ -429,6 +429,9 @@ def analysis_run_request(*, study: Study, by: User, analysis_index: int, enqueue
         raise StudyRefused(f"the spec declares analyses 0 to {len(analyses) - 1}")
     item = analyses[analysis_index]
     analysis = catalogue.analysis_get(item["id"])
+    # An analysis bound to the run's date (a model's as-of date) fixes it, and what it names, in the run's params.
+    bind = getattr(analysis, "bind", None)
+    params = item["params"] if bind is None else bind(item["params"], day=timezone.now().date())
     with transaction.atomic():
         run = AnalysisRun.objects.create(
             study=study,
@@ -436,8 +439,8 @@ def analysis_run_request(*, study: Study, by: User, analysis_index: int, enqueue
             analysis_id=analysis.id,
             analysis_version=analysis.version,
             code_hash=catalogue.code_hash(analysis.id),
-            params=item["params"],
-            analysis_key=analysis_key(analysis.id, analysis.version, item["params"]),
+            params=params,
+            analysis_key=analysis_key(analysis.id, analysis.version, params),
             spec_hash=study.spec_hash,
         )
         _log("research.run.request", by=by, study=study, query=f"study={study.pk} run={run.pk} analysis={analysis.id}")
