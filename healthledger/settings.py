@@ -115,6 +115,9 @@ else:
     }
 DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# A kept connection is pinged before a request or task reuses it and replaced when the server dropped it
+# (PostgreSQL restarted): without it, each web thread and pool process failed its first request after.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The few fixed statements every API request runs go through healthledger.lib.db.prepared_cursor:
     # PostgreSQL plans them once per connection. The ORM's client-side binding never prepares. Off
