@@ -5,7 +5,7 @@
   nothing half-written (each job has its dispatch row and its log entry); a retry with the same
   Idempotency-Key makes no second job.
 - PostgreSQL restarted under load, simulated by the proxy (every connection cut, new ones refused for a few
-  seconds, then accepted): the shared server of this machine is not restarted, other test runs use it.
+  seconds, then accepted); the real restart of the machine's server is chaos/test_pg_restart.py.
 """
 
 from __future__ import annotations
@@ -291,11 +291,10 @@ def test_postgres_cut_mid_request_and_restarted_under_load(worker, own_redis, pg
             + checks.rows_hits(canary)
         )
         record(
-            scenario="postgres restarted under load",
+            scenario="postgres restart simulated by the proxy",
             faults=(
-                f"simulated by the fault proxy (all connections cut, refused {RESTART_S:g} s; the machine's "
-                f"shared server is not restarted); {len(refused)} refused, {len(without_retry_after)} without "
-                f"503+Retry-After; canary hits {canaries}"
+                f"fault proxy: all connections cut, refused {RESTART_S:g} s; {len(refused)} refused, "
+                f"{len(without_retry_after)} without 503+Retry-After; canary hits {canaries}"
             ),
             accepted=len(restart_ids),
             recovery_s=round(recovery, 1),
