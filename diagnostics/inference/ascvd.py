@@ -265,22 +265,10 @@ class AscvdPce2013:
 
     def run(self, inputs: Mapping[str, Sequence[dict[str, Any]]], *, as_of: date) -> ModelResult:
         problems: list[Contribution] = []
-        patient = values.the_patient(inputs.get("patient", ()))
-        age: int | Absent = Absent("no Patient resource")
-        sex: str | Absent = Absent("no Patient resource")
-        race_codes: list[str] = []
-        if isinstance(patient, Absent):
-            problems.append(values.problem("patient", patient))
-        elif values.deceased_by(patient, as_of):
-            problems.append(values.problem("patient", values.DECEASED))
-        else:
-            age, sex, race_codes = values.age_at(patient, as_of), values.sex_of(patient), values.omb_race_codes(patient)
-            for name, got in (("age", age), ("sex", sex)):
-                if isinstance(got, Absent):
-                    problems.append(values.problem(name, got))
-            if isinstance(age, int):
-                bad_age = values.out_of_range("age", age, AGE_RANGE, "years", "the ages the equations are for")
-                problems.extend([bad_age] if bad_age else [])
+        patient, age, sex = values.adult_demographics(
+            inputs, as_of, ages=AGE_RANGE, for_whom="the ages the equations are for", problems=problems
+        )
+        race_codes = [] if isinstance(patient, Absent) else values.omb_race_codes(patient)
 
         def observed(name: str, read: Any, what: str) -> Reading | None:
             return values.declared_quantity(

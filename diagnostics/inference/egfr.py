@@ -30,7 +30,7 @@ from typing import Any
 
 from diagnostics.inference import base, values
 from diagnostics.inference.base import Contribution, InputSpec, ModelResult, ModelSpec
-from diagnostics.inference.values import Absent, loinc
+from diagnostics.inference.values import loinc
 
 MODEL_ID = "egfr-ckd-epi-2021"
 VERSION = "1.0.0"
@@ -137,21 +137,9 @@ class EgfrCkdEpi2021:
 
     def run(self, inputs: Mapping[str, Sequence[dict[str, Any]]], *, as_of: date) -> ModelResult:
         problems: list[Contribution] = []
-        age: int | Absent = Absent("no Patient resource")
-        sex: str | Absent = Absent("no Patient resource")
-        patient = values.the_patient(inputs.get("patient", ()))
-        if isinstance(patient, Absent):
-            problems.append(values.problem("patient", patient))
-        elif values.deceased_by(patient, as_of):
-            problems.append(values.problem("patient", values.DECEASED))
-        else:
-            age, sex = values.age_at(patient, as_of), values.sex_of(patient)
-            for name, got in (("age", age), ("sex", sex)):
-                if isinstance(got, Absent):
-                    problems.append(values.problem(name, got))
-            if isinstance(age, int):
-                bad_age = values.out_of_range("age", age, AGE_PLAUSIBLE, "years", "the adults the equation is for")
-                problems.extend([bad_age] if bad_age else [])
+        _, age, sex = values.adult_demographics(
+            inputs, as_of, ages=AGE_PLAUSIBLE, for_whom="the adults the equation is for", problems=problems
+        )
         creatinine = values.declared_quantity(
             inputs,
             self.spec.input("creatinine"),

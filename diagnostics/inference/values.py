@@ -365,6 +365,34 @@ def age_at(patient: Resource, as_of: date) -> int | Absent:
     return as_of.year - birth.year - ((as_of.month, as_of.day) < (birth.month, birth.day))
 
 
+def adult_demographics(
+    inputs: Mapping[str, Sequence[Resource]],
+    as_of: date,
+    *,
+    ages: tuple[float, float],
+    for_whom: str,
+    problems: list[Contribution],
+) -> tuple[Resource | Absent, int | Absent, str | Absent]:
+    """The Patient, age and sex an equation needs; what is missing, a death by `as_of`, or an age outside
+    `ages` (the people the equation is `for_whom`) is added to `problems`."""
+    age: int | Absent = Absent("no Patient resource")
+    sex: str | Absent = Absent("no Patient resource")
+    patient = the_patient(inputs.get("patient", ()))
+    if isinstance(patient, Absent):
+        problems.append(problem("patient", patient))
+    elif deceased_by(patient, as_of):
+        problems.append(problem("patient", DECEASED))
+    else:
+        age, sex = age_at(patient, as_of), sex_of(patient)
+        for name, got in (("age", age), ("sex", sex)):
+            if isinstance(got, Absent):
+                problems.append(problem(name, got))
+        if isinstance(age, int):
+            bad_age = out_of_range("age", age, ages, "years", for_whom)
+            problems.extend([bad_age] if bad_age else [])
+    return patient, age, sex
+
+
 def sex_of(patient: Resource) -> str | Absent:
     """ "female" or "male" from Patient.gender; the equations are defined for these two only."""
     gender = patient.get("gender")
