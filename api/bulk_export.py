@@ -7,7 +7,7 @@ killed worker), and deletes exports past their expiry. Task arguments are export
 
 The worker runs the export in chunks of EXPORT_CHUNK resources: each chunk is one read through the
 gate (consent.gate.resource_search_counted: decided, logged with the export's id as the job, in the
-chunk's transaction), sealed under the patient's key (records.bulk_files) and stored with the
+chunk's transaction), sealed under the patient's key (consent.gate.export_segment_sealer) and stored with the
 worker's new position, all in one transaction under the export's row lock; so a redelivered
 message resumes at the last committed chunk, and memory stays one chunk whatever the export's size.
 Each chunk is decided afresh: a grant revoked mid-export denies the next chunk, and the rest of that
@@ -36,8 +36,7 @@ from api.fhir.params import bad, unknown_check
 from api.fhir.records import _criteria, supported_parameters
 from consent import gate, pdp
 from consent.purposes import Action
-from healthledger.errors import HealthLedgerError, IntegrityFailure, KeyDestroyed, ResourceNotFound
-from records import bulk_files
+from healthledger.errors import IntegrityFailure, KeyDestroyed, ResourceNotFound
 from records.models import Patient, Resource
 
 logger = logging.getLogger(__name__)
@@ -220,7 +219,7 @@ class _Chunk:
 
     patient_id: str = ""
     patient: Patient | None = None
-    sealer: bulk_files.SegmentSealer | None = None
+    sealer: gate.ExportSegmentSealer | None = None
     segments: list[ExportSegment] = field(default_factory=list)
 
 
@@ -244,7 +243,7 @@ def _advance(job: ExportJob, patient_ids: Sequence[str], chunk: _Chunk) -> int |
         _next_patient(job)
         return 0
     if chunk.sealer is None:
-        chunk.sealer = bulk_files.SegmentSealer(export_id=job.pk, patient=patient)
+        chunk.sealer = gate.export_segment_sealer(export_id=job.pk, patient=patient)
     sealer = chunk.sealer
     if "types" not in cursor:
         cursor.update(types=_patient_types(job, patient), t=0, f=0, offset=0)
@@ -374,27 +373,28 @@ def export_outputs(*, job: ExportJob) -> list[OutputFile]:
 
 
 def export_file_lines(*, job: ExportJob, resource_type: str) -> Iterator[bytes]:
-    """A file's ndjson, one opened segment at a time (flat memory); a segment of an erased record is left out."""
-    segments = list(
-        ExportSegment.objects.filter(job_id=job.pk, resource_type=resource_type)
+    """A file's ndjson for its requester, through the gate: each patient in it decided again now, and logged.
+
+    One opened segment at a time (flat memory); a patient whose grant no longer covers the type, or whose
+    record was erased, is left out.
+    """
+    caller = gate.Caller(actor=job.requester, purpose=job.purpose, patient_context=job.patient_context)
+    segments = [
+        gate.SealedSegment(key=pk, patient_id=patient_id, seq=seq)
+        for pk, patient_id, seq in ExportSegment.objects.filter(job_id=job.pk, resource_type=resource_type)
         .order_by("seq")
         .values_list("pk", "patient_id", "seq")
+    ]
+    return gate.export_file_open(
+        file=gate.ExportFile(caller=caller, export_id=job.pk, resource_type=resource_type),
+        segments=segments,
+        load=_segment_sealed,
     )
-    patients: dict[uuid.UUID, Patient] = {}
-    for pk, patient_id, seq in segments:
-        patient = patients.get(patient_id)
-        if patient is None:
-            patient = Patient.objects.only("id", "wrapped_key", "master_key_id").get(pk=patient_id)
-            patients = {patient_id: patient}
-        sealed = ExportSegment.objects.filter(pk=pk).values_list("sealed", flat=True).first()
-        if sealed is None:  # deleted meanwhile (cancelled or expired)
-            return
-        try:
-            yield bulk_files.export_segment_open(
-                export_id=job.pk, patient=patient, resource_type=resource_type, seq=seq, sealed=bytes(sealed)
-            )
-        except HealthLedgerError as exc:
-            logger.warning("bulk export %s: a segment could not be opened (%s)", job.pk, type(exc).__name__)
+
+
+def _segment_sealed(key: int) -> bytes | None:
+    sealed = ExportSegment.objects.filter(pk=key).values_list("sealed", flat=True).first()
+    return None if sealed is None else bytes(sealed)
 
 
 def exports_housekeeping() -> dict[str, int]:

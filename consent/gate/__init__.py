@@ -7,7 +7,7 @@ in a transaction of its own that commits before the caller answers); only a perm
 decrypts. A deny looks exactly like a missing resource.
 
 A package by concern: who asks (caller), deciding and logging (decisions), decrypting
-(opening), single reads (reads), searches (search), whole-record reads (whole_record),
+(opening), bulk export files (exports), single reads (reads), searches (search), whole-record reads (whole_record),
 access-log text (text) and the patient's signing key (patient_key). Only its modules
 import records.decrypt (an import-linter contract says so); callers import from here.
 """
@@ -15,6 +15,7 @@ import records.decrypt (an import-linter contract says so); callers import from 
 from __future__ import annotations
 
 from consent.gate.caller import Caller, DeferredCaller
+from consent.gate.exports import ExportFile, ExportSegmentSealer, SealedSegment, export_file_open, export_segment_sealer
 from consent.gate.patient_key import patient_signing_key
 from consent.gate.reads import ReadResult, resource_read, resource_read_by_id
 from consent.gate.search import SearchPage, SearchTarget, resource_search, resource_search_counted, search_target
@@ -25,11 +26,16 @@ from records.selectors import SearchCriteria
 __all__ = [
     "Caller",
     "DeferredCaller",
+    "ExportFile",
+    "ExportSegmentSealer",
     "ReadResult",
+    "SealedSegment",
     "SearchCriteria",
     "SearchPage",
     "SearchTarget",
     "access_log_text",
+    "export_file_open",
+    "export_segment_sealer",
     "patient_signing_key",
     "record_export",
     "record_index_rebuild",
