@@ -212,3 +212,29 @@ class KeyReset(models.Model):
 
     def __str__(self) -> str:
         return f"reset to {self.address} ({self.status})"
+
+
+class KeyBackup(models.Model):
+    """The patient's optional server-held backup of her signing key: ciphertext the server cannot open.
+
+    Her browser seals the key under AES-GCM with a key it derives from a backup passphrase (scrypt, fresh salt and
+    nonce, the record id and the key's address bound as associated data) and uploads only the result and the KDF
+    parameters (consent.key_backup). One current backup per record; a rotation or a reset leaves it naming a key
+    that is no longer registered, which makes it stale: it is then never handed out for a restore.
+    """
+
+    patient = models.OneToOneField(
+        "records.Patient", on_delete=models.CASCADE, primary_key=True, related_name="key_backup"
+    )
+    address = models.CharField(max_length=42)  # the key it holds, as registered when it was made
+    kdf = models.JSONField(help_text='{"name": "scrypt", "N": ..., "r": ..., "p": ..., "dkLen": 32}')
+    salt = models.BinaryField()
+    nonce = models.BinaryField()
+    ciphertext = models.BinaryField()  # AES-256-GCM of the 32-byte key, tag appended
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(address=""), name="consent_keybackup_has_address")]
+
+    def __str__(self) -> str:
+        return f"key backup of {self.address}"

@@ -13,6 +13,7 @@ import { scryptAsync } from "@noble/hashes/scrypt.js";
 import { bytesToHex, concat, hexToBytes, keccak256, stringToBytes } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { registrationFor as buildRegistration, signTyped } from "./key_messages.mjs";
+import { backupOpen, backupSeal } from "./key_backup.mjs";
 
 const DB_NAME = "healthledger-keys";
 const STORE = "keys";
@@ -203,6 +204,13 @@ async function post(url, fields) {
     credentials: "same-origin",
     headers: { "X-CSRFToken": csrfToken() },
   });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.error || "The server refused this (" + response.status + ").");
+  return answer;
+}
+
+async function getJson(url) {
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
   const answer = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(answer.error || "The server refused this (" + response.status + ").");
   return answer;
@@ -464,6 +472,34 @@ const ACTIONS = {
     const typed = readJson("reset-cancel-typed-data");
     clearInputs(form);
     await post(root.getAttribute("data-reset-cancel-url"), { signature: await signTyped(current, typed) });
+    window.location.reload();
+  },
+  async backup(root, form) {
+    // The key is sealed here under the backup passphrase; only the ciphertext and the KDF parameters are sent.
+    const address = root.getAttribute("data-key-address");
+    const one = form.querySelector("[data-backup-passphrase]").value;
+    if (one.length < 12) throw new Error("Choose a backup passphrase of at least 12 characters.");
+    if (one !== form.querySelector("[data-backup-passphrase-again]").value) throw new Error("The two backup passphrases differ.");
+    const current = await loadKey(address, form.querySelector("[data-current-passphrase]").value);
+    const blob = await backupSeal(current, one, root.getAttribute("data-record-id"), address);
+    clearInputs(form);
+    await post(root.getAttribute("data-backup-url"), { ...blob, kdf: JSON.stringify(blob.kdf) });
+    window.location.reload(); // the page now says the backup is on
+  },
+  async restore(root, form) {
+    const passphrase = passphraseOf(form);
+    const blob = await getJson(root.getAttribute("data-backup-url"));
+    const privateKey = await backupOpen(blob, form.querySelector("[data-backup-passphrase]").value, root.getAttribute("data-record-id"));
+    // Like recovery from the phrase, a restore registers nothing: it must give the key registered today.
+    if (!sameAddress(privateKeyToAccount(privateKey).address, root.getAttribute("data-key-address"))) {
+      throw new Error("Your server backup holds another key than the one registered for you; it cannot be restored.");
+    }
+    clearInputs(form);
+    await storeKey(privateKey, passphrase);
+    done(root);
+  },
+  async "backup-delete"(root) {
+    await post(root.getAttribute("data-backup-delete-url"), {});
     window.location.reload();
   },
   async rotate(root, form) {

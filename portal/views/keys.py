@@ -7,10 +7,21 @@ held, once, to the browser that then registers it and so destroys the server's c
 
 from __future__ import annotations
 
+import json
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from consent.key_backup import (
+    InvalidKeyBackup,
+    KeyBackupStale,
+    backup_blob_parse,
+    key_backup_delete,
+    key_backup_for_restore,
+    key_backup_status,
+    key_backup_store,
+)
 from consent.key_reset import InvalidKeyReset, key_reset_cancel, key_reset_cancel_typed_data, key_reset_open
 from consent.key_reset import key_reset_request as reset_request
 from consent.keys import (
@@ -41,6 +52,7 @@ def keys(request: HttpRequest, patient: Patient) -> HttpResponse:
         # The key the browser registers is filled in there; the types, the domain and the record tag are ours.
         template = registration_typed_data(patient=patient, key=signing.ZERO_ADDRESS, previous=str(previous))
         context["registration_typed_data"] = signing.typed_data_json(template)
+        context["key_backup_status"] = key_backup_status(patient=patient)
         open_reset = key_reset_open(patient=patient)
         context["key_reset"] = open_reset
         if open_reset is not None:
@@ -123,3 +135,46 @@ def key_reset_refuse(request: HttpRequest, patient: Patient) -> HttpResponse:
     except (InvalidKeyReset, ConsentDenied) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"status": reset.status})
+
+
+def _backup_upload(request: HttpRequest, patient: Patient) -> JsonResponse:
+    fields: dict[str, object] = {k: request.POST.get(k, "") for k in ("version", "address", "salt", "nonce")}
+    fields["ciphertext"] = request.POST.get("ciphertext", "")
+    try:
+        fields["kdf"] = json.loads(request.POST.get("kdf", ""))
+        backup = key_backup_store(patient=patient, by=request.user, blob=backup_blob_parse(fields))  # type: ignore[arg-type]
+    except json.JSONDecodeError:
+        return JsonResponse({"error": "the backup's key derivation parameters are not JSON"}, status=400)
+    except (InvalidKeyBackup, ConsentDenied) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"status": "current", "address": backup.address})
+
+
+@require_http_methods(["GET", "POST"])
+@patient_page
+def key_backup(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """Her encrypted key backup: POST stores what her browser sealed, GET hands it back for a restore there.
+
+    Only ciphertext and KDF parameters pass here; the key and the backup passphrase stay in the browser."""
+    if request.method == "POST":
+        return _backup_upload(request, patient)
+    try:
+        blob = key_backup_for_restore(patient=patient, by=request.user)  # type: ignore[arg-type]
+    except KeyBackupStale as exc:
+        return JsonResponse({"error": str(exc)}, status=exc.status)
+    except ConsentDenied as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    if blob is None:
+        return JsonResponse({"error": "you have no server backup of your key"}, status=404)
+    return JsonResponse({**blob.as_json(), "record": str(patient.pk)})
+
+
+@require_POST
+@patient_page
+def key_backup_remove(request: HttpRequest, patient: Patient) -> HttpResponse:
+    """Delete her server backup (the key in her browser and her recovery phrase are untouched)."""
+    try:
+        deleted = key_backup_delete(patient=patient, by=request.user)  # type: ignore[arg-type]
+    except ConsentDenied as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"deleted": deleted})
