@@ -1,6 +1,6 @@
 """Celery tasks of the API: FHIR Bulk Data export. Arguments are export ids only, never data.
 
-`bulk_export_run` runs an export's chunks for one step (api.bulk_export.EXPORT_STEP_SECONDS) and queues
+`bulk_export_run` runs an export's chunks for one step (api.bulk_export.worker.EXPORT_STEP_SECONDS) and queues
 the next step until the export is done; each chunk commits with its position, so a redelivery resumes.
 `bulk_export_housekeeping` (beat) deletes expired exports and publishes exports owed to the broker.
 """

@@ -83,15 +83,15 @@ def run() -> list[Figure]:
     clinician = _setup()
     # The broker is not measured: the export is handed to this process's worker function directly.
     published: list[str] = []
-    real_publish = bulk_export.export_publish
-    bulk_export.export_publish = lambda *, job_id: published.append(str(job_id)) or True  # type: ignore[assignment]
+    real_publish = bulk_export.lifecycle.export_publish
+    bulk_export.lifecycle.export_publish = lambda *, job_id: published.append(str(job_id)) or True  # type: ignore[assignment]
     try:
         job = bulk_export.export_accept(
             requester=clinician, application_id=None, purpose="TREAT", patient_context=None, kind="group",
             request_url="bench", resource_types=sorted(RECORD_TYPES), since=None, type_filters=[],
         )  # fmt: skip
     finally:
-        bulk_export.export_publish = real_publish  # type: ignore[assignment]
+        bulk_export.lifecycle.export_publish = real_publish  # type: ignore[assignment]
     started = time.perf_counter()
     steps = 0
     with _PeakRss() as memory:

@@ -27,7 +27,7 @@ def test_smart_fetch_exports_a_group_end_to_end(
     issue_grant(resource_types=["Observation", "Condition"])
     token = token_for(clinician)
     # The broker seam held: this test runs the worker's chunks itself, while the client polls.
-    monkeypatch.setattr(bulk_export, "export_publish", lambda *, job_id: True)
+    monkeypatch.setattr(bulk_export.lifecycle, "export_publish", lambda *, job_id: True)
 
     async def export() -> None:
         async with cfs.FhirClient(f"{live_server.url}/fhir", ["Observation"], bearer_token=token) as client:

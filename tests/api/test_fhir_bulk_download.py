@@ -29,7 +29,7 @@ DOWNLOAD = "records.export.download"
 @pytest.fixture
 def held(monkeypatch):  # type: ignore[no-untyped-def]
     """The broker seam held: the test runs the export's chunks itself."""
-    monkeypatch.setattr(bulk_export, "export_publish", lambda *, job_id: True)
+    monkeypatch.setattr(bulk_export.lifecycle, "export_publish", lambda *, job_id: True)
 
 
 def _observation_file(api, token: str, status_url: str) -> str:  # type: ignore[no-untyped-def]

@@ -27,7 +27,9 @@ ASYNC = {"HTTP_PREFER": "respond-async", "HTTP_ACCEPT": "application/fhir+json"}
 def held(monkeypatch):  # type: ignore[no-untyped-def]
     """The broker seam held: accepted exports are recorded, and the test runs their chunks itself."""
     published: list[str] = []
-    monkeypatch.setattr(bulk_export, "export_publish", lambda *, job_id: published.append(str(job_id)) or True)
+    monkeypatch.setattr(
+        bulk_export.lifecycle, "export_publish", lambda *, job_id: published.append(str(job_id)) or True
+    )
     return published
 
 
@@ -99,7 +101,7 @@ def test_a_group_export_runs_polls_and_serves_what_the_grant_covers(
 def test_chunks_keep_memory_flat_and_resume_where_they_stopped(
     api, clinician, token_for, issue_grant, alice_record, held, monkeypatch
 ):
-    monkeypatch.setattr(bulk_export, "EXPORT_CHUNK", 7)
+    monkeypatch.setattr(bulk_export.worker, "EXPORT_CHUNK", 7)
     issue_grant(resource_types=["Observation"])
     token = token_for(clinician)
     status_url = _kickoff(api, token, "/fhir/Patient/$export?_type=Observation")
@@ -118,7 +120,7 @@ def test_chunks_keep_memory_flat_and_resume_where_they_stopped(
 def test_a_grant_revoked_mid_export_stops_the_rest_of_that_patients_export(
     api, clinician, patient_user, token_for, issue_grant, alice_record, held, monkeypatch
 ):
-    monkeypatch.setattr(bulk_export, "EXPORT_CHUNK", 5)
+    monkeypatch.setattr(bulk_export.worker, "EXPORT_CHUNK", 5)
     grant = issue_grant(resource_types=["Observation"])
     token = token_for(clinician)
     status_url = _kickoff(api, token, f"/fhir/Group/{group_id(clinician)}/$export")
@@ -157,7 +159,7 @@ def test_a_cancelled_export_stops_and_its_files_are_gone(api, clinician, token_f
 def test_cancelling_mid_export_stops_the_worker(
     api, clinician, token_for, issue_grant, alice_record, held, monkeypatch
 ):
-    monkeypatch.setattr(bulk_export, "EXPORT_CHUNK", 3)
+    monkeypatch.setattr(bulk_export.worker, "EXPORT_CHUNK", 3)
     issue_grant(resource_types=["Observation"])
     token = token_for(clinician)
     status_url = _kickoff(api, token, "/fhir/Patient/$export")
@@ -307,7 +309,7 @@ def test_the_export_runs_through_the_celery_task(
     app.conf.task_always_eager = True
     try:
         with pytest.MonkeyPatch.context() as patch, django_capture_on_commit_callbacks(execute=True):
-            patch.setattr(bulk_export, "EXPORT_STEP_SECONDS", 0)  # one chunk per task: each step queues the next
+            patch.setattr(bulk_export.worker, "EXPORT_STEP_SECONDS", 0)  # one chunk per task: each step queues the next
             status_url = _kickoff(api, token, "/fhir/Patient/$export")
     finally:
         app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
