@@ -158,6 +158,10 @@ INPUT_LABELS = {
     "egfr": "eGFR",
     "bmi": "body mass index",
     "uacr": "urine albumin-to-creatinine ratio",
+    "kidney_transplant": "kidney transplant",
+    "kidney_failure": "end-stage kidney disease",
+    "kidney_replacement_condition": "dialysis, kidney transplant or end-stage kidney disease (Condition)",
+    "kidney_replacement_procedure": "dialysis or kidney transplant (Procedure)",
 }
 
 

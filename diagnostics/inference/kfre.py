@@ -21,7 +21,10 @@ creatinine as the eGFR model reads it (LOINC 2160-0, 38483-4, 14682-9, last
 year), turned into the reported (whole-number) CKD-EPI 2021 eGFR, and the urine
 albumin-to-creatinine ratio as the albuminuria model reads it (LOINC 9318-7,
 14959-1, 32294-1, mg/g or mg/mmol, last year). An eGFR of 60 or more is
-outside the population and refused with its reason, never scored.
+outside the population and refused with its reason, never scored. So is a
+patient already treated for kidney failure: dialysis, a kidney transplant or
+end-stage kidney disease recorded as a Condition or a Procedure (value set
+`kidney-replacement-therapy`, read as diagnostics.inference.kidney_replacement says).
 
 What the risk is used for (quoted as thresholds, not as categories the equation
 defines): NICE NG203 (2021) refers adults with a 5-year risk above 5%; KDIGO
@@ -39,12 +42,13 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from diagnostics.inference import albuminuria, base, egfr, values
+from diagnostics.inference import albuminuria, base, egfr, kidney_replacement, values
 from diagnostics.inference.base import Contribution, InputSpec, ModelResult, ModelSpec
 from diagnostics.inference.values import snomed
+from diagnostics.inference.valueset import value_set
 
 MODEL_ID = "kfre-4-variable"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 TITLE = "Kidney failure risk at 2 and 5 years (4-variable KFRE, Tangri 2011/2016)"
 
 NORTH_AMERICAN = "north-american"
@@ -88,6 +92,7 @@ INPUTS = (
         limits=UACR_PLAUSIBLE,
         limits_basis="a positive urine albumin-to-creatinine ratio that can be real",
     ),
+    *kidney_replacement.INPUTS,
 )
 
 
@@ -113,6 +118,8 @@ def _spec(calibration: str) -> ModelSpec:
         "ranges": [EGFR_RANGE, AGE_RANGE, UACR_PLAUSIBLE],
         "thresholds": THRESHOLDS,
         "inputs": [vars(i) for i in INPUTS],
+        "value_sets": [value_set(kidney_replacement.VALUE_SET)],
+        "dialysis_current_days": kidney_replacement.DIALYSIS_CURRENT_DAYS,
     }
     return ModelSpec(
         id=MODEL_ID,
@@ -121,7 +128,7 @@ def _spec(calibration: str) -> ModelSpec:
             model_id=MODEL_ID,
             version=VERSION,
             parameters=parameters,
-            modules=[sys.modules[__name__], base, values, egfr, albuminuria],
+            modules=[sys.modules[__name__], base, values, egfr, albuminuria, kidney_replacement],
         ),
         title=TITLE,
         intended_use=(
@@ -153,7 +160,7 @@ class Kfre4Variable:
         self.spec = _spec(calibration)
 
     def run(self, inputs: Mapping[str, Sequence[dict[str, Any]]], *, as_of: date) -> ModelResult:
-        problems: list[Contribution] = []
+        problems: list[Contribution] = kidney_replacement.exclusions(inputs, as_of=as_of, model="the KFRE")
         _, age, sex = values.adult_demographics(
             inputs, as_of, ages=AGE_RANGE, for_whom="the adults the equation is for", problems=problems
         )

@@ -5,8 +5,11 @@ taken. A Condition matches by SNOMED CT code or by an ICD-10-CM code inside one
 of the file's category ranges (I20-I25 holds I21.9 and I25.10); a
 MedicationRequest matches by RxNorm ingredient or clinical-drug code, or by an
 ingredient (or brand) named as a whole word in a coding's display or the
-concept's text, since no clinical drug list stays complete. The project ships
-no terminology server: SNOMED CT descendants are the concepts listed.
+concept's text, since no clinical drug list stays complete. A file may also list
+concepts of any system (CPT, ICD-10-PCS, SNOMED CT) by class ("dialysis",
+"kidney_transplant"), and give an ICD-10-CM range a class: a match then says
+which class it found. The project ships no terminology server: SNOMED CT
+descendants are the concepts listed.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ class ValueSet:
     source: str
     date: str
     snomed: dict[str, str] = field(default_factory=dict)
-    icd10cm: tuple[tuple[str, str, str], ...] = ()  # (from, to, display), dots removed, upper case
+    icd10cm: tuple[tuple[str, str, str, str], ...] = ()  # (from, to, display, class), dots removed, upper case
     rxnorm: dict[str, tuple[str, str]] = field(default_factory=dict)  # code -> (name, class)
     names: dict[str, tuple[str, str]] = field(default_factory=dict)  # lower-case word -> (ingredient, class)
+    concepts: dict[str, tuple[str, str]] = field(default_factory=dict)  # "system|code" -> (display, class)
 
     def match(self, concept: Any) -> Match | None:
         """The first coding (or the text) of a CodeableConcept that this value set holds."""
@@ -64,6 +68,9 @@ class ValueSet:
         if type(code) is not str:
             return None
         token = f"{system}|{code}"
+        if token in self.concepts:
+            display, klass = self.concepts[token]
+            return Match(token, display, klass)
         if system == SNOMED and code in self.snomed:
             return Match(token, self.snomed[code])
         if system == RXNORM and code in self.rxnorm:
@@ -71,9 +78,9 @@ class ValueSet:
             return Match(token, name, klass)
         if system == ICD10CM:
             compact = code.replace(".", "").upper()
-            for low, high, display in self.icd10cm:
+            for low, high, display, klass in self.icd10cm:
                 if low <= compact[: len(low)] and compact[: len(high)] <= high:
-                    return Match(token, f"{code} ({display})")
+                    return Match(token, f"{code} ({display})", klass)
         return None
 
     def _named(self, text: Any) -> Match | None:
@@ -113,9 +120,17 @@ def _build(data: dict[str, Any]) -> ValueSet:
         source=data["source"],
         date=data["date"],
         snomed=dict(data.get("snomed") or {}),
-        icd10cm=tuple((_compact(r["from"]), _compact(r["to"]), r["display"]) for r in data.get("icd10cm") or ()),
+        icd10cm=tuple(
+            (_compact(r["from"]), _compact(r["to"]), r["display"], r.get("class", ""))
+            for r in data.get("icd10cm") or ()
+        ),
         rxnorm=rxnorm,
         names=names,
+        concepts={
+            f"{c['system']}|{c['code']}": (c["display"], klass)
+            for klass, listed in (data.get("concepts") or {}).items()
+            for c in listed
+        },
     )
 
 

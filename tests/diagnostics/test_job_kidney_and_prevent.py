@@ -68,6 +68,34 @@ def test_a_kfre_job_releases_the_5_year_risk_as_a_probability_over_5_years(patie
     assert prediction["whenRange"]["high"]["value"] == 5
 
 
+def test_a_kfre_job_for_a_patient_on_dialysis_is_refused_naming_the_procedure_and_releases_nothing(
+    patient, patient_user
+):
+    dialysis = {
+        "resourceType": "Procedure",
+        "id": "hd",
+        "status": "completed",
+        "subject": {"reference": "Patient/p"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "265764009"}]},
+        "performedPeriod": {"start": "2024-05-18T08:00:00+00:00", "end": "2024-05-18T12:00:00+00:00"},
+    }
+    _ingest(
+        patient,
+        [
+            {"resourceType": "Patient", "id": "p", "gender": "male", "birthDate": "1969-01-15"},
+            observation("2160-0", 2.01, "mg/dL"),
+            observation("9318-7", 150, "mg/g"),
+            dialysis,
+        ],
+    )
+    job = diagnostic_job_request(requester=patient_user, patient=patient, model_id="kfre-4-variable")
+    assert diagnostic_job_execute(job_id=str(job.id)).status == "insufficient-data"
+    job.refresh_from_db()
+    assert job.reasons == [{"input": "dialysis", "kind": "excluded"}]
+    assert job.reason_lines == ["dialysis: recorded, which puts the patient outside the model's intended population"]
+    assert not Resource.objects.filter(patient=patient, resource_type="RiskAssessment").exists()
+
+
 def test_a_prevent_job_with_heart_failure_on_record_is_refused_with_the_reason_and_releases_nothing(
     patient, patient_user
 ):

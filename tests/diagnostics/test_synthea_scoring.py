@@ -63,7 +63,16 @@ pytestmark = [
 
 
 @pytest.mark.parametrize(
-    "model_id", ["ascvd-pce-2013", "egfr-ckd-epi-2021", "albuminuria-kdigo-2012", "news2", "diabetes-progression"]
+    "model_id",
+    [
+        "ascvd-pce-2013",
+        "egfr-ckd-epi-2021",
+        "albuminuria-kdigo-2012",
+        "news2",
+        "diabetes-progression",
+        "kfre-4-variable",
+        "prevent-base-2024",
+    ],
 )
 def test_the_selection_helper_picks_what_the_blind_index_finds(model_id):
     for _, resources in _bundles():
