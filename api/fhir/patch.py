@@ -11,22 +11,23 @@ FHIR a 422, each an OperationOutcome; in every failure nothing is written.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
-from django.db import transaction as db_transaction
 from django.http import HttpRequest, HttpResponse
 
 from api import selectors
 from api.access import fhir_endpoint, gate_caller, scope_require
 from api.auth import TokenContext
-from api.fhir.records import RECORD_TYPES, _body_bytes, _representation, _served, _write
+from api.fhir.records import RECORD_TYPES, _body_bytes
+from api.fhir.records.write import _version_replace, _version_response
 from api.outcomes import BadRequest, NotSupported, ScopeDenied
 from consent import gate, writes
+from consent.pdp import Decision
 from healthledger.errors import ResourceNotFound
 from records.fhir.json_patch import PatchError, patch_apply
-from records.fhir.jsonio import DuplicateKey, dumps_exact, loads_exact
-from records.models import Resource
+from records.fhir.jsonio import DuplicateKey, loads_exact
 
 JSON_PATCH = "application/json-patch+json"
 
@@ -76,36 +77,12 @@ def resource_patch(request: HttpRequest, context: TokenContext, resource_type: s
         or patched.get("id") != resource_id
     ):
         raise BadRequest(f"JSON Patch: the result must stay the {resource_type} with id {resource_id}")
-    entry = {"resource": patched, "request": {"method": "PUT", "url": f"{resource_type}/{resource_id}"}}
-    bundle = dumps_exact({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
-    with db_transaction.atomic():
-        # Locks the resource row: a write between the read above and this one makes this patch a 412,
-        # never a silent overwrite of a version it did not see.
-        current = (
-            Resource.objects.select_for_update()
-            .filter(resource_type=resource_type, fhir_id=resource_id)
-            .values_list("current_version", flat=True)
-            .first()
-        )
+
+    def unchanged_since_read(current: int | None, decision: Decision) -> None:
+        # Under the row lock: a write between the read above and this one makes this patch a 412.
         if current != read.version:
             raise BadRequest(f"the resource changed while it was patched (now version {current})", status=412,
                              issue_code="conflict")  # fmt: skip
-        try:
-            written = _write(caller, located.patient, bundle).ingest.patients[located.patient.pk]
-        except ResourceNotFound as error:
-            denied: ResourceNotFound | None = error  # raised after the block, so the deny entry commits
-        else:
-            denied = None
-    if denied is not None:
-        raise denied
-    changed = written.updated or written.created
-    version = int(changed[0].rsplit("/", 1)[1]) if changed else read.version
-    stored = selectors.resource_locate(resource_type=resource_type, resource_id=resource_id, version=version)
-    if stored is None:
-        raise ResourceNotFound("resource not found")
-    reference = f"{resource_type}/{resource_id}/_history/{version}"
-    prefer = request.headers.get("Prefer", "")
-    content = b"" if "return=minimal" in prefer else _representation(patched, reference, stored.updated_at)
-    response = _served(content, version, stored.updated_at)
-    response["Content-Location"] = request.build_absolute_uri(f"/fhir/{reference}")
-    return response
+
+    version = _version_replace(caller, replace(located, version=read.version), patched, check=unchanged_since_read)
+    return _version_response(request, patched, version)

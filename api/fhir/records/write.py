@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +21,13 @@ from api.fhir import params
 from api.fhir.records.base import MAX_QUERY_LOGGED, _record_type, _served
 from api.fhir.records.search import _criteria, supported_parameters
 from api.outcomes import FHIR_CONTENT_TYPE, BadRequest, NotSupported, ScopeDenied
+from api.selectors import Located
 from consent import gate, pdp, writes
+from consent.pdp import Decision
 from healthledger.errors import DocumentTooLarge, InvalidFHIR, ResourceNotFound
 from records.fhir import canonical_json
 from records.fhir.index import patient_references
-from records.fhir.jsonio import DuplicateKey, loads_exact
+from records.fhir.jsonio import DuplicateKey, dumps_exact, loads_exact
 from records.fhir.validation import control_character_issues
 from records.models import Patient, Resource
 
@@ -148,6 +151,61 @@ def _existing(caller: gate.Caller, patient: Patient, resource_type: str, conditi
     return response
 
 
+def _version_replace(
+    caller: gate.Caller, located: Located, resource: dict[str, Any], *, check: Callable[[int | None, Decision], None]
+) -> int:
+    """Store `resource` as the next version of the resource `located` names (PUT and PATCH); the version now current.
+
+    Under a lock on the resource row, `check` sees the current version and the write's decision and may refuse
+    (412) before anything is written. A caller who may not write gets the 404 of a missing resource, its deny
+    entry committed. The same content again stores nothing: the version stays the one `located` found.
+    """
+    resource_type, resource_id = resource["resourceType"], resource["id"]
+    entry = {"resource": resource, "request": {"method": "PUT", "url": f"{resource_type}/{resource_id}"}}
+    bundle = dumps_exact({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
+    denied: ResourceNotFound | None = None
+    with db_transaction.atomic():
+        # Locks the resource row: of two writes from the same version, the second sees the first's (and a
+        # check on the version refuses it), never a silent overwrite of a version it did not see.
+        current = (
+            Resource.objects.select_for_update()
+            .filter(resource_type=resource_type, fhir_id=resource_id)
+            .values_list("current_version", flat=True)
+            .first()
+        )
+        decision = pdp.decide(
+            actor=caller.actor,
+            patient_id=located.patient.pk,
+            patient_user_id=located.patient.user_id,
+            action="write",
+            resource_types=[resource_type],
+            purpose=caller.purpose,
+        )
+        check(current, decision)
+        try:
+            written = _write(caller, located.patient, bundle).ingest.patients[located.patient.pk]
+        except ResourceNotFound as error:
+            denied = error  # raised after the block, so the deny entry commits
+    if denied is not None:
+        raise denied
+    changed = written.updated or written.created
+    return int(changed[0].rsplit("/", 1)[1]) if changed else located.version
+
+
+def _version_response(request: HttpRequest, resource: dict[str, Any], version: int) -> HttpResponse:
+    """The answer to a PUT or PATCH: the stored version (or nothing, for Prefer: return=minimal), with its ETag."""
+    resource_type, resource_id = resource["resourceType"], resource["id"]
+    stored = selectors.resource_locate(resource_type=resource_type, resource_id=resource_id, version=version)
+    if stored is None:  # erased between the write and this lookup
+        raise ResourceNotFound("resource not found")
+    reference = f"{resource_type}/{resource_id}/_history/{version}"
+    prefer = request.headers.get("Prefer", "")
+    content = b"" if "return=minimal" in prefer else _representation(resource, reference, stored.updated_at)
+    response = _served(content, version, stored.updated_at)
+    response["Content-Location"] = request.build_absolute_uri(f"/fhir/{reference}")
+    return response
+
+
 @fhir_endpoint("POST")
 def resource_create(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
     """POST /fhir/<type>: one resource into the record of the patient it refers to (a write grant, or one's own)."""
@@ -223,45 +281,13 @@ def resource_update(request: HttpRequest, context: TokenContext, resource_type: 
     if located is None:
         raise ResourceNotFound("resource not found")
     expected = request.headers.get("If-Match")
-    entry = {"resource": resource, "request": {"method": "PUT", "url": f"{resource_type}/{resource_id}"}}
-    bundle = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
-    with db_transaction.atomic():
-        # Locks the resource row: of two updates from the same version, the second sees the first's.
-        current = (
-            Resource.objects.select_for_update()
-            .filter(resource_type=resource_type, fhir_id=resource_id)
-            .values_list("current_version", flat=True)
-            .first()
-        )
-        decision = pdp.decide(
-            actor=caller.actor,
-            patient_id=located.patient.pk,
-            patient_user_id=located.patient.user_id,
-            action="write",
-            resource_types=[resource_type],
-            purpose=caller.purpose,
-        )
+
+    def if_match(current: int | None, decision: Decision) -> None:
         if decision.permit and expected is not None and expected.strip().removeprefix("W/") != f'"{current}"':
             raise BadRequest(f"If-Match: the current version is {current}", status=412, issue_code="conflict")
-        try:
-            written = _write(caller, located.patient, bundle).ingest.patients[located.patient.pk]
-        except ResourceNotFound as error:
-            denied: ResourceNotFound | None = error  # raised after the block, so the deny entry commits
-        else:
-            denied = None
-    if denied is not None:
-        raise denied
-    changed = written.updated or written.created
-    version = int(changed[0].rsplit("/", 1)[1]) if changed else located.version
-    stored = selectors.resource_locate(resource_type=resource_type, resource_id=resource_id, version=version)
-    if stored is None:
-        raise ResourceNotFound("resource not found")
-    reference = f"{resource_type}/{resource_id}/_history/{version}"
-    prefer = request.headers.get("Prefer", "")
-    content = b"" if "return=minimal" in prefer else _representation(resource, reference, stored.updated_at)
-    response = _served(content, version, stored.updated_at)
-    response["Content-Location"] = request.build_absolute_uri(f"/fhir/{reference}")
-    return response
+
+    version = _version_replace(caller, located, resource, check=if_match)
+    return _version_response(request, resource, version)
 
 
 @fhir_endpoint("POST")
