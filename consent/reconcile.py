@@ -32,6 +32,7 @@ from django.utils import timezone
 from audit.anchoring import anchor_confirmed, anchor_failed
 from audit.chain_check import ChainAnchor, chain_anchors
 from audit.models import AccessLogAnchor, AnchorStatus
+from consent.key_reconcile import registered_keys_compare
 from consent.models import Grant, GrantStatus
 from consent.services import _chain_payload
 from ledger.client import ChainClient, GrantEvent, GrantState, chain_client
@@ -67,9 +68,11 @@ class Difference:
 class ReconcileReport:
     dry_run: bool
     grants_checked: int = 0
+    keys_checked: int = 0
     anchors_checked: int = 0
     in_flight: int = 0
     differences: list[Difference] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # writes the chain has not mined yet, worth naming
 
     @property
     def remaining(self) -> list[Difference]:
@@ -79,8 +82,8 @@ class ReconcileReport:
         repaired = len(self.differences) - len(self.remaining)
         return (
             f"reconcile: {len(self.differences)} difference(s), {repaired} repaired, {len(self.remaining)} remaining; "
-            f"{self.in_flight} write(s) in flight; checked {self.grants_checked} grant(s) and "
-            f"{self.anchors_checked} anchor(s){' (dry run: nothing changed)' if self.dry_run else ''}"
+            f"{self.in_flight} write(s) in flight; checked {self.grants_checked} grant(s), {self.keys_checked} "
+            f"key(s) and {self.anchors_checked} anchor(s){' (dry run: nothing changed)' if self.dry_run else ''}"
         )
 
 
@@ -293,6 +296,21 @@ def _reconcile_grants(run: _Run, from_block: int) -> None:
             run.found(f"grant {key}", f"on chain (tx {event.tx}, block {event.block}), unknown to the database")
 
 
+# --- Registered keys ------------------------------------------------------------------------------
+
+
+def _reconcile_keys(run: _Run) -> None:
+    for check in registered_keys_compare(client=run.client, outbox=run.outbox.status):
+        if check.state == "not-on-chain-yet":
+            continue
+        run.report.keys_checked += 1
+        if check.state == "pending":
+            run.report.in_flight += 1
+            run.report.pending.append(f"{check.subject}: pending: {check.detail}")
+        elif check.state == "mismatch":
+            run.found(check.subject, check.detail)
+
+
 # --- Anchors --------------------------------------------------------------------------------------
 
 
@@ -343,7 +361,8 @@ def _reconcile_anchors(run: _Run) -> None:
 
 
 def chain_reconcile(*, dry_run: bool = False, client: ChainClient | None = None) -> ReconcileReport:
-    """Compare every grant and every access-log anchor with the chain, repair what is safe, report the rest.
+    """Compare every grant, every registered key and every access-log anchor with the chain, repair what is safe,
+    report the rest (a key that differs is reported, never repaired; one the chain has not mined yet is pending).
 
     Raises ChainUnavailable when the node cannot be asked (nothing is changed then).
     """
@@ -358,6 +377,7 @@ def chain_reconcile(*, dry_run: bool = False, client: ChainClient | None = None)
     run = _Run(client, report)
     deployment = deployment_current(chain_id=client.chain_id, artifact_hash=client.artifact.hash)
     _reconcile_grants(run, deployment.block if deployment is not None else 0)
+    _reconcile_keys(run)
     _reconcile_anchors(run)
     logger.info(
         "chain reconcile: %d differences, %d remaining, dry_run=%s",

@@ -376,7 +376,8 @@ def test_the_command_prints_each_difference_and_a_summary_and_exits_1_when_some_
     assert remain.value.returncode == 1
     assert out[0].startswith(f"grant {grant.id}: window differs: database 1..")
     assert out[1] == (
-        "reconcile: 1 difference(s), 0 repaired, 1 remaining; 0 write(s) in flight; checked 1 grant(s) and 0 anchor(s)"
+        "reconcile: 1 difference(s), 0 repaired, 1 remaining; 0 write(s) in flight; "
+        "checked 1 grant(s), 0 key(s) and 0 anchor(s)"
     )
 
 
@@ -394,7 +395,8 @@ def test_the_command_exits_0_after_repairing_every_difference(chain, patient, cl
 
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == (
-        "reconcile: 2 difference(s), 2 repaired, 0 remaining; 0 write(s) in flight; checked 1 grant(s) and 1 anchor(s)"
+        "reconcile: 2 difference(s), 2 repaired, 0 remaining; 0 write(s) in flight; "
+        "checked 1 grant(s), 0 key(s) and 1 anchor(s)"
     )
     assert Grant.objects.get(pk=grant.pk).status == GrantStatus.RECORDED
     assert AccessLogAnchor.objects.get(pk=anchor.pk).status == AnchorStatus.ANCHORED

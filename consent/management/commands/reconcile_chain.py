@@ -1,4 +1,5 @@
-"""`manage.py reconcile_chain`: compare grants and access-log anchors with the chain, repair what is safe."""
+"""`manage.py reconcile_chain`: compare grants, registered keys and access-log anchors with the chain, repair what
+is safe."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ CHAIN_UNREACHABLE = 2
 
 class Command(BaseCommand):
     help = (
-        "Compare the database with the chain (grants, revocations, access-log anchors), repair what can be "
-        "repaired, and print every difference. Exits 0 when none remains, 1 otherwise, 2 if the chain is down."
+        "Compare the database with the chain (grants, revocations, registered keys, access-log anchors), repair "
+        "what can be repaired, and print every difference and every key still pending. Exits 0 when no "
+        "difference remains, 1 otherwise, 2 if the chain is down (unavailable, as a 503 would say)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -31,6 +33,8 @@ class Command(BaseCommand):
             raise CommandError(f"chain UNREACHABLE: {exc}", returncode=CHAIN_UNREACHABLE) from exc
         for difference in report.differences:
             self.stdout.write(difference.describe(dry_run=dry_run))
+        for line in report.pending:
+            self.stdout.write(line)
         self.stdout.write(report.summary())
         if report.remaining:
             raise CommandError(f"{len(report.remaining)} difference(s) remain", returncode=DIFFERENCES_REMAIN)
