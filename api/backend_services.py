@@ -2,7 +2,8 @@
 
 The client posts `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
 and `client_assertion`, a JWT signed RS384 or ES384 with a key from the JWKS it registered
-(inline, or at its `jwks_uri`, fetched over HTTPS with a timeout and a size limit). Checked:
+(inline, or at its `jwks_uri`, fetched over HTTPS from a public address resolved once, with a timeout and
+a size limit). Checked:
 `iss` = `sub` = the client id, `aud` = this token endpoint, `exp` in the future and at most
 five minutes ahead, `jti` never seen before from this client (kept until the assertion expires).
 
@@ -12,15 +13,11 @@ reach exactly what that clinician's grants allow (the gate decides each read), n
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -28,6 +25,7 @@ from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 from oauth2_provider.models import Application
 
+from api.pinned_fetch import FetchRefused, fetch_pinned
 from api.scopes import scope_parse
 from api.smart_models import AuthMethod, ClientAssertionUse, ClientProfile
 
@@ -46,40 +44,20 @@ class JwksUnavailable(Exception):
 
 
 def jwks_fetch(url: str) -> dict[str, Any]:
-    """The key set at a client's jwks_uri: HTTPS (HTTP only where settings allow it), bounded in time and size."""
-    if not (url.startswith("https://") or (settings.SMART_JWKS_URI_HTTP_ALLOWED and url.startswith("http://"))):
-        raise JwksUnavailable("jwks_uri must be https")
-    if not settings.SMART_JWKS_URI_HTTP_ALLOWED and not _public_host(url):
-        # A registered URL must not turn the server into a probe of its own network (SSRF).
-        raise JwksUnavailable("jwks_uri must name a public host")
-    limit = settings.SMART_JWKS_MAX_BYTES
+    """The key set at a client's jwks_uri: HTTPS (HTTP only where settings allow it), a public host (private ones
+    only where settings allow it), resolved once and connected to at that address (api.pinned_fetch), bounded in
+    time and size."""
     try:
-        with requests.get(
-            url, timeout=settings.SMART_JWKS_FETCH_TIMEOUT, stream=True, allow_redirects=False
-        ) as response:
-            if response.status_code != 200:
-                raise JwksUnavailable(f"jwks_uri answered {response.status_code}")
-            body = b""
-            for chunk in response.iter_content(8192):
-                body += chunk
-                if len(body) > limit:
-                    raise JwksUnavailable("jwks_uri served more than the size limit")
-    except requests.RequestException as exc:
-        raise JwksUnavailable("jwks_uri could not be fetched") from exc
+        body = fetch_pinned(
+            url,
+            timeout=settings.SMART_JWKS_FETCH_TIMEOUT,
+            limit=settings.SMART_JWKS_MAX_BYTES,
+            http_allowed=settings.SMART_JWKS_URI_HTTP_ALLOWED,
+            private_allowed=settings.SMART_JWKS_URI_PRIVATE_ALLOWED,
+        )
+    except FetchRefused as exc:
+        raise JwksUnavailable(f"jwks_uri: {exc}") from exc
     return jwks_parse(body)
-
-
-def _public_host(url: str) -> bool:
-    """Whether every address the URL's host resolves to is a public (global) one."""
-    host = urlsplit(url).hostname
-    if not host:
-        return False
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return False
-    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
-    return bool(addresses) and all(address.is_global for address in addresses)
 
 
 def jwks_parse(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:

@@ -329,6 +329,8 @@ HEALTHLEDGER_OIDC_SIGNING_KEY = envstr("HEALTHLEDGER_OIDC_SIGNING_KEY")
 SMART_JWKS_FETCH_TIMEOUT = envint("SMART_JWKS_FETCH_TIMEOUT", 5, minimum=1)
 SMART_JWKS_MAX_BYTES = envint("SMART_JWKS_MAX_BYTES", 65536, minimum=1024)
 SMART_JWKS_URI_HTTP_ALLOWED = envbool("SMART_JWKS_URI_HTTP_ALLOWED", DEBUG)
+# Fetch a jwks_uri whose host resolves to a private, loopback or link-local address (tests only).
+SMART_JWKS_URI_PRIVATE_ALLOWED = envbool("SMART_JWKS_URI_PRIVATE_ALLOWED", False)
 # RFC 7591 initial access tokens a clinician makes on the apps page: lifetime in seconds.
 SMART_INITIAL_ACCESS_TOKEN_SECONDS = envint("SMART_INITIAL_ACCESS_TOKEN_SECONDS", 24 * 3600, minimum=60)
 # Named so the API's migration can point at DOT's token model the way DOT's own migrations do.

@@ -214,6 +214,7 @@ class _JwksServer:
 @pytest.fixture
 def jwks_over_http(settings) -> None:  # type: ignore[no-untyped-def]
     settings.SMART_JWKS_URI_HTTP_ALLOWED = True  # the test's JWKS server speaks plain HTTP on loopback
+    settings.SMART_JWKS_URI_PRIVATE_ALLOWED = True
 
 
 @pytest.mark.django_db(transaction=True)
@@ -294,6 +295,7 @@ def test_a_jwks_uri_that_does_not_answer_is_refused_in_bounded_time(settings, jw
 @pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.8", "169.254.169.254", "localhost", "[::1]"])
 def test_a_jwks_uri_on_the_servers_own_network_is_never_fetched(settings, clinician, host):  # type: ignore[no-untyped-def]
     settings.SMART_JWKS_URI_HTTP_ALLOWED = False  # production: https to public hosts only
+    settings.SMART_JWKS_URI_PRIVATE_ALLOWED = False
     key = _key()
     app = _register(clinician, key)
     ClientProfile.objects.filter(application=app).update(jwks=None, jwks_uri=f"https://{host}/jwks.json")
