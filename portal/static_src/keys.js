@@ -150,7 +150,7 @@ function passphraseNotNeeded(input) {
 
 async function loadKey(address, passphrase) {
   const record = await dbDo("readonly", (store) => store.get(address));
-  if (!record) throw new Error("This browser does not hold that key. Recover it from your phrase on the key page.");
+  if (!record) throw new Error("This browser does not hold that key. Recover it on the key page, from your phrase or your server backup.");
   const key =
     record.kdf && record.kdf.name === "webauthn-prf"
       ? await prfWrappingKey(await prfOutput(record.kdf.credentialId, record.kdf.prfSalt), record.salt)
