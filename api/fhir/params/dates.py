@@ -1,4 +1,4 @@
-"""FHIR search parameters: prefixes, dates, tokens, paging; every problem is a 400 naming the parameter.
+"""Date parameters: a value is the range of calendar days (or, for _lastUpdated, of instants) it covers.
 
 Date searches (`date`, AuditEvent `date`) run on calendar days, which is what the blind
 index holds: a value is the range it covers (2024 is the whole year, 2024-03 the month)
@@ -8,7 +8,7 @@ le up to its end, lt before its start. A value with a time is taken as its own d
 
 The calendar ends (0001-01-01, 9999-12-31T23:59:59.999999) are values like any other: "before
 the first day" matches nothing and "up to the last second" matches everything, instead of
-stepping past the end of Python's calendar. A control character in any parameter is a 400.
+stepping past the end of Python's calendar.
 """
 
 from __future__ import annotations
@@ -18,58 +18,17 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-import orjson
-from django.http import HttpRequest, QueryDict
-
-from api.outcomes import BadRequest
-from records.fhir.elements import summary_elements
+from api.fhir.params.checks import bad
 
 PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt", "sa", "eb", "ap")
 # ap: within this share of the distance between the value and now (FHIR suggests 10%), and at least a day.
 APPROXIMATE_SHARE = 0.1
-COUNT_DEFAULT = 50
-COUNT_MAX = 1000
-# Accepted everywhere and without effect on the result (_total: the total is always counted exactly).
-IGNORED = frozenset({"_format", "_pretty", "_total"})
-PAGING = frozenset({"_count", "_offset", "_summary", "_elements", "_include", "_revinclude"})
-SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
 _DATE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d{1,9})?)?"
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
-
-
-# C0 controls and DEL; tab, CR and LF mean nothing in a search either.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def bad(parameter: str, message: str) -> BadRequest:
-    return BadRequest(f"search parameter {parameter}: {message}")
-
-
-def strict(request: HttpRequest) -> bool:
-    """Whether the client asked for `Prefer: handling=strict` (FHIR: refuse what cannot be honoured)."""
-    prefer = request.headers.get("Prefer", "")
-    return any(part.strip().replace(" ", "") == "handling=strict" for part in prefer.split(";") + prefer.split(","))
-
-
-def unknown_check(params: QueryDict, supported: frozenset[str], *, strict: bool = True) -> tuple[str, ...]:
-    """The parameters this search ignores; 400 for a control character anywhere.
-
-    FHIR's rule: a parameter the server does not support for this type is ignored (and the
-    searchset's self link leaves it out), unless the client sent `Prefer: handling=strict`: 400.
-    """
-    for name, values in params.lists():
-        if _CONTROL.search(name) or any(_CONTROL.search(value) for value in values):
-            raise bad(_CONTROL.sub("?", name)[:64], "a control character is not allowed in a search")
-    unknown = tuple(sorted({name for name in params if name not in supported | IGNORED | PAGING}))
-    if unknown and strict:
-        raise BadRequest(
-            f"unsupported search parameter(s): {', '.join(unknown)}; supported: {', '.join(sorted(supported | PAGING))}"
-        )
-    return unknown
 
 
 def _prefixed(parameter: str, raw: str) -> tuple[str, str]:
@@ -267,140 +226,3 @@ def instant_range(parameter: str, values: list[str]) -> InstantRange:
         else:  # lt
             out.narrow(lt=start)
     return out
-
-
-def token_groups(parameter: str, values: list[str]) -> tuple[tuple[str, ...], ...]:
-    """Each value is a comma-separated OR of "system|code", "|code" (no system) or "code" (any system); ANDed."""
-    groups = []
-    for raw in values:
-        group = tuple(part.strip() for part in raw.split(","))
-        for token in group:
-            _, bar, code = token.partition("|")
-            if (bar and not code) or "|" in code or not token:
-                raise bad(parameter, f'{token!r} must be "code", "system|code" or "|code" (a code without a system)')
-        groups.append(group)
-    return tuple(groups)
-
-
-def id_list(parameter: str, values: list[str]) -> tuple[str, ...]:
-    if len(values) > 1:
-        raise bad(parameter, "give one value, with several ids separated by commas")
-    ids = tuple(part.strip() for part in values[0].split(",") if part.strip()) if values else ()
-    if any(not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", i) for i in ids):
-        raise bad(parameter, "ids are 1 to 64 of A-Z a-z 0-9 - .")
-    return ids
-
-
-def _integer(params: QueryDict, name: str, default: int, maximum: int | None = None) -> int:
-    values = params.getlist(name)
-    if not values:
-        return default
-    if len(values) > 1:
-        raise bad(name, "give it once")
-    try:
-        number = int(values[0])
-    except ValueError as exc:
-        raise bad(name, "must be a whole number") from exc
-    if number < 0:
-        raise bad(name, "must not be negative")
-    if maximum is not None and number > maximum:
-        raise bad(name, f"at most {maximum}")
-    return number
-
-
-SUMMARIES = ("count", "true", "data", "false")
-
-
-@dataclass(frozen=True)
-class Paging:
-    count: int = COUNT_DEFAULT
-    offset: int = 0
-    sort: str = ""  # comma-separated keys, "-" first for descending
-    summary: str = ""  # "true" or "data": the entries are cut down (count is count=0, false is the full resource)
-
-
-def _sort(params: QueryDict, sorts: frozenset[str]) -> str:
-    values = params.getlist("_sort")
-    if not values:
-        return ""
-    keys = [key.strip() for value in values for key in value.split(",")]
-    names = [key.lstrip("-") for key in keys]
-    if any(key not in sorts for key in keys) or len(set(names)) != len(names):
-        raise bad("_sort", f"keys from {', '.join(sorted(k for k in sorts if not k.startswith('-')))}, each once")
-    return ",".join(keys)
-
-
-def paging(params: QueryDict, sorts: frozenset[str] = frozenset()) -> Paging:
-    """_count (default 50, at most 1000; 0 asks only for the total), _summary, _offset, and _sort.
-
-    _summary: count (the same as _count=0), true (the elements the specification marks as summary),
-    data (all but the narrative), false (everything).
-    """
-    count = _integer(params, "_count", COUNT_DEFAULT, COUNT_MAX)
-    summary = params.getlist("_summary")
-    if len(summary) > 1 or (summary and summary[0] not in SUMMARIES):
-        raise bad("_summary", f"give one of {', '.join(SUMMARIES)}")
-    if summary == ["count"]:
-        count = 0
-    offset = _integer(params, "_offset", 0, 10**9)
-    shape = summary[0] if summary and summary[0] in ("true", "data") else ""
-    return Paging(count=count, offset=offset, sort=_sort(params, sorts), summary=shape)
-
-
-def patient_param(params: QueryDict, base: str = "") -> str | None:
-    """The Patient id from `patient=<id>`, `patient=Patient/<id>` or `subject=Patient/<id>`; 400 when they disagree.
-
-    With `base` (this server's FHIR base URL), an absolute reference to it counts as the relative one.
-    """
-    named: set[str] = set()
-    for name in ("patient", "subject"):
-        for raw in params.getlist(name):
-            value = raw.strip()
-            if base and value.startswith(base + "/"):
-                value = value.removeprefix(base + "/")
-            if name == "subject" and not value.startswith("Patient/"):
-                raise bad("subject", "only Patient subjects are searchable (subject=Patient/<id>)")
-            value = value.removeprefix("Patient/")
-            if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", value):
-                raise bad(name, "must be a Patient id")
-            named.add(value)
-    if len(named) > 1:
-        raise BadRequest("search parameters patient and subject name different patients")
-    return next(iter(named), None)
-
-
-def elements(params: QueryDict, resource_type: str) -> frozenset[str] | None:
-    """The top-level elements `_elements` asks for (a "Type." prefix allowed), or None when it is not given."""
-    values = params.getlist("_elements")
-    if not values:
-        return None
-    names: set[str] = set()
-    for raw in values:
-        for part in (p.strip() for p in raw.split(",")):
-            name = part.removeprefix(f"{resource_type}.")
-            if not re.fullmatch(r"[a-z][A-Za-z0-9]{0,63}", name):
-                raise bad("_elements", f"{part!r} is not an element name")
-            names.add(name)
-    return frozenset(names)
-
-
-def summarized(body: bytes, summary: str, resource_type: str) -> bytes:
-    """A resource cut down as `_summary` asks: true keeps the summary elements, data drops the narrative."""
-    if summary == "data":
-        return subset(body, None, drop=frozenset({"text"}))
-    return subset(body, summary_elements(resource_type))
-
-
-def subset(body: bytes, names: frozenset[str] | None, drop: frozenset[str] = frozenset()) -> bytes:
-    """A resource with only the named elements (None: all but `drop`; always resourceType, id, meta),
-    marked SUBSETTED as FHIR asks."""
-    resource = orjson.loads(body)
-    kept = {
-        k: v
-        for k, v in resource.items()
-        if (k in names if names is not None else k not in drop) or k in ("resourceType", "id", "meta")
-    }
-    meta = dict(kept.get("meta") or {})
-    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
-    kept["meta"] = meta
-    return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)
