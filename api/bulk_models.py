@@ -41,7 +41,8 @@ class ExportJob(models.Model):
     purpose = models.CharField(max_length=16, choices=Purpose.choices)
     # A SMART token with `patient/` scopes (launch context): the export reaches that record only.
     patient_context = models.UUIDField(null=True, blank=True)
-    kind = models.CharField(max_length=8)  # "patient" (Patient/$export) or "group" (Group/{id}/$export)
+    # "patient" (Patient/$export), "group" (Group/{id}/$export) or "system" ($export, a backend service's)
+    kind = models.CharField(max_length=8)
     request_url = models.TextField()
     resource_types = models.JSONField(default=list)
     since = models.DateTimeField(null=True, blank=True)
@@ -73,7 +74,9 @@ class ExportJob(models.Model):
             models.CheckConstraint(
                 condition=models.Q(status__in=[s.value for s in ExportStatus]), name="api_export_status_valid"
             ),
-            models.CheckConstraint(condition=models.Q(kind__in=["patient", "group"]), name="api_export_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["patient", "group", "system"]), name="api_export_kind_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,5 +1,7 @@
 """FHIR Bulk Data export (IG v2) over HTTP, and the Group it exports.
 
+    GET|POST /fhir/$export                      a backend service (client credentials, system/ scopes): every
+                                                record whose live grants cover the client's owner
     GET|POST /fhir/Patient/$export              every record the caller may export (a patient: their own)
     GET|POST /fhir/Group/{id}/$export           the caller's Group: the patients whose live grants cover them
     GET      /fhir/Group, /fhir/Group/{id}      that Group (members are Patient references)
@@ -150,6 +152,14 @@ def _kickoff(request: HttpRequest, context: TokenContext, kind: str) -> HttpResp
     response = HttpResponse(status=202)
     response["Content-Location"] = f"{base_url(request)}/bulk-status/{job.pk}"
     return response
+
+
+@fhir_endpoint("GET", "POST")
+def system_export(request: HttpRequest, context: TokenContext) -> HttpResponse:
+    """$export at the base: for a backend service, every record its owner's live grants cover (the same pipeline)."""
+    if not context.client_credentials or not any(s.context == "system" for s in context.scopes.resources):
+        raise ScopeDenied("$export at the base is for backend services: a client-credentials token with system/ scopes")
+    return _kickoff(request, context, "system")
 
 
 @fhir_endpoint("GET", "POST")
@@ -316,6 +326,7 @@ def export_file(request: HttpRequest, export_id: str, file_type: str) -> HttpRes
 
 
 urlpatterns = [
+    re_path(r"^\$export$", system_export, name="fhir-system-export"),
     re_path(r"^Patient/\$export$", patient_export, name="fhir-patient-export"),
     re_path(r"^Patient/(?P<patient_id>[A-Za-z0-9\-.]{1,64})/\$everything$", everything.patient_everything),
     re_path(r"^Group$", group_search, name="fhir-group-search"),

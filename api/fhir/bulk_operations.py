@@ -1,7 +1,7 @@
 """The OperationDefinitions of bulk and whole-record access: $everything and the Bulk Data IG's $export.
 
 Declared once here; api.fhir.operations serves them at OperationDefinition/{id}, and the
-CapabilityStatement names them (Patient: everything, export; Group: export). Each definition
+CapabilityStatement names them (the base: export; Patient: everything, export; Group: export). Each definition
 derives from the standard one (`base`), narrowed to what this server takes.
 """
 
@@ -54,7 +54,7 @@ def _definition(
         "affectsState": False,
         "code": code,
         "base": base,
-        "resource": resources,
+        **({"resource": resources} if resources else {}),  # FHIR has no empty arrays: a system-level one has none
         "system": system,
         "type": type,
         "instance": instance,
@@ -84,6 +84,21 @@ DEFINITIONS: dict[str, dict[str, Any]] = {
             ("_offset", "integer", "Where the page starts"),
         ],
         output=("Bundle", "A searchset Bundle"),
+    ),
+    "export": _definition(
+        id="export",
+        code="export",
+        title="Bulk export for a backend service: every record its owner's live grants cover",
+        description=_EXPORT_DESCRIPTION + " $export at the base is for backend services (SMART Backend Services: "
+        "client credentials with a private_key_jwt assertion, system/ scopes); it covers every record on which the "
+        "client's owner holds a live grant, decided again for each chunk.",
+        resources=[],
+        system=True,
+        type=False,
+        instance=False,
+        base=f"{_BULK_IG}/export",
+        inputs=_EXPORT_INPUTS,
+        output=("Binary", "The manifest, at the status URL once complete"),
     ),
     "Patient-export": _definition(
         id="Patient-export",
@@ -128,7 +143,16 @@ def bulk_capability_operations(resource_type: str, fhir_base: str) -> list[dict[
     return [
         {"name": d["code"], "definition": f"{fhir_base}/OperationDefinition/{d['id']}"}
         for d in DEFINITIONS.values()
-        if resource_type in d["resource"]
+        if resource_type in d.get("resource", ())
+    ]
+
+
+def system_capability_operations(fhir_base: str) -> list[dict[str, str]]:
+    """The CapabilityStatement's system-level `operation` entries (rest.operation): $export at the base."""
+    return [
+        {"name": d["code"], "definition": f"{fhir_base}/OperationDefinition/{d['id']}"}
+        for d in DEFINITIONS.values()
+        if d["system"]
     ]
 
 

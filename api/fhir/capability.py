@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from api import research_fhir
 from api.access import fhir_endpoint
 from api.fhir import audit_events, consents, records
-from api.fhir.bulk_operations import group_capability
+from api.fhir.bulk_operations import group_capability, system_capability_operations
 from api.fhir.operations import capability_operations
 from api.fhir.params import COUNT_DEFAULT, COUNT_MAX
 from api.outcomes import FHIR_CONTENT_TYPE
@@ -158,6 +158,7 @@ def capability_statement(base: str) -> bytes:
                 },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "operation": system_capability_operations(f"{base}/fhir"),
                 # Patient/{id}/{type} searches that patient's record.
                 "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             }
