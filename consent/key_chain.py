@@ -5,17 +5,15 @@ From the moment an account has a key on chain, the contract records only grants 
 (`KeyNotCurrent` otherwise), so the operator cannot swap the address: a change of key needs the registered key's
 signature (a rotation), or the time-locked, publicly visible operator-assisted reset (consent.key_reset).
 
-A record whose key the operator still holds ("server" custody: old records and the demo) is registered with a
-registration the server signs with that key, the first time a grant needs it: it is the same key the operator
-signs her grants with, so it adds no power the operator did not already have, and "take your key" then moves
-a key the chain already knows.
+Every registration here is one the key itself signed in the patient's hands (her browser, or a device acting for
+her): the server signs none. A legacy record whose key the operator still holds ("server" custody) gets its
+registration when she takes that key ("take your key" signs it in her browser); until then nothing is queued.
 """
 
 from __future__ import annotations
 
 from django.db import connection
 
-from consent import gate
 from consent.models import KeyRegistration
 from ledger import signing
 from ledger.models import OutboxKind, OutboxMessage
@@ -76,26 +74,16 @@ def _ensure_address(*, patient: Patient, address: str) -> bool:
     if _queued(address):
         return True
     row = KeyRegistration.objects.filter(patient=patient, address=address).order_by("-created_at", "-id").first()
-    if row is not None:
-        key_registration_enqueue(registration=row)
-        return True
-    fresh = Patient.objects.only("id", "wallet_address", "wallet_ciphertext").get(pk=patient.pk)
-    if fresh.wallet_ciphertext is not None and fresh.wallet_address == address:
-        typed = registration_typed_data(patient=fresh, key=address)
-        signature = signing.typed_data_sign(typed, private_key=gate.patient_signing_key(patient=fresh))
-        _enqueue(
-            signing.KeyChange(
-                account=account_of(fresh), key=address, previous=signing.ZERO_ADDRESS, signature=signature
-            )
-        )
-        return True
-    return False
+    if row is None:
+        return False
+    key_registration_enqueue(registration=row)
+    return True
 
 
 def patient_key_on_chain_ensure(*, patient: Patient) -> bool:
     """Make sure the patient's registered key is queued for (or already on) the chain's key registry, in the
     caller's transaction; a grant signed by it waits in the outbox behind it. False: nothing to register (no
-    key, or a browser key with no stored registration, which cannot be)."""
+    key, or a legacy server-held key she has not taken yet: no registration signed by her exists)."""
     address = Patient.objects.values_list("wallet_address", flat=True).get(pk=patient.pk)
     if not address:
         return False

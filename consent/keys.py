@@ -1,8 +1,10 @@
 """Who holds a patient's signing key, and the patient-signed registrations that move it into her hands.
 
-Three states, read from the record: "server" (the operator holds a sealed copy and can sign for her: old
-records and the demo), "browser" (she registered a key she made or took; the server holds only its address),
-"none" (nothing registered yet). Every change of key is signed by the key being registered, and a rotation
+Three states, read from the record: "browser" (she registered a key she made or took; the server holds only
+its address), "none" (a new record: nothing registered until she creates her key in her browser), and "server"
+(a legacy record from before self-custody: the operator still holds a sealed copy, which it never signs with;
+she can only take it, and until she does nothing can be signed in her name).
+Every change of key is signed by the key being registered, and a rotation
 also by the key it replaces, so the operator cannot swap in an address of its own choosing. Each registration
 goes on chain (consent.key_chain) in the transaction that stores it; the contract then holds the same rule.
 """
@@ -15,7 +17,7 @@ from django.db import transaction
 
 from accounts.models import User
 from audit.services import LogEvent, access_log_append
-from consent import gate
+from consent.gate.patient_key import patient_signing_key
 from consent.key_chain import key_registration_enqueue, registration_typed_data
 from consent.models import KeyKind, KeyRegistration
 from healthledger.errors import ConsentDenied, HealthLedgerError
@@ -120,7 +122,7 @@ def patient_key_release(*, patient: Patient, by: User) -> bytes:
     if patient_key_custody(patient) != "server":
         raise InvalidKeyRegistration("the operator holds no key of yours")
     with transaction.atomic():
-        private_key = gate.patient_signing_key(patient=patient)
+        private_key = patient_signing_key(patient=patient)
         access_log_append(
             event=LogEvent(
                 actor=f"user:{by.pk}", action="consent.key.release", outcome="permit", patient_ref=patient.pk

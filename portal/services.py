@@ -84,7 +84,7 @@ def patient_signup_request(
                 is_active=False,
             )
             # Self-custody from the start: her signing key is made in her browser, never here.
-            patient_create(user=user, server_key=False)
+            patient_create(user=user)
             uid = urlsafe_base64_encode(str(user.pk).encode("ascii"))
             token = default_token_generator.make_token(user)
             link = site_url.rstrip("/") + reverse("portal:signup_confirm", args=[uid, token])

@@ -17,9 +17,7 @@ from accounts.models import User
 from audit.models import Outcome
 from audit.services import LogEvent, access_log_append, access_log_append_many
 from healthledger.errors import KeyDestroyed
-from ledger import signing
 from records import keys
-from records.envelope import wallet_seal
 from records.fhir import Document, parse_document, patient_compartment
 from records.ingest import IdMode, PatientWrites, Source, document_write, server_ids_assign
 from records.models import IndexToken, Patient, Resource, ResourceVersion
@@ -51,23 +49,16 @@ class IngestResult:
         return self.created + self.updated + self.unchanged
 
 
-def patient_create(*, user: User | None = None, server_key: bool = True) -> Patient:
-    """Create an empty patient record with a fresh key wrapped under the current master key.
+def patient_create(*, user: User | None = None) -> Patient:
+    """Create an empty patient record with a fresh data key wrapped under the current master key.
 
-    `server_key=False` (self-custody, what sign-up does): no signing key is made here; the patient creates
-    hers in her browser and registers its address. True makes one the operator holds (older records, the
-    demo, fixtures, import_fhir): the portal names it as such and offers to hand it over.
+    No signing key is made here, ever: the patient creates hers in her browser and registers its address
+    (consent.keys); until then the record's key custody is "none" and nothing can be signed in her name.
     """
     patient = Patient(user=user)
     # The server names every record; no source's Patient id ever does.
     patient.fhir_id = str(patient.id)
     patient.wrapped_key, patient.master_key_id = keys.patient_key_new(patient_id=patient.id)
-    patient_key = keys.patient_key_unwrap(
-        patient_id=patient.id, wrapped=patient.wrapped_key, master_key_id=patient.master_key_id
-    )
-    if server_key:
-        private_key, patient.wallet_address = signing.patient_key_new()
-        patient.wallet_ciphertext = wallet_seal(patient_key=patient_key, patient_id=patient.id, private_key=private_key)
     patient.full_clean(exclude=["wrapped_key", "wallet_ciphertext"])
     patient.save(force_insert=True)
     return patient

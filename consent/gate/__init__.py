@@ -8,7 +8,8 @@ decrypts. A deny looks exactly like a missing resource.
 
 A package by concern: who asks (caller), deciding and logging (decisions), decrypting
 (opening), bulk export files (exports), single reads (reads), searches (search), whole-record reads (whole_record),
-access-log text (text) and the patient's signing key (patient_key). Only its modules
+access-log text (text), and the server-held signing key of a legacy record (patient_key: only
+"take your key" may open it, imported directly). Only its modules
 import records.decrypt (an import-linter contract says so); callers import from here.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 from consent.gate.caller import Caller, DeferredCaller
 from consent.gate.exports import ExportFile, ExportSegmentSealer, SealedSegment, export_file_open, export_segment_sealer
-from consent.gate.patient_key import patient_signing_key
 from consent.gate.reads import ReadResult, resource_read, resource_read_by_id
 from consent.gate.search import SearchPage, SearchTarget, resource_search, resource_search_counted, search_target
 from consent.gate.text import access_log_text
@@ -36,7 +36,6 @@ __all__ = [
     "access_log_text",
     "export_file_open",
     "export_segment_sealer",
-    "patient_signing_key",
     "record_export",
     "record_index_rebuild",
     "resource_read",

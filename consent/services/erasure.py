@@ -48,8 +48,8 @@ def patient_record_erase(
 
     Every live grant is revoked first, signed with the patient's key while that key still
     exists (after the shred nobody could ever sign the revocations): by her browser, in
-    `revocation_signatures` (grant id -> signature), or by the server-held key where the
-    operator still holds it; a missing one refuses the whole erasure. And every grant's scope
+    `revocation_signatures` (grant id -> signature); the server signs none, so a missing one
+    refuses the whole erasure (SignatureRequired). And every grant's scope
     and commitment salt are cleared. Then the key is
     destroyed (records.services.patient_erase), the account is closed and its name and
     e-mail removed. One transaction: either all of it happened or none of it did. Used by
@@ -61,7 +61,7 @@ def patient_record_erase(
         live = _unrevoked(patient).select_for_update()
         signatures = revocation_signatures or {}
         for grant in live:
-            # A patient holding her own key signed these on the erase page; a server-held key signs here.
+            # She signed these on the erase page (erasure_revocations lists them).
             _revoke_locked(grant, actor=actor, signature=signatures.get(grant.id))
         # What she shared, with whom and for what is about her: the scopes go, and with the commitment
         # salt the on-chain commitments can no longer be tied to any scope. The chain keeps the commitment.

@@ -13,19 +13,16 @@ from accounts.models import User
 from audit.services import LogEvent, access_log_append
 from consent.key_chain import patient_key_on_chain_ensure
 from consent.models import Grant, GrantStatus
-from consent.services.signatures import _current_address, _server_key, _verify
+from consent.services.signatures import _current_address, _signature_required, _verify
 from consent.services.terms import (
     InvalidGrant,
     _chain_payload,
-    chain_grant,
     grant_draft,
     grant_typed_data,
     revoke_typed_data,
 )
 from healthledger.errors import ConsentDenied
-from ledger import signing
 from ledger.outbox import outbox_enqueue
-from ledger.selectors import signing_domain
 from records.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -45,19 +42,19 @@ def grant_issue(
     purpose: str,
     not_before: datetime,
     not_after: datetime,
+    signature: str | None,
     categories: Sequence[str] = (),
-    signature: str | None = None,
     salt: str | None = None,
     commitment_salt: str | None = None,
 ) -> Grant:
     """Store a patient-signed grant pending and queue it for the chain, in one transaction.
 
-    With `signature` (made in her browser over grant_typed_data of the draft with these salts), the signature
-    must recover her registered address before anything is stored or queued. Without it, the server signs
-    only for a patient whose key it still holds (old records, the demo); for one holding her own key,
-    SignatureRequired.
+    `signature` (made with her key, in her browser, over grant_typed_data of the draft with these salts) is
+    required: without one, SignatureRequired; and it must recover her registered address. Either way before
+    anything is stored or queued. The server never signs a grant.
     """
-    if signature is not None and not (salt and commitment_salt):
+    signature = _signature_required(patient, signature)
+    if not (salt and commitment_salt):
         raise InvalidGrant("a signed grant names the salts it was signed with")
     with transaction.atomic():
         draft = grant_draft(
@@ -76,13 +73,6 @@ def grant_issue(
         typed = grant_typed_data(draft)
         # The contract records a grant only from the key registered for her account on chain.
         patient_key_on_chain_ensure(patient=patient)
-        if signature is None:
-            private_key = _server_key(patient)
-            chain_id, contract_address = signing_domain()
-            signed = signing.grant_sign(
-                chain_grant(draft), private_key=private_key, chain_id=chain_id, verifying_contract=contract_address
-            )
-            signature = "0x" + signed.to_bytes().hex()
         draft.signature = _verify(typed, signature, draft.patient_address)
         draft.full_clean(exclude=["patient", "grantee"])
         if Grant.objects.filter(pk=draft.id).exists():
@@ -103,11 +93,11 @@ def grant_issue(
     return draft
 
 
-def grant_revoke(*, grant: Grant, by: User, signature: str | None = None) -> Grant:
+def grant_revoke(*, grant: Grant, by: User, signature: str | None) -> Grant:
     """Revoke now in the database (the next request is denied), then on chain through the outbox.
 
-    `signature`: the patient's browser signature over revoke_typed_data(grant); without it the server signs
-    only for a patient whose key it still holds.
+    `signature`: the patient's signature over revoke_typed_data(grant), made with her key; required
+    (SignatureRequired before anything changes otherwise).
     """
     with transaction.atomic():
         # Locks the grant row: a relay confirming the grant at the same moment must not
@@ -118,22 +108,13 @@ def grant_revoke(*, grant: Grant, by: User, signature: str | None = None) -> Gra
         return _revoke_locked(locked, actor=_actor(by), signature=signature)
 
 
-def _revoke_locked(locked: Grant, *, actor: str, signature: str | None = None) -> Grant:
-    """Verify (or, with a server-held key, make) the revocation's signature and record it, in the caller's
-    transaction, on a grant the caller holds locked."""
+def _revoke_locked(locked: Grant, *, actor: str, signature: str | None) -> Grant:
+    """Verify the patient's signature over the revocation and record it, in the caller's transaction, on a grant
+    the caller holds locked; SignatureRequired without one."""
     if locked.status == GrantStatus.REVOKED:
         return locked
+    signature = _signature_required(locked.patient, signature)
     typed = revoke_typed_data(locked)
-    if signature is None:
-        private_key = _server_key(locked.patient)
-        chain_id, contract_address = signing_domain()
-        signed = signing.revoke_sign(
-            bytes.fromhex(locked.id[2:]),
-            private_key=private_key,
-            chain_id=chain_id,
-            verifying_contract=contract_address,
-        )
-        signature = "0x" + signed.to_bytes().hex()
     # The grant's own signer, or the key registered today (a rotation or a reset does not strand her grants):
     # the contract accepts exactly these two.
     signature = _verify(typed, signature, locked.patient_address, also=_current_address(locked.patient))

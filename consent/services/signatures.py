@@ -1,9 +1,9 @@
-"""Whose signature a grant or revocation carries: the patient's browser signature, checked, or the server-held key."""
+"""A grant's or revocation's signature: one the patient made with her own key, required and checked; the server
+signs nothing."""
 
 from __future__ import annotations
 
-from consent import gate
-from healthledger.errors import ConsentDenied
+from healthledger.errors import ConsentDenied, KeyDestroyed
 from ledger import signing
 from records.models import Patient
 
@@ -16,12 +16,22 @@ class InvalidSignature(ConsentDenied):
     """A browser signature that does not recover the patient's registered address from the typed data."""
 
 
-def _server_key(patient: Patient) -> bytes:
-    """The key the operator holds for a patient who has not taken it yet; SignatureRequired once she has."""
+def _signature_required(patient: Patient, signature: str | None) -> str:
+    """The signature she sent; SignatureRequired when there is none, before anything is stored or queued.
+
+    A legacy record whose key the operator still holds signs nothing until she has taken it (consent.keys):
+    a key the operator has a copy of cannot prove that she, not the operator, decided.
+    """
     fresh = Patient.objects.only("id", "wallet_ciphertext", "erased_at").get(pk=patient.pk)
-    if fresh.wallet_ciphertext is None and fresh.erased_at is None:
-        raise SignatureRequired("you hold your own key: sign in your browser to grant or revoke")
-    return gate.patient_signing_key(patient=patient)
+    if fresh.is_erased:
+        raise KeyDestroyed("this record was erased: nothing can be signed for it any more")
+    if fresh.wallet_ciphertext is not None:
+        raise SignatureRequired(
+            "take your key first: the operator still holds a copy of it, so nothing can be signed in your name"
+        )
+    if not signature:
+        raise SignatureRequired("sign with your own key: nothing is granted or revoked without your signature")
+    return signature
 
 
 def _registered_address(patient: Patient) -> str:

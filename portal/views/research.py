@@ -16,7 +16,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import Role, User
-from consent.keys import patient_key_custody
 from consent.models import Grant
 from consent.services import (
     InvalidSignature,
@@ -118,7 +117,7 @@ JOIN_SESSION_KEY = "research_join_draft"
 @require_POST
 @patient_page
 def study_join(request: HttpRequest, patient: Patient, study_id: uuid.UUID) -> HttpResponse:
-    """Join: the server signs for a key it holds; a patient holding her own key signs the grant in her browser."""
+    """Join: she signs the study's grant in her browser (a legacy record is asked to take its key first)."""
     study = _study(study_id)
     user: User = request.user  # type: ignore[assignment]
     if "signature" in request.POST:
@@ -134,12 +133,9 @@ def study_join(request: HttpRequest, patient: Patient, study_id: uuid.UUID) -> H
                 commitment_salt=saved["commitment_salt"],
                 not_before=datetime.fromisoformat(saved["not_before"]),
             )
-        except InvalidSignature as exc:
+        except (InvalidSignature, SignatureRequired) as exc:
             return _join_sign_page(request, patient, study, error=str(exc))
         request.session.pop(JOIN_SESSION_KEY, None)
-        return redirect("portal:patient_research")
-    if patient_key_custody(patient) == "server":
-        services.participation_join(study=study, by=user)
         return redirect("portal:patient_research")
     draft = services.participation_draft(study=study, by=user)
     # The terms wait in her session; what comes back is only her signature over them.

@@ -9,12 +9,12 @@ import pytest
 from django.utils import timezone
 
 from consent.models import Grant
-from consent.services import grant_issue
 from ledger.outbox import outbox_relay
 from records.demo import generate_patient_bundle
 from records.models import Resource
 from records.services import fhir_ingest
 from tests.ledger.conftest import chain  # noqa: F401 - the in-process chain fixture, shared with ledger tests
+from tests.patient_device import grant_issue_signed
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def issue_grant(alice_record, patient_user, clinician, deployed):  # type: ignor
             "not_after": now + timedelta(days=30),
         }
         terms.update(overrides)
-        grant = grant_issue(**terms)  # type: ignore[arg-type]
+        grant = grant_issue_signed(**terms)
         if relay:
             report = outbox_relay()
             assert report.failed == 0

@@ -10,8 +10,8 @@ from django.utils import timezone
 from audit.models import AccessLogEntry
 from consent.gate import Caller, access_log_text, resource_read, resource_read_by_id, resource_search
 from consent.models import Grant
-from consent.services import grant_revoke
 from healthledger.errors import ResourceNotFound
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,7 @@ def _make_state(state: str, issue_grant, alice_record) -> None:  # type: ignore[
     elif state == "not yet valid":
         issue_grant(not_before=now + timedelta(days=1), not_after=now + timedelta(days=2))
     elif state == "revoked":
-        grant_revoke(grant=issue_grant(), by=alice_record.user)
+        grant_revoke_signed(grant=issue_grant(), by=alice_record.user)
     elif state == "wrong purpose":
         issue_grant(purpose="CAREMGT")
     elif state == "wrong resource type":

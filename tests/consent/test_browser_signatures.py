@@ -39,6 +39,7 @@ from ledger.client import ContractReverted
 from ledger.models import OutboxMessage
 from ledger.outbox import outbox_relay
 from records.models import Patient
+from tests.patient_device import legacy_server_key
 
 REPO = Path(__file__).resolve().parents[2]
 VIEM_HASH = REPO / "portal" / "static_src" / "typed_data_hash.mjs"
@@ -67,7 +68,9 @@ def _terms(patient, patient_user, clinician) -> dict[str, object]:  # type: igno
 
 @pytest.fixture
 def own_key(patient, patient_user, deployed) -> bytes:  # type: ignore[no-untyped-def]
-    """Alice took her key: the server handed it over once, her browser registered it, the server's copy is gone."""
+    """Alice, a legacy record, took her key: the server handed it over once, her browser registered it, the
+    server's copy is gone."""
+    legacy_server_key(patient)
     key = patient_key_release(patient=patient, by=patient_user)
     address = signing.patient_address(private_key=key)
     signature = browser_sign(key_typed_data(patient=patient, key=address), key)
@@ -106,7 +109,7 @@ def test_a_grant_the_server_tries_to_record_without_her_signature_is_refused_bef
     patient, patient_user, clinician, own_key
 ):
     with pytest.raises(SignatureRequired):
-        grant_issue(**_terms(patient, patient_user, clinician))  # type: ignore[arg-type]
+        grant_issue(**_terms(patient, patient_user, clinician), signature=None)  # type: ignore[arg-type]
 
     assert Grant.objects.count() == 0
     assert list(OutboxMessage.objects.values_list("kind", flat=True)) == ["key"]  # her registration, nothing else
@@ -133,12 +136,20 @@ def test_her_signature_over_other_terms_does_not_carry_to_these(patient, patient
     assert Grant.objects.count() == 0
 
 
-@pytest.mark.parametrize("bad", ["", "0x12", "0x" + "zz" * 65, "0x" + "00" * 65])
-def test_a_malformed_signature_is_refused_with_a_clear_error(patient, patient_user, clinician, own_key, bad):
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ("", SignatureRequired),
+        ("0x12", InvalidSignature),
+        ("0x" + "zz" * 65, InvalidSignature),
+        ("0x" + "00" * 65, InvalidSignature),
+    ],
+)
+def test_a_malformed_signature_is_refused_with_a_clear_error(patient, patient_user, clinician, own_key, bad, error):
     terms = _signed_terms(patient, patient_user, clinician, own_key)
     terms["signature"] = bad
 
-    with pytest.raises(InvalidSignature):
+    with pytest.raises(error):
         grant_issue(**terms)  # type: ignore[arg-type]
 
     assert Grant.objects.count() == 0
@@ -177,7 +188,7 @@ def test_a_revocation_needs_her_signature_and_takes_effect_with_it(patient, pati
     _relay()
 
     with pytest.raises(SignatureRequired):
-        grant_revoke(grant=grant, by=patient_user)
+        grant_revoke(grant=grant, by=patient_user, signature=None)
     with pytest.raises(InvalidSignature):
         grant_revoke(
             grant=grant, by=patient_user, signature=browser_sign(revoke_typed_data(grant), secrets.token_bytes(32))
@@ -217,13 +228,30 @@ def test_erasure_with_her_own_key_needs_every_revocation_signed_by_her(patient, 
     assert Grant.objects.get(pk=grant.pk).status == GrantStatus.REVOKED
 
 
-def test_a_server_held_key_still_signs_for_a_patient_who_has_not_taken_it(patient, patient_user, clinician, deployed):
-    grant = grant_issue(**_terms(patient, patient_user, clinician))  # type: ignore[arg-type]
-
+def test_a_legacy_server_held_key_signs_nothing_until_she_takes_it(patient, patient_user, clinician, deployed):
+    server_copy = legacy_server_key(patient)
     assert patient_key_custody(patient) == "server"
-    assert signing.recover_signer(grant_typed_data(grant), signing.signature_parse(grant.signature)) == (
-        Patient.objects.get(pk=patient.pk).wallet_address
-    )
+
+    with pytest.raises(SignatureRequired) as unsigned:
+        grant_issue(**_terms(patient, patient_user, clinician), signature=None)  # type: ignore[arg-type]
+    # Not even with a signature made by that key: the operator holds a copy of it, so it proves nothing of hers.
+    with pytest.raises(SignatureRequired):
+        grant_issue(**_signed_terms(patient, patient_user, clinician, server_copy))  # type: ignore[arg-type]
+
+    assert "take your key first" in str(unsigned.value)
+    assert Grant.objects.count() == 0
+    assert OutboxMessage.objects.count() == 0  # nor a registration signed by the server's copy
+
+
+def test_a_new_record_has_no_key_and_nothing_can_be_signed_in_her_name(patient, patient_user, clinician, deployed):
+    record = Patient.objects.get(pk=patient.pk)
+
+    assert (record.wallet_address, record.wallet_ciphertext) == ("", None)
+    assert patient_key_custody(patient) == "none"
+    with pytest.raises(SignatureRequired):
+        grant_issue(**_terms(patient, patient_user, clinician), signature="")  # type: ignore[arg-type]
+    assert Grant.objects.count() == 0
+    assert OutboxMessage.objects.count() == 0
 
 
 def test_a_key_made_in_the_browser_registers_and_signs(patient, patient_user, clinician, deployed):
@@ -323,7 +351,7 @@ def _viem_digest(typed: dict[str, object]) -> bytes:
 
 
 def test_the_grant_the_browser_signs_hashes_the_same_in_viem_the_server_and_the_contract(
-    patient, patient_user, clinician, deployed
+    patient, patient_user, clinician, own_key, deployed
 ):
     from consent.services import chain_grant
 
@@ -341,9 +369,9 @@ def test_the_grant_the_browser_signs_hashes_the_same_in_viem_the_server_and_the_
 
 
 def test_the_revocation_the_browser_signs_hashes_the_same_in_viem_the_server_and_the_contract(
-    patient, patient_user, clinician, deployed
+    patient, patient_user, clinician, own_key, deployed
 ):
-    grant = grant_issue(**_terms(patient, patient_user, clinician))  # type: ignore[arg-type]
+    grant = grant_issue(**_signed_terms(patient, patient_user, clinician, own_key))  # type: ignore[arg-type]
     typed = revoke_typed_data(grant)
     contract = deployed.contract.functions
     revoke_hash = signing.keccak(signing.REVOKE_TYPEHASH + bytes.fromhex(grant.pk[2:]))
@@ -369,6 +397,6 @@ def test_the_operators_erase_command_cannot_revoke_in_her_name_and_erases_nothin
     with pytest.raises(CommandError) as refused:
         call_command("erase_patient", str(patient.pk), "--no-input")
 
-    assert "holds her own signing key and has 1 live grant(s)" in str(refused.value)
+    assert "has 1 live grant(s) that only she can revoke" in str(refused.value)
     assert Patient.objects.get(pk=patient.pk).is_erased is False
     assert Grant.objects.get().status == GrantStatus.PENDING

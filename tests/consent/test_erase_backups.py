@@ -7,7 +7,7 @@ only the patient's part in the key store is gone. Other patients read from both.
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from consent.models import Grant
 from consent.services import patient_record_erase
@@ -18,6 +18,7 @@ from records.envelope import version_aad, version_open
 from records.keystore import key_store
 from records.models import Patient, Resource, ResourceVersion
 from records.selectors import stored_version_get
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -100,18 +101,23 @@ def test_a_backup_taken_before_erasure_opens_nothing_of_the_erased_patient_and_e
     assert _read_first(other_patient) == before_bob
 
 
-def test_the_erase_command_revokes_first_then_shreds_and_closes_the_account(
+def test_the_erase_command_cannot_revoke_in_her_name_and_shreds_once_she_has_revoked(
     issue_grant, alice_record, patient_user, capsys, django_capture_on_commit_callbacks
 ):
     grant = issue_grant()
+    with pytest.raises(CommandError, match="1 live grant"):
+        call_command("erase_patient", str(alice_record.pk), "--no-input")
+    assert key_store().part_get(patient_id=alice_record.pk) is not None  # nothing was erased
+
+    grant_revoke_signed(grant=grant, by=patient_user)
     with django_capture_on_commit_callbacks(execute=True):
         call_command("erase_patient", str(alice_record.pk), "--no-input")
     out = capsys.readouterr().out
-    assert "1 grants revoked" in out
+    assert "0 grants revoked" in out
     revoked = Grant.objects.get(pk=grant.pk)
     assert revoked.status == "revoked"
     assert grant.resource_types == ["Observation"]
-    assert revoked.revocation_signature.startswith("0x")  # signed while the key still existed
+    assert revoked.revocation_signature.startswith("0x")  # signed by her, while the key still existed
     patient_user.refresh_from_db()
     assert (patient_user.is_active, patient_user.email, patient_user.first_name) == (False, "", "")
     assert key_store().part_get(patient_id=alice_record.pk) is None

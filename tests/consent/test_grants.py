@@ -12,12 +12,14 @@ from audit.models import AccessLogEntry
 from consent.fhir import grant_as_consent
 from consent.gate import Caller, resource_read
 from consent.models import Grant, GrantStatus
-from consent.services import InvalidGrant, chain_grant, grant_issue, grant_revoke
+from consent.services import InvalidGrant, chain_grant, grant_issue, grant_typed_data
 from healthledger.errors import ConsentDenied, ResourceNotFound
 from ledger import signing
 from ledger.client import chain_client_reset
 from ledger.models import OutboxMessage
 from ledger.outbox import outbox_relay
+from records.models import Patient
+from tests.patient_device import device_of, grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +46,9 @@ def test_the_grant_is_signed_by_the_patients_own_wallet_and_its_id_is_the_struct
 ):
     grant = issue_grant(relay=False)
     struct = chain_grant(grant)
-    assert grant.patient_address == alice_record.wallet_address
+    address = device_of(alice_record).address
+    assert grant.patient_address == Patient.objects.get(pk=alice_record.pk).wallet_address == address
+    assert signing.recover_signer(grant_typed_data(grant), signing.signature_parse(grant.signature)) == address
     assert grant.id == "0x" + signing.grant_id(struct).hex() == "0x" + deployed.hash_grant(struct).hex()
 
 
@@ -76,6 +80,10 @@ def test_only_the_patient_can_grant_and_only_to_a_clinician_or_researcher(
         "purpose": "TREAT",
         "not_before": now,
         "not_after": now + timedelta(days=1),
+        # A well-formed signature and salts: the terms are refused before any signature is looked at.
+        "signature": "0x" + "11" * 65,
+        "salt": "0x" + "22" * 32,
+        "commitment_salt": "0x" + "33" * 32,
     }
     with pytest.raises(ConsentDenied):
         grant_issue(patient=alice_record, by=clinician, grantee=other_clinician, **terms)
@@ -98,7 +106,10 @@ def test_only_the_patient_can_grant_and_only_to_a_clinician_or_researcher(
         ({"not_after_days": 3000}, "at most five years"),
     ],
 )
-def test_a_grant_that_cannot_be_honoured_is_refused_and_nothing_is_written(issue_grant, override, message):
+def test_a_grant_that_cannot_be_honoured_is_refused_and_nothing_is_written(
+    issue_grant, alice_record, override, message
+):
+    device_of(alice_record)  # her key, registered (one outbox row) before she tries
     now = timezone.now()
     if "not_after_days" in override:
         days = override.pop("not_after_days")
@@ -106,7 +117,7 @@ def test_a_grant_that_cannot_be_honoured_is_refused_and_nothing_is_written(issue
     with pytest.raises(InvalidGrant, match=message):
         issue_grant(**override)
     assert Grant.objects.count() == 0
-    assert OutboxMessage.objects.count() == 0
+    assert list(OutboxMessage.objects.values_list("kind", flat=True)) == ["key"]
 
 
 def test_a_grant_reads_as_a_valid_r4b_consent_with_its_scope(issue_grant):
@@ -132,7 +143,7 @@ def test_a_revoked_grant_denies_the_next_read_before_the_chain_hears_of_it(
     settings.CHAIN_BACKEND = "rpc"
     settings.CHAIN_RPC_URL = "http://127.0.0.1:9"
     chain_client_reset()
-    revoked = grant_revoke(grant=grant, by=alice_record.user)
+    revoked = grant_revoke_signed(grant=grant, by=alice_record.user)
     assert revoked.status == GrantStatus.REVOKED
     with pytest.raises(ResourceNotFound):
         _read(clinician, alice_record, an_observation)
@@ -143,7 +154,7 @@ def test_a_revoked_grant_denies_the_next_read_before_the_chain_hears_of_it(
 
 def test_the_revocation_reaches_the_chain_and_the_grant_stops_being_active(issue_grant, alice_record, chain):
     grant = issue_grant()
-    grant_revoke(grant=grant, by=alice_record.user)
+    grant_revoke_signed(grant=grant, by=alice_record.user)
     outbox_relay()
     outbox_relay()
     grant.refresh_from_db()
@@ -154,7 +165,7 @@ def test_the_revocation_reaches_the_chain_and_the_grant_stops_being_active(issue
 
 def test_a_grant_revoked_while_still_pending_is_revoked_on_chain_once_it_lands(issue_grant, alice_record, chain):
     grant = issue_grant(relay=False)
-    grant_revoke(grant=grant, by=alice_record.user)
+    grant_revoke_signed(grant=grant, by=alice_record.user)
     assert not OutboxMessage.objects.filter(kind="revoke").exists()  # a revoke sent first would be refused
     for _ in range(4):
         outbox_relay()
@@ -169,7 +180,7 @@ def test_a_grant_revoked_while_still_pending_is_revoked_on_chain_once_it_lands(i
 def test_nobody_but_the_patient_can_revoke(issue_grant, clinician):
     grant = issue_grant()
     with pytest.raises(ConsentDenied):
-        grant_revoke(grant=grant, by=clinician)
+        grant_revoke_signed(grant=grant, by=clinician)
     assert Grant.objects.get(pk=grant.pk).status == GrantStatus.RECORDED
 
 
@@ -177,6 +188,7 @@ def test_an_erased_patient_can_no_longer_sign(issue_grant, alice_record):
     from healthledger.errors import KeyDestroyed
     from records.services import patient_erase
 
+    device_of(alice_record)  # she still holds her key: the erased record refuses her signature all the same
     patient_erase(patient=alice_record, actor="system:test")
     with pytest.raises(KeyDestroyed):
         issue_grant(relay=False)

@@ -27,13 +27,16 @@ from ledger.models import OutboxMessage, OutboxStatus
 from ledger.outbox import outbox_relay
 from records.models import Patient
 from tests.consent.test_browser_signatures import _relay, _signed_terms, _terms, browser_sign
+from tests.patient_device import device_of, grant_issue_signed, legacy_server_key
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def own_key(patient, patient_user, deployed) -> bytes:  # type: ignore[no-untyped-def]
-    """Alice took her key into her browser: the server handed it over once and her browser registered it."""
+    """Alice (a legacy record) took her key into her browser: the server handed it over once and her browser
+    registered it."""
+    legacy_server_key(patient)
     key = patient_key_release(patient=patient, by=patient_user)
     address = signing.patient_address(private_key=key)
     signature = browser_sign(key_typed_data(patient=patient, key=address), key)
@@ -66,14 +69,13 @@ def test_her_registration_goes_on_chain_and_the_chain_names_her_key_for_her_acco
     assert deployed.account_of(address) == account_of(patient)
 
 
-def test_a_key_the_operator_still_holds_is_registered_on_chain_before_its_first_grant(
-    patient, patient_user, clinician, deployed
-):
-    grant = grant_issue(**_terms(patient, patient_user, clinician))  # type: ignore[arg-type]
+def test_a_key_she_created_is_registered_on_chain_before_her_first_grant(patient, patient_user, clinician, deployed):
+    address = device_of(patient).address
+    grant = grant_issue_signed(**_terms(patient, patient_user, clinician))
     first = outbox_relay()
     _relay()
 
-    address = Patient.objects.get(pk=patient.pk).wallet_address
+    assert Patient.objects.get(pk=patient.pk).wallet_address == address
     assert first.failed == 0
     assert list(OutboxMessage.objects.order_by("id").values_list("kind", flat=True)) == ["key", "grant"]
     assert deployed.key_of(account_of(patient)) == address

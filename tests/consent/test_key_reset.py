@@ -21,7 +21,7 @@ from consent.key_reset import (
     key_reset_request,
     key_resets_complete_due,
 )
-from consent.keys import patient_key_register, patient_key_release
+from consent.keys import patient_key_register
 from consent.keys import registration_typed_data as key_typed_data
 from consent.models import Grant, GrantStatus, KeyKind, KeyRegistration, KeyResetStatus
 from consent.services import InvalidSignature, grant_issue, grant_revoke, revoke_typed_data
@@ -30,6 +30,7 @@ from ledger import signing
 from records.models import Patient
 from tests.consent.test_browser_signatures import _relay, _signed_terms, browser_sign
 from tests.ledger.conftest import chain_now, travel_to
+from tests.patient_device import legacy_server_key
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def lost_key(patient, patient_user, deployed) -> bytes:  # type: ignore[no-untyped-def]
     """Alice's own key, registered on chain; then she loses the device and the phrase."""
-    key = patient_key_release(patient=patient, by=patient_user)
+    key = secrets.token_bytes(32)
     address = signing.patient_address(private_key=key)
     signature = browser_sign(key_typed_data(patient=patient, key=address), key)
     patient_key_register(patient=patient, by=patient_user, address=address, signature=signature)
@@ -143,6 +144,7 @@ def test_only_she_asks_with_a_key_that_signs_and_only_one_reset_at_a_time(
 
 
 def test_a_key_the_operator_still_holds_needs_no_reset(patient, patient_user, deployed):
+    legacy_server_key(patient)
     new_key = secrets.token_bytes(32)
     new = signing.patient_address(private_key=new_key)
     typed = key_typed_data(patient=patient, key=new, previous=Patient.objects.get(pk=patient.pk).wallet_address)

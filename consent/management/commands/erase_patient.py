@@ -39,9 +39,9 @@ class Command(BaseCommand):
         try:
             patient_record_erase(patient=patient, actor=ACTOR)
         except SignatureRequired as exc:
-            # She holds her own key: only her browser can sign the revocations erasure makes first.
+            # Only her key can sign the revocations erasure makes first, and the operator holds none.
             raise CommandError(
-                f"not erased: {exc}. This patient holds her own signing key and has {live} live grant(s); she erases"
+                f"not erased: {exc}. This patient has {live} live grant(s) that only she can revoke; she erases"
                 " from the portal's erase page, which signs their revocations, or revokes them first"
             ) from exc
         self.stdout.write(

@@ -10,7 +10,9 @@ account is written only when --user names that account. With --new, each .json f
 becomes a record of its own, and the lines of .ndjson files (a Bulk Data export, one
 type a file) become one record per Patient line, other lines joining the record of
 the patient they refer to in this run; --user (one file only) gives the new record to
-an account that has none. --source labels the provider the files came from.
+an account that has none. --source labels the provider the files came from. A new
+record holds no signing key: its patient creates hers in her browser when she first
+signs in (the portal's "Your key" page), and nothing is signed in her name before.
 
 Each document (a .json file, an .ndjson line) is imported all or nothing. Rejected
 ones are listed with their reasons above one final summary line; the command exits
@@ -187,5 +189,10 @@ class Command(BaseCommand):
         self.stdout.write(f"imported {imported} resources into {len(patients)} {noun}, {len(rejected)} rejected")
         for patient_id in sorted(patients, key=str):
             self.stdout.write(f"record {patient_id}")
+        if new_records is not None and new_records.made:
+            self.stdout.write(
+                "new records hold no signing key: each patient creates hers in her browser at first sign-in"
+                " (Your key); nothing can be shared in her name until then"
+            )
         if rejected:
             raise SystemExit(1)
