@@ -61,6 +61,19 @@ def test_she_stores_fetches_and_deletes_her_backup(alice, patient):
     assert alice.get(URL).status_code == 404
 
 
+def test_her_access_log_names_each_backup_step_in_words(alice, patient):
+    alice.post(URL, _upload(_holds_key(patient)))
+    alice.get(URL)
+    alice.post(DELETE_URL)
+
+    page = alice.get("/access/?mine=1").content.decode()  # her own actions are listed on request
+
+    assert "Stored an encrypted backup of your signing key (only your backup passphrase opens it)" in page
+    assert "Sent your encrypted key backup to your browser, to restore your key there" in page
+    assert "Deleted the encrypted backup of your signing key" in page
+    assert "consent.key.backup" not in page
+
+
 def test_an_anonymous_visitor_is_sent_to_sign_in_and_stores_nothing(client, patient):
     _holds_key(patient)
 
