@@ -80,4 +80,4 @@ def registered_keys_compare(*, client: ChainClient, outbox: Mapping[tuple[str, s
     server_held = set(registered.filter(wallet_ciphertext__isnull=False).values_list("pk", flat=True))
     for pk, address in registered.values_list("pk", "wallet_address").iterator():
         chain = client.key_of(account_of(Patient(pk=pk)))
-        yield _compare(str(pk), signing.address_checked(address), chain, pk in server_held, outbox)
+        yield _compare(str(pk), str(address), chain, pk in server_held, outbox)
