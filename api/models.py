@@ -51,6 +51,7 @@ from api.bulk_models import ExportJob, ExportSegment  # noqa: E402,F401  (bulk e
 from api.smart_models import (  # noqa: E402,F401  (SMART launch, client registration and assertion tables)
     ClientAssertionUse,
     ClientProfile,
+    EhrLaunch,
     InitialAccessToken,
     LaunchGrant,
     TokenLaunch,

@@ -68,6 +68,7 @@ class ClientMetadata:
     jwks: dict[str, Any] | None = None
     jwks_uri: str = ""
     allowed_origins: list[str] = field(default_factory=list)
+    launch_uri: str = ""  # where an EHR launch opens the app (api.ehr_launch)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ def _checked(meta: ClientMetadata) -> ClientMetadata:
         )
     if len(meta.allowed_origins) > MAX_URIS or not all(_origin_valid(o) for o in meta.allowed_origins):
         raise RegistrationError("each browser origin must be scheme://host[:port] (https)")
+    if meta.launch_uri and (not meta.redirect_uris or not _redirect_uri_valid(meta.launch_uri)):
+        raise RegistrationError(
+            "a launch URL must be an absolute https URI without a fragment, of an app with a redirect URI"
+        )
     scopes = meta.scope.split()
     if not all(scope_valid(s) for s in scopes):
         raise RegistrationError("scope holds a scope this server does not support")
@@ -139,6 +144,7 @@ def _checked(meta: ClientMetadata) -> ClientMetadata:
         jwks=jwks,
         jwks_uri=meta.jwks_uri if method == AuthMethod.PRIVATE_KEY_JWT else "",
         allowed_origins=list(meta.allowed_origins),
+        launch_uri=meta.launch_uri,
     )
 
 
@@ -169,6 +175,7 @@ def client_register(*, owner: User, metadata: ClientMetadata, via: str) -> Regis
             auth_method=meta.token_endpoint_auth_method,
             jwks=meta.jwks,
             jwks_uri=meta.jwks_uri,
+            launch_uri=meta.launch_uri,
             scope=meta.scope,
             registered_via=via,
         )
@@ -229,9 +236,10 @@ def _metadata_from_json(body: Any) -> ClientMetadata:
     redirect_uris = strings("redirect_uris")
     if "client_credentials" in grant_types and redirect_uris:
         raise RegistrationError("a client is either a backend service (client_credentials) or signs people in")
-    text = {k: body.get(k, "") for k in ("client_name", "scope", "jwks_uri", "token_endpoint_auth_method")}
+    names = ("client_name", "scope", "jwks_uri", "token_endpoint_auth_method", "launch_uri")
+    text = {k: body.get(k, "") for k in names}
     if not all(isinstance(v, str) for v in text.values()):
-        raise RegistrationError("client_name, scope, jwks_uri and token_endpoint_auth_method must be strings")
+        raise RegistrationError(f"{', '.join(names)} must be strings")
     jwks = body.get("jwks")
     if jwks is not None and not isinstance(jwks, dict):
         raise RegistrationError("jwks must be a JSON Web Key Set object")
@@ -243,6 +251,7 @@ def _metadata_from_json(body: Any) -> ClientMetadata:
         jwks=jwks,
         jwks_uri=text["jwks_uri"],
         allowed_origins=strings("allowed_origins"),
+        launch_uri=text["launch_uri"],
     )
 
 
@@ -268,6 +277,8 @@ def client_metadata_document(registered: Registered) -> dict[str, Any]:
         document["jwks"] = profile.jwks
     if profile.jwks_uri:
         document["jwks_uri"] = profile.jwks_uri
+    if profile.launch_uri:
+        document["launch_uri"] = profile.launch_uri
     if registered.client_secret is not None:
         document["client_secret"] = registered.client_secret
         document["client_secret_expires_at"] = 0
@@ -338,6 +349,7 @@ def _metadata_from_form(data: Any) -> ClientMetadata:
         jwks=jwks,
         jwks_uri=(data.get("jwks_uri") or "").strip(),
         allowed_origins=_lines(data.get("allowed_origins", "")),
+        launch_uri=(data.get("launch_uri") or "").strip(),
     )
 
 

@@ -15,69 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import AccessToken, Application
 
 from accounts.models import Role, User
 from api.access import fhir_endpoint
 from api.auth import TokenContext
+from api.ehr_launch import LaunchInvalid, asked_launch, ehr_launch_refused, launch_consume, launch_invalid, launch_peek
 from api.oauth import SmartAuthorizationView, SmartValidator
 from api.outcomes import FHIR_CONTENT_TYPE
 from api.signing_key import public_jwks, signing_key
+from api.smart_context import display_name, launch_patient_choose, launch_patients, needs_patient, own_record
 from api.smart_models import LaunchGrant, TokenLaunch
-from consent.pdp import live_grant_patients
-from consent.purposes import Purpose
 from healthledger.errors import ResourceNotFound
 from records.models import Patient
 
 LAUNCH_FIELD = "launch_patient"
-# The purposes a clinician's picker looks at: every grant a clinician holds, short of break-glass.
-_PICKER_PURPOSES = tuple(p.value for p in Purpose if p != Purpose.ETREAT)
 PRACTITIONER_PREFIX = "user-"
-
-
-def needs_patient(scopes: list[str] | str) -> bool:
-    """Whether these scopes need a patient in context: `launch/patient`, or any `patient/` scope."""
-    names = scopes.split() if isinstance(scopes, str) else scopes
-    return any(s == "launch/patient" or s.startswith("patient/") for s in names)
-
-
-def launch_patients(*, user: User) -> list[tuple[Patient, str]]:
-    """The patients a clinician may pick: those on whom a live grant names them now, with a display name."""
-    now = timezone.now()
-    ids: set[uuid.UUID] = set()
-    for purpose in _PICKER_PURPOSES:
-        ids.update(live_grant_patients(grantee_id=user.pk, purpose=purpose, at=now))
-    patients = Patient.objects.filter(pk__in=ids, erased_at__isnull=True).exclude(fhir_id="").select_related("user")
-    named = [(p, _display_name(p)) for p in patients]
-    return sorted(named, key=lambda item: (item[1].lower(), item[0].fhir_id))
-
-
-def _display_name(patient: Patient) -> str:
-    owner = patient.user
-    name = owner.get_full_name().strip() if owner is not None else ""
-    return name or f"Patient {patient.fhir_id}"
-
-
-def launch_patient_choose(*, user: User, fhir_id: str) -> Patient | None:
-    """The patient a clinician picked, when a live grant names them on it; None otherwise."""
-    for patient, _ in launch_patients(user=user):
-        if patient.fhir_id == fhir_id:
-            return patient
-    return None
-
-
-def own_record(user: User) -> Patient | None:
-    if user.role != Role.PATIENT:
-        return None
-    return Patient.objects.filter(user=user, erased_at__isnull=True).exclude(fhir_id="").first()
 
 
 def fhir_user_reference(user: User) -> str | None:
@@ -112,6 +71,8 @@ def request_origin(request: Any) -> str:
 
 SMART_CAPABILITIES = (
     "launch-standalone",
+    "launch-ehr",
+    "context-ehr-patient",
     "context-standalone-patient",
     "client-public",
     "client-confidential-symmetric",
@@ -292,17 +253,24 @@ class SmartLaunchAuthorizationView(SmartAuthorizationView):
     template_name = "portal/smart_authorize.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refused = ehr_launch_refused(request)
+        if refused is not None:
+            return refused
         try:
             return super().get(request, *args, **kwargs)
         except PatientNeeded:
             # Asked before any code was made (DOT's skip-authorization path): show the approval page with the picker.
             return self._picker_page()
+        except LaunchInvalid:
+            return launch_invalid()
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return super().post(request, *args, **kwargs)
         except PatientNeeded:
             return self._picker_page(error="Choose one of the patients listed.")
+        except LaunchInvalid:
+            return launch_invalid()
 
     def _picker_page(self, error: str = "") -> HttpResponse:
         data = dict(getattr(self, "oauth2_data", {}) or {})
@@ -320,7 +288,13 @@ class SmartLaunchAuthorizationView(SmartAuthorizationView):
         context = super().get_context_data(**kwargs)
         user = self.request.user
         scopes = kwargs.get("scopes") or []
-        if getattr(user, "role", None) == Role.CLINICIAN and needs_patient(scopes):
+        launch = asked_launch(self.request, scopes)
+        if launch:
+            client_id = kwargs.get("client_id") or self.request.GET.get("client_id", "")
+            patient = launch_peek(launch=launch, user=user, client_id=client_id)
+            context["ehr_launch"] = launch
+            context["ehr_patient_name"] = display_name(patient) if patient is not None else ""
+        elif getattr(user, "role", None) == Role.CLINICIAN and needs_patient(scopes):
             context["launch_patients"] = launch_patients(user=user)  # type: ignore[arg-type]
             context["launch_field"] = LAUNCH_FIELD
         return context
@@ -329,7 +303,14 @@ class SmartLaunchAuthorizationView(SmartAuthorizationView):
         self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
     ) -> Any:
         user: User = request.user  # type: ignore[assignment]
-        if allow and needs_patient(scopes):
+        launch = asked_launch(request, scopes) if allow else None
+        if launch is not None:
+            # The EHR launch names the patient: used up here, once, with the grant checked again.
+            patient = launch_consume(launch=launch, user=user, client_id=credentials.get("client_id", ""))
+            if patient is None:
+                raise LaunchInvalid
+            credentials = {**credentials, "smart_patient": patient.pk}
+        elif allow and needs_patient(scopes):
             if user.role == Role.CLINICIAN:
                 chosen = request.POST.get(LAUNCH_FIELD) or ""
                 patient = launch_patient_choose(user=user, fhir_id=chosen) if chosen else None

@@ -22,6 +22,27 @@ class LaunchGrant(models.Model):
         return f"launch context of code {self.grant_id}"
 
 
+class EhrLaunch(models.Model):
+    """An EHR launch: a clinician opened an app from a patient's page. The opaque `launch` id the app carries to
+    the authorization endpoint is bound to that clinician, app and patient; it is used once, and soon (api.ehr_launch).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    checksum = models.CharField(max_length=64, unique=True)  # SHA-256 of the launch id; the id is never stored
+    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    expires = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires"], name="api_ehrlaunch_expires")]
+
+    def __str__(self) -> str:
+        return f"EHR launch {self.pk}"
+
+
 class TokenLaunch(models.Model):
     """The patient in context of a token: its `patient/` scopes reach this record and no other.
 
@@ -52,6 +73,8 @@ class ClientProfile(models.Model):
     auth_method = models.CharField(max_length=32, choices=AuthMethod.choices, default=AuthMethod.CLIENT_SECRET)
     jwks = models.JSONField(null=True, blank=True)
     jwks_uri = models.URLField(max_length=2000, blank=True, default="")
+    # Where an EHR launch sends the browser (with `iss` and `launch`): the app's launch URL; empty: no EHR launch.
+    launch_uri = models.URLField(max_length=2000, blank=True, default="")
     # The scopes the client may ask for; empty: any SMART scope (the gate decides either way).
     scope = models.TextField(blank=True, default="")
     registered_via = models.CharField(max_length=16, default="portal")  # portal | dcr

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from api.ehr_launch import page_patterns as ehr_launch_pages
 from api.health import healthz
 from api.registration import page_patterns as app_registration_pages
 
@@ -13,6 +14,8 @@ urlpatterns = [
     path("", include("api.urls")),
     # A clinician registers SMART apps and makes RFC 7591 initial access tokens (api/registration.py).
     path("clinician/apps/", include((app_registration_pages, "smart_apps"))),
+    # A clinician opens an app from a patient's page: a SMART EHR launch (api/ehr_launch.py).
+    path("clinician/apps/launch/", include((ehr_launch_pages, "ehr_launch"))),
     # The patient portal owns the site root; keep it last so every other prefix wins.
     path("", include("portal.urls")),
 ]
