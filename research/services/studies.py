@@ -1,4 +1,4 @@
-"""Studies: create, change state (one service), join and withdraw, request runs and releases, check outputs.
+"""Studies: create, edit the spec, add members, change state (one service), close at the end date.
 
 Every state change goes through study_transition, which enforces the state machine and the
 separation of duties (nobody reviews a study they are on), records a StudyDecision, writes an
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from typing import Any
 
 from django.db import transaction
@@ -20,21 +20,13 @@ from accounts.models import Role, User
 from accounts.services import notification_create, user_create
 from audit.models import Outcome
 from audit.services import LogEvent, access_log_append
-from consent.models import Grant
-from consent.purposes import Action, Purpose
-from consent.services import MAX_GRANT_DURATION, grant_draft, grant_issue, grant_revoke
-from healthledger.errors import ConsentDenied, HealthLedgerError, ResourceNotFound
-from records.models import Patient
-from research import catalogue, specs
+from consent.purposes import Purpose
+from consent.services import MAX_GRANT_DURATION
+from healthledger.errors import HealthLedgerError, ResourceNotFound
+from research import specs
 from research.models import (
-    AnalysisRun,
     MemberRole,
-    OutputCheck,
     Participation,
-    Release,
-    ReleaseStatus,
-    RunMember,
-    RunStatus,
     Study,
     StudyDecision,
     StudyMember,
@@ -280,19 +272,6 @@ def _invite_patients(study: Study) -> None:
         change_notices_open(study)
 
 
-def _tell_participants_of_release(release: Release) -> None:
-    """Each participant whose data the released run read hears that a result of her study is out."""
-    study = release.run.study
-    text = f"A study you joined released a result: {study.title[:80]!r}. Only tables about groups leave the system."
-    users = (
-        RunMember.objects.filter(run_id=release.run_id, patient__user__isnull=False)
-        .values_list("patient__user_id", flat=True)
-        .distinct()
-    )
-    for user_id in users:
-        notification_create(user_id=user_id, kind="research.result", text=text, link="/research/mine/")
-
-
 def study_transition(*, study: Study, to: str, by: User | None, reason: str = "") -> Study:
     """Move a study to `to`, if the state machine and the separation of duties allow it; logged and notified."""
     with transaction.atomic():
@@ -311,214 +290,6 @@ def studies_close_ended(*, now: datetime | None = None) -> int:
         study_transition(study=study, to=S.CLOSED, by=None, reason="end date reached")
         closed += 1
     return closed
-
-
-# --- Patients ------------------------------------------------------------------------------------
-
-
-def _join_terms(study: Study, by: User, *, carry_over: bool = False) -> dict[str, Any]:
-    """The grant a patient signs to join: the study's account, HRESCH, run-analysis on its data, until its end."""
-    patient = Patient.objects.filter(user=by, erased_at__isnull=True).first()
-    if patient is None or by.role != Role.PATIENT:
-        raise ConsentDenied("only a patient with a record can join a study")
-    now = timezone.now()
-    # A join carried over to a changed study's new version (research.preferences) may land once it is active.
-    if study.state not in (RUNNABLE if carry_over else JOINABLE) or study.ends_at <= now or study.account_id is None:
-        raise StudyRefused("this study is not recruiting")
-    current = Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).first()
-    if current is not None and current.spec_hash == study.spec_hash:
-        raise StudyRefused("you already take part in this study")
-    return {
-        "patient": patient,
-        "by": by,
-        "grantee": study.account,
-        "resource_types": study.spec["data"],
-        "actions": [Action.RUN_ANALYSIS],
-        "purpose": Purpose.HRESCH,
-        "not_before": now - timedelta(seconds=1),
-        "not_after": study.ends_at,
-    }
-
-
-def participation_draft(*, study: Study, by: User) -> Grant:
-    """The unsaved grant a patient who holds her own key signs in her browser to join (consent.services.grant_draft)."""
-    return grant_draft(**_join_terms(study, by))
-
-
-def participation_join(
-    *,
-    study: Study,
-    by: User,
-    signature: str | None = None,
-    salt: str | None = None,
-    commitment_salt: str | None = None,
-    not_before: datetime | None = None,
-    carry_over: bool = False,
-) -> Participation:
-    """The patient joins: a grant signed with their key to the study's account, HRESCH, until the study ends.
-
-    A patient holding her own key passes her browser `signature` over participation_draft's typed data,
-    with that draft's salts and start; otherwise the server signs with the key it holds for her.
-    """
-    terms = _join_terms(study, by, carry_over=carry_over)
-    patient = terms["patient"]
-    if not_before is not None:
-        terms["not_before"] = not_before
-    with transaction.atomic():
-        # Joining a changed study's new version supersedes the join of the old one (never read again).
-        Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).exclude(
-            spec_hash=study.spec_hash
-        ).update(withdrawn_at=timezone.now())
-        grant = grant_issue(**terms, signature=signature, salt=salt, commitment_salt=commitment_salt)
-        joined = Participation.objects.create(study=study, patient=patient, grant=grant, spec_hash=study.spec_hash)
-        access_log_append(
-            event=LogEvent(
-                actor=_actor(by),
-                action="research.participation.join",
-                outcome=Outcome.PERMIT,
-                patient_ref=patient.pk,
-                purpose=Purpose.HRESCH,
-                grant_ref=grant.id,
-                query=f"study={study.pk} spec={study.spec_hash}",
-            )
-        )
-    return joined
-
-
-def participation_withdraw(*, participation: Participation, by: User, signature: str | None = None) -> Participation:
-    """Leave the study: the grant is revoked, so the next read is denied. Released results stay released.
-
-    `signature`: her browser signature over the revocation, when she holds her own key.
-    """
-    with transaction.atomic():
-        locked = Participation.objects.select_for_update().select_related("grant").get(pk=participation.pk)
-        grant_revoke(grant=locked.grant, by=by, signature=signature)  # refuses anyone but the patient
-        if locked.withdrawn_at is None:
-            locked.withdrawn_at = timezone.now()
-            locked.save(update_fields=["withdrawn_at"])
-            access_log_append(
-                event=LogEvent(
-                    actor=_actor(by),
-                    action="research.participation.withdraw",
-                    outcome=Outcome.PERMIT,
-                    patient_ref=locked.patient_id,
-                    purpose=Purpose.HRESCH,
-                    grant_ref=locked.grant_id,
-                    query=f"study={locked.study_id}",
-                )
-            )
-    return locked
-
-
-# --- Runs and releases --------------------------------------------------------------------------
-
-
-def analysis_run_request(*, study: Study, by: User, analysis_index: int, enqueue: bool = True) -> AnalysisRun:
-    """Queue one of the study's approved analyses; the run task is queued when this commits.
-
-    `enqueue=False` leaves running it to the caller (the demo seed runs it in process).
-    """
-    from research.runs import analysis_key
-
-    if not is_pi(study, by):
-        raise StudyRefused("only the study's principal investigator runs analyses")
-    if study.state not in RUNNABLE or study.ends_at <= timezone.now():
-        raise StudyRefused("analyses run only while the study is recruiting or active, before its end date")
-    analyses = study.spec["analyses"]
-    if not 0 <= analysis_index < len(analyses):
-        raise StudyRefused(f"the spec declares analyses 0 to {len(analyses) - 1}")
-    item = analyses[analysis_index]
-    analysis = catalogue.analysis_get(item["id"])
-    # An analysis bound to the run's date (a model's as-of date) fixes it, and what it names, in the run's params.
-    bind = getattr(analysis, "bind", None)
-    params = item["params"] if bind is None else bind(item["params"], day=timezone.now().date())
-    with transaction.atomic():
-        run = AnalysisRun.objects.create(
-            study=study,
-            requested_by=by,
-            analysis_id=analysis.id,
-            analysis_version=analysis.version,
-            code_hash=catalogue.code_hash(analysis.id),
-            params=params,
-            analysis_key=analysis_key(analysis.id, analysis.version, params),
-            spec_hash=study.spec_hash,
-        )
-        _log("research.run.request", by=by, study=study, query=f"study={study.pk} run={run.pk} analysis={analysis.id}")
-        run_id = str(run.pk)
-        if enqueue:
-            transaction.on_commit(lambda: _enqueue_run(run_id))
-    return run
-
-
-def _enqueue_run(run_id: str) -> None:
-    """Publish the run's start once it is committed; a broker that is down leaves it to research.sweep."""
-    from research.tasks import analysis_run_start
-
-    try:
-        analysis_run_start.delay(run_id)
-    except Exception as exc:  # any broker failure: the queued row is the record, the sweep re-sends
-        logger.warning("run %s not published (%s); the research sweep will send it", run_id, type(exc).__name__)
-        return
-    AnalysisRun.objects.filter(pk=run_id, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
-
-
-def release_request(*, run: AnalysisRun, by: User) -> Release:
-    """Ask for an output check of a finished run; two checkers when any rule flagged something."""
-    if not is_pi(run.study, by):
-        raise StudyRefused("only the study's principal investigator asks for a release")
-    if run.status != RunStatus.SUCCEEDED or not run.report:
-        raise StudyRefused("only a run that passed disclosure control can be released")
-    with transaction.atomic():
-        release, _ = Release.objects.get_or_create(
-            run=run, defaults={"checks_needed": 2 if run.report.get("flagged") else 1}
-        )
-        _log("research.release.request", by=by, study=run.study, query=f"run={run.pk}")
-        for steward in User.objects.filter(role=Role.STEWARD, is_active=True).exclude(
-            study_memberships__study=run.study
-        ):
-            notification_create(
-                user_id=steward.pk,
-                kind="research.release.request",
-                text="An output waits for checking.",
-                link="/research/",
-            )
-    return release
-
-
-def output_check(*, release: Release, by: User, approve: bool, comment: str = "") -> Release:
-    """A steward not on the study checks an output; released once enough independent checkers approve."""
-    from research.runs import release_finalise
-
-    with transaction.atomic():
-        locked = Release.objects.select_for_update().select_related("run__study").get(pk=release.pk)
-        study = locked.run.study
-        if by.role != Role.STEWARD:
-            raise StudyRefused("only a data steward checks outputs")
-        if is_member(study, by):
-            raise StudyRefused("separation of duties: you cannot check an output of a study you are on")
-        if locked.status != ReleaseStatus.PENDING:
-            raise StudyRefused(f"this output is already {locked.status}")
-        if not approve and not comment.strip():
-            raise StudyRefused("a reason is required to refuse an output")
-        OutputCheck.objects.create(release=locked, checker=by, approve=approve, comment=comment.strip())
-        verb = "approve" if approve else "refuse"
-        _log(f"research.release.check.{verb}", by=by, study=study, query=f"run={locked.run_id}")
-        if not approve:
-            locked.status = ReleaseStatus.REFUSED
-            locked.save(update_fields=["status"])
-        elif locked.checks.filter(approve=True).count() >= locked.checks_needed:
-            release_finalise(release=locked, by=by)
-            if locked.status == ReleaseStatus.RELEASED:
-                _tell_participants_of_release(locked)
-    return locked
-
-
-def participation_for(*, user: User, study: Study) -> Participation | None:
-    return Participation.objects.filter(study=study, patient__user=user, withdrawn_at__isnull=True).first()
-
-
-def grant_of(participation: Participation) -> Grant:
-    return Grant.objects.get(pk=participation.grant_id)
 
 
 def study_for_member(*, study_id: object, user: User) -> Study:
