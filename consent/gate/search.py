@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.services import access_log_commit, access_log_insert
 from consent.categories import categories_for
-from consent.gate.caller import Caller
+from consent.gate.caller import Caller, DeferredCaller
 from consent.gate.decisions import _decide, _deny, _event, _outputs_only
 from consent.gate.opening import _integrity_entry, _integrity_raise, _open_each
 from consent.pdp import (
@@ -25,6 +25,7 @@ from consent.purposes import Action
 from records.models import Patient
 from records.selectors import (
     SEARCH_LIMIT_MAX,
+    RowExtra,
     SearchCriteria,
     StoredVersion,
     patient_locate_by_fhir_id,
@@ -107,22 +108,31 @@ class SearchTarget:
     grants: tuple[GrantRow, ...]
 
 
-def search_target(*, caller: Caller, fhir_id: str) -> SearchTarget | None:
+def search_target(*, caller: Caller | DeferredCaller, fhir_id: str) -> SearchTarget | None:
     """The record a search names, and (for resource_search_counted to decide on) the caller's grants on it.
 
-    One statement instead of two: a search's patient lookup and its decision's grant lookup. None when no
-    record's Patient has this id (the API then answers as for a patient the caller may not see).
+    One statement does the work of two: the search's patient lookup and its decision's grant lookup; for
+    a DeferredCaller (the API's bearer token) that of a third, the token check, resolved before this
+    returns, whether or not the record exists, as a read's is. None when no record's Patient has this id
+    (the API then answers as for a patient the caller may not see).
     """
     now = timezone.now()
-    actor_id = caller.actor.pk if caller.actor is not None else None
-    expression = live_grants_expression(grantee=grantee_id_expression(actor_id), at=now)
-    found = patient_locate_by_fhir_id(fhir_id=fhir_id, extras=(expression,))
+    identity: tuple[RowExtra, ...]
+    if isinstance(caller, DeferredCaller):
+        identity, grantee = (caller.identity,), caller.actor_id
+    else:
+        identity, grantee = (), grantee_id_expression(caller.actor.pk if caller.actor is not None else None)
+    found = patient_locate_by_fhir_id(
+        fhir_id=fhir_id, extras=(*identity, live_grants_expression(grantee=grantee, at=now))
+    )
+    if isinstance(caller, DeferredCaller):
+        caller = caller.resolve(found[1][0] if found is not None else None)
     if found is None:
         return None
-    patient, (grants,) = found
-    return SearchTarget(
-        patient, actor_id, caller.purpose, now, tuple(grants_from_expression(grants, purpose=caller.purpose))
-    )
+    patient, extras = found
+    actor_id = caller.actor.pk if caller.actor is not None else None
+    grants = grants_from_expression(extras[-1], purpose=caller.purpose)
+    return SearchTarget(patient, actor_id, caller.purpose, now, tuple(grants))
 
 
 def _page(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.timezone import now
 
@@ -9,13 +11,18 @@ from accounts.models import Role
 from api import selectors
 from api.access import fhir_endpoint, gate_caller, scope_require
 from api.auth import (
+    MAX_TOKEN,
     TokenContext,
+    bearer_authenticate,
+    bearer_token,
+    token_context_from_identity,
+    token_identity,
 )
 from api.fhir import params
 from api.fhir.bundles import SearchUrl, base_url, searchset
-from api.fhir.records.base import MAX_QUERY_LOGGED, _record_type
+from api.fhir.records.base import MAX_QUERY_LOGGED, RECORD_TYPES, _record_type
 from api.fhir.records.includes import _included, _includes
-from api.outcomes import BadRequest, NotSupported
+from api.outcomes import BadRequest, NotAuthenticated, NotSupported
 from consent import gate, pdp
 from healthledger.errors import ResourceNotFound
 from records.fhir.quantity import QuantityQueryError
@@ -28,6 +35,14 @@ from records.fhir.search_parameters import (
 from records.models import Patient
 
 SORTS = frozenset({"date", "-date", "_lastUpdated", "-_lastUpdated", "_id", "-_id"})
+
+
+@dataclass(frozen=True)
+class Located:
+    """The record a search names (by its Patient id) as the token's own statement found it, with the grants."""
+
+    fhir_id: str
+    target: gate.SearchTarget | None
 
 
 def supported_parameters(resource_type: str) -> frozenset[str]:
@@ -44,9 +59,11 @@ def search_patient(
     compartment: str | None = None,
     base: str = "",
     caller: gate.Caller | None = None,
+    located: Located | None = None,
 ) -> tuple[Patient | None, gate.SearchTarget | None]:
     """The one record a search runs on (None when the named patient does not exist, or two names disagree),
-    with the caller's grants on it when the gate could fetch them in the same statement (gate.search_target)."""
+    with the caller's grants on it when the gate could fetch them in the same statement (gate.search_target);
+    `located`: what _search_by_token's statement found for the patient it named."""
     named = params.patient_param(query, base)
     if compartment is not None:
         if named is not None and named != compartment:
@@ -65,7 +82,10 @@ def search_patient(
         if context.user.role == Role.PATIENT:
             return selectors.patient_of_user(user_id=context.user.pk), None
         raise BadRequest("name the patient: patient=<id> (or subject=Patient/<id>)")
-    target = gate.search_target(caller=caller, fhir_id=named) if caller is not None else None
+    if located is not None and located.fhir_id == named:
+        target = located.target
+    else:
+        target = gate.search_target(caller=caller, fhir_id=named) if caller is not None else None
     if target is not None:
         return target.patient, target
     return selectors.patient_by_fhir_id(fhir_id=named), None
@@ -126,6 +146,7 @@ def _search(
     asked: QueryDict,
     url: SearchUrl | None = None,
     compartment: str | None = None,
+    located: Located | None = None,
 ) -> HttpResponse:
     """One search of a type, however it was asked (GET, POST _search, a Patient compartment)."""
     _record_type(resource_type)
@@ -139,7 +160,7 @@ def _search(
     caller = gate_caller(request, context)
     if _patient_list_asked(query, context, resource_type, compartment, base_url(request)):
         return _patient_list(request, caller, query, paging, criteria if satisfiable else None, ignored, url)
-    patient, target = search_patient(query, context, resource_type, compartment, base_url(request), caller)
+    patient, target = search_patient(query, context, resource_type, compartment, base_url(request), caller, located)
     if patient is None or not satisfiable:
         return searchset(request, paging, 0, [], ignored, url)
     logged = asked.urlencode() if url is not None else request.META.get("QUERY_STRING", "")
@@ -234,9 +255,42 @@ def _patient_list(
     return searchset(request, paging, sum(total for _, total in counted), entries, ignored, url)
 
 
-@fhir_endpoint("GET", "HEAD")
-def resource_search(request: HttpRequest, context: TokenContext, resource_type: str) -> HttpResponse:
-    response = _search(request, context, resource_type, request.GET)
+def _search_by_token(request: HttpRequest, resource_type: str) -> HttpResponse:
+    """A GET search naming its patient: the bearer token checked inside the statement that finds the record and
+    the caller's grants on it (gate.DeferredCaller), as a read's is, which saves every such search a round trip.
+
+    The token's verdict still comes first (401 whether or not the record exists), then the purpose, then the
+    search as any other (403 for scopes, 400 for parameters, the decision); the statement logs and opens
+    nothing. Any other search authenticates first, as every endpoint does.
+    """
+    token = bearer_token(request)
+    named = None
+    if token is not None and len(token) <= MAX_TOKEN and resource_type in RECORD_TYPES:
+        try:
+            named = params.patient_param(request.GET, base_url(request))
+        except BadRequest:
+            named = None  # said after authentication, by _search
+    if token is None or named is None:
+        return _search(request, bearer_authenticate(request), resource_type, request.GET)
+    resolved: list[TokenContext] = []
+
+    def resolve(identity: object) -> gate.Caller:
+        # None: the record was not found, and the token not looked at yet.
+        context = token_context_from_identity(identity) if identity is not None else bearer_authenticate(request)
+        if context is None:
+            raise NotAuthenticated("the access token is unknown, expired or revoked", token_given=True)
+        resolved.append(context)
+        return gate_caller(request, context)
+
+    identity, actor_id = token_identity(token)
+    caller = gate.DeferredCaller(identity=identity, actor_id=actor_id, resolve=resolve)
+    target = gate.search_target(caller=caller, fhir_id=named)
+    return _search(request, resolved[0], resource_type, request.GET, located=Located(named, target))
+
+
+@fhir_endpoint("GET", "HEAD", authenticated=False)
+def resource_search(request: HttpRequest, context: None, resource_type: str) -> HttpResponse:
+    response = _search_by_token(request, resource_type)
     if request.method == "HEAD":  # the search ran (and was logged) as a GET; its headers without the body
         length = len(response.content)
         response.content = b""
