@@ -84,10 +84,28 @@ def _latest_date(bundle: dict[str, Any]) -> date:
     return date.fromisoformat(max(d for d in dates if d))
 
 
+def _grant_signed(**terms: Any) -> Any:
+    """grant_issue as the portal calls it: the bench acts as her device (ledger.device), registering a fresh key
+    for her record and signing the grant's typed data with it, as her browser would."""
+    from consent.keys import patient_key_register, registration_typed_data
+    from consent.services import grant_draft, grant_issue, grant_typed_data
+    from ledger.device import Device
+
+    patient, device = terms["patient"], Device.new()
+    typed = registration_typed_data(patient=patient, key=device.address)
+    patient_key_register(patient=patient, by=terms["by"], address=device.address, signature=device.sign(typed))
+    draft = grant_draft(**terms)
+    return grant_issue(
+        **terms,
+        signature=device.sign(grant_typed_data(draft)),
+        salt=draft.salt,
+        commitment_salt=draft.commitment_salt,
+    )
+
+
 def _load_patients(clinician: Any) -> list[tuple[Any, date]]:
     from accounts.services import user_create
     from consent.models import Grant, GrantStatus
-    from consent.services import grant_issue
     from ledger.outbox import outbox_relay
     from records.services import fhir_ingest, patient_create
 
@@ -98,12 +116,11 @@ def _load_patients(clinician: Any) -> list[tuple[Any, date]]:
         raw = path.read_bytes()
         bundle = orjson.loads(raw)
         owner = user_create(username=f"bench-diag-patient-{index}", password=None, role="patient")
-        # A record made for its owner has the wallet that signs the owner's grants.
         patient = patient_create(user=owner)
         fhir_ingest(payload=raw, actor="system:bench", patient=patient)
         patient.refresh_from_db()
         grants.append(
-            grant_issue(
+            _grant_signed(
                 patient=patient, by=owner, grantee=clinician, resource_types=GRANTED_TYPES, actions=["run-model"],
                 purpose="TREAT", not_before=now - timedelta(minutes=5), not_after=now + timedelta(days=30),
             )

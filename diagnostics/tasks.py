@@ -62,7 +62,7 @@ def _run_one(job_id: str) -> RunOutcome:
 )
 def diagnostic_job_run(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     """Run one diagnostic job (see diagnostics.services.diagnostic_job_execute)."""
-    with chain_answers_per_block():  # its start and release checks share one answer within a block
+    with chain_answers_per_block():  # this process's jobs share one answer per grant within a block
         outcome = _run_one(job_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
@@ -91,7 +91,7 @@ def diagnostic_jobs_run_batch(self, job_ids: list[str]) -> list[str]:  # type: i
     ids = [str(job_id) for job_id in job_ids[:MAX_BATCH]]
     if len(job_ids) > MAX_BATCH:
         _requeue(self, [str(job_id) for job_id in job_ids[MAX_BATCH:]])
-    # The batch's jobs share the chain's answer about a grant within one block (see chain_answers_per_block).
+    # The process's jobs share the chain's answer about a grant within one block (see chain_answers_per_block).
     with chain_answers_per_block():
         return _run_batch(self, ids)
 

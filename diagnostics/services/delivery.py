@@ -30,7 +30,13 @@ def _delivery_begin(job_id: str) -> DiagnosticJob | None:
     with transaction.atomic():
         # Locks the job row: two deliveries of one job (a redelivery racing a slow first one) must not
         # both count themselves, both see "queued", or one start work on a job the other just finished.
-        job = DiagnosticJob.objects.select_for_update().filter(pk=job_id).first()
+        # Its requester, record and grant come in the same statement, unlocked: the start check reads them.
+        job = (
+            DiagnosticJob.objects.select_for_update(of=("self",))
+            .select_related("requester", "patient", "grant")
+            .filter(pk=job_id)
+            .first()
+        )
         if job is None or job.is_terminal:
             return None
         lost = job.deliveries - job.orderly_retries

@@ -34,14 +34,15 @@ def _release(
     with transaction.atomic():
         # Locks the job row: of two deliveries that both got here, the second waits and then finds
         # the job terminal, so a result is never released twice.
-        locked = DiagnosticJob.objects.select_for_update().get(pk=job.pk)
+        # Its requester comes in the same statement, unlocked and as it is now.
+        locked = DiagnosticJob.objects.select_for_update(of=("self",)).select_related("requester").get(pk=job.pk)
         if locked.is_terminal:
             return str(locked.status)
         if job.grant_id:
             # Locks the grant row, as grant_revoke does: a revocation either commits before this check
             # (and the job is denied) or waits until the result is released (a release before the revocation).
             grant = Grant.objects.select_for_update().get(pk=job.grant_id)
-        reason = _consent_reason(locked, spec, grant=grant) or chain_reason
+        reason = _consent_reason(locked, spec, grant=grant, requester=locked.requester, patient=patient) or chain_reason
         if reason:
             _terminal(locked, JobStatus.DENIED, reason)
             _log(locked, actor=f"job:{locked.id}", action="diagnostics.job.run", outcome=Outcome.DENY, reason=reason)

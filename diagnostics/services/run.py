@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import traceback
 
-from accounts.models import User
 from diagnostics.models import DiagnosticJob, JobStatus
 from diagnostics.services.base import RunOutcome, UnknownModel, _ConsentGone, model_get
 from diagnostics.services.consent_checks import _consent_check
@@ -13,7 +12,6 @@ from diagnostics.services.delivery import _delivery_begin, _finish, _retry_later
 from diagnostics.services.inputs import _inputs_read
 from diagnostics.services.release import _release
 from healthledger.errors import ChainUnavailable, KeyDestroyed
-from records.models import Patient
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +38,10 @@ def diagnostic_job_execute(*, job_id: str) -> RunOutcome:
         spec = model.spec
         if spec.version_hash != job.model_version_hash:
             return RunOutcome(status=_finish(job.pk, JobStatus.FAILED, "model version changed since the request"))
-        requester = User.objects.get(pk=job.requester_id)
-        reason, grant = _consent_check(job, spec, requester)
+        reason, grant = _consent_check(job, spec)
         if reason:
             return RunOutcome(status=_finish(job.pk, JobStatus.DENIED, reason, log_deny=True))
-        patient = Patient.objects.get(pk=job.patient_id)
+        requester, patient = job.requester, job.patient  # read with the job's row (_delivery_begin)
         if patient.is_erased:
             return RunOutcome(status=_finish(job.pk, JobStatus.FAILED, "record erased"))
         try:

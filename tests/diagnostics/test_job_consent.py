@@ -6,7 +6,6 @@ import pytest
 
 from audit.models import AccessLogEntry
 from consent.models import Grant
-from consent.services import grant_revoke
 from diagnostics import inference, services
 from diagnostics.models import DiagnosticJob, JobResult
 from diagnostics.services import consent_checks, diagnostic_job_execute, diagnostic_job_request
@@ -16,6 +15,7 @@ from healthledger.errors import ChainUnavailable
 from records.models import Resource
 from tests.diagnostics.jobs_support import *  # noqa: F403
 from tests.diagnostics.jobs_support import SPEC
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,7 @@ def test_a_grant_revoked_while_its_job_waits_in_the_queue_ends_it_denied_with_no
 ):
     grant = run_model_grant()
     job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
 
     status = diagnostic_job_run.apply(args=[str(job.id)]).get()
 
@@ -56,7 +56,7 @@ def test_a_revocation_seen_while_reading_stops_the_reads_and_releases_nothing(
     def revoke_after_first_input(job_, done, total):  # type: ignore[no-untyped-def]
         progress(job_, done, total)
         if done == 1:
-            grant_revoke(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
+            grant_revoke_signed(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
 
     monkeypatch.setattr(job_inputs, "_progress", revoke_after_first_input)
 
@@ -76,7 +76,7 @@ def test_a_revocation_while_the_model_runs_denies_the_release(
 ):
     grant = run_model_grant()
     job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
-    seam_model.during_run = lambda: grant_revoke(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
+    seam_model.during_run = lambda: grant_revoke_signed(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
 
     assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
     job.refresh_from_db()
@@ -168,6 +168,7 @@ def test_the_jobs_of_a_batch_ask_the_chain_once_per_block_and_again_once_a_block
         return real(grant_)
 
     monkeypatch.setattr(consent_checks, "grant_active_on_chain", counting)
+    monkeypatch.setattr(consent_checks, "BLOCK_MAX_AGE_SECONDS", 0)  # the block number asked at every check
     with services.chain_answers_per_block():
         first = chain_client().block_number()
         assert [diagnostic_job_execute(job_id=str(job.id)).status for job in jobs[:2]] == ["succeeded"] * 2
@@ -188,3 +189,39 @@ def test_within_a_batch_a_grant_the_chain_no_longer_holds_active_still_denies_th
         assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
     job.refresh_from_db()
     assert job.status_reason == "consent-ended (not active on chain)"
+
+
+def test_a_worker_asks_the_chain_once_per_block_across_its_batches_and_again_once_the_block_number_is_old(
+    seam_model, run_model_grant, alice_record, clinician, monkeypatch
+):
+    from ledger.client import ChainClient, chain_client
+
+    run_model_grant()
+    jobs = [diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id) for _ in range(3)]
+    asked: list[int] = []
+    blocks_read: list[int] = []
+    real_active, real_block = consent_checks.grant_active_on_chain, ChainClient.block_number
+
+    def counting(grant_):  # type: ignore[no-untyped-def]
+        asked.append(real_block(chain_client()))
+        return real_active(grant_)
+
+    def block_number(self):  # type: ignore[no-untyped-def]
+        blocks_read.append(1)
+        return real_block(self)
+
+    monkeypatch.setattr(consent_checks, "grant_active_on_chain", counting)
+    monkeypatch.setattr(ChainClient, "block_number", block_number)
+    monkeypatch.setattr(consent_checks, "_view", consent_checks._ChainView())  # a fresh worker process
+    monkeypatch.setattr(consent_checks, "BLOCK_MAX_AGE_SECONDS", 3600)
+    first = real_block(chain_client())
+    for job in jobs[:2]:  # two batches, one after the other, in one process
+        with services.chain_answers_per_block():
+            assert diagnostic_job_execute(job_id=str(job.id)).status == "succeeded"
+    # Four checks (two jobs, at start and before release): one block number read, one isActive.
+    assert (asked, len(blocks_read)) == ([first], 1)
+    chain_client().w3.provider.ethereum_tester.mine_blocks(1)  # type: ignore[attr-defined]
+    monkeypatch.setattr(consent_checks, "BLOCK_MAX_AGE_SECONDS", 0)  # the block number read is now too old
+    with services.chain_answers_per_block():
+        assert diagnostic_job_execute(job_id=str(jobs[2].id)).status == "succeeded"
+    assert asked == [first, first + 1]
