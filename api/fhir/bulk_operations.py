@@ -27,7 +27,8 @@ _EXPORT_DESCRIPTION = (
     "answering 202 with Retry-After and X-Progress until a manifest (200) lists one ndjson file per type. "
     "Every resource is read through the patient's consent and written to their access log; a grant ended "
     "mid-export stops the rest of that record's export (named in the manifest's error file). Files are "
-    "encrypted at rest, served only to the client that asked, with its bearer token, and deleted after "
+    "encrypted at rest, served only to the client that asked, with its bearer token, each patient in a file "
+    "decided again at download (a grant ended since leaves that patient out) and logged, and deleted after "
     "an hour; DELETE on the status URL cancels."
 )
 

@@ -14,12 +14,12 @@ from api.fhir.bulk import group_id
 from audit.models import AccessLogEntry
 from consent.gate import access_log_text
 from consent.models import Grant
-from consent.services import grant_revoke
 from records.demo import generate_patient_bundle
 from records.models import Resource
 from records.services import fhir_ingest
 from tests.api.conftest import bearer
 from tests.api.test_fhir_bulk_export import _kickoff, _ndjson, _run
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,7 @@ def test_a_download_after_the_grant_is_revoked_serves_nothing_of_that_patient(
     url = _observation_file(api, token, status_url)
     assert ExportSegment.objects.filter(job=job, patient=alice_record).exists()
 
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
 
     assert _ndjson(api, token, url) == []
     denied = AccessLogEntry.objects.get(action=DOWNLOAD)
@@ -115,7 +115,7 @@ def test_a_revoked_patient_is_left_out_and_the_others_are_served(
         == len(bobs) + Resource.objects.filter(patient=alice_record, resource_type="Observation").count()
     )
 
-    grant_revoke(grant=alice_grant, by=patient_user)
+    grant_revoke_signed(grant=alice_grant, by=patient_user)
 
     assert {line["id"] for line in _ndjson(api, token, url)} == bobs
     latest = AccessLogEntry.objects.filter(action=DOWNLOAD).order_by("-pk")[:2]
@@ -132,7 +132,7 @@ def test_a_grant_no_longer_covering_the_type_leaves_the_patient_out(
     url = _observation_file(api, token, status_url)
     # She narrows her sharing: a new grant for Conditions only, the old one revoked.
     issue_grant(resource_types=["Condition"])
-    grant_revoke(grant=both, by=patient_user)
+    grant_revoke_signed(grant=both, by=patient_user)
 
     assert _ndjson(api, token, url) == []
     assert AccessLogEntry.objects.get(action=DOWNLOAD).outcome == "deny"

@@ -16,12 +16,12 @@ from django.utils import timezone
 
 from api.registration import ClientMetadata, RegistrationError, client_register
 from api.smart_models import ClientProfile, EhrLaunch
-from consent.services import grant_revoke
 from records.demo import generate_patient_bundle
 from records.models import Resource
 from records.services import fhir_ingest
 from tests.api.conftest import bearer
 from tests.api.test_smart_launch import Launch
+from tests.patient_device import grant_revoke_signed
 
 LAUNCH_URL = "https://app.example/launch"
 REDIRECT = "https://app.example/callback"
@@ -134,7 +134,7 @@ def test_a_grant_revoked_after_the_launch_refuses_it(clinician, patient_user, is
     page = app.page()
     assert page.status_code == 200
 
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
 
     assert app.approve().status_code == 400
     # And no app can be opened for her any more.
