@@ -24,8 +24,10 @@ SYNTHEA_DIR = Path(
 
 @pytest.fixture(autouse=True)
 def isolated_keys(settings, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """Every test gets its own key directory: master, index and audit keys are created fresh."""
+    """Every test gets its own key directory (master, index and audit keys are created fresh) and var directory."""
     settings.KEYS_DIR = tmp_path_factory.mktemp("keys")
+    # What commands write under the var directory at run time (the demo patient's phrase file) stays in the test's.
+    settings.VAR_DIR = tmp_path_factory.mktemp("var")
     settings.HEALTHLEDGER_MASTER_KEY = ""
     settings.HEALTHLEDGER_INDEX_KEY = ""
     settings.HEALTHLEDGER_AUDIT_KEY = ""

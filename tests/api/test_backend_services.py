@@ -20,12 +20,12 @@ from api.backend_services import JwksUnavailable, jwks_fetch
 from api.registration import ClientMetadata, client_register
 from api.smart_models import ClientAssertionUse, ClientProfile
 from consent.models import Grant
-from consent.services import grant_issue
 from ledger.outbox import outbox_relay
 from records.demo import generate_patient_bundle
 from records.models import Resource
 from records.services import fhir_ingest
 from tests.api.conftest import bearer
+from tests.patient_device import grant_issue_signed
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_URL = "http://testserver/oauth/token/"
@@ -222,7 +222,7 @@ def test_es384_with_a_jwks_uri_over_http_against_a_live_server(
     live_server, jwks_over_http, clinician, patient_user, alice_record, deployed
 ):
     now = timezone.now()
-    grant = grant_issue(
+    grant = grant_issue_signed(
         patient=alice_record,
         by=patient_user,
         grantee=clinician,

@@ -14,9 +14,9 @@ from api import bulk_export
 from api.bulk_models import ExportJob, ExportSegment
 from api.fhir.bulk import group_id
 from audit.models import AccessLogEntry
-from consent.services import grant_revoke
 from records.models import Resource
 from tests.api.conftest import bearer
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -128,7 +128,7 @@ def test_a_grant_revoked_mid_export_stops_the_rest_of_that_patients_export(
     bulk_export.export_step(job_id=job_id, max_chunks=1)  # types decided, one page of 5 read
     assert ExportJob.objects.get(pk=job_id).resources == 5
 
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
     job = _run(status_url)
 
     assert job.resources == 5

@@ -19,7 +19,6 @@ from jwcrypto import jwk, jwt
 
 from api.registration import ClientMetadata, client_register
 from consent.models import Grant
-from consent.services import grant_issue
 from ledger.outbox import outbox_relay
 from records.demo import generate_patient_bundle
 from records.models import Resource
@@ -30,6 +29,8 @@ from fhirclient import client as smart_client  # noqa: E402
 from fhirclient.models.observation import Observation  # noqa: E402
 from fhirclient.server import FHIRUnauthorizedException  # noqa: E402
 
+from tests.patient_device import grant_issue_signed  # noqa: E402
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REDIRECT = "https://app.example/callback"
@@ -38,7 +39,7 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 def _grant(record, owner, clinician) -> None:  # type: ignore[no-untyped-def]
     now = timezone.now()
-    grant = grant_issue(
+    grant = grant_issue_signed(
         patient=record,
         by=owner,
         grantee=clinician,

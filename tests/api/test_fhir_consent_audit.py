@@ -14,6 +14,7 @@ from audit.models import AccessLogEntry
 from consent.fhir import consent_id
 from records.models import Resource
 from tests.api.conftest import bearer
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -63,10 +64,8 @@ def test_anyone_else_gets_for_a_consent_what_a_stranger_gets_for_one_that_does_n
 
 
 def test_a_revoked_grant_reads_as_an_inactive_consent(api, patient_user, token_for, issue_grant):
-    from consent.services import grant_revoke
-
     grant = issue_grant()
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
     token = token_for(patient_user)
 
     assert _get(api, token, f"/fhir/Consent/{consent_id(grant)}")[1]["status"] == "inactive"

@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AccessLogEntry
-from consent.services import grant_revoke
 from records.models import Resource
 from tests.api.conftest import bearer
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_a_revoked_grant_ends_everything_on_the_next_request(
     grant = issue_grant(resource_types=["Observation"])
     token = token_for(clinician)
     assert _everything(api, token, alice_record.fhir_id).status_code == 200
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
     assert _everything(api, token, alice_record.fhir_id).status_code == 404
 
 

@@ -15,6 +15,7 @@ from diagnostics.models import DiagnosticJob
 from diagnostics.services import diagnostic_job_execute
 from tests.diagnostics.jobs_support import *  # noqa: F403
 from tests.diagnostics.jobs_support import SPEC
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -91,13 +92,12 @@ def test_a_run_model_grant_does_not_open_outputs_of_the_patients_own_jobs(
 def test_the_outputs_are_closed_once_the_run_model_grant_is_revoked(
     seam_model, run_model_grant, alice_record, clinician, patient_user
 ):
-    from consent.services import grant_revoke
 
     grant = run_model_grant()
     alice_record.refresh_from_db()
     carol = _client(clinician)
     risk, _ = _run(carol, alice_record.fhir_id)
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
     assert carol.get(f"/fhir/{risk}").status_code == 404
 
 

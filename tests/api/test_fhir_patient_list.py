@@ -8,6 +8,7 @@ import pytest
 from audit.models import AccessLogEntry
 from records.models import Resource
 from tests.api.conftest import bearer
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -61,10 +62,9 @@ def test_a_grant_that_does_not_cover_patient_lists_nothing(api, clinician, token
 def test_a_revoked_grant_takes_the_patient_off_the_list(
     api, clinician, patient_user, token_for, issue_grant, alice_record
 ):
-    from consent.services import grant_revoke
 
     grant = issue_grant(resource_types=["Patient"])
     token = token_for(clinician)
     assert _bundle(api, token)["total"] == 1
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
     assert _bundle(api, token)["total"] == 0

@@ -15,8 +15,8 @@ from oauth2_provider.models import AccessToken, Application, RefreshToken
 from api.models import TokenPurpose
 from audit.models import AccessLogEntry
 from consent.gate import access_log_text
-from consent.services import grant_revoke
 from tests.api.conftest import basic, bearer, register_app
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -167,7 +167,7 @@ def test_revoking_the_grant_denies_the_next_request_with_the_same_token(
     url = f"/fhir/Observation/{an_observation.fhir_id}"
     assert api.get(url, **bearer(token)).status_code == 200
 
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
 
     assert api.get(url, **bearer(token)).status_code == 404
 

@@ -19,12 +19,12 @@ from oauth2_provider.models import Application
 from api.smart_models import TokenLaunch
 from audit.models import AccessLogEntry
 from consent.models import Grant
-from consent.services import grant_issue, grant_revoke
 from ledger.outbox import outbox_relay
 from records.demo import generate_patient_bundle
 from records.models import Resource
 from records.services import fhir_ingest
 from tests.api.conftest import basic, bearer, register_app
+from tests.patient_device import grant_issue_signed, grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -87,7 +87,7 @@ def bob_shared(other_patient, clinician, deployed):  # type: ignore[no-untyped-d
     """Bob's record with data, and his grant to the same clinician (Observations, treatment)."""
     fhir_ingest(payload=orjson.dumps(generate_patient_bundle(8, years=1)), actor="system:test", patient=other_patient)
     now = timezone.now()
-    grant_issue(
+    grant_issue_signed(
         patient=other_patient,
         by=other_patient.user,
         grantee=clinician,
@@ -202,7 +202,7 @@ def test_a_pinned_token_sees_nothing_once_its_patients_grant_is_revoked(
     observation = _observation(alice_record)
     assert api.get(f"/fhir/Observation/{observation.fhir_id}", **bearer(tokens["access_token"])).status_code == 200
 
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
 
     assert api.get(f"/fhir/Observation/{observation.fhir_id}", **bearer(tokens["access_token"])).status_code == 404
 

@@ -28,7 +28,6 @@ from django.utils import timezone
 from accounts.services import user_create
 from audit.models import AccessLogEntry
 from consent.models import Grant, GrantStatus
-from consent.services import grant_issue
 from diagnostics.models import TERMINAL_STATUSES, DiagnosticJob, JobResult
 from diagnostics.services import MAX_LOST_DELIVERIES, diagnostic_job_request
 from diagnostics.tasks import diagnostic_job_run
@@ -37,6 +36,7 @@ from records.demo import generate_patient_bundle
 from records.models import Resource
 from records.services import fhir_ingest, patient_create
 from tests.integration.conftest import CELERY, REPO, worker_env
+from tests.patient_device import grant_issue_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -99,7 +99,7 @@ def _record_with_grant() -> tuple[object, object]:
     record = patient_create(user=alice)
     fhir_ingest(payload=orjson.dumps(generate_patient_bundle(3, years=1)), actor="system:test", patient=record)
     now = timezone.now()
-    grant = grant_issue(
+    grant = grant_issue_signed(
         patient=record, by=alice, grantee=carol, resource_types=["Patient", "Observation"], actions=["run-model"],
         purpose="TREAT", not_before=now - timedelta(minutes=1), not_after=now + timedelta(days=1),
     )  # fmt: skip

@@ -28,13 +28,14 @@ from audit.services import access_log_verify
 from consent.gate import Caller, resource_read
 from consent.models import Grant, GrantStatus
 from consent.reconcile import chain_reconcile
-from consent.services import chain_grant, grant_issue, grant_revoke
+from consent.services import chain_grant
 from healthledger.errors import ResourceNotFound
 from ledger.client import chain_client
 from records.demo import generate_patient_bundle
 from records.models import Resource
 from records.services import fhir_ingest, patient_create
 from tests.integration.conftest import CELERY, REPO, worker_env
+from tests.patient_device import grant_issue_signed, grant_revoke_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -90,7 +91,7 @@ def test_grant_read_anchor_revoke_and_reconcile_through_a_real_worker_redis_and_
     observation = Resource.objects.filter(patient=record, resource_type="Observation").order_by("pk").first()
     now = timezone.now()
 
-    grant = grant_issue(
+    grant = grant_issue_signed(
         patient=record, by=alice, grantee=carol, resource_types=["Observation"], actions=["read"],
         purpose="TREAT", not_before=now - timedelta(minutes=1), not_after=now + timedelta(days=1),
     )  # fmt: skip
@@ -113,7 +114,7 @@ def test_grant_read_anchor_revoke_and_reconcile_through_a_real_worker_redis_and_
 
     _wait("the clinician's read to be anchored and verifiable", proven, worker, timeout=90)
 
-    grant_revoke(grant=recorded, by=alice)
+    grant_revoke_signed(grant=recorded, by=alice)
     with pytest.raises(ResourceNotFound):
         resource_read(caller=caller, patient=record, resource_type="Observation", resource_id=observation.fhir_id)
     _wait("the revocation to be recorded on chain", lambda: Grant.objects.get(pk=grant.pk).revocation_tx_hash, worker)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AccessLogEntry
-from consent.services import grant_revoke
+from tests.patient_device import grant_revoke_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def test_after_revocation_the_clinicians_next_read_is_denied_and_logged(
     carol, issue_grant, an_observation, patient_user
 ) -> None:
     grant = issue_grant()
-    grant_revoke(grant=grant, by=patient_user)
+    grant_revoke_signed(grant=grant, by=patient_user)
 
     response = carol.get(f"/clinician/patients/{grant.patient_id}/Observation/{an_observation.fhir_id}/")
 
@@ -56,13 +56,14 @@ def test_after_erasure_the_clinician_sees_record_erased_and_not_her_name(
     carol, alice, issue_grant, patient_user
 ) -> None:
     from accounts.models import User
-    from tests.portal.conftest import PASSWORD
+    from tests.portal.conftest import PASSWORD, erase_signed
 
     User.objects.filter(pk=patient_user.pk).update(first_name="Alice", last_name="Liddell")
     grant = issue_grant()
     assert "Alice Liddell" in carol.get("/clinician/").content.decode()
 
-    assert alice.post("/erase/", {"confirmation": "erase my record", "password": PASSWORD}).status_code == 200
+    erased = erase_signed(alice, grant.patient, {"confirmation": "erase my record", "password": PASSWORD})
+    assert erased.status_code == 200
     listing = carol.get("/clinician/").content.decode()
     patient_page = carol.get(f"/clinician/patients/{grant.patient_id}/").content.decode()
 

@@ -6,7 +6,7 @@ import pytest
 
 from consent.models import Grant
 from records.models import Patient, Resource
-from tests.portal.conftest import PASSWORD
+from tests.portal.conftest import PASSWORD, erase_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ def test_erasing_revokes_every_grant_destroys_the_key_and_says_what_remains(alic
     grant = issue_grant()
     resources = Resource.objects.filter(patient=grant.patient).count()
 
-    response = alice.post("/erase/", {"confirmation": "Erase my record", "password": PASSWORD})
+    response = erase_signed(alice, grant.patient, {"confirmation": "Erase my record", "password": PASSWORD})
 
     assert response.status_code == 200
     patient = Patient.objects.get(pk=grant.patient_id)

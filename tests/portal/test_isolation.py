@@ -12,6 +12,7 @@ from django.test import Client
 
 from audit.models import AccessLogEntry
 from records.models import Resource
+from tests.patient_device import grant_issue_signed
 
 pytestmark = pytest.mark.django_db
 CSRF = re.compile(rb'("X-CSRFToken": "|name="csrfmiddlewaretoken" value=")[^"]+')
@@ -51,9 +52,7 @@ def test_bobs_grant_cannot_be_seen_or_revoked_by_alice(alice, issue_grant, bob, 
 
     from django.utils import timezone
 
-    from consent.services import grant_issue
-
-    bobs = grant_issue(
+    bobs = grant_issue_signed(
         patient=other_patient,
         by=other_patient.user,
         grantee=clinician,

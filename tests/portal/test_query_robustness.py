@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consent.models import Grant
-from consent.services import InvalidGrant, grant_issue
+from consent.services import InvalidGrant
+from tests.patient_device import device_of, grant_issue_signed
+from tests.portal.conftest import sign_and_post
 
 pytestmark = pytest.mark.django_db
 
@@ -133,7 +135,7 @@ def test_the_grant_service_refuses_a_start_more_than_five_years_ahead(alice_reco
     start = datetime(9999, 1, 1, tzinfo=UTC)
 
     with pytest.raises(InvalidGrant, match="at most five years from now"):
-        grant_issue(
+        grant_issue_signed(
             patient=alice_record,
             by=patient_user,
             grantee=clinician,
@@ -149,9 +151,10 @@ def test_the_grant_service_refuses_a_start_more_than_five_years_ahead(alice_reco
 def test_a_grant_starting_next_year_is_still_signed(alice, alice_record, clinician, deployed) -> None:
     starts = (timezone.now() + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M")
 
+    device_of(alice_record)  # her key, created in her browser
     response = alice.post("/sharing/new/what/", _grant_form(clinician, starts=starts))
     assert response.status_code == 302
-    response = alice.post("/sharing/new/review/")
+    response = sign_and_post(alice, "/sharing/new/review/", alice_record)
 
     assert response.status_code == 302
     assert Grant.objects.get().not_before.year == timezone.now().year + 1

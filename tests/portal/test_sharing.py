@@ -9,8 +9,19 @@ from django.utils import timezone
 
 from accounts.models import ClinicianProfile, User
 from consent.models import Grant
+from records.models import Patient
+from tests.patient_device import device_of
+from tests.portal.conftest import sign_and_post
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def her_key(request) -> None:  # type: ignore[no-untyped-def]
+    """Alice created her key in her browser (registered against the deployed contract) before she shares."""
+    if "deployed" in request.fixturenames:
+        request.getfixturevalue("deployed")
+        device_of(request.getfixturevalue("patient"))
 
 
 def _form(clinician, **overrides: object) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -26,12 +37,13 @@ def _form(clinician, **overrides: object) -> dict[str, object]:  # type: ignore[
 
 
 def _share(client, clinician, **overrides: object):  # type: ignore[no-untyped-def]
-    """Step 2 then step 3 of the guided form, as a patient whose key the operator still holds."""
+    """Step 2 then step 3 of the guided form, her browser signing the review's typed data with her key."""
     what = client.post("/sharing/new/what/", _form(clinician, **overrides))
     if what.status_code != 302:
         return what
     assert what["Location"] == "/sharing/new/review/"
-    return client.post("/sharing/new/review/")
+    patient = Patient.objects.get(user_id=client.session["_auth_user_id"])
+    return sign_and_post(client, "/sharing/new/review/", patient)
 
 
 def test_granting_from_the_form_signs_a_pending_grant_for_the_chosen_clinician(
@@ -219,7 +231,7 @@ def test_revoking_asks_first_then_ends_access_at_once(alice, issue_grant) -> Non
     confirm = alice.get(f"/sharing/{grant.pk}/revoke/")
     assert "Yes, revoke access" in confirm.content.decode()
     assert Grant.objects.get(pk=grant.pk).status == "recorded"
-    response = alice.post(f"/sharing/{grant.pk}/revoke/")
+    response = sign_and_post(alice, f"/sharing/{grant.pk}/revoke/", grant.patient)
 
     assert response.status_code == 302
     assert Grant.objects.get(pk=grant.pk).status == "revoked"

@@ -17,6 +17,12 @@ from records.services import fhir_ingest
 pytestmark = pytest.mark.django_db
 
 
+NO_KEY_LINE = (
+    "new records hold no signing key: each patient creates hers in her browser at first sign-in"
+    " (Your key); nothing can be shared in her name until then"
+)
+
+
 def _observation(subject: str, value: object) -> dict:
     return {
         "resourceType": "Observation",
@@ -32,7 +38,11 @@ def test_the_forty_synthea_bundles_import_with_zero_rejections(synthea_dir, caps
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0] == "imported 6787 resources into 40 records, 0 rejected"
-    assert sorted(lines[1:]) == sorted(f"record {p.pk}" for p in Patient.objects.all())
+    assert sorted(lines[1:-1]) == sorted(f"record {p.pk}" for p in Patient.objects.all())
+    assert lines[-1] == NO_KEY_LINE
+    # No record gets a signing key from the server: each patient makes hers in her browser.
+    assert not Patient.objects.exclude(wallet_address="").exists()
+    assert not Patient.objects.filter(wallet_ciphertext__isnull=False).exists()
     assert "importing" in captured.err  # the progress bar goes to stderr
     assert Patient.objects.count() == 40
     assert Resource.objects.count() == 6787
@@ -57,7 +67,8 @@ def test_ndjson_lines_import_one_by_one_and_a_bad_line_is_listed_with_its_reason
         call_command("import_fhir", "--new", str(tmp_path))
     assert exited.value.code == 1
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
+    assert lines[3] == NO_KEY_LINE
     assert lines[0].startswith(f"rejected {observations}:2: ")
     assert "valueQuantity" in lines[0]
     assert lines[1] == "imported 3 resources into 1 record, 1 rejected"

@@ -15,6 +15,7 @@ from consent.services import chain_grant
 from ledger import signing
 from ledger.outbox import outbox_relay
 from records.models import Patient
+from tests.patient_device import legacy_server_key
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -177,6 +178,7 @@ def test_take_your_key_then_erase_with_revocations_signed_in_the_browser(
     from tests.portal.conftest import PASSWORD as ACCOUNT_PASSWORD
 
     assert ACCOUNT_PASSWORD == PASSWORD
+    legacy_server_key(patient)  # a record from before self-custody: the operator holds a copy of her key
     page: Page = shot_on_failure
     base = live_server.url
     bodies: list[str] = []
