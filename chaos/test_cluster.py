@@ -29,9 +29,9 @@ from chaos.cluster import LoadBalancer, Traffic, WebNode, kill_tree, web_env
 from chaos.conftest import SHORT
 from chaos.test_faults import bearer_session, diagnose_path, jobs_outcome, observation_path, run_jobs_to_the_end
 from consent.models import Grant
-from consent.services import grant_issue, grant_revoke
 from ledger.outbox import outbox_relay
 from tests.integration.test_job_dispatch_worker import Worker
+from tests.patient_device import grant_issue_signed, grant_revoke_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -48,7 +48,7 @@ def _churn(alice, patient, carol, stop: threading.Event, lives: list[list[float]
         life = [time.monotonic(), float("inf")]
         lives.append(life)
         now = timezone.now()
-        grant = grant_issue(
+        grant = grant_issue_signed(
             patient=patient,
             by=alice,
             grantee=carol,
@@ -64,7 +64,7 @@ def _churn(alice, patient, carol, stop: threading.Event, lives: list[list[float]
                 break
             time.sleep(0.05)
         stop.wait(rng.uniform(0.2, 1.0))
-        grant_revoke(grant=Grant.objects.get(pk=grant.pk), by=alice)
+        grant_revoke_signed(grant=Grant.objects.get(pk=grant.pk), by=alice)
         life[1] = time.monotonic()
         outbox_relay()
         stop.wait(rng.uniform(0.2, 1.0))

@@ -25,6 +25,7 @@ from tests.integration.conftest import require_services
 from tests.integration.test_job_dispatch_worker import _accept, _own_record
 from tests.ledger.test_outbox_anvil import node_settings  # noqa: F401 - the fixture
 from tests.ledger.test_outbox_anvil_rollback import _relay_until_confirmed
+from tests.patient_device import grant_issue_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -154,15 +155,14 @@ def test_redis_restarted_without_its_messages(worker, own_redis, record, setting
 
 
 def _grants(count: int) -> list[str]:  # type: ignore[no-untyped-def]
-    """Alice (her key held by the server, as for the demo) grants Carol read access `count` times."""
+    """Alice (her key created on her device, as in the browser) grants Carol read access `count` times."""
     from accounts.services import user_create
-    from consent.services import grant_issue
 
     alice, patient = _own_record()
     carol = user_create(username="carol-chaos", password=None, role="clinician")
     now = timezone.now()
     return [
-        grant_issue(
+        grant_issue_signed(
             patient=patient,
             by=alice,
             grantee=carol,
