@@ -22,7 +22,7 @@ from records.models import Patient
 
 SCAN_NAME = "consent.alerts.access-log"
 SCAN_BATCH = 5000
-READ_ACTIONS = ("records.read", "records.search", "records.export")
+READ_ACTIONS = ("records.read", "records.search", "records.export", "records.export.download")
 EXPIRY_WARNING = timedelta(days=7)
 
 

@@ -36,7 +36,14 @@ ACTION_SYSTEM = "urn:healthledger:access-log-action"
 _OUTCOME: dict[str, str] = {Outcome.PERMIT: "0", Outcome.DENY: "4"}
 _OUTCOME_DESC: dict[str, str] = {Outcome.PERMIT: "permitted", Outcome.DENY: "denied"}
 _REST = {"records.read": "read", "records.search": "search-type", "records.write": "create"}
-_CRUDE = {"records.read": "R", "records.search": "E", "records.export": "R", "records.write": "C", "records.erase": "D"}
+_CRUDE = {
+    "records.read": "R",
+    "records.search": "E",
+    "records.export": "R",
+    "records.export.download": "R",
+    "records.write": "C",
+    "records.erase": "D",
+}
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 _OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 

@@ -26,6 +26,7 @@ ACTION_WORDS = {
     "records.read": "Read",
     "records.search": "Searched",
     "records.export": "Downloaded the whole record",
+    "records.export.download": "Downloaded a bulk export file holding part of your record",
     "records.write": "Added or updated",
     "records.erase": "Erased the record",
     "records.integrity": "Found stored data that failed its integrity check (tampered or damaged); it was not shown",

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import orjson
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from api import bulk_export
@@ -45,7 +46,7 @@ def _two_patients(issue_grant, other_patient):  # type: ignore[no-untyped-def]
 
 
 def test_a_download_is_logged_for_the_person_with_the_export_and_patient(
-    api, clinician, token_for, issue_grant, alice_record, held
+    api, clinician, patient_user, token_for, issue_grant, alice_record, held
 ):
     grant = issue_grant(resource_types=["Observation"])
     token = token_for(clinician)
@@ -65,6 +66,10 @@ def test_a_download_is_logged_for_the_person_with_the_export_and_patient(
     assert entry.grant_ref == grant.id
     text = access_log_text(patient_id=alice_record.pk, text=entry.query)
     assert text == f"$export download {job.pk} Observation.ndjson"
+    # She sees it in her access log, in words.
+    portal = Client()
+    portal.force_login(patient_user)
+    assert "Downloaded a bulk export file holding part of your record" in portal.get("/access/").content.decode()
 
 
 def test_a_download_after_the_grant_is_revoked_serves_nothing_of_that_patient(
