@@ -186,12 +186,6 @@ def revoke_sign(grant_id_: bytes, *, private_key: bytes, chain_id: int, verifyin
     return _sign(revoke_typed_data(grant_id_, chain_id=chain_id, verifying_contract=verifying_contract), private_key)
 
 
-def patient_key_new() -> tuple[bytes, str]:
-    """A fresh per-patient secp256k1 signing key and its checksummed address."""
-    account = Account.create()
-    return bytes(account.key), str(account.address)
-
-
 # --- Signatures made in the patient's browser -----------------------------------------------------------
 # The browser signs the typed data the server exports (typed_data_json); the server rebuilds the same typed
 # data from its own fields and recovers the signer, so a signature over anything else recovers another address.
@@ -287,7 +281,8 @@ def key_registration_hash(*, account: bytes, key: str, previous: str) -> bytes:
 
 
 def typed_data_sign(typed: dict[str, object], *, private_key: bytes) -> Signature:
-    """A signature over any of these typed data with a key held here (tests, and the keys the operator still holds)."""
+    """A signature over any of these typed data with a key held in memory: ledger.device's, and tests' (the server
+    holds no patient key to sign with)."""
     return _sign(typed, private_key)
 
 
