@@ -99,6 +99,7 @@ def smart_configuration_document(origin: str) -> dict[str, Any]:
         "token_endpoint": f"{origin}/oauth/token/",
         "revocation_endpoint": f"{origin}/oauth/revoke_token/",
         "introspection_endpoint": f"{origin}/api/token/introspect",
+        "userinfo_endpoint": f"{origin}/oauth/userinfo/",
         "registration_endpoint": f"{origin}/oauth/register",
         "management_endpoint": f"{origin}/clinician/apps",
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],

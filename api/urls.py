@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from oauth2_provider.views import UserInfoView
 
 from api.access import fhir_endpoint
 from api.fhir import audit_events, capability, consents, operations, patch, records
@@ -91,6 +92,8 @@ oauth_patterns = [
     path("register", dynamic_registration, name="register"),
     path("token/", SmartTokenView.as_view(), name="token"),
     path("revoke_token/", SmartRevokeTokenView.as_view(), name="revoke-token"),
+    # OpenID Connect UserInfo (DOT's): `sub` and, with the fhirUser scope, the token's fhirUser URL.
+    path("userinfo/", UserInfoView.as_view(), name="user-info"),
     path("introspect/", OwnTokensIntrospectView.as_view(), name="introspect"),
 ]
 
