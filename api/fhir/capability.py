@@ -151,8 +151,8 @@ def capability_statement(base: str) -> bytes:
                         }
                     ],
                     "extension": [_oauth_uris(base)],
-                    "description": "OAuth2 bearer tokens (authorization code with PKCE and SMART launch/patient, "
-                    "client credentials with a client secret or a private_key_jwt assertion); "
+                    "description": "OAuth2 bearer tokens (authorization code with PKCE, SMART launch/patient "
+                    "and EHR launch, client credentials with a client secret or a private_key_jwt assertion); "
                     "SMART scopes narrow what the patient's grant allows. Purpose of use: X-Purpose-Of-Use "
                     "header or the purpose_of_use token parameter; break-glass: ETREAT with X-Break-Glass-Reason.",
                 },
