@@ -311,11 +311,15 @@ def stored_page(*, matching: QuerySet[Resource], limit: int, offset: int) -> tup
 def _page_sql(matches: str) -> str:
     quote = connection.ops.quote_name
     version, resource, patient = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
+    # The page's ids are chosen first (`matches` names each resource once, as `pk`), and only those rows are
+    # joined to their versions: joining every match and then sorting the wide rows read each match's ciphertext.
     return (
         f"SELECT (SELECT COUNT(*) FROM ({matches}) m), r.patient_id, r.resource_type, r.fhir_id,"  # noqa: S608
         " v.version, v.ciphertext, v.wrapped_data_key, p.wrapped_key, p.master_key_id, r.current_version, r.head_mac"
-        f" FROM {version} v JOIN {resource} r ON r.id = v.resource_id AND v.version = r.current_version"
-        f" JOIN {patient} p ON p.id = r.patient_id WHERE r.id IN ({matches}) ORDER BY r.id LIMIT %s OFFSET %s"
+        f" FROM (SELECT m.pk FROM ({matches}) m ORDER BY m.pk LIMIT %s OFFSET %s) page"
+        f" JOIN {resource} r ON r.id = page.pk"
+        f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version"
+        f" JOIN {patient} p ON p.id = r.patient_id ORDER BY r.id"
     )
 
 
@@ -333,7 +337,7 @@ def stored_page_of_type(
     sql = _TYPE_PAGE_SQL.get(connection.vendor)
     if sql is None:
         resource = connection.ops.quote_name(Resource._meta.db_table)
-        matches = f"SELECT id FROM {resource} WHERE patient_id = %s AND resource_type = %s"  # noqa: S608
+        matches = f"SELECT id AS pk FROM {resource} WHERE patient_id = %s AND resource_type = %s"  # noqa: S608
         sql = _TYPE_PAGE_SQL[connection.vendor] = _page_sql(matches)
     key = _PATIENT_PK.get_db_prep_value(patient.pk, connection)
     with prepared_cursor() as cursor:
