@@ -1,15 +1,16 @@
 """Research analyses over generated cohorts: through Celery (2 worker processes) and in one process.
 
 Setup (not timed): N generated participants (a Patient, a type 2 diabetes Condition for about a third,
-a total cholesterol result), each joined to one recruiting study by a grant signed with their key and
-recorded on a local anvil; a real `celery worker --pool=prefork -c 2` on this run's database and Redis,
-on a queue of its own. Cohorts of 1,000 then 5,000 (RESEARCH_BENCH_SIZES): the second adds to the first.
+a total cholesterol result), each registering a key of her own and joining one recruiting study by a grant
+signed with it, recorded on a local anvil (a hundred participants per transaction, relayed between batches);
+a real `celery worker --pool=prefork -c 2` on this run's database and Redis, on a queue of its own.
+Cohorts of 1,000 then 5,000 (RESEARCH_BENCH_SIZES): the second adds to the first.
 
 For each cohort size and each analysis (count by strata: sex x diabetes present; mean/SD/quartiles of
 total cholesterol), the same study, analysis and cohort, measured side by side:
 - celery: queue the run's start task; time until the run is terminal. The start task freezes the cohort
-  and commits to it, fans out one task per 50 participants, each chunk reads every participant through
-  the gate under their own grant (one log entry per read) and stores its sums; the last one combines and
+  and commits to it, fans out one task per 100 participants, each chunk reads every participant through
+  the gate under their own grant (one log entry per participant read) and stores its sums; the last one combines and
   applies disclosure control.
 - in process: the very same services called in this process, one chunk after another, no broker.
 Memory: the worker children's peak resident size (VmHWM) after the largest cohort over that after the
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 import redis
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from bench.bench_diagnostics import _fresh_database
@@ -40,6 +42,7 @@ QUEUE = f"research-bench-{os.getpid()}"
 WORKERS = 2
 SIZES = tuple(int(x) for x in os.environ.get("RESEARCH_BENCH_SIZES", "1000,5000").split(","))
 ANALYSES = (("count-by-strata", 0), ("observation-summary", 1))
+SETUP_BATCH = 100
 PATIENT_URN = "urn:uuid:00000000-0000-4000-8000-000000000001"
 URN = "urn:uuid:00000000-0000-4000-8000-00000000000"
 
@@ -79,19 +82,39 @@ def _spec() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _participants_add(study: Any, start: int, count: int) -> None:
+def _participant_join(study: Any, index: int, rng: random.Random) -> None:
+    """One generated participant: her record, her own key registered, and the study's grant signed with it, as
+    her browser would (the bench acts as her device, ledger.device; the server signs nothing in her name)."""
     from accounts.services import user_create
+    from consent.keys import patient_key_register, registration_typed_data
+    from consent.services import grant_typed_data
+    from ledger.device import Device
+    from records.services import fhir_ingest, patient_create
+    from research.services import participation_draft, participation_join
+
+    owner = user_create(username=f"bench-research-{index}", password=None, role="patient")
+    patient = patient_create(user=owner)
+    fhir_ingest(payload=_bundle(rng), actor="system:bench", patient=patient)
+    device = Device.new()
+    typed = registration_typed_data(patient=patient, key=device.address)
+    patient_key_register(patient=patient, by=owner, address=device.address, signature=device.sign(typed))
+    draft = participation_draft(study=study, by=owner)
+    participation_join(study=study, by=owner, signature=device.sign(grant_typed_data(draft)), salt=draft.salt,
+                       commitment_salt=draft.commitment_salt, not_before=draft.not_before)  # fmt: skip
+
+
+def _participants_add(study: Any, start: int, count: int) -> None:
+    """Participants start .. start + count - 1, a batch of SETUP_BATCH per transaction, relayed to anvil between
+    batches: one commit per batch instead of several per participant, and the chain busy while records are made."""
     from consent.models import Grant, GrantStatus
     from ledger.outbox import outbox_relay
-    from records.services import fhir_ingest, patient_create
-    from research.services import participation_join
 
     rng = random.Random(start)
-    for index in range(start, start + count):
-        owner = user_create(username=f"bench-research-{index}", password=None, role="patient")
-        patient = patient_create(user=owner)
-        fhir_ingest(payload=_bundle(rng), actor="system:bench", patient=patient)
-        participation_join(study=study, by=owner)
+    for first in range(start, start + count, SETUP_BATCH):
+        with transaction.atomic():
+            for index in range(first, min(first + SETUP_BATCH, start + count)):
+                _participant_join(study, index, rng)
+        outbox_relay(limit=2 * SETUP_BATCH)  # a key registration and a grant each
     deadline = time.monotonic() + 900
     while Grant.objects.filter(status=GrantStatus.PENDING).exists():
         if time.monotonic() > deadline:

@@ -16,6 +16,7 @@ import records.decrypt (an import-linter contract says so); callers import from 
 from __future__ import annotations
 
 from consent.gate.caller import Caller, DeferredCaller
+from consent.gate.cohort import CohortQuery, CohortRecord, cohort_read
 from consent.gate.exports import ExportFile, ExportSegmentSealer, SealedSegment, export_file_open, export_segment_sealer
 from consent.gate.reads import ReadResult, resource_read, resource_read_by_id
 from consent.gate.search import SearchPage, SearchTarget, resource_search, resource_search_counted, search_target
@@ -25,6 +26,8 @@ from records.selectors import SearchCriteria
 
 __all__ = [
     "Caller",
+    "CohortQuery",
+    "CohortRecord",
     "DeferredCaller",
     "ExportFile",
     "ExportSegmentSealer",
@@ -34,6 +37,7 @@ __all__ = [
     "SearchPage",
     "SearchTarget",
     "access_log_text",
+    "cohort_read",
     "export_file_open",
     "export_segment_sealer",
     "record_export",

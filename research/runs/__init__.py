@@ -18,13 +18,12 @@ from research.runs.cohort import (
     runs_reading,
 )
 from research.runs.combine import analysis_run_advance, analysis_run_combine, analysis_run_in_process
-from research.runs.reading import PAGE, analysis_chunk_run
+from research.runs.reading import analysis_chunk_run
 from research.runs.release import release_finalise
 
 __all__ = [
     "CHUNK_SIZE",
     "LEAF_DOMAIN",
-    "PAGE",
     "analysis_chunk_run",
     "analysis_key",
     "analysis_run_advance",

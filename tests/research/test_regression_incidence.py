@@ -285,8 +285,9 @@ def test_a_logistic_regression_runs_over_rounds_through_celery_and_every_round_r
     assert run.status == "succeeded", run.status_reason
     rounds = run.iteration["round"] + 1
     assert rounds >= 3
-    reads = AccessLogEntry.objects.filter(job_id=str(run.pk), action="records.read", outcome="permit")
+    reads = AccessLogEntry.objects.filter(job_id=str(run.pk), action="records.search", outcome="permit")
     assert reads.count() == 33 * rounds  # each round reads each participant again, under their own grant
+    assert all(e.resource_ids[0].startswith("Patient/") for e in reads)  # age: the Patient resource, each time
     assert [c["term"] for c in run.result["coefficients"]] == [
         "(intercept)",
         "age",

@@ -296,5 +296,43 @@ def test_a_run_reads_only_what_its_analysis_needs_and_still_asks_the_gate_for_ev
 
     assert run.status == "succeeded"
     assert not _reads(run).filter(action="records.read").exists()  # age and sex are not needed: no Patient read
+    assert not [r for e in _reads(run) for r in e.resource_ids if r.startswith("Patient/")]
     searched = _reads(run).filter(action="records.search", outcome="permit")
     assert sorted(searched.values_list("patient_ref", flat=True)) == sorted(p.pk for p in patients)
+    assert all(len(e.resource_ids) == 1 and e.resource_ids[0].startswith("Observation/") for e in searched)
+
+
+def test_each_participant_read_is_one_entry_naming_every_version_served_and_the_log_verifies(
+    recruiting_study, make_patient, join, researcher, monkeypatch
+):
+    from audit.services import access_log_seal, access_log_verify
+    from records.models import Resource
+    from research import runs
+
+    study = recruiting_study()
+    patients = [make_patient(sex="female" if i % 2 else "male", diabetic=i % 3 == 0) for i in range(21)]
+    joined = join(study, patients)
+    monkeypatch.setattr("research.runs.cohort.CHUNK_SIZE", 8)  # three chunks: 8, 8 and 5 participants
+    run = analysis_run_request(study=study, by=researcher, analysis_index=0)  # count-by-strata: Patient, Condition
+    chunks = runs.analysis_run_start(run_id=str(run.pk))
+    leaver = joined[4]
+    participation_withdraw(participation=leaver, by=leaver.patient.user)
+
+    for index in chunks:
+        runs.analysis_chunk_run(run_id=str(run.pk), index=index)
+    done = runs.analysis_run_combine(run_id=str(run.pk))
+
+    assert (chunks, done.status) == ([0, 1, 2], "succeeded")
+    grants = {j.patient_id: j.grant_id for j in joined}
+    permits = list(_reads(done).filter(outcome="permit"))
+    assert sorted(e.patient_ref for e in permits) == sorted(p.pk for p in patients if p.pk != leaver.patient_id)
+    for entry in permits:
+        served = Resource.objects.filter(patient_id=entry.patient_ref, resource_type__in=["Patient", "Condition"])
+        expected = {f"{r.resource_type}/{r.fhir_id}/_history/{r.current_version}" for r in served}
+        assert (entry.action, entry.grant_ref) == ("records.search", grants[entry.patient_ref])
+        assert sorted(entry.resource_ids) == sorted(expected)
+        assert entry.resource_ids[0].startswith("Patient/")
+    [denied] = _reads(done).filter(outcome="deny")
+    assert (denied.patient_ref, denied.resource_ids) == (leaver.patient_id, [])
+    assert access_log_seal()
+    assert access_log_verify().ok
