@@ -25,6 +25,12 @@ from tests.patient_device import grant_revoke_signed
 pytestmark = pytest.mark.django_db
 
 DOWNLOAD = "records.export.download"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def _has_category(resource: dict, code: str) -> bool:  # type: ignore[type-arg]
+    codings = [c for category in resource.get("category", []) for c in category.get("coding", [])]
+    return any((c.get("system"), c.get("code")) == (OBSERVATION_CATEGORY, code) for c in codings)
 
 
 @pytest.fixture
@@ -157,3 +163,23 @@ def test_another_clinician_cannot_download_someone_elses_export(
     assert response.status_code == 404
     assert orjson.loads(response.content)["resourceType"] == "OperationOutcome"
     assert not AccessLogEntry.objects.filter(action=DOWNLOAD).exists()
+
+
+def test_a_grant_narrowed_to_a_category_since_the_export_serves_only_that_category(
+    api, clinician, patient_user, token_for, issue_grant, alice_record, held
+):
+    broad = issue_grant(resource_types=["Observation"])
+    token = token_for(clinician)
+    status_url = _kickoff(api, token, "/fhir/Patient/$export?_type=Observation")
+    _run(status_url)
+    url = _observation_file(api, token, status_url)
+    everything = _ndjson(api, token, url)
+    # She narrows her sharing to laboratory results: a new grant, the broad one revoked.
+    issue_grant(resource_types=["Observation"], categories=[f"{OBSERVATION_CATEGORY}|laboratory"])
+    grant_revoke_signed(grant=broad, by=patient_user)
+
+    served = _ndjson(api, token, url)
+
+    labs = [line for line in everything if _has_category(line, "laboratory")]
+    assert 0 < len(labs) < len(everything)
+    assert [line["id"] for line in served] == [line["id"] for line in labs]
