@@ -337,7 +337,7 @@ def stored_page(*, matching: QuerySet[Resource], limit: int, offset: int) -> tup
     costs a second query, for the count alone.
     """
     matches, params = matching.values("pk").query.sql_with_params()
-    with prepared_cursor() as cursor:
+    with prepared_cursor(binary=True) as cursor:
         cursor.execute(_page_sql(matches), [*params, *params, limit, offset])
         rows = cursor.fetchall()
     if not rows:
@@ -377,7 +377,7 @@ def stored_page_of_type(
         matches = f"SELECT id AS pk FROM {resource} WHERE patient_id = %s AND resource_type = %s"  # noqa: S608
         sql = _TYPE_PAGE_SQL[connection.vendor] = _page_sql(matches)
     key = _PATIENT_PK.get_db_prep_value(patient.pk, connection)
-    with prepared_cursor() as cursor:
+    with prepared_cursor(binary=True) as cursor:
         cursor.execute(sql, [key, resource_type, key, resource_type, limit, offset])
         rows = cursor.fetchall()
     if not rows:

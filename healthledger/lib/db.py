@@ -19,7 +19,9 @@ from django.db.backends.utils import CursorWrapper
 
 
 @contextmanager
-def prepared_cursor() -> Iterator[CursorWrapper]:
+def prepared_cursor(*, binary: bool = False) -> Iterator[CursorWrapper]:
+    """A server-binding cursor; `binary`: rows in PostgreSQL's binary format, for statements that return bytea
+    (as text each byte would travel as two hex digits, encoded by the server and decoded here)."""
     # One lookup of this thread's connection: each `django.db.connection.x` is a context-local lookup.
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
@@ -27,11 +29,15 @@ def prepared_cursor() -> Iterator[CursorWrapper]:
             yield cursor
         return
     from django.db.backends.postgresql.base import ServerBindingCursor
+    from psycopg.pq import Format
 
     # What connection.cursor() does, with a server-binding cursor in place of the client-binding one.
     db.close_if_health_check_failed()
     db.ensure_connection()
     with db.wrap_database_errors:
-        cursor = db._prepare_cursor(ServerBindingCursor(db.connection))  # type: ignore[attr-defined,call-arg]
+        server_binding = ServerBindingCursor(db.connection)  # type: ignore[call-arg]
+        if binary:
+            server_binding.format = Format.BINARY  # type: ignore[attr-defined]
+        cursor = db._prepare_cursor(server_binding)  # type: ignore[attr-defined]
     with cursor:
         yield cursor
