@@ -2,7 +2,7 @@
 
 Setup (not timed): N generated participants (a Patient, a type 2 diabetes Condition for about a third,
 a total cholesterol result), each registering a key of her own and joining one recruiting study by a grant
-signed with it, recorded on a local anvil (a hundred participants per transaction, relayed between batches);
+signed with it, recorded on a local anvil (a hundred participants per transaction, relayed meanwhile);
 a real `celery worker --pool=prefork -c 2` on this run's database and Redis, on a queue of its own.
 Cohorts of 1,000 then 5,000 (RESEARCH_BENCH_SIZES): the second adds to the first.
 
@@ -23,6 +23,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -103,18 +104,50 @@ def _participant_join(study: Any, index: int, rng: random.Random) -> None:
                        commitment_salt=draft.commitment_salt, not_before=draft.not_before)  # fmt: skip
 
 
-def _participants_add(study: Any, start: int, count: int) -> None:
-    """Participants start .. start + count - 1, a batch of SETUP_BATCH per transaction, relayed to anvil between
-    batches: one commit per batch instead of several per participant, and the chain busy while records are made."""
+# The outbox relay as Celery beat runs it beside the portal: its own process, so the chain's transactions are sent
+# while the next participants are created instead of after them. It stops once the stop file exists.
+RELAY_LOOP = """
+import os, sys, time
+import django
+django.setup()
+from ledger.outbox import outbox_relay
+while not os.path.exists(sys.argv[1]):
+    report = outbox_relay(limit=200)
+    if not (report.sent or report.confirmed or report.waiting):
+        time.sleep(0.2)
+"""
+
+
+def _relay_start(database_url: str, stop: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CHAIN_RPC_URL": settings.CHAIN_RPC_URL, "CHAIN_BACKEND": "rpc"}
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    stop.unlink(missing_ok=True)
+    with stop.with_suffix(".log").open("wb") as log:
+        return subprocess.Popen([sys.executable, "-c", RELAY_LOOP, str(stop)], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def _participants_add(study: Any, start: int, count: int, database_url: str) -> None:
+    """Participants start .. start + count - 1, a batch of SETUP_BATCH per transaction (one commit per batch
+    instead of several per participant), their keys and grants relayed to anvil meanwhile by another process."""
     from consent.models import Grant, GrantStatus
     from ledger.outbox import outbox_relay
 
+    stop = Path(os.environ["HEALTHLEDGER_VAR_DIR"]) / "bench-research-relay.stop"
+    relay = _relay_start(database_url, stop)
     rng = random.Random(start)
-    for first in range(start, start + count, SETUP_BATCH):
-        with transaction.atomic():
-            for index in range(first, min(first + SETUP_BATCH, start + count)):
-                _participant_join(study, index, rng)
-        outbox_relay(limit=2 * SETUP_BATCH)  # a key registration and a grant each
+    try:
+        for first in range(start, start + count, SETUP_BATCH):
+            with transaction.atomic():
+                for index in range(first, min(first + SETUP_BATCH, start + count)):
+                    _participant_join(study, index, rng)
+    finally:
+        stop.touch()
+        try:
+            relay.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            relay.kill()
     deadline = time.monotonic() + 900
     while Grant.objects.filter(status=GrantStatus.PENDING).exists():
         if time.monotonic() > deadline:
@@ -213,7 +246,7 @@ def run() -> list[Figure]:
         try:
             for size in SIZES:
                 started = time.perf_counter()
-                _participants_add(study, have, size - have)
+                _participants_add(study, have, size - have, database_url)
                 have = size
                 print(f"   {size} participants joined in {time.perf_counter() - started:.0f} s (setup)", flush=True)
                 if worker is None:
