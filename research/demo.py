@@ -1,17 +1,20 @@
 """The demo study of `seed_demo --research`: approved, recruiting, with an opted-in generated cohort,
 one analysis run and released, so a new user sees a released table at once; demo.patient is invited.
 
-Idempotent: a second call finds the study and does nothing.
+Idempotent: a second call finds the study and does nothing. The server signs nothing in a patient's name:
+each cohort member's join is signed by `sign`, her device (seed_demo acts as it), over the typed data her
+browser would get.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from django.utils import timezone
 
 from accounts.models import User
+from consent.services import grant_typed_data
 from healthledger.errors import HealthLedgerError
 from ledger.outbox import outbox_relay
 from records.models import Patient
@@ -20,6 +23,7 @@ from research.runs import analysis_chunk_run, analysis_run_combine, analysis_run
 from research.services import (
     analysis_run_request,
     output_check,
+    participation_draft,
     participation_join,
     release_request,
     study_create,
@@ -54,8 +58,17 @@ def demo_spec() -> dict[str, object]:
     }
 
 
-def demo_study_ensure(*, researcher: User, steward: User, cohort: Sequence[Patient]) -> str:
-    """Create, approve and fill the demo study once; returns one line saying what happened."""
+def demo_study_ensure(
+    *,
+    researcher: User,
+    steward: User,
+    cohort: Sequence[Patient],
+    sign: Callable[[Patient, dict[str, object]], str],
+) -> str:
+    """Create, approve and fill the demo study once; returns one line saying what happened.
+
+    `sign(patient, typed_data)`: the patient's signature over her join's typed data, from her own device.
+    """
     if Study.objects.filter(title=DEMO_TITLE).exists():
         return ""
     study = study_create(by=researcher, spec=demo_spec())
@@ -65,10 +78,18 @@ def demo_study_ensure(*, researcher: User, steward: User, cohort: Sequence[Patie
     joined = 0
     for patient in cohort:
         try:
-            participation_join(study=study, by=patient.user)  # type: ignore[arg-type]
+            draft = participation_draft(study=study, by=patient.user)  # type: ignore[arg-type]
+            participation_join(
+                study=study,
+                by=patient.user,  # type: ignore[arg-type]
+                signature=sign(patient, grant_typed_data(draft)),
+                salt=draft.salt,
+                commitment_salt=draft.commitment_salt,
+                not_before=draft.not_before,
+            )
             joined += 1
         except HealthLedgerError:
-            continue  # a cohort patient who holds their own key cannot be joined by the server
+            continue  # a member whose key the seed does not hold signs only for herself
     for _ in range(3):  # send, then see it mined: the relay a worker would run
         outbox_relay(limit=500)
     run = analysis_run_request(study=study, by=researcher, analysis_index=0, enqueue=False)

@@ -163,10 +163,12 @@ def change_notice_object(*, notice: ChangeNotice, by: User) -> ChangeNotice:
 def change_notices_settle(*, now: datetime | None = None) -> int:
     """Celery beat: carry over each participation whose objection period ended without an objection.
 
-    The new join is a grant signed with the key the server holds for her; a patient holding her own
-    key must sign herself, so she is asked to join again instead. Returns how many carried over.
+    A join of the new version is a new grant, and only she can sign it (the server signs nothing in her
+    name): once the objection period ends unopposed she is asked to join again ("needs-her-signature"),
+    and her earlier join, of the old version, is not read. Returns how many carried over: none, since
+    carrying over would need her signature.
     """
-    from research.services import RUNNABLE, participation_join
+    from research.services import RUNNABLE
 
     now = now or timezone.now()
     carried = 0
@@ -186,16 +188,8 @@ def change_notices_settle(*, now: datetime | None = None) -> int:
                 outcome = "withdrawn"
             elif study.spec_hash != notice.spec_hash or study.state not in RUNNABLE or study.ends_at <= now:
                 outcome = "study-changed-or-ended"
-            elif participation.patient.user is None:
-                outcome = "needs-her-signature"
             else:
-                try:
-                    with transaction.atomic():
-                        participation_join(study=study, by=participation.patient.user, carry_over=True)  # type: ignore[arg-type]
-                    carried += 1
-                except HealthLedgerError as exc:
-                    outcome = "needs-her-signature"
-                    logger.info("change notice %s not carried over (%s)", notice.pk, type(exc).__name__)
+                outcome = "needs-her-signature"
             notice.settled_at, notice.outcome = now, outcome
             notice.save(update_fields=["settled_at", "outcome"])
             _log_notice(notice, f"research.participation.carry.{outcome}")

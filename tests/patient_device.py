@@ -103,3 +103,29 @@ def legacy_server_key(patient: Patient) -> bytes:
         wallet_ciphertext=wallet_seal(patient_key=data_key, patient_id=fresh.id, private_key=private_key),
     )
     return private_key
+
+
+def participation_join_signed(*, study: Any, by: Any) -> Any:
+    """participation_join as the portal's join page calls it: her signature over participation_draft's typed
+    data, with the draft's salts and start."""
+    from records.models import Patient as Record
+    from research.services import participation_draft, participation_join
+
+    device = device_of(Record.objects.get(user=by, erased_at__isnull=True))
+    draft = participation_draft(study=study, by=by)
+    return participation_join(
+        study=study,
+        by=by,
+        signature=device.sign(grant_typed_data(draft)),
+        salt=draft.salt,
+        commitment_salt=draft.commitment_salt,
+        not_before=draft.not_before,
+    )
+
+
+def participation_withdraw_signed(*, participation: Any, by: Any) -> Any:
+    """participation_withdraw with her signature revoking the study's grant."""
+    from research.services import grant_of, participation_withdraw
+
+    grant = grant_of(participation)
+    return participation_withdraw(participation=participation, by=by, signature=revocation_signature(grant))

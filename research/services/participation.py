@@ -53,7 +53,7 @@ def participation_join(
     *,
     study: Study,
     by: User,
-    signature: str | None = None,
+    signature: str | None,
     salt: str | None = None,
     commitment_salt: str | None = None,
     not_before: datetime | None = None,
@@ -61,19 +61,21 @@ def participation_join(
 ) -> Participation:
     """The patient joins: a grant signed with their key to the study's account, HRESCH, until the study ends.
 
-    A patient holding her own key passes her browser `signature` over participation_draft's typed data,
-    with that draft's salts and start; otherwise the server signs with the key it holds for her.
+    She passes her `signature` (made with her key, in her browser) over participation_draft's typed data,
+    with that draft's salts and start; without one, SignatureRequired before anything is stored or queued.
+    The server signs nothing in her name.
     """
     terms = _join_terms(study, by, carry_over=carry_over)
     patient = terms["patient"]
     if not_before is not None:
         terms["not_before"] = not_before
     with transaction.atomic():
+        # Her signature is checked first (grant_issue): a refused join changes nothing.
+        grant = grant_issue(**terms, signature=signature, salt=salt, commitment_salt=commitment_salt)
         # Joining a changed study's new version supersedes the join of the old one (never read again).
         Participation.objects.filter(study=study, patient=patient, withdrawn_at__isnull=True).exclude(
             spec_hash=study.spec_hash
         ).update(withdrawn_at=timezone.now())
-        grant = grant_issue(**terms, signature=signature, salt=salt, commitment_salt=commitment_salt)
         joined = Participation.objects.create(study=study, patient=patient, grant=grant, spec_hash=study.spec_hash)
         access_log_append(
             event=LogEvent(
@@ -89,10 +91,10 @@ def participation_join(
     return joined
 
 
-def participation_withdraw(*, participation: Participation, by: User, signature: str | None = None) -> Participation:
+def participation_withdraw(*, participation: Participation, by: User, signature: str | None) -> Participation:
     """Leave the study: the grant is revoked, so the next read is denied. Released results stay released.
 
-    `signature`: her browser signature over the revocation, when she holds her own key.
+    `signature`: her signature over the revocation (revoke_typed_data of the study's grant); required.
     """
     with transaction.atomic():
         locked = Participation.objects.select_for_update().select_related("grant").get(pk=participation.pk)

@@ -9,8 +9,9 @@ from accounts.services import user_create
 from consent.fhir import consent_id
 from research.fhir import DUO_TERMS
 from research.models import Study
-from research.services import FHIR_STATUS, participation_withdraw, study_create, study_transition
+from research.services import FHIR_STATUS, study_create, study_transition
 from tests.api.conftest import bearer
+from tests.patient_device import participation_join_signed, participation_withdraw_signed
 from tests.research.conftest import make_patient, recruiting_study, relay_all, spec  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -87,11 +88,9 @@ def test_a_patient_reads_her_own_research_subject_pointing_at_her_consent(
     make_patient,  # noqa: F811
     token_for,
 ):
-    from research.services import participation_join
-
     study = recruiting_study()
     patient = make_patient()
-    joined = participation_join(study=study, by=patient.user)
+    joined = participation_join_signed(study=study, by=patient.user)
     relay_all()
     token = token_for(patient.user, scope=SCOPES)
 
@@ -110,7 +109,7 @@ def test_a_patient_reads_her_own_research_subject_pointing_at_her_consent(
     assert [e["resource"]["id"] for e in found.json()["entry"]] == [str(joined.pk)]
     assert the_study.status_code == 200
 
-    participation_withdraw(participation=joined, by=patient.user)
+    participation_withdraw_signed(participation=joined, by=patient.user)
     assert _get(token, f"/fhir/ResearchSubject/{joined.pk}").json()["status"] == "withdrawn"
 
 
@@ -122,10 +121,8 @@ def test_nobody_but_the_patient_reads_a_research_subject(
     clinician,
     token_for,
 ):
-    from research.services import participation_join
-
     study = recruiting_study()
-    joined = participation_join(study=study, by=make_patient().user)
+    joined = participation_join_signed(study=study, by=make_patient().user)
     other_patient = make_patient()
     relay_all()
 

@@ -17,9 +17,17 @@ from consent.models import Grant, GrantStatus, KeyKind, KeyRegistration
 from ledger import signing
 from ledger.models import OutboxMessage
 from records.models import Patient
+from tests.patient_device import legacy_server_key
 from tests.portal.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def legacy_records(patient, other_patient) -> None:  # type: ignore[no-untyped-def]
+    """Alice and Bob have records from before self-custody: the operator holds a sealed copy of each one's key."""
+    legacy_server_key(patient)
+    legacy_server_key(other_patient)
 
 
 def _page_json(html: str, element_id: str) -> object:
@@ -102,6 +110,22 @@ def test_a_registration_signed_by_another_key_is_refused_and_the_servers_copy_ke
     assert Patient.objects.get(pk=patient.pk).wallet_ciphertext is not None
 
 
+def test_a_legacy_record_signs_nothing_until_she_takes_her_key(alice, alice_record, clinician, deployed):
+    review = _review(alice, clinician)
+    html = review.content.decode()
+
+    refused = alice.post("/sharing/new/review/", {"signature": ""})
+
+    assert review.status_code == 200
+    assert "The operator of this service holds your signing key" in html
+    assert "Take my key" in html
+    assert "data-sign-typed" not in html  # no form that would grant
+    assert refused.status_code == 400
+    assert "take your key first" in refused.content.decode()
+    assert Grant.objects.count() == 0
+    assert OutboxMessage.objects.count() == 0
+
+
 def test_with_her_own_key_the_form_leads_to_a_plain_words_page_and_her_signature_grants(
     alice, alice_record, clinician, deployed
 ):
@@ -181,13 +205,17 @@ def test_erasing_with_her_own_key_needs_her_browser_to_sign_every_revocation(
 
 
 def test_seed_demo_leaves_a_demo_patient_who_took_her_key_alone(alice, patient, deployed):
-    from portal.management.commands.seed_demo import _sharing_ensure
+    from portal.management.commands.seed_demo import SeedReport, _sharing_ensure
     from tests.conftest import _user
 
     _take_key(alice)
 
     said = _sharing_ensure(
-        patient=patient, owner=patient.user, clinician=_user("dr.x", "clinician"), researcher=_user("r.x", "researcher")
+        patient=patient,
+        owner=patient.user,
+        clinician=_user("dr.x", "clinician"),
+        researcher=_user("r.x", "researcher"),
+        report=SeedReport(),
     )
 
     assert said == "sharing demo skipped: the demo patient holds her own key"

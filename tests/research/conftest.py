@@ -20,10 +20,11 @@ from ledger.outbox import outbox_relay
 from records.models import Patient
 from records.services import fhir_ingest, patient_create
 from research.models import Participation, Study
-from research.services import participation_join, study_create, study_transition
+from research.services import study_create, study_transition
 from tests.api.conftest import token_for  # noqa: F401
 from tests.consent.conftest import deployed  # noqa: F401
 from tests.ledger.conftest import chain  # noqa: F401
+from tests.patient_device import participation_join_signed
 
 LOINC_CHOL = "http://loinc.org|2093-3"
 DIABETES = "http://snomed.info/sct|44054006"
@@ -127,7 +128,7 @@ def relay_all() -> None:
 @pytest.fixture
 def join() -> Callable[..., list[Participation]]:
     def run(study: Study, patients: list[Patient]) -> list[Participation]:
-        joined = [participation_join(study=study, by=p.user) for p in patients]
+        joined = [participation_join_signed(study=study, by=p.user) for p in patients]
         relay_all()
         return joined
 

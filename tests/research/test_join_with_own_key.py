@@ -9,6 +9,7 @@ from django.test import Client
 
 from consent.models import Grant, GrantStatus
 from research.models import Participation
+from tests.patient_device import legacy_server_key
 from tests.portal.test_keys import _page_json, _sign, _take_key
 from tests.research.conftest import relay_all
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def _alice(make_patient):  # type: ignore[no-untyped-def]
     patient = make_patient()
+    legacy_server_key(patient)  # a record from before self-custody: she takes her key first
     patient.user.set_password("correct horse battery staple")
     patient.user.save()
     client = Client()

@@ -21,8 +21,9 @@ from records.services import fhir_ingest, patient_create
 from research import catalogue, disclosure
 from research.models import AnalysisRun, RunChunk
 from research.scores import SCORES, ModelScoreDistribution, band_of
-from research.services import analysis_run_request, participation_withdraw
+from research.services import analysis_run_request
 from research.specs import InvalidSpec, spec_validate, study_card
+from tests.patient_device import participation_withdraw_signed
 from tests.research.conftest import PATIENT_URN, _entry, spec
 
 pytestmark = pytest.mark.django_db
@@ -102,7 +103,7 @@ def test_a_cohort_run_gives_known_bands_suppresses_small_cells_and_counts_refusa
     patients += [make_scored(unscored) for _ in range(11)]
     leaver_patient = make_scored(low)
     joined = join(study, [*patients, leaver_patient])
-    participation_withdraw(participation=joined[-1], by=leaver_patient.user)
+    participation_withdraw_signed(participation=joined[-1], by=leaver_patient.user)
     chunk_args: list[Any] = []
     real = tasks.analysis_chunk_run.apply_async
 

@@ -8,6 +8,8 @@ from django.test import Client
 
 from research.models import AnalysisRun, Participation
 from research.services import analysis_run_request, release_request
+from tests.patient_device import device_of
+from tests.portal.conftest import page_json, sign_and_post
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +43,10 @@ def test_a_patient_joins_and_withdraws_from_the_card(recruiting_study, make_pati
     patient = make_patient()
     client = _client(patient.user)
 
-    joined = client.post(f"/research/studies/{study.pk}/join/")
+    device = device_of(patient)  # her key, created in her browser
+    review = client.post(f"/research/studies/{study.pk}/join/")  # the page she signs
+    typed = page_json(review.content.decode(), "typed-data")
+    joined = client.post(f"/research/studies/{study.pk}/join/", {"signature": device.sign(typed)})  # type: ignore[arg-type]
     relay_all()
     participation = Participation.objects.get(study=study, patient=patient)
     assert joined.status_code == 302
@@ -49,7 +54,7 @@ def test_a_patient_joins_and_withdraws_from_the_card(recruiting_study, make_pati
     assert (participation.grant.purpose, participation.grant.grantee_id) == ("HRESCH", study.account_id)
     assert participation.grant.not_after == study.ends_at.replace(microsecond=0)
 
-    left = client.post(f"/research/studies/{study.pk}/withdraw/")
+    left = sign_and_post(client, f"/research/studies/{study.pk}/withdraw/", patient)
 
     participation.refresh_from_db()
     assert left.status_code == 302

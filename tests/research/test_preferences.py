@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Notification
+from consent.models import Grant
 from research.models import ChangeNotice, Participation
 from research.preferences import (
     InvalidPreference,
@@ -80,7 +81,7 @@ def _change_and_reapprove(study, researcher, steward):  # type: ignore[no-untype
     return changed
 
 
-def test_a_participant_who_chose_notice_stays_in_after_14_days_unless_she_objects(
+def test_after_14_days_unopposed_a_participant_who_chose_notice_is_asked_to_sign_for_the_new_version(
     recruiting_study, make_patient, join, researcher, steward
 ):
     stays, objects, asks = make_patient(), make_patient(), make_patient()
@@ -97,12 +98,16 @@ def test_a_participant_who_chose_notice_stays_in_after_14_days_unless_she_object
     change_notice_object(notice=notices[objects.pk], by=objects.user)
     assert change_notices_settle(now=timezone.now() + timedelta(days=13)) == 0
 
+    grants_before = Grant.objects.count()
+
     carried = change_notices_settle(now=timezone.now() + timedelta(days=14, minutes=1))
 
+    # Nothing is signed in her name: the join of the new version is hers to sign, so she is asked.
     live = Participation.objects.filter(study=changed, withdrawn_at__isnull=True, spec_hash=changed.spec_hash)
-    assert carried == 1
-    assert set(live.values_list("patient_id", flat=True)) == {stays.pk}
-    assert ChangeNotice.objects.get(pk=notices[stays.pk].pk).outcome == "carried"
+    assert carried == 0
+    assert not live.exists()
+    assert Grant.objects.count() == grants_before
+    assert ChangeNotice.objects.get(pk=notices[stays.pk].pk).outcome == "needs-her-signature"
     assert ChangeNotice.objects.get(pk=notices[objects.pk].pk).settled_at is None
     assert invitations(patient=asks) == [changed]  # asked again, not carried
 

@@ -11,7 +11,8 @@ from audit.merkle import verify_inclusion_path
 from audit.models import AccessLogEntry
 from research.models import AnalysisRun, RunChunk
 from research.runs import cohort_inclusion, cohort_leaf
-from research.services import analysis_run_request, participation_withdraw
+from research.services import analysis_run_request
+from tests.patient_device import participation_withdraw_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +68,7 @@ def test_a_withdrawn_participant_is_excluded_from_the_next_run(
     joined = join(study, [make_patient() for _ in range(22)])
     leaver = joined[0]
     first = _run(study, researcher, django_capture_on_commit_callbacks)
-    participation_withdraw(participation=leaver, by=leaver.patient.user)
+    participation_withdraw_signed(participation=leaver, by=leaver.patient.user)
 
     second = _run(study, researcher, django_capture_on_commit_callbacks, index=1)
 
@@ -86,7 +87,7 @@ def test_a_participant_withdrawing_during_a_run_is_denied_at_the_next_read(
     run = analysis_run_request(study=study, by=researcher, analysis_index=0)
     chunks = runs.analysis_run_start(run_id=str(run.pk))
     leaver = joined[-1]
-    participation_withdraw(participation=leaver, by=leaver.patient.user)
+    participation_withdraw_signed(participation=leaver, by=leaver.patient.user)
 
     for index in chunks:
         runs.analysis_chunk_run(run_id=str(run.pk), index=index)
@@ -316,7 +317,7 @@ def test_each_participant_read_is_one_entry_naming_every_version_served_and_the_
     run = analysis_run_request(study=study, by=researcher, analysis_index=0)  # count-by-strata: Patient, Condition
     chunks = runs.analysis_run_start(run_id=str(run.pk))
     leaver = joined[4]
-    participation_withdraw(participation=leaver, by=leaver.patient.user)
+    participation_withdraw_signed(participation=leaver, by=leaver.patient.user)
 
     for index in chunks:
         runs.analysis_chunk_run(run_id=str(run.pk), index=index)

@@ -8,6 +8,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from consent.models import KeyKind
+from consent.services import grant_typed_data
+from ledger import signing
+from portal.management.commands.seed_demo import phrase_path
 from records.models import Patient
 from research.demo import DEMO_TITLE
 from research.models import Participation, Release, Study
@@ -34,3 +38,17 @@ def test_the_research_demo_has_a_recruiting_study_with_25_participants_and_a_rel
 
     call_command("seed_demo", "--research", stdout=StringIO())
     assert Study.objects.filter(title=DEMO_TITLE).count() == 1
+
+
+def test_each_cohort_member_signed_her_join_with_a_key_registered_for_her_and_kept_nowhere(deployed) -> None:
+    call_command("seed_demo", "--research", stdout=StringIO())
+
+    joins = Participation.objects.select_related("grant", "patient").filter(study__title=DEMO_TITLE)
+    assert joins.count() == 25
+    for joined in joins:
+        record = joined.patient
+        assert (record.wallet_ciphertext, record.key_registrations.get().kind) == (None, KeyKind.CREATED)
+        signer = signing.recover_signer(grant_typed_data(joined.grant), signing.signature_parse(joined.grant.signature))
+        assert signer == record.wallet_address
+    # Only the demo patient's phrase is written (she signs in); cohort members never do.
+    assert [p.name for p in phrase_path().parent.iterdir()] == [phrase_path().name]
