@@ -88,6 +88,20 @@ def stored_versions_decrypt_each(stored: Sequence[StoredVersion]) -> list[bytes 
     return opened
 
 
+def stored_versions_keys_prefetch(stored: Sequence[StoredVersion]) -> None:
+    """Cache the keys of every record these versions belong to with one key-store call (a research chunk's
+    records), before they are opened one record after another; erased records are left to fail as usual."""
+    keys.patient_keys_prefetch(
+        wrapped=list(
+            dict.fromkeys(
+                (item.patient_id, item.wrapped_patient_key, item.master_key_id)
+                for item in stored
+                if item.wrapped_patient_key is not None
+            )
+        )
+    )
+
+
 def patient_signing_key(patient: Patient) -> bytes:
     """The patient's chain signing key; KeyDestroyed once the record was erased."""
     if patient.wrapped_key is None or patient.wallet_ciphertext is None:

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -188,11 +189,38 @@ def patient_key_unwrap(*, patient_id: uuid.UUID, wrapped: bytes, master_key_id: 
     return key
 
 
+def patient_keys_prefetch(*, wrapped: Sequence[tuple[uuid.UUID, bytes, str]]) -> None:
+    """Derive and cache the patient keys and log keys of several records (patient id, wrapped key, master key id)
+    with one key-store call, so a research chunk's decryption and logging find them cached instead of opening
+    the key store once or twice per record. An erased record's part is absent: its read still raises KeyDestroyed.
+    """
+    missing = [(pid, bytes(w), kid) for pid, w, kid in wrapped if (bytes(w), pid, kid) not in _patient_keys]
+    missing_log = {pid for pid, _, _ in wrapped if pid not in _log_keys}
+    if not missing and not missing_log:
+        return
+    parts = key_store().parts_get(patient_ids=[pid for pid, _, _ in missing] + sorted(missing_log))
+    if len(_patient_keys) + len(missing) >= PATIENT_KEY_CACHE_SIZE:
+        _patient_keys.clear()
+    if len(_log_keys) + len(missing_log) >= PATIENT_KEY_CACHE_SIZE:
+        _log_keys.clear()
+    for pid, wrapped_key, key_id in missing:
+        if pid in parts:
+            database_part = patient_key_part_unwrap(patient_id=pid, wrapped=wrapped_key, master_key_id=key_id)
+            _patient_keys[(wrapped_key, pid, key_id)] = _combine(database_part=database_part, store_part=parts[pid])
+    for pid in missing_log:
+        if pid in parts:
+            _log_keys[pid] = _log_key_derive(parts[pid])
+
+
 def patient_key_forget(*, wrapped: bytes) -> None:
     """Drop an unwrapped key from this process's cache (erasure: the key must not outlive its record)."""
     wrapped = bytes(wrapped)
     for cache_key in [k for k in _patient_keys if k[0] == wrapped]:
         del _patient_keys[cache_key]
+
+
+def _log_key_derive(part: bytes) -> bytes:
+    return crypto.subkey_derive(key=part, purpose=b"healthledger/log-text")
 
 
 def patient_log_key(*, patient_id: uuid.UUID) -> bytes | None:
@@ -207,7 +235,7 @@ def patient_log_key(*, patient_id: uuid.UUID) -> bytes | None:
     part = key_store().part_get(patient_id=patient_id)
     if part is None:
         return None
-    key = crypto.subkey_derive(key=part, purpose=b"healthledger/log-text")
+    key = _log_key_derive(part)
     if len(_log_keys) >= PATIENT_KEY_CACHE_SIZE:
         _log_keys.clear()
     _log_keys[patient_id] = key

@@ -12,7 +12,7 @@ patient's row here, after which no backup of the database can ever be opened.
 The default store is one SQLite file under the key directory (`var/keys/patient-keys.sqlite3`,
 mode 0600), opened with `secure_delete` so a deleted part is overwritten in the file,
 and with a rollback journal rather than a write-ahead log, so a deleted part never
-lingers in a side file. Production puts the same three operations in front of a KMS or
+lingers in a side file. Production puts the same operations in front of a KMS or
 Vault (`HEALTHLEDGER_KEY_STORE` names the store; only `file` ships today). The store's
 own backups are the operator's: an erased part stays in them until they expire
 (`HEALTHLEDGER_KEY_BACKUP_DAYS`, said on the erase page), and nowhere else.
@@ -24,7 +24,7 @@ import contextlib
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -34,14 +34,17 @@ from healthledger.errors import KeyUnavailable
 from records import crypto
 
 FILE_NAME = "patient-keys.sqlite3"
+PARTS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 
 
 class KeyStore(Protocol):
-    """Three operations on per-patient secrets; implementations raise KeyUnavailable when they cannot answer."""
+    """Operations on per-patient secrets; implementations raise KeyUnavailable when they cannot answer."""
 
     def part_create(self, *, patient_id: uuid.UUID) -> bytes: ...
 
     def part_get(self, *, patient_id: uuid.UUID) -> bytes | None: ...
+
+    def parts_get(self, *, patient_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]: ...
 
     def part_destroy(self, *, patient_id: uuid.UUID) -> bool: ...
 
@@ -85,6 +88,18 @@ class FileKeyStore:
         with self._connection() as conn:
             row = conn.execute("SELECT secret FROM part WHERE patient_id = ?", (str(patient_id),)).fetchone()
         return bytes(row[0]) if row is not None else None
+
+    def parts_get(self, *, patient_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+        """Several patients' parts in one connection (a research chunk's records): id -> part, erased ones absent."""
+        found: dict[uuid.UUID, bytes] = {}
+        wanted = [str(pid) for pid in dict.fromkeys(patient_ids)]
+        with self._connection() as conn:
+            for at in range(0, len(wanted), PARTS_PER_QUERY):
+                batch = wanted[at : at + PARTS_PER_QUERY]
+                marks = ", ".join("?" * len(batch))
+                rows = conn.execute(f"SELECT patient_id, secret FROM part WHERE patient_id IN ({marks})", batch)  # noqa: S608
+                found.update((uuid.UUID(pid), bytes(secret)) for pid, secret in rows.fetchall())
+        return found
 
     def part_destroy(self, *, patient_id: uuid.UUID) -> bool:
         """Delete a patient's part for good; True if there was one."""

@@ -24,6 +24,7 @@ from consent.gate.opening import _integrity_raise, _open_each
 from consent.pdp import Decision, live_grants_of_patients
 from consent.purposes import Action, Purpose
 from healthledger.errors import KeyDestroyed
+from records import decrypt
 from records.models import Patient
 from records.selectors import (
     SearchCriteria,
@@ -143,6 +144,8 @@ def cohort_read(
     permitted = [(p, d) for p, d in decided if d.permit]
     with transaction.atomic():
         stored = _served(permitted, queries, patient_resource)
+        # The chunk's keys in one key-store call, not one or two per participant (their log keys seal the queries).
+        decrypt.stored_versions_keys_prefetch([item for parts in stored.values() for part in parts for item in part])
         served, events, broken = _opened(caller, permitted, stored, queries, patient_resource)
         if broken is None:
             access_log_append_many(events=events)

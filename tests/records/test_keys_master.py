@@ -89,3 +89,32 @@ def test_a_cached_patient_key_is_not_served_for_another_patient_presenting_the_s
     keys.patient_key_unwrap(patient_id=first.id, wrapped=wrapped, master_key_id=first.master_key_id)  # now cached
     with pytest.raises(IntegrityFailure):
         keys.patient_key_unwrap(patient_id=second.id, wrapped=wrapped, master_key_id=first.master_key_id)
+
+
+def test_prefetched_keys_are_the_keys_each_record_unwraps_to_and_an_erased_record_stays_unopenable(monkeypatch):
+    from healthledger.errors import KeyDestroyed
+    from records.keystore import key_store
+
+    alive, other, erased = patient_create(), patient_create(), patient_create()
+    wanted = [(p.id, bytes(p.wrapped_key), p.master_key_id) for p in (alive, other, erased)]
+    expected = {p.id: keys.patient_key_unwrap(patient_id=p.id, wrapped=w, master_key_id=k) for p, (_, w, k) in
+                zip((alive, other), wanted, strict=False)}  # fmt: skip
+    logs = {p.id: keys.patient_log_key(patient_id=p.id) for p in (alive, other)}
+    key_store().part_destroy(patient_id=erased.id)
+    clear_key_caches()
+    calls = []
+    store = key_store()
+    monkeypatch.setattr(keys, "key_store", lambda: calls.append(1) or store)
+
+    keys.patient_keys_prefetch(wrapped=wanted)
+
+    assert len(calls) == 1  # one key-store call for the three records
+    for patient_id, wrapped, key_id in wanted[:2]:
+        assert (
+            keys.patient_key_unwrap(patient_id=patient_id, wrapped=wrapped, master_key_id=key_id)
+            == expected[patient_id]
+        )
+        assert keys.patient_log_key(patient_id=patient_id) == logs[patient_id]
+    assert len(calls) == 1  # served from the cache the prefetch filled
+    with pytest.raises(KeyDestroyed):
+        keys.patient_key_unwrap(patient_id=erased.id, wrapped=wanted[2][1], master_key_id=wanted[2][2])
