@@ -21,6 +21,7 @@ from healthledger.errors import InvalidFHIR, KeyDestroyed, OutcomeIssue
 from records import blind_index, crypto, keys
 from records.envelope import content_hash_key, head_mac, version_aad, version_seal
 from records.fhir import canonical_json, index_terms, rewrite_references
+from records.fhir.index import patient_references
 from records.models import IndexToken, Patient, Resource, ResourceVersion
 
 # Namespace of server ids derived from (patient, fullUrl): a re-import updates instead of duplicating.
@@ -137,6 +138,16 @@ def _patient_server_id(owner: Patient, source: Source, entry: Any, scope: str | 
     if owner.primary_source == key:
         return owner.fhir_id
     return _scoped_id(owner, source, scope, scope)
+
+
+def import_id(*, owner: Patient, resource: dict[str, Any], source: Source | None = None) -> str:
+    """The server id an import gives `resource` (not a Patient, sent without fullUrl) when new to `owner`'s record.
+
+    For a caller that names a resource before storing it, as a Provenance names its target by id and
+    version: the same derivation as server_ids_assign's, whose result tells the caller whether it held.
+    """
+    scope = next((ref for ref in patient_references(resource) if ref.startswith("Patient/")), "")
+    return _scoped_id(owner, source or Source(), scope, f"{resource['resourceType']}/{resource['id']}")
 
 
 def server_ids_assign(
@@ -289,15 +300,18 @@ def document_write(
     owners = {p.owner.id: p.owner for p in planned}
     stored_owners = [pid for pid, p in owners.items() if not p._state.adding]
     # Locked (and re-read) so an erasure or a rotation committed meanwhile is seen, not overwritten.
-    for pid, wrapped, key_id in (
+    claimed = {pid for pid, p in owners.items() if p._state.adding}
+    for pid, wrapped, key_id, primary in (
         Patient.objects.select_for_update()
         .filter(pk__in=stored_owners)
-        .values_list("pk", "wrapped_key", "master_key_id")
+        .values_list("pk", "wrapped_key", "master_key_id", "primary_source")
     ):
         if wrapped is None:
             raise KeyDestroyed("this patient's record was erased; nothing can be added to it")
         owners[pid].wrapped_key, owners[pid].master_key_id = wrapped, key_id
-    _patients_save(list(owners.values()))
+        if not primary:
+            claimed.add(pid)
+    _patients_save([owners[pid] for pid in claimed])
     existing = existing_resources(planned)
     patient_keys = {
         pid: keys.patient_key_unwrap(patient_id=pid, wrapped=bytes(p.wrapped_key or b""), master_key_id=p.master_key_id)
@@ -376,7 +390,11 @@ def _linked_to(patient: dict[str, Any], owner: Patient) -> dict[str, Any]:
 
 
 def _patients_save(owners: list[Patient]) -> None:
-    """Remember which source's Patient resource is the record's own, the first time one arrives."""
+    """Remember which source's Patient resource is the record's own, the first time one arrives.
+
+    Only `owners` whose stored row has none yet: once set it never changes, so a write into a record
+    that has one (every later upload, every diagnostic result) issues no UPDATE at all.
+    """
     for patient in owners:
         if patient.primary_source:
             Patient.objects.filter(pk=patient.pk, primary_source="").update(primary_source=patient.primary_source)

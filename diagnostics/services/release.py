@@ -15,6 +15,7 @@ from diagnostics.models import DiagnosticJob, JobResult, JobStatus
 from diagnostics.services.base import _Inputs, _log
 from diagnostics.services.consent_checks import _chain_reason, _consent_reason
 from diagnostics.services.delivery import _terminal
+from records.ingest import import_id
 from records.logtext import log_text_seal
 from records.models import Patient
 from records.services import fhir_ingest
@@ -81,14 +82,26 @@ def _reasons_keep(job: DiagnosticJob, result: Any) -> None:
     job.reason_detail = log_text_seal(patient_id=job.patient_id, text=detail)
 
 
-def _created(result: Any, resource_type: str) -> str:
-    refs = [ref for writes in result.patients.values() for ref in writes.created + writes.updated]
-    return next(ref for ref in refs if ref.startswith(resource_type + "/"))
+def _planned_ref(patient: Patient, resource: dict[str, Any]) -> str:
+    # The id the store will give this new resource, version 1: the Provenance names its target by both.
+    return f"{resource['resourceType']}/{import_id(owner=patient, resource=resource)}/_history/1"
+
+
+def _outputs_store(job: DiagnosticJob, patient: Patient, outputs: list[dict[str, Any]], planned: list[str]) -> None:
+    """Store a job's outputs in one ingest (one collection Bundle): one validation each, one records.write entry.
+
+    The outputs were named before they were stored (`planned`); a store that named them otherwise (a
+    resource of this job already stored) rolls the release back.
+    """
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in outputs]}
+    written = fhir_ingest(payload=orjson.dumps(bundle), actor=f"job:{job.id}", patient=patient)
+    stored = [ref for writes in written.patients.values() for ref in writes.created + writes.updated]
+    if sorted(stored) != sorted(planned):
+        raise RuntimeError("the store named the job's outputs otherwise than planned")
 
 
 def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, result: Any) -> JobResult:
     now = timezone.now()
-    actor = f"job:{job.id}"
     risk = fhir.risk_assessment(
         # The id sent is the job's: the store derives the server id from it, so the same job always
         # names the same RiskAssessment (a repeat could only version it, and the JobResult key refuses that).
@@ -102,12 +115,12 @@ def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inpu
         summary=result.summary,
         basis=inputs.references,
     )
-    risk_ref = _created(fhir_ingest(payload=orjson.dumps(risk), actor=actor, patient=patient), "RiskAssessment")
-    risk_id = risk_ref.split("/")[1]
-    stored_risk = {**risk, "id": risk_id}
+    risk_ref = _planned_ref(patient, risk)
+    stored_risk = {**risk, "id": risk_ref.split("/")[1]}
     output_hash = fhir.output_hash(stored_risk)
     commitment = fhir.input_commitment(inputs.bodies)
-    observation_ref = _observation_store(job, spec, patient, inputs, result)
+    observation = _observation(job, spec, patient, inputs, result)
+    observation_ref = _planned_ref(patient, observation) if observation else ""
     prov = fhir.provenance(
         job_id=str(job.id),
         spec=spec,
@@ -123,7 +136,9 @@ def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inpu
         also_targets=(observation_ref,) if observation_ref else (),
     )
     prov["id"] = str(job.id)
-    prov_ref = _created(fhir_ingest(payload=orjson.dumps(prov), actor=actor, patient=patient), "Provenance")
+    prov_ref = _planned_ref(patient, prov)
+    outputs = [risk, *([observation] if observation else []), prov]
+    _outputs_store(job, patient, outputs, [risk_ref, *([observation_ref] if observation_ref else []), prov_ref])
     return JobResult.objects.create(
         job=job,
         risk_assessment_ref=risk_ref,
@@ -135,15 +150,17 @@ def _result_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inpu
     )
 
 
-def _observation_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, result: Any) -> str:
-    """Release the output a model declares as an Observation (eGFR, LOINC 98979-8); "" when it declares none."""
+def _observation(
+    job: DiagnosticJob, spec: Any, patient: Patient, inputs: _Inputs, result: Any
+) -> dict[str, Any] | None:
+    """The output a model declares as an Observation (eGFR, LOINC 98979-8); None when it declares none."""
     declared = getattr(spec, "observation", None)
     value = result.outputs.get(declared[0]) if declared else None
     if value is None:
-        return ""
+        return None
     used = tuple(result.sources)
     derived = [ref for ref in inputs.references if "/".join(ref.split("/")[:2]) in used]
-    observation = fhir.derived_observation(
+    return fhir.derived_observation(
         resource_id=str(job.id),
         job_id=str(job.id),
         spec=spec,
@@ -151,7 +168,4 @@ def _observation_store(job: DiagnosticJob, spec: Any, patient: Patient, inputs: 
         as_of=job.as_of,
         value=value,
         derived_from=derived,
-    )
-    return _created(
-        fhir_ingest(payload=orjson.dumps(observation), actor=f"job:{job.id}", patient=patient), "Observation"
     )

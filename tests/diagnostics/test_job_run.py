@@ -118,7 +118,8 @@ def test_the_job_reads_only_the_declared_inputs_and_every_read_is_logged_with_it
     assert len(seen["creatinine"]) < stored_creatinine
 
     writes = AccessLogEntry.objects.filter(actor=f"job:{job.id}", action="records.write")
-    assert [e.resource_ids for e in writes.order_by("id")] == [[result.risk_assessment_ref], [result.provenance_ref]]
+    # One write stores the job's outputs, and its one entry names each of them.
+    assert [e.resource_ids for e in writes.order_by("id")] == [[result.risk_assessment_ref, result.provenance_ref]]
     release = AccessLogEntry.objects.get(job_id=str(job.id), action="diagnostics.result.release")
     assert (release.outcome, release.resource_ids) == ("permit", [result.risk_assessment_ref, result.provenance_ref])
     assert (

@@ -159,13 +159,18 @@ def test_a_hundred_jobs_survive_a_worker_whose_children_are_killed(worker):
         )
     )
     assert releases == dict.fromkeys(ids, 1)
-    writes = Counter(
+    writes = list(
         AccessLogEntry.objects.filter(action="records.write", actor__in=[f"job:{i}" for i in ids]).values_list(
-            "actor", flat=True
+            "actor", "resource_ids"
         )
     )
-    # eGFR releases three resources: the RiskAssessment, its Provenance and the eGFR Observation (98979-8).
-    assert writes == {f"job:{i}": 3 for i in ids}
+    # eGFR releases three resources in one write: the RiskAssessment, its Provenance and the eGFR
+    # Observation (98979-8), named by the one records.write entry of the job.
+    assert Counter(actor for actor, _ in writes) == {f"job:{i}": 1 for i in ids}
+    for actor, named in writes:
+        result = results[actor.removeprefix("job:")]
+        assert [ref.split("/")[0] for ref in named] == ["RiskAssessment", "Observation", "Provenance"]
+        assert (named[0], named[2]) == (result.risk_assessment_ref, result.provenance_ref)
 
     # Every plaintext read is in the log with the job's id: each input a result names was logged as read
     # by that job, and every read a job logged was a permit by the job itself.

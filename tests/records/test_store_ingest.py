@@ -206,6 +206,37 @@ def test_a_lone_resource_referring_to_the_record_joins_it(patient):
     assert Resource.objects.filter(patient=patient, resource_type="Observation").count() == 1
 
 
+def test_the_first_source_is_claimed_once_and_a_later_write_leaves_the_records_row_alone(patient):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = f"urn:uuid:{uuid.uuid4()}"
+    fhir_ingest(payload=_transaction((url, _patient_resource())), actor="t", patient=patient)
+    patient.refresh_from_db()
+    claimed = patient.primary_source
+    assert claimed == f"|{url}"
+
+    with CaptureQueriesContext(connection) as queries:
+        fhir_ingest(payload=json.dumps(_observation(f"Patient/{patient.fhir_id}")).encode(), actor="t", patient=patient)
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "records_patient"')]
+    assert updates == []
+    patient.refresh_from_db()
+    assert patient.primary_source == claimed
+
+
+def test_import_id_names_a_lone_resource_as_the_import_will_store_it(patient):
+    from records.ingest import import_id
+
+    sent = {**_observation(f"Patient/{patient.fhir_id}"), "id": "job-output-1"}
+    planned = import_id(owner=patient, resource=sent)
+    result = fhir_ingest(payload=json.dumps(sent).encode(), actor="t", patient=patient)
+    assert result.patients[patient.pk].created == [f"Observation/{planned}/_history/1"]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {**sent, "id": "job-output-2"}}]}
+    again = fhir_ingest(payload=json.dumps(bundle).encode(), actor="t", patient=patient)
+    second = import_id(owner=patient, resource={**sent, "id": "job-output-2"})
+    assert again.patients[patient.pk].created == [f"Observation/{second}/_history/1"]
+
+
 def test_every_version_row_holds_ciphertext_only_and_index_tokens_are_written(patient):
     fhir_ingest(payload=_transaction(("urn:uuid:o", _observation("Patient/x"))), actor="t", patient=patient)
     row = ResourceVersion.objects.get()
