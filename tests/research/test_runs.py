@@ -12,7 +12,7 @@ from audit.models import AccessLogEntry
 from research.models import AnalysisRun, RunChunk
 from research.runs import cohort_inclusion, cohort_leaf
 from research.services import analysis_run_request
-from tests.patient_device import participation_withdraw_signed
+from tests.patient_device import erasure_signatures, participation_withdraw_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -277,7 +277,11 @@ def test_an_erased_participant_leaves_every_study_and_is_not_read_by_the_next_ru
     joined = join(study, [make_patient() for _ in range(21)])
     erased = joined[0]
     with django_capture_on_commit_callbacks(execute=True):
-        patient_record_erase(patient=erased.patient, actor="system:test")
+        patient_record_erase(
+            patient=erased.patient,
+            actor="system:test",
+            revocation_signatures=erasure_signatures(erased.patient),  # her browser signs on the erase page
+        )
 
     run = _run(study, researcher, django_capture_on_commit_callbacks)
 
