@@ -292,15 +292,24 @@ def source_tagged(resource: dict[str, Any], source: Source) -> dict[str, Any]:
 
 
 def document_write(
-    planned: list[_Planned], mapping: dict[str, str], source: Source | None = None
+    planned: list[_Planned],
+    mapping: dict[str, str],
+    source: Source | None = None,
+    *,
+    locked: dict[uuid.UUID, str] | None = None,
 ) -> dict[uuid.UUID, PatientWrites]:
-    """Encrypt, version and index every planned entry and write it all in bulk; `mapping` rewrites references."""
+    """Encrypt, version and index every planned entry and write it all in bulk; `mapping` rewrites references.
+
+    `locked`: owners the caller locked and read in this transaction before planning (id -> their first
+    source as read then); their rows are not read again.
+    """
     source = source or Source()
     now = timezone.now()
+    locked = locked or {}
     owners = {p.owner.id: p.owner for p in planned}
-    stored_owners = [pid for pid, p in owners.items() if not p._state.adding]
+    stored_owners = [pid for pid, p in owners.items() if not p._state.adding and pid not in locked]
     # Locked (and re-read) so an erasure or a rotation committed meanwhile is seen, not overwritten.
-    claimed = {pid for pid, p in owners.items() if p._state.adding}
+    claimed = {pid for pid, p in owners.items() if p._state.adding or (pid in locked and not locked[pid])}
     for pid, wrapped, key_id, primary in (
         Patient.objects.select_for_update()
         .filter(pk__in=stored_owners)

@@ -138,9 +138,12 @@ def _document_store(
         patient = Patient.objects.select_for_update().get(pk=patient.pk)
         if patient.is_erased:
             raise KeyDestroyed("this patient's record was erased; nothing can be added to it")
+        first_source = patient.primary_source  # as locked, before planning may claim it
         planned, mapping = server_ids_assign(document, compartments, patient, mode=mode, source=source)
         writes = (
-            document_write(planned, mapping, source) if planned else {patient.id: PatientWrites(patient_id=patient.id)}
+            document_write(planned, mapping, source, locked={patient.id: first_source})
+            if planned
+            else {patient.id: PatientWrites(patient_id=patient.id)}
         )
         access_log_append_many(
             events=[
