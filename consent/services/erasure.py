@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from accounts.services import account_scrub
-from consent.models import Grant, GrantStatus
+from consent.models import Grant, GrantStatus, KeyBackup
 from consent.services.grants import _revoke_locked
 from consent.services.terms import revoke_typed_data
 from records.models import Patient
@@ -66,6 +66,8 @@ def patient_record_erase(
         # What she shared, with whom and for what is about her: the scopes go, and with the commitment
         # salt the on-chain commitments can no longer be tied to any scope. The chain keeps the commitment.
         Grant.objects.filter(patient=patient).update(resource_types=[], categories=[], actions=[], commitment_salt="")
+        # Her key backup is ciphertext only, but it is hers: an erased record keeps no trace of her key.
+        KeyBackup.objects.filter(patient=patient).delete()
         erased = patient_erase(patient=patient, actor=actor)
         for step in ERASURE_STEPS:
             step(erased)

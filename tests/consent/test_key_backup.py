@@ -256,3 +256,15 @@ def test_a_rotation_makes_the_backup_stale_and_it_is_never_handed_out_again(pati
     assert stale.value.status == 409
     assert "no longer registered" in str(stale.value)
     assert not AccessLogEntry.objects.filter(action="consent.key.backup.fetch").exists()
+
+
+def test_erasure_deletes_her_key_backup_with_the_record(patient, patient_user):
+    from consent.services import patient_record_erase
+
+    address = holds_key(patient, secrets.token_bytes(32))
+    key_backup_store(patient=patient, by=patient_user, blob=backup_blob_parse(_random_blob(address)))
+    assert KeyBackup.objects.filter(patient=patient).exists()
+
+    patient_record_erase(patient=patient, actor=f"user:{patient_user.pk}", revocation_signatures={})
+
+    assert not KeyBackup.objects.filter(patient=patient).exists()
