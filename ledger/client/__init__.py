@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_PATH = Path(__file__).resolve().parent / "contracts" / "ConsentRegistry.json"
+ARTIFACT_PATH = Path(__file__).resolve().parent.parent / "contracts" / "ConsentRegistry.json"
 OPERATOR_KEY_FILE = "chain-operator.key"
 
 
