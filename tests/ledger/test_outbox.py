@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from healthledger.celery import app as celery_app
-from ledger import outbox, signing
+from ledger import signing
 from ledger.client import ChainClient
 from ledger.devnode import free_port
 from ledger.models import OutboxMessage, OutboxStatus, RelayerState
@@ -53,7 +53,7 @@ def recorded_events(client: ChainClient, grant: signing.Grant) -> list[str]:
 @pytest.fixture
 def seen(monkeypatch):  # type: ignore[no-untyped-def]
     """What the handlers were told; the handlers apps registered are set aside for the test."""
-    monkeypatch.setattr(outbox, "_HANDLERS", {})
+    monkeypatch.setattr("ledger.outbox.handlers._HANDLERS", {})  # where outbox_handlers() reads it
     calls: list[tuple[object, ...]] = []
     for kind in ("grant", "revoke", "anchor"):
         register_outbox_handler(
@@ -317,7 +317,7 @@ def test_a_nonce_taken_by_another_transaction_is_signed_again_and_recorded_once(
 
 
 def test_a_failing_handler_leaves_the_message_to_be_settled_on_a_later_pass(chain, make_grant, alice_key, monkeypatch):
-    monkeypatch.setattr(outbox, "_HANDLERS", {})
+    monkeypatch.setattr("ledger.outbox.handlers._HANDLERS", {})  # where outbox_handlers() reads it
     calls: list[str] = []
 
     def flaky(message: OutboxMessage) -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from ledger import outbox, signing
+from ledger import signing
 from ledger.client import chain_client, chain_client_reset
 from ledger.devnode import ANVIL_BINARY, anvil_running, free_port
 from ledger.models import OutboxMessage, OutboxStatus
@@ -58,7 +58,7 @@ def node_settings(settings, tmp_path):  # type: ignore[no-untyped-def]
 
 def test_grants_enqueued_while_anvil_is_down_are_recorded_exactly_once_when_it_returns(db, node_settings, monkeypatch):
     port, state = node_settings
-    monkeypatch.setattr(outbox, "_HANDLERS", {})
+    monkeypatch.setattr("ledger.outbox.handlers._HANDLERS", {})  # where outbox_handlers() reads it
     confirmed: list[tuple[str, str, int | None]] = []
     register_outbox_handler("grant", on_confirmed=lambda m: confirmed.append((m.ref, m.tx_hash, m.block_number)))
 

@@ -62,7 +62,7 @@ def _relay_until_confirmed(passes: int = 15) -> list[outbox.RelayReport]:
 
 def test_grants_lost_when_anvil_rolls_back_are_recorded_again_exactly_once(db, node_settings, monkeypatch):  # noqa: F811
     port, state = node_settings
-    monkeypatch.setattr(outbox, "_HANDLERS", {})
+    monkeypatch.setattr("ledger.outbox.handlers._HANDLERS", {})  # where outbox_handlers() reads it
     told: list[tuple[str, str]] = []
     register_outbox_handler(
         "grant",

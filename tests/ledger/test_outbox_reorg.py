@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from ledger import outbox, signing
+from ledger import signing
 from ledger.client import ChainClient
 from ledger.models import OutboxMessage, OutboxStatus, RelayerState
 from ledger.outbox import outbox_enqueue, outbox_relay, register_outbox_handler
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def seen(monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(outbox, "_HANDLERS", {})
+    monkeypatch.setattr("ledger.outbox.handlers._HANDLERS", {})  # where outbox_handlers() reads it
     calls: list[tuple[str, str]] = []
     for kind in ("grant", "revoke", "anchor"):
         register_outbox_handler(
