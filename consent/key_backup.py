@@ -19,9 +19,9 @@ from django.db import transaction
 
 from accounts.models import User
 from audit.services import LogEvent, access_log_append
-from consent.keys import patient_key_custody
+from consent.keys import patient_key_custody, patient_key_owner_check
 from consent.models import KeyBackup
-from healthledger.errors import ConsentDenied, HealthLedgerError
+from healthledger.errors import HealthLedgerError
 from ledger import signing
 from records.models import Patient
 
@@ -125,11 +125,6 @@ def backup_blob_parse(fields: dict[str, object]) -> BackupBlob:
     )
 
 
-def _owner(patient: Patient, by: User) -> None:
-    if by.pk != patient.user_id or patient.is_erased:
-        raise ConsentDenied("only the patient keeps a backup of the key of her own, unerased record")
-
-
 def _log(*, by: User, action: str, patient: Patient) -> None:
     # Who and what only: never the ciphertext, the salt or the address.
     access_log_append(event=LogEvent(actor=f"user:{by.pk}", action=action, outcome="permit", patient_ref=patient.pk))
@@ -146,7 +141,7 @@ def key_backup_status(*, patient: Patient) -> Status:
 
 def key_backup_store(*, patient: Patient, by: User, blob: BackupBlob) -> KeyBackup:
     """Keep the browser's sealed copy of her registered key, replacing any earlier backup; logged."""
-    _owner(patient, by)
+    patient_key_owner_check(patient, by)
     with transaction.atomic():
         # Locks the record: a rotation committing now must not leave a fresh backup of the key it replaced.
         locked = Patient.objects.select_for_update().get(pk=patient.pk)
@@ -168,7 +163,7 @@ def key_backup_store(*, patient: Patient, by: User, blob: BackupBlob) -> KeyBack
 def key_backup_for_restore(*, patient: Patient, by: User) -> BackupBlob | None:
     """The backup, for her browser to open with her passphrase; None when there is none. A stale one is refused
     (KeyBackupStale): the key it holds can no longer sign for her. Each hand-out is logged."""
-    _owner(patient, by)
+    patient_key_owner_check(patient, by)
     with transaction.atomic():
         backup = KeyBackup.objects.filter(patient=patient).first()
         if backup is None:
@@ -190,7 +185,7 @@ def key_backup_for_restore(*, patient: Patient, by: User) -> BackupBlob | None:
 
 def key_backup_delete(*, patient: Patient, by: User) -> bool:
     """Delete her server backup; False when there was none. Logged when one was deleted."""
-    _owner(patient, by)
+    patient_key_owner_check(patient, by)
     with transaction.atomic():
         deleted, _ = KeyBackup.objects.filter(patient=patient).delete()
         if deleted:

@@ -28,6 +28,7 @@ from records.services import patient_wallet_drop, patient_wallet_register
 __all__ = [
     "InvalidKeyRegistration",
     "patient_key_custody",
+    "patient_key_owner_check",
     "patient_key_register",
     "patient_key_release",
     "registration_typed_data",
@@ -48,9 +49,10 @@ def patient_key_custody(patient: Patient) -> Custody:
     return "browser" if fresh.wallet_address else "none"
 
 
-def _owner(patient: Patient, by: User) -> None:
+def patient_key_owner_check(patient: Patient, by: User) -> None:
+    """Only the record's own patient, while it is not erased, registers, takes or backs up its key."""
     if by.pk != patient.user_id or patient.is_erased:
-        raise ConsentDenied("only the patient registers the key of her own, unerased record")
+        raise ConsentDenied("only the patient manages the key of her own, unerased record")
 
 
 def _checked(typed: dict[str, object], signature: str, expected: str) -> None:
@@ -76,7 +78,7 @@ def patient_key_register(
 
     The registration is queued for the chain's key registry in the same transaction.
     """
-    _owner(patient, by)
+    patient_key_owner_check(patient, by)
     try:
         address = signing.address_checked(address)
     except signing.BadSignature:
@@ -118,7 +120,7 @@ def patient_key_register(
 def patient_key_release(*, patient: Patient, by: User) -> bytes:
     """Hand the server-held key to the patient ("take your key", step one), logged; the copy stays until she
     registers it from her browser (patient_key_register), which destroys it. Nothing else ever returns it."""
-    _owner(patient, by)
+    patient_key_owner_check(patient, by)
     if patient_key_custody(patient) != "server":
         raise InvalidKeyRegistration("the operator holds no key of yours")
     with transaction.atomic():
