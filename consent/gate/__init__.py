@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from consent.gate.caller import Caller, DeferredCaller
 from consent.gate.cohort import CohortQuery, CohortRecord, cohort_read
-from consent.gate.exports import ExportFile, ExportSegmentSealer, SealedSegment, export_file_open, export_segment_sealer
+from consent.gate.exports import (
+    ExportFile,
+    ExportSegmentSealer,
+    SealedSegment,
+    export_file_open,
+    export_patients_covered,
+    export_segment_sealer,
+)
 from consent.gate.reads import ReadResult, resource_read, resource_read_by_id
 from consent.gate.search import SearchPage, SearchTarget, resource_search, resource_search_counted, search_target
 from consent.gate.text import access_log_text
@@ -39,6 +46,7 @@ __all__ = [
     "access_log_text",
     "cohort_read",
     "export_file_open",
+    "export_patients_covered",
     "export_segment_sealer",
     "record_export",
     "record_index_rebuild",

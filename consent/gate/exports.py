@@ -5,24 +5,28 @@ through the gate when it ran; at download each patient's segments are decided af
 grants of that moment: a revoked or expired grant, or one that no longer covers the type, leaves that
 patient's lines out of the file (a deny entry in their access log says so), and the other patients'
 lines are served. A patient served gets one permit entry per file before their first byte leaves.
+The manifest asks the same question of every patient in the export (export_patients_covered), so it
+lists and counts only what a download would serve.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import orjson
+from django.utils import timezone
 
 from audit.services import LogEvent, access_log_commit
 from consent.categories import categories_for
 from consent.gate.caller import Caller
 from consent.gate.decisions import _decide, _event, _outputs_only
 from consent.gate.opening import _integrity_entry
-from consent.pdp import Decision
-from consent.purposes import Action
+from consent.pdp import Decision, GrantRow, live_grants_of_patients
+from consent.purposes import Action, Purpose
 from healthledger.errors import IntegrityFailure, KeyDestroyed
 from records import bulk_files
 from records.models import Patient
@@ -65,6 +69,52 @@ def _download_event(file: ExportFile, patient: Patient, decision: Decision) -> L
     event = _event(file.caller, patient, DOWNLOAD_ACTION, decision, query=query)
     # Who downloads is the person (actor); which export is the job id.
     return replace(event, job_id=f"export:{file.export_id}")
+
+
+def _unerased(patient_ids: Iterable[uuid.UUID]) -> list[Patient]:
+    """The records still there: an erased one can be neither served nor counted."""
+    return list(Patient.objects.filter(pk__in=set(patient_ids), erased_at__isnull=True))
+
+
+def _file_decision(
+    caller: Caller,
+    patient: Patient,
+    resource_type: str,
+    *,
+    at: datetime | None = None,
+    grants: Sequence[GrantRow] | None = None,
+) -> Decision:
+    """May the requester still have this patient's lines of this type: the one rule of a download and its manifest."""
+    return _decide(caller, patient, Action.READ, [resource_type], at=at, grants=grants)
+
+
+def export_patients_covered(
+    *, caller: Caller, patient_ids: Iterable[uuid.UUID], resource_types: Sequence[str]
+) -> dict[str, frozenset[uuid.UUID]]:
+    """Type -> the patients whose lines of that type a download would serve now (export_file_open's decision).
+
+    One statement for the records, one for every grant; nothing is opened and nothing is logged: it
+    decides, it does not read (each download logs its own decision, and what the export read was
+    logged when it ran). What it cannot see without opening a segment is a grant narrowed to
+    categories since the export: a download then serves only the lines it still covers.
+    """
+    if caller.purpose == Purpose.ETREAT:
+        raise ValueError("break-glass opens one record at a time, never an export")
+    patients = _unerased(patient_ids)
+    now = timezone.now()
+    grants: dict[uuid.UUID, list[GrantRow]] = {}
+    if caller.actor is not None and patients:
+        grants = live_grants_of_patients(
+            grantee_id=caller.actor.pk, patient_ids=[p.pk for p in patients], purpose=caller.purpose, at=now
+        )
+    return {
+        resource_type: frozenset(
+            p.pk
+            for p in patients
+            if _file_decision(caller, p, resource_type, at=now, grants=grants.get(p.pk, [])).permit
+        )
+        for resource_type in resource_types
+    }
 
 
 def _lines_in_scope(file: ExportFile, patient: Patient, decision: Decision, body: bytes) -> bytes:
@@ -114,10 +164,10 @@ def export_file_open(
     for segment in segments:
         if segment.patient_id != current:
             current, logged = segment.patient_id, False
-            patient = Patient.objects.filter(pk=segment.patient_id, erased_at__isnull=True).first()
+            patient = next(iter(_unerased([segment.patient_id])), None)
             decision = Decision(permit=False, basis="erased")
             if patient is not None:
-                decision = _decide(file.caller, patient, Action.READ, [file.resource_type])
+                decision = _file_decision(file.caller, patient, file.resource_type)
                 if not decision.permit:
                     access_log_commit(event=_download_event(file, patient, decision))
                     logger.info("bulk download deny basis=%s", decision.basis)
