@@ -1,0 +1,99 @@
+"""One page of a search as sealed current versions, with the count of all matches, in as few statements as it takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from django.db import connection
+from django.db.models import QuerySet
+
+from healthledger.lib.db import prepared_cursor
+from records.models import Patient, Resource, ResourceVersion
+from records.selectors.search import resource_search
+from records.selectors.stored import _PATIENT_PK, StoredVersion, _stored, stored_versions_by_ids
+
+
+def stored_page(*, matching: QuerySet[Resource], limit: int, offset: int) -> tuple[list[StoredVersion], int]:
+    """One page of `matching` in storage order as sealed current versions, and how many match in all.
+
+    One statement: the total is a scalar count over the matches beside the page, so the wide rows
+    (each carries its ciphertext) are only the page's; prepared on PostgreSQL, like the read's, so
+    a search is not planned afresh each time. Only a page past the end (no row to carry the count)
+    costs a second query, for the count alone.
+    """
+    matches, params = matching.values("pk").query.sql_with_params()
+    with prepared_cursor(binary=True) as cursor:
+        cursor.execute(_page_sql(matches), [*params, *params, limit, offset])
+        rows = cursor.fetchall()
+    if not rows:
+        return [], (matching.count() if offset else 0)
+    return [_stored(row[1:]) for row in rows], int(rows[0][0])
+
+
+def _page_sql(matches: str) -> str:
+    quote = connection.ops.quote_name
+    version, resource, patient = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
+    # The page's ids are chosen first (`matches` names each resource once, as `pk`), and only those rows are
+    # joined to their versions: joining every match and then sorting the wide rows read each match's ciphertext.
+    return (
+        f"SELECT (SELECT COUNT(*) FROM ({matches}) m), r.patient_id, r.resource_type, r.fhir_id,"  # noqa: S608
+        " v.version, v.ciphertext, v.wrapped_data_key, p.wrapped_key, p.master_key_id, r.current_version, r.head_mac"
+        f" FROM (SELECT m.pk FROM ({matches}) m ORDER BY m.pk LIMIT %s OFFSET %s) page"
+        f" JOIN {resource} r ON r.id = page.pk"
+        f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version"
+        f" JOIN {patient} p ON p.id = r.patient_id ORDER BY r.id"
+    )
+
+
+_TYPE_PAGE_SQL: dict[str, str] = {}
+
+
+def stored_page_of_type(
+    *, patient: Patient, resource_type: str, limit: int, offset: int
+) -> tuple[list[StoredVersion], int]:
+    """stored_page of every resource of one type in the record (a search with no filter: the commonest).
+
+    The same statement as stored_page with the matches written out: no queryset is compiled, and the
+    prepared plan is the same for every such search, whatever the patient.
+    """
+    sql = _TYPE_PAGE_SQL.get(connection.vendor)
+    if sql is None:
+        resource = connection.ops.quote_name(Resource._meta.db_table)
+        matches = f"SELECT id AS pk FROM {resource} WHERE patient_id = %s AND resource_type = %s"  # noqa: S608
+        sql = _TYPE_PAGE_SQL[connection.vendor] = _page_sql(matches)
+    key = _PATIENT_PK.get_db_prep_value(patient.pk, connection)
+    with prepared_cursor(binary=True) as cursor:
+        cursor.execute(sql, [key, resource_type, key, resource_type, limit, offset])
+        rows = cursor.fetchall()
+    if not rows:
+        count = Resource.objects.filter(patient_id=patient.pk, resource_type=resource_type).count() if offset else 0
+        return [], count
+    return [_stored(row[1:]) for row in rows], int(rows[0][0])
+
+
+def resource_search_stored(
+    *,
+    patient: Patient,
+    resource_type: str,
+    code: str | None = None,
+    category: str | None = None,
+    date_ge: date | None = None,
+    date_le: date | None = None,
+    categories_any: Sequence[str] = (),
+    limit: int = 100,
+    offset: int = 0,
+) -> list[StoredVersion]:
+    """One page of resource_search as sealed current versions with their keys, in storage order."""
+    page = resource_search(
+        patient=patient,
+        resource_type=resource_type,
+        code=code,
+        category=category,
+        date_ge=date_ge,
+        date_le=date_le,
+        categories_any=categories_any,
+        limit=limit,
+        offset=offset,
+    )
+    return stored_versions_by_ids(list(page.values_list("pk", flat=True)))
