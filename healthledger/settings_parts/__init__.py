@@ -1,0 +1,1 @@
+"""Cohesive blocks of healthledger.settings, each imported whole by it."""
