@@ -1,113 +1,42 @@
-"""Demo patients of the project's own: FHIR R4 transaction Bundles from a seed.
-
-`generate_patient_bundle(seed)` makes one fictional adult followed for a few years
-in primary care: twice-yearly check-ups with vital signs, yearly lipid and
-metabolic panels, smoking status, chronic conditions diagnosed along the way
-(SNOMED CT) and the medications started for them (RxNorm), with values that
-drift towards the diagnosis and improve once treatment starts.
-
-Pure and deterministic: no Django, no I/O, no clock and no global randomness.
-Ids are uuid5 of the seed and dates count back from a fixed anchor, so the same
-arguments give the same JSON bytes on every machine, which keeps `seed_demo`
-idempotent and its tests exact. Everything here is invented; no real person.
-"""
+"""The FHIR resources of a demo record: the bundle builder, one visit's Observations and lab report, the Patient,
+her care team, Encounters, Conditions and MedicationRequests."""
 
 from __future__ import annotations
 
-import math
 import random
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-Resource = dict[str, Any]
-
-# uuid5 namespace of every id this module makes (itself a uuid5 of a fixed name).
-DEMO_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://healthledger.invalid/demo")
-DEFAULT_END = date(2025, 6, 30)
-# The seed `seed_demo` uses: a patient with all three chronic conditions, so the demo shows every trend.
-DEMO_PATIENT_SEED = 57
-
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-UCUM = "http://unitsofmeasure.org"
-OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
-CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-DIAGNOSTIC_SERVICE = "http://terminology.hl7.org/CodeSystem/v2-0074"
-IDENTIFIER_SYSTEM = "https://healthledger.invalid/fhir/demo-patient"
-
-# LOINC code -> (display, UCUM unit) for every quantity this generator writes.
-VITALS: dict[str, tuple[str, str]] = {
-    "8480-6": ("Systolic blood pressure", "mm[Hg]"),
-    "8462-4": ("Diastolic blood pressure", "mm[Hg]"),
-    "8867-4": ("Heart rate", "/min"),
-    "9279-1": ("Respiratory rate", "/min"),
-    "8310-5": ("Body temperature", "Cel"),
-    "29463-7": ("Body weight", "kg"),
-    "8302-2": ("Body height", "cm"),
-    "39156-5": ("Body mass index (BMI) [Ratio]", "kg/m2"),
-    "59408-5": ("Oxygen saturation in Arterial blood by Pulse oximetry", "%"),
-}
-LABS: dict[str, tuple[str, str]] = {
-    "2093-3": ("Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL"),
-    "2085-9": ("Cholesterol in HDL [Mass/volume] in Serum or Plasma", "mg/dL"),
-    "18262-6": ("Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay", "mg/dL"),
-    "2571-8": ("Triglyceride [Mass/volume] in Serum or Plasma", "mg/dL"),
-    "2339-0": ("Glucose [Mass/volume] in Blood", "mg/dL"),
-    "2160-0": ("Creatinine [Mass/volume] in Serum or Plasma", "mg/dL"),
-    "4548-4": ("Hemoglobin A1c/Hemoglobin.total in Blood", "%"),
-}
-# Decimal places as a clinic would report them; the rest are whole numbers.
-DECIMALS = {"8310-5": 1, "29463-7": 1, "8302-2": 1, "39156-5": 1, "2160-0": 2, "4548-4": 1}
-BP_PANEL = ("85354-9", "Blood pressure panel with all children optional")
-LIPID_PANEL = ("57698-3", "Lipid panel with direct LDL - Serum or Plasma")
-SMOKING_STATUS = ("72166-2", "Tobacco smoking status")
-SMOKING_ANSWERS = {
-    "never": ("266919005", "Never smoked tobacco (finding)"),
-    "former": ("8517006", "Ex-smoker (finding)"),
-    "current": ("449868002", "Smokes tobacco daily (finding)"),
-}
-CONDITIONS = {
-    "hypertension": ("38341003", "Hypertensive disorder, systemic arterial (disorder)"),
-    "diabetes": ("44054006", "Diabetes mellitus type 2 (disorder)"),
-    "prediabetes": ("714628002", "Prediabetes (finding)"),
-    "hyperlipidemia": ("55822004", "Hyperlipidemia (disorder)"),
-    "obesity": ("162864005", "Body mass index 30+ - obesity (finding)"),
-}
-# condition -> (RxNorm code, display, dosage text, times a day)
-MEDICATIONS = {
-    "hypertension": ("314076", "lisinopril 10 MG Oral Tablet", "1 tablet by mouth once daily", 1),
-    "diabetes": ("861007", "metformin hydrochloride 500 MG Oral Tablet", "1 tablet by mouth twice daily with meals", 2),
-    "hyperlipidemia": ("617310", "atorvastatin 20 MG Oral Tablet", "1 tablet by mouth once daily at bedtime", 1),
-}
-
-GIVEN_FEMALE = ("Ada", "Beatriz", "Chiara", "Dorothea", "Elif", "Freya", "Greta", "Hanna", "Ines", "Jolene")
-GIVEN_MALE = ("Anton", "Bruno", "Cyril", "Dario", "Emil", "Felix", "Gustav", "Henrik", "Ivo", "Jonas")
-FAMILY = ("Abernathy", "Brightwater", "Castellano", "Drummond", "Eklund", "Fairweather", "Galloway", "Hollis")
-STREETS = ("Linden Way", "Orchard Lane", "Harbor Road", "Maple Court", "Quarry Street", "Willow Row")
-CITIES = (("Springfield", "MA", "01103"), ("Riverton", "NH", "03870"), ("Fairhaven", "ME", "04011"))
-
-
-@dataclass
-class _Profile:
-    """Who the patient is and how their numbers move; drawn once from the seed."""
-
-    sex: str
-    given: str
-    family: str
-    birth_date: date
-    height_cm: float
-    bmi: float
-    smoking: str
-    conditions: dict[str, int] = field(default_factory=dict)  # condition -> visit index of diagnosis
-    hdl: float = 50.0
-    triglycerides: float = 130.0
-    creatinine: float = 0.9
+from records.demo.codes import (
+    ACT_CODE,
+    BP_PANEL,
+    CITIES,
+    CONDITION_CATEGORY,
+    CONDITION_CLINICAL,
+    CONDITION_VERIFICATION,
+    CONDITIONS,
+    DECIMALS,
+    DEMO_NAMESPACE,
+    DIAGNOSTIC_SERVICE,
+    FAMILY,
+    GIVEN_FEMALE,
+    GIVEN_MALE,
+    IDENTIFIER_SYSTEM,
+    LABS,
+    LIPID_PANEL,
+    LOINC,
+    MEDICATIONS,
+    OBSERVATION_CATEGORY,
+    RXNORM,
+    SMOKING_ANSWERS,
+    SNOMED,
+    STREETS,
+    UCUM,
+    VITALS,
+    Resource,
+)
+from records.demo.profile import _Profile, _trend
 
 
 class _Builder:
@@ -129,47 +58,6 @@ class _Builder:
             {"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
         )
         return full_url
-
-
-def generate_patient_bundle(seed: int, *, years: int = 5, end: date = DEFAULT_END) -> dict[str, Any]:
-    """One fictional patient followed for `years` years up to `end`, as a FHIR R4 transaction Bundle."""
-    if years < 1:
-        raise ValueError("years must be at least 1")
-    rng = random.Random(seed)  # noqa: S311 - demo data, not a secret
-    visits = _visit_times(rng, years=years, end=end)
-    profile = _profile(rng, visit_count=len(visits), end=end)
-    builder = _Builder(seed)
-    patient_ref = _add_patient(builder, profile, seed=seed, rng=rng)
-    organization_ref, practitioner_ref = _add_care_team(builder, rng)
-    condition_refs: dict[str, str] = {}
-    weight = profile.bmi * (profile.height_cm / 100) ** 2
-    for index, when in enumerate(visits):
-        encounter_ref = builder.add(
-            _encounter(builder.new_id("encounter"), patient_ref, practitioner_ref, organization_ref, when)
-        )
-        context = _Context(builder, patient_ref, encounter_ref, when)
-        weight = _drift_weight(rng, profile, index, weight)
-        _add_vitals(context, rng, profile, index, weight)
-        is_lab_visit = _is_lab_visit(index, len(visits))
-        if index == 0 or is_lab_visit:
-            context.observation(SMOKING_STATUS, "social-history", {"valueCodeableConcept": _smoking_answer(profile)})
-        if is_lab_visit:
-            _add_labs(context, rng, profile, index)
-        for name, diagnosed_at in profile.conditions.items():
-            if diagnosed_at == index:
-                condition_refs[name] = builder.add(_condition(builder.new_id("condition"), name, context))
-                if name in MEDICATIONS:
-                    builder.add(
-                        _medication_request(
-                            builder.new_id("medication"), name, context, practitioner_ref, condition_refs[name]
-                        )
-                    )
-    return {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid5(DEMO_NAMESPACE, f"{seed}/bundle")),
-        "type": "transaction",
-        "entry": builder.entries,
-    }
 
 
 @dataclass
@@ -206,76 +94,6 @@ def _quantity(loinc: str, value: float) -> Resource:
     digits = DECIMALS.get(loinc, 0)
     number: float | int = round(value, digits) if digits else round(value)
     return {"value": number, "unit": unit, "system": UCUM, "code": unit}
-
-
-def _visit_times(rng: random.Random, *, years: int, end: date) -> list[datetime]:
-    """Twice-yearly check-ups ending at `end`, on weekdays in office hours."""
-    count = years * 2
-    times = []
-    for back in range(count - 1, -1, -1):
-        day = end - timedelta(days=182 * back + rng.randint(0, 20))
-        while day.weekday() >= 5:
-            day -= timedelta(days=1)
-        minute = rng.randrange(8 * 60, 16 * 60 + 30, 15)
-        times.append(datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=UTC))
-    return times
-
-
-def _profile(rng: random.Random, *, visit_count: int, end: date) -> _Profile:
-    sex = rng.choice(("female", "male"))
-    age = rng.randint(42, 74)
-    profile = _Profile(
-        sex=sex,
-        given=rng.choice(GIVEN_FEMALE if sex == "female" else GIVEN_MALE),
-        family=rng.choice(FAMILY),
-        birth_date=date(end.year - age, rng.randint(1, 12), rng.randint(1, 28)),
-        height_cm=rng.gauss(164 if sex == "female" else 177, 6),
-        bmi=rng.uniform(23.0, 34.0),
-        smoking=rng.choices(("never", "former", "current"), weights=(6, 3, 2))[0],
-        hdl=rng.gauss(56 if sex == "female" else 46, 6),
-        triglycerides=rng.uniform(90, 190),
-        creatinine=rng.gauss(0.8 if sex == "female" else 1.0, 0.08),
-    )
-    # Diagnoses fall in the first half of the window so the record shows life after treatment;
-    # the ones made on blood tests fall on a visit that has them.
-    latest = max(1, visit_count // 2)
-    lab_visits = [i for i in range(1, latest + 1) if _is_lab_visit(i, visit_count)] or [visit_count - 1]
-    if rng.random() < 0.6:
-        profile.conditions["hypertension"] = rng.randint(1, latest)
-    roll = rng.random()
-    if roll < 0.35:
-        profile.conditions["diabetes"] = rng.choice(lab_visits)
-    elif roll < 0.6:
-        profile.conditions["prediabetes"] = 0
-    if rng.random() < 0.5:
-        profile.conditions["hyperlipidemia"] = rng.choice(lab_visits)
-    if not profile.conditions:
-        profile.conditions["hypertension"] = latest
-    if profile.bmi >= 30:
-        profile.conditions["obesity"] = 0
-    profile.conditions = dict(sorted(profile.conditions.items(), key=lambda item: (item[1], item[0])))
-    return profile
-
-
-def _is_lab_visit(index: int, visit_count: int) -> bool:
-    """Blood is drawn once a year: on every other visit, counting back from the latest."""
-    return (visit_count - 1 - index) % 2 == 0
-
-
-def _trend(index: int, diagnosed_at: int | None, *, healthy: float, peak: float, treated: float) -> float:
-    """A value that climbs from `healthy` to `peak` at diagnosis, then settles towards `treated`."""
-    if diagnosed_at is None:
-        return healthy
-    if index <= diagnosed_at:
-        return healthy + (peak - healthy) * (index / diagnosed_at if diagnosed_at else 1.0)
-    return treated + (peak - treated) * math.exp(-(index - diagnosed_at) / 1.5)
-
-
-def _drift_weight(rng: random.Random, profile: _Profile, index: int, weight: float) -> float:
-    dx = profile.conditions.get("diabetes")
-    if dx is not None and index > dx:
-        return weight - 0.4 + rng.gauss(0, 0.5)  # lifestyle advice and metformin after the diagnosis
-    return weight + 0.25 + rng.gauss(0, 0.5)
 
 
 def _add_vitals(context: _Context, rng: random.Random, profile: _Profile, index: int, weight: float) -> None:
