@@ -25,6 +25,7 @@ from consent.gate.exports import (
     export_patients_covered,
     export_segment_sealer,
 )
+from consent.gate.job_inputs import JobInputs, TypeSearch, job_inputs_read
 from consent.gate.reads import ReadResult, resource_read, resource_read_by_id
 from consent.gate.search import SearchPage, SearchTarget, resource_search, resource_search_counted, search_target
 from consent.gate.text import access_log_text
@@ -38,16 +39,19 @@ __all__ = [
     "DeferredCaller",
     "ExportFile",
     "ExportSegmentSealer",
+    "JobInputs",
     "ReadResult",
     "SealedSegment",
     "SearchCriteria",
     "SearchPage",
     "SearchTarget",
+    "TypeSearch",
     "access_log_text",
     "cohort_read",
     "export_file_open",
     "export_patients_covered",
     "export_segment_sealer",
+    "job_inputs_read",
     "record_export",
     "record_index_rebuild",
     "resource_read",

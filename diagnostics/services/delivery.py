@@ -7,12 +7,11 @@ import uuid
 from collections.abc import Sequence
 
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.models import Outcome
-from diagnostics.models import TERMINAL_STATUSES, DiagnosticJob, JobStatus
+from diagnostics.claim import job_claim
+from diagnostics.models import DiagnosticJob, JobStatus
 from diagnostics.services.base import RunOutcome, _log
 from healthledger.errors import ChainUnavailable
 
@@ -30,26 +29,12 @@ CHAIN_RETRY_MAX_SECONDS = 300
 def _delivery_begin(job_id: str) -> DiagnosticJob | None:
     """Count this delivery and mark the job running; None when there is nothing to do.
 
-    The common case is one compare-and-set UPDATE (autocommitted, under the row lock it takes) and one
-    read of the job with its requester, record and grant; a job that is missing, terminal or poison
-    takes the locked path, which decides and says why.
+    The common case is one statement (diagnostics.claim): a compare-and-set UPDATE (autocommitted, under the
+    row lock it takes) returning the job with its requester, record and grant; a job that is missing,
+    terminal or poison takes the locked path, which decides and says why.
     """
-    now = timezone.now()
-    claimed = (
-        DiagnosticJob.objects.filter(pk=job_id, deliveries__lt=F("orderly_retries") + MAX_LOST_DELIVERIES)
-        .exclude(status__in=TERMINAL_STATUSES)
-        .update(
-            deliveries=F("deliveries") + 1,
-            status=JobStatus.RUNNING,
-            started_at=Coalesce(F("started_at"), Value(now)),
-            progress=0,
-            updated_at=now,
-        )
-    )
-    if not claimed:
-        return _delivery_begin_locked(job_id)
-    # Its requester, record and grant come in the same statement: the start check reads them.
-    return DiagnosticJob.objects.select_related("requester", "patient", "grant").get(pk=job_id)
+    job = job_claim(job_id=job_id, max_lost=MAX_LOST_DELIVERIES, now=timezone.now())
+    return job if job is not None else _delivery_begin_locked(job_id)
 
 
 def _delivery_begin_locked(job_id: str) -> DiagnosticJob | None:

@@ -46,27 +46,25 @@ def test_a_grant_revoked_while_its_job_waits_in_the_queue_ends_it_denied_with_no
     assert (denial.actor, denial.outcome, denial.grant_ref) == (f"job:{job.id}", "deny", grant.id)
 
 
-def test_a_revocation_seen_while_reading_stops_the_reads_and_releases_nothing(
+def test_a_revocation_between_the_start_check_and_the_read_is_refused_by_the_gate_and_releases_nothing(
     seam_model, run_model_grant, alice_record, clinician, patient_user, monkeypatch
 ):
     grant = run_model_grant()
     job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
-    progress = job_inputs._progress
+    read = job_inputs.job_inputs_read
 
-    def revoke_after_first_input(job_, done, total):  # type: ignore[no-untyped-def]
-        progress(job_, done, total)
-        if done == 1:
-            grant_revoke_signed(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
+    def revoke_then_read(**kwargs):  # type: ignore[no-untyped-def]
+        grant_revoke_signed(grant=Grant.objects.get(pk=grant.pk), by=patient_user)
+        return read(**kwargs)
 
-    monkeypatch.setattr(job_inputs, "_progress", revoke_after_first_input)
+    monkeypatch.setattr(job_inputs, "job_inputs_read", revoke_then_read)
 
     assert diagnostic_job_execute(job_id=str(job.id)).status == "denied"
+    job.refresh_from_db()
+    assert job.status_reason == "consent-ended (read denied)"
     reads = AccessLogEntry.objects.filter(job_id=str(job.id), action__in=["records.read", "records.search"])
-    # The Patient was read before the revocation; the next read was refused by the gate, and no other followed.
-    assert [(e.action, e.outcome) for e in reads.order_by("id")] == [
-        ("records.read", "permit"),
-        ("records.search", "deny"),
-    ]
+    # The job's one read of the record was refused and logged as refused; nothing was served to the model.
+    assert [(e.action, e.outcome, e.resource_ids) for e in reads.order_by("id")] == [("records.search", "deny", [])]
     assert seam_model.seen == []
     _released_nothing(job, alice_record)
 

@@ -1,0 +1,110 @@
+"""The one raw statement of a job's delivery: claim the job and read it with its requester, record and grant.
+
+Raw on purpose: every delivery runs it, and through the ORM it was two statements (the compare-and-set
+UPDATE, then the SELECT with three joins), compiled afresh each time, which cost more than the database
+spent answering them. Here it is one fixed statement, prepared once per connection on PostgreSQL: the
+UPDATE's RETURNING row (the job as claimed) joined to its requester, record and grant. The rows become
+model instances through the same field converters the ORM applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import F, Model, Value
+from django.db.models.functions import Coalesce
+
+from accounts.models import User
+from consent.models import Grant
+from diagnostics.models import TERMINAL_STATUSES, DiagnosticJob, JobStatus
+from healthledger.lib.db import prepared_cursor
+from records.models import Patient
+
+_MODELS: tuple[type[Model], ...] = (DiagnosticJob, User, Patient, Grant)
+_SQL: dict[str, str] = {}
+
+
+def _columns(model: type[Model]) -> list[Any]:
+    return list(model._meta.concrete_fields)
+
+
+def _sql() -> str:
+    quote = connection.ops.quote_name
+    job, user, patient, grant = (quote(m._meta.db_table) for m in _MODELS)
+    returned = ", ".join(quote(f.column) for f in _columns(DiagnosticJob))
+    selected = ", ".join(
+        f"{alias}.{quote(f.column)}" for alias, model in zip("cupg", _MODELS, strict=True) for f in _columns(model)
+    )
+    return (
+        f"WITH claimed AS (UPDATE {job} SET deliveries = deliveries + 1, status = %s,"  # noqa: S608 (model names)
+        " started_at = COALESCE(started_at, %s), progress = 0, updated_at = %s"
+        " WHERE id = %s AND deliveries < orderly_retries + %s AND NOT (status = ANY(%s))"
+        f" RETURNING {returned})"
+        f" SELECT {selected} FROM claimed c JOIN {user} u ON u.id = c.requester_id"
+        f" JOIN {patient} p ON p.id = c.patient_id LEFT JOIN {grant} g ON g.id = c.grant_id"
+    )
+
+
+def _instance(model: type[Model], values: Sequence[Any]) -> Model:
+    fields = _columns(model)
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        expression = field.get_col(model._meta.db_table)
+        for convert in (*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)):
+            value = convert(value, expression, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def _split(row: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    at = 0
+    for model in _MODELS:
+        width = len(_columns(model))
+        yield row[at : at + width]
+        at += width
+
+
+def job_claim(*, job_id: str, max_lost: int, now: datetime) -> DiagnosticJob | None:
+    """Count a delivery of a job that is not terminal and not poison, mark it running, and return it.
+
+    The job comes with its requester, record and grant (None when it has none) already loaded; None
+    when the compare-and-set claimed nothing (missing, terminal, poison: the caller's locked path decides).
+    Autocommitted outside a transaction, under the row lock the UPDATE takes.
+    """
+    if connection.vendor != "postgresql":
+        return None if not _claim_orm(job_id, max_lost, now) else _job_orm(job_id)
+    sql = _SQL.get("claim") or _SQL.setdefault("claim", _sql())
+    terminal = sorted(str(status) for status in TERMINAL_STATUSES)
+    key = DiagnosticJob._meta.pk.get_db_prep_value(job_id, connection)  # type: ignore[union-attr]
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [JobStatus.RUNNING.value, now, now, key, max_lost, terminal])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    job_values, user_values, patient_values, grant_values = _split(row)
+    job = _instance(DiagnosticJob, job_values)
+    job.requester = _instance(User, user_values)  # type: ignore[assignment]
+    job.patient = _instance(Patient, patient_values)  # type: ignore[assignment]
+    job.grant = _instance(Grant, grant_values) if job.grant_id is not None else None  # type: ignore[assignment,attr-defined]
+    return job  # type: ignore[return-value]
+
+
+def _claim_orm(job_id: str, max_lost: int, now: datetime) -> int:
+    return (
+        DiagnosticJob.objects.filter(pk=job_id, deliveries__lt=F("orderly_retries") + max_lost)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .update(
+            deliveries=F("deliveries") + 1,
+            status=JobStatus.RUNNING,
+            started_at=Coalesce(F("started_at"), Value(now)),
+            progress=0,
+            updated_at=now,
+        )
+    )
+
+
+def _job_orm(job_id: str) -> DiagnosticJob:
+    return DiagnosticJob.objects.select_related("requester", "patient", "grant").get(pk=job_id)
