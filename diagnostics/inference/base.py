@@ -10,8 +10,10 @@ input. It never fills a gap with a default.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
+import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -225,7 +227,17 @@ def version_hash(*, model_id: str, version: str, parameters: Any, modules: Seque
     digest = hashlib.sha256()
     header = {"id": model_id, "version": version, "parameters": parameters}
     digest.update(json.dumps(header, sort_keys=True, separators=(",", ":"), default=str).encode())
-    for module in modules:
-        digest.update(b"\0" + module.__name__.encode() + b"\0")
-        digest.update(inspect.getsource(module).encode())
+    for part in (found for module in modules for found in _with_submodules(module)):
+        digest.update(b"\0" + part.__name__.encode() + b"\0")
+        digest.update(inspect.getsource(part).encode())
     return digest.hexdigest()
+
+
+def _with_submodules(module: ModuleType) -> list[ModuleType]:
+    """A module, and when it is a package every module in it, by name: a package's code is all of its modules."""
+    if not hasattr(module, "__path__"):
+        return [module]
+    found = [module]
+    for info in sorted(pkgutil.iter_modules(module.__path__), key=lambda info: info.name):
+        found += _with_submodules(importlib.import_module(f"{module.__name__}.{info.name}"))
+    return found

@@ -37,11 +37,12 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
 from diagnostics.inference import base, values, valueset
+from diagnostics.inference.ascvd.equations import EQUATIONS, TERM_GROUPS, category_of, race_rule
 from diagnostics.inference.base import Contribution, InputSpec, ModelResult, ModelSpec
 from diagnostics.inference.values import Absent, Reading, loinc, snomed
 from diagnostics.inference.valueset import value_set
@@ -86,108 +87,6 @@ SMOKING_ANSWERS: dict[str, bool] = {
     "8517006": False,  # former smoker
     "266919005": False,  # never smoker
 }
-
-
-@dataclass(frozen=True)
-class Equation:
-    """One race and sex group of Table A: coefficient per term, group mean, baseline survival."""
-
-    name: str
-    coefficients: dict[str, float]
-    mean: float
-    baseline_survival: float
-
-
-# Terms: ln_age, ln_age_sq, ln_tc, ln_age_ln_tc, ln_hdl, ln_age_ln_hdl, ln_sbp_treated, ln_age_ln_sbp_treated,
-# ln_sbp_untreated, ln_age_ln_sbp_untreated, smoker, ln_age_smoker, diabetes. A term not listed is N/A (0).
-EQUATIONS: dict[tuple[str, bool], Equation] = {
-    ("female", False): Equation(
-        "white-female",
-        {
-            "ln_age": -29.799,
-            "ln_age_sq": 4.884,
-            "ln_tc": 13.540,
-            "ln_age_ln_tc": -3.114,
-            "ln_hdl": -13.578,
-            "ln_age_ln_hdl": 3.149,
-            "ln_sbp_treated": 2.019,
-            "ln_sbp_untreated": 1.957,
-            "smoker": 7.574,
-            "ln_age_smoker": -1.665,
-            "diabetes": 0.661,
-        },
-        mean=-29.18,
-        baseline_survival=0.9665,
-    ),
-    ("female", True): Equation(
-        "african-american-female",
-        {
-            "ln_age": 17.114,
-            "ln_tc": 0.940,
-            "ln_hdl": -18.920,
-            "ln_age_ln_hdl": 4.475,
-            "ln_sbp_treated": 29.291,
-            "ln_age_ln_sbp_treated": -6.432,
-            "ln_sbp_untreated": 27.820,
-            "ln_age_ln_sbp_untreated": -6.087,
-            "smoker": 0.691,
-            "diabetes": 0.874,
-        },
-        mean=86.61,
-        baseline_survival=0.9533,
-    ),
-    ("male", False): Equation(
-        "white-male",
-        {
-            "ln_age": 12.344,
-            "ln_tc": 11.853,
-            "ln_age_ln_tc": -2.664,
-            "ln_hdl": -7.990,
-            "ln_age_ln_hdl": 1.769,
-            "ln_sbp_treated": 1.797,
-            "ln_sbp_untreated": 1.764,
-            "smoker": 7.837,
-            "ln_age_smoker": -1.795,
-            "diabetes": 0.658,
-        },
-        mean=61.18,
-        baseline_survival=0.9144,
-    ),
-    ("male", True): Equation(
-        "african-american-male",
-        {
-            "ln_age": 2.469,
-            "ln_tc": 0.302,
-            "ln_hdl": -0.307,
-            "ln_sbp_treated": 1.916,
-            "ln_sbp_untreated": 1.809,
-            "smoker": 0.549,
-            "diabetes": 0.645,
-        },
-        mean=19.54,
-        baseline_survival=0.8954,
-    ),
-}
-
-# Which contribution each term belongs to: the inputs it reads.
-TERM_GROUPS = {
-    "ln_age": "age",
-    "ln_age_sq": "age",
-    "ln_tc": "total_cholesterol",
-    "ln_age_ln_tc": "age x total_cholesterol",
-    "ln_hdl": "hdl",
-    "ln_age_ln_hdl": "age x hdl",
-    "ln_sbp_treated": "systolic_bp",
-    "ln_sbp_untreated": "systolic_bp",
-    "ln_age_ln_sbp_treated": "age x systolic_bp",
-    "ln_age_ln_sbp_untreated": "age x systolic_bp",
-    "smoker": "smoker",
-    "ln_age_smoker": "age x smoker",
-    "diabetes": "diabetes",
-}
-
-# 2018 AHA/ACC cholesterol guideline risk categories, on the reported (one-decimal) percentage.
-CATEGORIES = ((5.0, "low"), (7.5, "borderline"), (20.0, "intermediate"), (math.inf, "high"))
 
 
 def _derived(limits: tuple[float, float, str]) -> dict[str, Any]:
@@ -242,11 +141,6 @@ def _spec() -> ModelSpec:
         population="Adults aged 40 to 79 without clinical atherosclerotic cardiovascular disease (primary prevention).",
         horizon_years=10,
     )
-
-
-def category_of(percent: float) -> str:
-    """The 2018 guideline category of a reported 10-year risk percentage."""
-    return next(name for bound, name in CATEGORIES if percent < bound)
 
 
 def smoking_reader(node: dict[str, Any]) -> bool:
@@ -404,7 +298,7 @@ class AscvdPce2013:
                 "equation",
                 equation.name,
                 None,
-                _race_rule(sex, african_american, race_codes),
+                race_rule(sex, african_american, race_codes),
             ),
             *[
                 Contribution(group, rules[group][0], round(effect, 6), rules[group][1])
@@ -495,12 +389,3 @@ def _data_warnings(tc: Reading, hdl: Reading, inputs: Mapping[str, Sequence[dict
     if len(pressures) == 1:
         warnings.append("a single blood-pressure reading in the last year: the guideline averages two or more")
     return warnings
-
-
-def _race_rule(sex: str, african_american: bool, race_codes: list[str]) -> str:
-    if african_american:
-        return f"{sex}; race recorded as Black or African American (OMB 2054-5): African American equation"
-    if race_codes:
-        recorded = ", ".join(race_codes)
-        return f"{sex}; race recorded as OMB {recorded}: the white equation, as the guideline advises for other groups"
-    return f"{sex}; race not recorded: the white equation, as the guideline advises when race is other or unknown"
