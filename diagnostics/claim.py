@@ -48,15 +48,32 @@ def _sql() -> str:
     )
 
 
+def _converters(model: type[Model]) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
+    """The model's attribute names, and per column its expression and the converters the ORM would apply."""
+    cached = _CONVERTERS.get(model)
+    if cached is None:
+        fields = _columns(model)
+        per_column = []
+        for field in fields:
+            expression = field.get_col(model._meta.db_table)
+            per_column.append(
+                (expression, [*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)])
+            )
+        cached = _CONVERTERS[model] = ([f.attname for f in fields], per_column)
+    return cached
+
+
+_CONVERTERS: dict[type[Model], tuple[list[str], list[tuple[Any, list[Any]]]]] = {}
+
+
 def _instance(model: type[Model], values: Sequence[Any]) -> Model:
-    fields = _columns(model)
+    names, per_column = _converters(model)
     converted = []
-    for field, value in zip(fields, values, strict=True):
-        expression = field.get_col(model._meta.db_table)
-        for convert in (*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)):
+    for (expression, converters), value in zip(per_column, values, strict=True):
+        for convert in converters:
             value = convert(value, expression, connection)
         converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+    return model.from_db(connection.alias, names, converted)
 
 
 def _split(row: Sequence[Any]) -> Iterable[Sequence[Any]]:

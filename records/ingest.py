@@ -18,6 +18,7 @@ from django.db import connection, models
 from django.utils import timezone
 
 from healthledger.errors import InvalidFHIR, KeyDestroyed, OutcomeIssue
+from healthledger.lib.db import prepared_cursor
 from records import blind_index, crypto, keys
 from records.envelope import content_hash_key, head_mac, version_aad, version_seal
 from records.fhir import canonical_json, index_terms, rewrite_references
@@ -410,16 +411,24 @@ def _patients_save(owners: list[Patient]) -> None:
 
 
 def _resources_insert(rows: list[_Row], *, at: Any) -> None:
-    """Insert the resource rows of new resources and learn their primary keys (one select per chunk)."""
+    """Insert the resource rows of new resources and learn their primary keys.
+
+    A few rows (a diagnostic job's outputs, a single create) on PostgreSQL: one INSERT ... RETURNING.
+    Otherwise COPY, then one select per chunk for the keys.
+    """
     uuid_field = Patient._meta.pk
     assert uuid_field is not None
     patient_ids = {row.patient_id: uuid_field.get_db_prep_value(row.patient_id, connection) for row in rows}
-    _rows_insert(
-        Resource,
-        ("patient", "resource_type", "fhir_id", "current_version", "current_hash", "head_mac", "updated_at"),
-        ((patient_ids[r.patient_id], r.resource_type, r.fhir_id, r.version, r.digest, r.head, at) for r in rows),
-    )
+    values = [(patient_ids[r.patient_id], r.resource_type, r.fhir_id, r.version, r.digest, r.head, at) for r in rows]
+    fields = ("patient", "resource_type", "fhir_id", "current_version", "current_hash", "head_mac", "updated_at")
     by_identity = {(row.fhir_id, row.resource_type): row for row in rows}
+    if _few(values):
+        for pk, fhir_id, resource_type in _unnest_insert(
+            Resource, fields, values, returning=("id", "fhir_id", "resource_type")
+        ):
+            by_identity[(fhir_id, resource_type)].pk = pk
+        return
+    _rows_insert(Resource, fields, values)
     for part in chunks([row.fhir_id for row in rows]):
         found = Resource.objects.filter(fhir_id__in=part).values_list("pk", "fhir_id", "resource_type")
         for pk, fhir_id, resource_type in found:
@@ -450,14 +459,44 @@ _PG_COPY_TYPES = {
 }
 
 
+# Up to this many rows, PostgreSQL gets one INSERT ... SELECT FROM unnest(...): one round trip, where COPY
+# takes two (the COPY, then its data) and cannot return the keys. Past it, COPY's streaming wins.
+FEW_ROWS = 64
+
+
+def _few(rows: list[tuple[Any, ...]]) -> bool:
+    return connection.vendor == "postgresql" and 0 < len(rows) <= FEW_ROWS
+
+
+def _unnest_insert(
+    model: type[models.Model], fields: tuple[str, ...], rows: list[tuple[Any, ...]], *, returning: tuple[str, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """INSERT a few rows as one array per column (one fixed statement per table, prepared); the RETURNING rows."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(_column(meta.get_field(name))) for name in fields)
+    arrays = ", ".join(f"%s::{_PG_COPY_TYPES[_internal_type(meta.get_field(name))]}[]" for name in fields)
+    back = f" RETURNING {', '.join(quote(name) for name in returning)}" if returning else ""
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT * FROM unnest({arrays}){back}"  # noqa: S608 (model names)
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+        return list(cursor.fetchall()) if returning else []
+
+
 def _rows_insert(model: type[models.Model], fields: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
     """Insert many rows of plain values (bytes, ints, adapted datetimes) as cheaply as the backend allows.
 
     Ingest writes tens of thousands of version and token rows; building model
     instances for bulk_create costs more than the encryption. SQLite runs in
     process, so executemany of one prepared statement is cheapest there;
-    PostgreSQL gets COPY, one stream for all rows.
+    PostgreSQL gets COPY, one stream for all rows (a few rows: _unnest_insert).
     """
+    rows = list(rows)
+    if not rows:
+        return
+    if _few(rows):
+        _unnest_insert(model, fields, rows)
+        return
     meta = model._meta
     columns = ", ".join(connection.ops.quote_name(_column(meta.get_field(name))) for name in fields)
     table = connection.ops.quote_name(meta.db_table)
