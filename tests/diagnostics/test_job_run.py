@@ -254,3 +254,28 @@ def test_real_models_run_through_jobs_on_a_generated_record(alice_record, patien
             assert job.status_reason == "; ".join(job.reason_lines)[:255]
         statuses[spec.id] = outcome.status
     assert statuses["egfr-ckd-epi-2021"] == "succeeded"
+
+
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+@pytest.mark.parametrize("category", ["laboratory", "vital-signs"])
+def test_a_grant_narrowed_to_a_category_gives_the_job_only_the_inputs_in_it(
+    seam_model, run_model_grant, alice_record, clinician, category
+):
+    run_model_grant(categories=[f"Observation:{OBSERVATION_CATEGORY}|{category}"])
+    job = diagnostic_job_request(requester=clinician, patient=alice_record, model_id=SPEC.id)
+
+    diagnostic_job_execute(job_id=str(job.id))
+
+    served = seam_model.seen[0]["creatinine"]
+    in_category = [
+        obs for obs in served if any(c["code"] == category for cat in obs["category"] for c in cat["coding"])
+    ]
+    assert served == in_category
+    # Creatinine is a laboratory result: the laboratory grant serves it, the vital-signs grant serves none of it.
+    assert bool(served) is (category == "laboratory")
+    logged = [ref for entry in _job_reads(job) for ref in entry.resource_ids]
+    assert sorted(ref.split("/_history/")[0] for ref in logged) == sorted(
+        [f"Patient/{alice_record.fhir_id}"] + [f"Observation/{obs['id']}" for obs in served]
+    )
