@@ -11,6 +11,7 @@ from django.utils import timezone
 from audit.models import Outcome
 from consent.models import Grant
 from diagnostics import fhir
+from diagnostics.claim import job_and_grant_lock
 from diagnostics.models import DiagnosticJob, JobResult, JobStatus
 from diagnostics.services.base import _Inputs, _log
 from diagnostics.services.consent_checks import _chain_reason, _consent_reason
@@ -34,15 +35,16 @@ def _release(
     chain_reason = _chain_reason(job, grant)
     with transaction.atomic():
         # Locks the job row: of two deliveries that both got here, the second waits and then finds
-        # the job terminal, so a result is never released twice.
-        # Its requester comes in the same statement, unlocked and as it is now.
-        locked = DiagnosticJob.objects.select_for_update(of=("self",)).select_related("requester").get(pk=job.pk)
+        # the job terminal, so a result is never released twice. Its requester comes in the same
+        # statement, unlocked and as it is now; and its grant's row, locked as grant_revoke locks it: a
+        # revocation either commits before this check (and the job is denied) or waits until the result
+        # is released (a release before the revocation).
+        if job.grant_id:
+            locked, grant = job_and_grant_lock(job_id=job.pk)
+        else:
+            locked = DiagnosticJob.objects.select_for_update(of=("self",)).select_related("requester").get(pk=job.pk)
         if locked.is_terminal:
             return str(locked.status)
-        if job.grant_id:
-            # Locks the grant row, as grant_revoke does: a revocation either commits before this check
-            # (and the job is denied) or waits until the result is released (a release before the revocation).
-            grant = Grant.objects.select_for_update().get(pk=job.grant_id)
         reason = _consent_reason(locked, spec, grant=grant, requester=locked.requester, patient=patient) or chain_reason
         if reason:
             _terminal(locked, JobStatus.DENIED, reason)
