@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import F, Model, Value
@@ -66,9 +66,10 @@ def _converters(model: type[Model]) -> tuple[list[str], list[tuple[Any, list[Any
 
 
 _CONVERTERS: dict[type[Model], tuple[list[str], list[tuple[Any, list[Any]]]]] = {}
+M = TypeVar("M", bound=Model)
 
 
-def _instance(model: type[Model], values: Sequence[Any]) -> Model:
+def _instance(model: type[M], values: Sequence[Any]) -> M:
     names, per_column = _converters(model)
     converted = []
     for (expression, converters), value in zip(per_column, values, strict=True):
@@ -105,10 +106,10 @@ def job_claim(*, job_id: str, max_lost: int, now: datetime) -> DiagnosticJob | N
         return None
     job_values, user_values, patient_values, grant_values = _split(row)
     job = _instance(DiagnosticJob, job_values)
-    job.requester = _instance(User, user_values)  # type: ignore[assignment]
-    job.patient = _instance(Patient, patient_values)  # type: ignore[assignment]
+    job.requester = _instance(User, user_values)
+    job.patient = _instance(Patient, patient_values)
     job.grant = _instance(Grant, grant_values) if job.grant_id is not None else None  # type: ignore[assignment,attr-defined]
-    return job  # type: ignore[return-value]
+    return job
 
 
 def _claim_orm(job_id: str, max_lost: int, now: datetime) -> int:
@@ -161,6 +162,6 @@ def job_and_grant_lock(*, job_id: Any) -> tuple[DiagnosticJob, Grant]:
         raise DiagnosticJob.DoesNotExist(f"no job {job_id} with a grant")
     job_values, user_values, grant_values = _split(row, _LOCKED)
     job = _instance(DiagnosticJob, job_values)
-    job.requester = _instance(User, user_values)  # type: ignore[assignment]
+    job.requester = _instance(User, user_values)
     grant = _instance(Grant, grant_values)
-    return job, grant  # type: ignore[return-value]
+    return job, grant
