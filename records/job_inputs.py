@@ -76,8 +76,9 @@ def stored_job_inputs(
 ) -> list[StoredVersion]:
     """The record's own Patient resource (when asked and it has one), then each search's matches in storage order.
 
-    One type per search: a type named twice would be read once per naming. One statement on PostgreSQL;
-    elsewhere one query per search (records.selectors.cohort's, for a chunk of one record).
+    Name each type in one search only: on PostgreSQL a version two searches match comes once, elsewhere once
+    per search. One statement on PostgreSQL; elsewhere one query per search (records.selectors.cohort's, for
+    a chunk of one record).
     """
     order = {search.resource_type: index for index, search in enumerate(searches)}
     fhir_id = patient.fhir_id if patient_resource else ""
