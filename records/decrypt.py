@@ -74,10 +74,8 @@ def stored_versions_decrypt_each(stored: Sequence[StoredVersion]) -> list[bytes 
             patient_key = keys.patient_key_unwrap(
                 patient_id=item.patient_id, wrapped=item.wrapped_patient_key, master_key_id=item.master_key_id
             )
-            opener = openers[key] = VersionOpener(patient_key)
-        aad = version_aad(
-            patient_id=item.patient_id, resource_type=item.resource_type, fhir_id=item.fhir_id, version=item.version
-        )
+            opener = openers[key] = VersionOpener(patient_key, item.patient_id)
+        aad = opener.aad(resource_type=item.resource_type, fhir_id=item.fhir_id, version=item.version)
         if item.version == item.current_version and not hmac.compare_digest(item.head_mac, opener.head_mac(aad)):
             opened.append(None)  # rolled back: the row's newest version is not the one its MAC names
             continue

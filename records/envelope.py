@@ -46,20 +46,30 @@ class VersionOpener:
     """version_open and head_mac for many versions of one patient: the key's derived state is made once.
 
     A search page opens a hundred versions under one patient key; this saves each of them the
-    key schedule and the head MAC's subkey derivation, and checks exactly what the single read does.
+    key schedule, the head MAC's subkey derivation and the patient id's text form, and checks
+    exactly what the single read does.
     """
 
-    def __init__(self, patient_key: bytes) -> None:
+    def __init__(self, patient_key: bytes, patient_id: uuid.UUID) -> None:
         self._wrapping = crypto.AeadKey(patient_key)
         head_key = crypto.subkey_derive(key=patient_key, purpose=b"healthledger/head")
         self._head = crypto.KeyedDigester(head_key)
+        self._patient = f"{patient_id}|"
+
+    def aad(self, *, resource_type: str, fhir_id: str, version: int) -> bytes:
+        """version_aad for this opener's patient."""
+        return f"{self._patient}{resource_type}|{fhir_id}|{version}".encode("ascii")
 
     def head_mac(self, aad: bytes) -> bytes:
         return self._head(b"healthledger/head|" + aad)
 
     def open(self, *, aad: bytes, ciphertext: bytes, wrapped_data_key: bytes) -> bytes:
-        data_key = self._wrapping.open(sealed=bytes(wrapped_data_key), aad=b"healthledger/data-key|" + aad)
-        return crypto.aead_open(key=data_key, sealed=bytes(ciphertext), aad=b"healthledger/version|" + aad)
+        return self._wrapping.open_enveloped(
+            wrapped=bytes(wrapped_data_key),
+            wrapped_aad=b"healthledger/data-key|" + aad,
+            sealed=bytes(ciphertext),
+            aad=b"healthledger/version|" + aad,
+        )
 
 
 def content_hash_key(patient_key: bytes) -> bytes:

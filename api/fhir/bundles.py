@@ -7,8 +7,9 @@ the page position, so a denied search and a search of nothing are byte-identical
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import orjson
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -30,16 +31,33 @@ class SearchUrl:
     query: QueryDict
 
 
-def _link(request: HttpRequest, offset: int, count: int, ignored: Sequence[str], url: SearchUrl | None) -> str:
+def _link_maker(
+    request: HttpRequest, count: int, ignored: Sequence[str], url: SearchUrl | None
+) -> Callable[[int], str]:
+    """The page links' URL for an offset: the query encoded once, only `_offset` differing between links."""
     query = (url.query if url is not None else request.GET).copy()
     for name in ignored:  # the self link says what the search did: without what it ignored
         query.pop(name, None)
     if query.get("_summary") == "count":
         query.pop("_summary")  # said by _count=0
-    query.setlist("_offset", [str(offset)])
+    query.setlist("_offset", ["0"])
     query.setlist("_count", [str(count)])
-    path = url.path if url is not None else request.path
-    return request.build_absolute_uri(path) + "?" + query.urlencode(safe="|:/,")
+    # QueryDict.urlencode(safe=...) pair by pair, split around the one _offset pair that differs per link.
+    pairs = [
+        (key, f"{quote(key, _SAFE)}={quote(str(value), _SAFE)}") for key, values in query.lists() for value in values
+    ]
+    at = [key for key, _ in pairs].index("_offset")
+    head = request.build_absolute_uri(url.path if url is not None else request.path) + "?"
+    start = "".join(f"{pair}&" for _, pair in pairs[:at])
+    end = "".join(f"&{pair}" for _, pair in pairs[at + 1 :])
+
+    def link(offset: int) -> str:
+        return f"{head}{start}_offset={offset}{end}"
+
+    return link
+
+
+_SAFE = "|:/,"
 
 
 def paging_links(
@@ -47,10 +65,7 @@ def paging_links(
 ) -> list[dict[str, str]]:
     """self, first, previous, next and last, each with the same query; none that points past what may be seen."""
     count, offset = paging.count, paging.offset
-
-    def link(at: int) -> str:
-        return _link(request, at, count, ignored, url)
-
+    link = _link_maker(request, count, ignored, url)
     links = [{"relation": "self", "url": link(offset)}]
     if count == 0:
         return links

@@ -54,17 +54,27 @@ def stored_page_of_type(
 ) -> tuple[list[StoredVersion], int]:
     """stored_page of every resource of one type in the record (a search with no filter: the commonest).
 
-    The same statement as stored_page with the matches written out: no queryset is compiled, and the
-    prepared plan is the same for every such search, whatever the patient.
+    One fixed, prepared statement, the same plan for every such search whatever the patient. Shaped
+    for the one record it reads: the page's resource rows are chosen and carried in one pass (not
+    chosen by id and looked up again), and the record's wrapped key is read once, not joined to
+    every row. Only a page past the end costs a second query, for the count alone.
     """
     sql = _TYPE_PAGE_SQL.get(connection.vendor)
     if sql is None:
-        resource = connection.ops.quote_name(Resource._meta.db_table)
-        matches = f"SELECT id AS pk FROM {resource} WHERE patient_id = %s AND resource_type = %s"  # noqa: S608
-        sql = _TYPE_PAGE_SQL[connection.vendor] = _page_sql(matches)
+        quote = connection.ops.quote_name
+        version, resource, record = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
+        sql = _TYPE_PAGE_SQL[connection.vendor] = (
+            f"SELECT (SELECT COUNT(*) FROM {resource} WHERE patient_id = %s AND resource_type = %s),"  # noqa: S608
+            " r.patient_id, r.resource_type, r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key,"
+            f" (SELECT wrapped_key FROM {record} WHERE id = %s), (SELECT master_key_id FROM {record} WHERE id = %s),"
+            " r.current_version, r.head_mac"
+            f" FROM (SELECT id, patient_id, resource_type, fhir_id, current_version, head_mac FROM {resource}"
+            " WHERE patient_id = %s AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r"
+            f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version ORDER BY r.id"
+        )
     key = _PATIENT_PK.get_db_prep_value(patient.pk, connection)
     with prepared_cursor(binary=True) as cursor:
-        cursor.execute(sql, [key, resource_type, key, resource_type, limit, offset])
+        cursor.execute(sql, [key, resource_type, key, key, key, resource_type, limit, offset])
         rows = cursor.fetchall()
     if not rows:
         count = Resource.objects.filter(patient_id=patient.pk, resource_type=resource_type).count() if offset else 0

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import F
@@ -31,30 +30,40 @@ _STORED_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class StoredVersion:
-    """One version's sealed content with the wrapped keys needed to open it (None once erased)."""
+class StoredVersion(NamedTuple):
+    """One version's sealed content with the wrapped keys needed to open it (None once erased).
+
+    A named tuple, not a dataclass: a search page builds a hundred of these per request, and a
+    tuple is made from a row in a tenth of the time. Immutable all the same; its repr leaves out
+    the sealed bytes and keys.
+    """
 
     patient_id: uuid.UUID
     resource_type: str
     fhir_id: str
     version: int
-    ciphertext: bytes = field(repr=False)
-    wrapped_data_key: bytes = field(repr=False)
-    wrapped_patient_key: bytes | None = field(repr=False)
+    ciphertext: bytes
+    wrapped_data_key: bytes
+    wrapped_patient_key: bytes | None
     master_key_id: str
     # The resource row's current version and its head MAC: a read of the current version checks
     # that the MAC names it (records.decrypt), so a rolled-back row fails loudly.
     current_version: int = 0
-    head_mac: bytes = field(default=b"", repr=False)
+    head_mac: bytes = b""
 
     @property
     def reference(self) -> str:
         return f"{self.resource_type}/{self.fhir_id}/_history/{self.version}"
 
+    def __repr__(self) -> str:
+        return f"StoredVersion({self.reference}, patient={self.patient_id}, key={self.master_key_id})"
+
 
 def _stored(row: Sequence[Any]) -> StoredVersion:
     """A StoredVersion from a row of _STORED_FIELDS, from the ORM or a raw cursor (either driver's types)."""
+    if type(row[4]) is bytes and type(row[0]) is uuid.UUID and type(row[3]) is int:
+        # psycopg's binary rows already hold these types (bytea as bytes, uuid as UUID): taken as they are.
+        return StoredVersion._make(row)
     patient_id, resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id, current, head = row
     return StoredVersion(
         patient_id=patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)),
