@@ -7,14 +7,22 @@ server instead, and psycopg prepares a statement once per connection after it ha
 `prepare_threshold` times (settings: DATABASE_PREPARED_STATEMENTS). It is still Django's
 cursor wrapper on Django's connection: same transaction, same error translation, same
 query logging. On SQLite it is a plain cursor.
+
+A kept connection is checked before a request reuses it (CONN_HEALTH_CHECKS): Django pings it
+with `SELECT 1`, one round trip of its own. When a request's first statement comes through here
+and only reads, that statement is the check instead: should the connection turn out dead (the
+server restarted), it is replaced and the read sent again, exactly once. A statement that
+writes, or one inside a transaction, is never sent twice: Django's ping comes first, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 
@@ -28,16 +36,74 @@ def prepared_cursor(*, binary: bool = False) -> Iterator[CursorWrapper]:
         with db.cursor() as cursor:
             yield cursor
         return
+    # What connection.cursor() does, with a server-binding cursor in place of the client-binding one; the
+    # health check is left to the first statement when that can stand in for it (_CheckingCursor).
+    check_pending = db.connection is not None and db.health_check_enabled and not db.health_check_done
+    if check_pending and db.in_atomic_block:
+        db.close_if_health_check_failed()
+        check_pending = False
+    db.ensure_connection()
+    cursor = _server_binding_cursor(db, binary)
+    if not check_pending:
+        with cursor:
+            yield cursor
+        return
+    checking = _CheckingCursor(db, cursor, binary)
+    try:
+        yield checking  # type: ignore[misc]
+    finally:
+        checking.close()
+
+
+def _server_binding_cursor(db: BaseDatabaseWrapper, binary: bool) -> CursorWrapper:
     from django.db.backends.postgresql.base import ServerBindingCursor
     from psycopg.pq import Format
 
-    # What connection.cursor() does, with a server-binding cursor in place of the client-binding one.
-    db.close_if_health_check_failed()
-    db.ensure_connection()
     with db.wrap_database_errors:
         server_binding = ServerBindingCursor(db.connection)  # type: ignore[call-arg]
         if binary:
             server_binding.format = Format.BINARY  # type: ignore[attr-defined]
-        cursor = db._prepare_cursor(server_binding)  # type: ignore[attr-defined]
-    with cursor:
-        yield cursor
+        return db._prepare_cursor(server_binding)  # type: ignore[attr-defined,no-any-return]
+
+
+class _CheckingCursor:
+    """A cursor whose first statement is also the connection's health check.
+
+    A first statement that reads (SELECT) and fails because the connection is gone is sent again on a
+    new connection; anything else gets Django's ping before it is sent. Either way the check is done
+    for the rest of the request once the first statement has an answer.
+    """
+
+    def __init__(self, db: BaseDatabaseWrapper, cursor: CursorWrapper, binary: bool) -> None:
+        self._db, self._cursor, self._binary = db, cursor, binary
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        if self._db.health_check_done:
+            return self._cursor.execute(sql, params)
+        if sql.lstrip()[:6].upper() != "SELECT":
+            self._replace_if(not self._db.is_usable())
+            self._db.health_check_done = True
+            return self._cursor.execute(sql, params)
+        try:
+            result = self._cursor.execute(sql, params)
+        except OperationalError:
+            if self._db.connection is not None and not self._db.connection.broken:
+                raise  # the statement failed, not the connection
+            self._replace_if(True)
+            result = self._cursor.execute(sql, params)
+        self._db.health_check_done = True
+        return result
+
+    def _replace_if(self, dead: bool) -> None:
+        if not dead:
+            return
+        self._cursor.close()
+        self._db.close()
+        self._db.ensure_connection()
+        self._cursor = _server_binding_cursor(self._db, self._binary)
+
+    def close(self) -> None:
+        self._cursor.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)

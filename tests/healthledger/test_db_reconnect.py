@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.db import close_old_connections, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connection, connections
+
+from healthledger.lib.db import prepared_cursor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,3 +47,77 @@ def test_next_request_after_the_server_dropped_the_connection_reconnects():  # t
         second_pid = cursor.fetchone()[0]
     close_old_connections()
     assert second_pid != first_pid
+
+
+def _pings(patched: pytest.MonkeyPatch) -> list[int]:
+    """Counts Django's health-check pings (each a `SELECT 1` round trip), and still sends them."""
+    pings: list[int] = []
+    ping = type(connections[DEFAULT_DB_ALIAS]).is_usable
+
+    def counted(self):  # type: ignore[no-untyped-def]
+        pings.append(1)
+        return ping(self)
+
+    patched.setattr(type(connections[DEFAULT_DB_ALIAS]), "is_usable", counted)
+    return pings
+
+
+def _backend_pid() -> int:
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def test_a_requests_first_read_is_its_health_check_and_survives_a_dropped_connection(monkeypatch):  # type: ignore[no-untyped-def]
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    pings = _pings(monkeypatch)
+    close_old_connections()
+    first_pid = _backend_pid()
+    close_old_connections()  # the connection is kept for the next request
+
+    second_pid = _backend_pid()  # a healthy kept connection: the read itself is the check, no ping
+    assert (second_pid, pings) == (first_pid, [])
+    close_old_connections()
+
+    _terminate(first_pid)
+    third_pid = _backend_pid()  # the read finds the connection dead, is sent again on a new one, and answers
+    assert third_pid != first_pid
+    assert pings == []
+    with prepared_cursor() as cursor:  # the check is done for the rest of the request
+        cursor.execute("SELECT 1")
+    assert pings == []
+    close_old_connections()
+
+
+def test_a_first_statement_that_writes_is_never_sent_twice_it_waits_for_the_ping(monkeypatch):  # type: ignore[no-untyped-def]
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    pings = _pings(monkeypatch)
+    close_old_connections()
+    first_pid = _backend_pid()
+    close_old_connections()
+    _terminate(first_pid)
+
+    with prepared_cursor() as cursor:  # the ping finds the connection dead first: the write goes to a new one once
+        cursor.execute("CREATE TEMPORARY TABLE written_once (n int)")
+        cursor.execute("INSERT INTO written_once VALUES (1)")
+        cursor.execute("SELECT count(*) FROM written_once")
+        assert cursor.fetchone()[0] == 1
+    assert pings == [1]
+    assert _backend_pid() != first_pid
+    close_old_connections()
+
+
+def test_a_failing_read_on_a_live_connection_is_not_sent_again(monkeypatch):  # type: ignore[no-untyped-def]
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    pings = _pings(monkeypatch)
+    close_old_connections()
+    pid = _backend_pid()
+    close_old_connections()
+    with pytest.raises(DatabaseError), prepared_cursor() as cursor:
+        cursor.execute("SELECT 1 / 0")
+    assert pings == []
+    close_old_connections()
+    assert _backend_pid() == pid  # the same connection: nothing was replaced for a statement's own error
