@@ -1,6 +1,6 @@
 """The FHIR API over real HTTP: gunicorn on this machine, wrk as the load generator, 16 connections.
 
-Variants, measured in one run: six short rounds, each running every variant back to back in a rotated
+Variants, measured in one run: ten short rounds, each running every variant back to back in a rotated
 order. Throughput and latency are the median round's; a ratio is taken within each round (variants
 that ran seconds apart) and the median over rounds reported, so the machine's noise hits all alike:
 - gated read: GET /fhir/Observation/<id> with a clinician's bearer token: token lookup, consent
@@ -37,10 +37,11 @@ from bench.harness import ROOT, Figure
 
 CONNECTIONS = 16
 WRK_THREADS = 2
-# Many short rounds, each running every variant back to back in a rotated order: on this noisy
+# Many short rounds (BENCH_API_ROUNDS, default 10: with six, the median ratio still moved by 0.05 between
+# idle runs), each running every variant back to back in a rotated order: on this noisy
 # machine a ratio is taken within a round (neighbours in time) and the median over rounds reported.
 DURATION_SECONDS = 3
-ROUNDS = 6
+ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "10"))
 GUNICORN_WORKERS = int(os.environ.get("BENCH_API_WORKERS", str(2 * (os.cpu_count() or 2))))
 # One thread per worker measured best here (less GIL contention with wrk and PostgreSQL on 2 cores).
 GUNICORN_THREADS = int(os.environ.get("BENCH_API_THREADS", "1"))
