@@ -9,10 +9,8 @@ in the type whose search names it (as one search per type would).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import connection
 
@@ -20,6 +18,7 @@ from healthledger.lib.db import prepared_cursor
 from records import blind_index
 from records.models import IndexToken, Patient, Resource, ResourceVersion
 from records.selectors import StoredVersion, stored_matching_of_patients, stored_patient_resources
+from records.selectors.stored import _PATIENT_PK, _stored
 
 
 @dataclass(frozen=True)
@@ -52,23 +51,6 @@ def _sql() -> str:
 
 
 _SQL: list[str] = []
-_PATIENT_PK = Patient._meta.get_field("id")
-
-
-def _stored(row: Sequence[Any]) -> StoredVersion:
-    patient_id, resource_type, fhir_id, number, ciphertext, wrapped_data_key, wrapped_key, key_id, current, head = row
-    return StoredVersion(
-        patient_id=patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)),
-        resource_type=resource_type,
-        fhir_id=fhir_id,
-        version=int(number),
-        ciphertext=bytes(ciphertext),
-        wrapped_data_key=bytes(wrapped_data_key),
-        wrapped_patient_key=bytes(wrapped_key) if wrapped_key is not None else None,
-        master_key_id=key_id,
-        current_version=int(current),
-        head_mac=bytes(head),
-    )
 
 
 def stored_job_inputs(
