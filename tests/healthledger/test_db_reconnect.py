@@ -49,17 +49,26 @@ def test_next_request_after_the_server_dropped_the_connection_reconnects():  # t
     assert second_pid != first_pid
 
 
-def _pings(patched: pytest.MonkeyPatch) -> list[int]:
-    """Counts Django's health-check pings (each a `SELECT 1` round trip), and still sends them."""
+@pytest.fixture
+def kept(monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[int]]:
+    """A connection kept from an earlier request (its backend pid), and a count of Django's health-check pings
+    (each a `SELECT 1` round trip) from here on; the pings are still sent."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
     pings: list[int] = []
-    ping = type(connections[DEFAULT_DB_ALIAS]).is_usable
+    wrapper = type(connections[DEFAULT_DB_ALIAS])
+    ping = wrapper.is_usable
 
     def counted(self):  # type: ignore[no-untyped-def]
         pings.append(1)
         return ping(self)
 
-    patched.setattr(type(connections[DEFAULT_DB_ALIAS]), "is_usable", counted)
-    return pings
+    monkeypatch.setattr(wrapper, "is_usable", counted)
+    close_old_connections()
+    pid = _backend_pid()
+    close_old_connections()  # the request ends: the connection is kept for the next one
+    pings.clear()
+    return pid, pings
 
 
 def _backend_pid() -> int:
@@ -68,14 +77,8 @@ def _backend_pid() -> int:
         return int(cursor.fetchone()[0])
 
 
-def test_a_requests_first_read_is_its_health_check_and_survives_a_dropped_connection(monkeypatch):  # type: ignore[no-untyped-def]
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL)")
-    pings = _pings(monkeypatch)
-    close_old_connections()
-    first_pid = _backend_pid()
-    close_old_connections()  # the connection is kept for the next request
-
+def test_a_requests_first_read_is_its_health_check_and_survives_a_dropped_connection(kept):  # type: ignore[no-untyped-def]
+    first_pid, pings = kept
     second_pid = _backend_pid()  # a healthy kept connection: the read itself is the check, no ping
     assert (second_pid, pings) == (first_pid, [])
     close_old_connections()
@@ -90,13 +93,8 @@ def test_a_requests_first_read_is_its_health_check_and_survives_a_dropped_connec
     close_old_connections()
 
 
-def test_a_first_statement_that_writes_is_never_sent_twice_it_waits_for_the_ping(monkeypatch):  # type: ignore[no-untyped-def]
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL)")
-    pings = _pings(monkeypatch)
-    close_old_connections()
-    first_pid = _backend_pid()
-    close_old_connections()
+def test_a_first_statement_that_writes_is_never_sent_twice_it_waits_for_the_ping(kept):  # type: ignore[no-untyped-def]
+    first_pid, pings = kept
     _terminate(first_pid)
 
     with prepared_cursor() as cursor:  # the ping finds the connection dead first: the write goes to a new one once
@@ -109,13 +107,8 @@ def test_a_first_statement_that_writes_is_never_sent_twice_it_waits_for_the_ping
     close_old_connections()
 
 
-def test_a_failing_read_on_a_live_connection_is_not_sent_again(monkeypatch):  # type: ignore[no-untyped-def]
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL)")
-    pings = _pings(monkeypatch)
-    close_old_connections()
-    pid = _backend_pid()
-    close_old_connections()
+def test_a_failing_read_on_a_live_connection_is_not_sent_again(kept):  # type: ignore[no-untyped-def]
+    pid, pings = kept
     with pytest.raises(DatabaseError), prepared_cursor() as cursor:
         cursor.execute("SELECT 1 / 0")
     assert pings == []
