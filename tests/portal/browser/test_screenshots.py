@@ -132,6 +132,9 @@ def test_key_pages_look_as_they_did(
     expect(page.locator("[data-review-sentence]")).to_have_text(
         "Dr Jane Smith at Riverside Clinic can see your lab results, for your care, until 3 March 2030 at 17:00."
     )
+    # The signing script (a module, loaded after the page) settles the form: once, in CI, a shot taken before it
+    # had loaded caught the page 109 px taller, blank below the footer, the same otherwise.
+    page.wait_for_load_state("networkidle")
     mismatches.append(_compare(page, tmp_path, f"sharing-review-{size}"))
 
     context.close()
