@@ -45,23 +45,15 @@ def aead_open(*, key: bytes, sealed: bytes, aad: bytes) -> bytes:
 
 
 class AeadKey:
-    """aead_open for many blobs under one key: the cipher's key schedule is set up once."""
+    """Envelopes opened under one key: the cipher's key schedule is set up once."""
 
     def __init__(self, key: bytes) -> None:
         self._cipher = AESGCM(key)
 
-    def open(self, *, sealed: bytes, aad: bytes) -> bytes:
-        if len(sealed) < NONCE_BYTES + TAG_BYTES:
-            raise IntegrityFailure("ciphertext is truncated")
-        try:
-            return self._cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
-        except InvalidTag as exc:
-            raise IntegrityFailure("ciphertext failed authentication (tampered, moved, or the wrong key)") from exc
-
     def open_enveloped(self, *, wrapped: bytes, wrapped_aad: bytes, sealed: bytes, aad: bytes) -> bytes:
         """Open a data key wrapped under this key, then the blob sealed under that data key: one envelope.
 
-        What open() followed by aead_open() do, in one call: a search page opens a hundred envelopes.
+        aead_open under this key, then under the data key it gave, in one call: a search page opens a hundred.
         """
         if len(wrapped) < NONCE_BYTES + TAG_BYTES or len(sealed) < NONCE_BYTES + TAG_BYTES:
             raise IntegrityFailure("ciphertext is truncated")

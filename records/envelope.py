@@ -11,24 +11,34 @@ import uuid
 
 from records import crypto
 
+# What each key and MAC is for, prefixed to a version's associated data: one label per use.
+_DATA_KEY = b"healthledger/data-key|"
+_CONTENT = b"healthledger/version|"
+_HEAD_KEY = b"healthledger/head"
+_HEAD = b"healthledger/head|"
+
 
 def version_aad(*, patient_id: uuid.UUID, resource_type: str, fhir_id: str, version: int) -> bytes:
+    return _aad(f"{patient_id}|", resource_type, fhir_id, version)
+
+
+def _aad(patient: str, resource_type: str, fhir_id: str, version: int) -> bytes:
     # FHIR ids and type names never contain "|", so the joined form is unambiguous.
-    return f"{patient_id}|{resource_type}|{fhir_id}|{version}".encode("ascii")
+    return f"{patient}{resource_type}|{fhir_id}|{version}".encode("ascii")
 
 
 def version_seal(*, patient_key: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
     """Encrypt one version under a fresh data key; returns (ciphertext, wrapped data key)."""
     data_key = crypto.key_generate()
-    wrapped = crypto.aead_seal(key=patient_key, plaintext=data_key, aad=b"healthledger/data-key|" + aad)
-    ciphertext = crypto.aead_seal(key=data_key, plaintext=plaintext, aad=b"healthledger/version|" + aad)
+    wrapped = crypto.aead_seal(key=patient_key, plaintext=data_key, aad=_DATA_KEY + aad)
+    ciphertext = crypto.aead_seal(key=data_key, plaintext=plaintext, aad=_CONTENT + aad)
     return ciphertext, wrapped
 
 
 def version_open(*, patient_key: bytes, aad: bytes, ciphertext: bytes, wrapped_data_key: bytes) -> bytes:
     """Authenticate and decrypt one version; IntegrityFailure on any mismatch."""
-    data_key = crypto.aead_open(key=patient_key, sealed=bytes(wrapped_data_key), aad=b"healthledger/data-key|" + aad)
-    return crypto.aead_open(key=data_key, sealed=bytes(ciphertext), aad=b"healthledger/version|" + aad)
+    data_key = crypto.aead_open(key=patient_key, sealed=bytes(wrapped_data_key), aad=_DATA_KEY + aad)
+    return crypto.aead_open(key=data_key, sealed=bytes(ciphertext), aad=_CONTENT + aad)
 
 
 def head_mac(*, patient_key: bytes, aad: bytes) -> bytes:
@@ -38,8 +48,8 @@ def head_mac(*, patient_key: bytes, aad: bytes) -> bytes:
     leaves a MAC that names another version; nobody without the patient's key can make one
     that names the older version.
     """
-    key = crypto.subkey_derive(key=patient_key, purpose=b"healthledger/head")
-    return crypto.keyed_digest(key=key, data=b"healthledger/head|" + aad)
+    key = crypto.subkey_derive(key=patient_key, purpose=_HEAD_KEY)
+    return crypto.keyed_digest(key=key, data=_HEAD + aad)
 
 
 class VersionOpener:
@@ -52,23 +62,22 @@ class VersionOpener:
 
     def __init__(self, patient_key: bytes, patient_id: uuid.UUID) -> None:
         self._wrapping = crypto.AeadKey(patient_key)
-        head_key = crypto.subkey_derive(key=patient_key, purpose=b"healthledger/head")
-        self._head = crypto.KeyedDigester(head_key)
+        self._head = crypto.KeyedDigester(crypto.subkey_derive(key=patient_key, purpose=_HEAD_KEY))
         self._patient = f"{patient_id}|"
 
     def aad(self, *, resource_type: str, fhir_id: str, version: int) -> bytes:
         """version_aad for this opener's patient."""
-        return f"{self._patient}{resource_type}|{fhir_id}|{version}".encode("ascii")
+        return _aad(self._patient, resource_type, fhir_id, version)
 
     def head_mac(self, aad: bytes) -> bytes:
-        return self._head(b"healthledger/head|" + aad)
+        return self._head(_HEAD + aad)
 
     def open(self, *, aad: bytes, ciphertext: bytes, wrapped_data_key: bytes) -> bytes:
         return self._wrapping.open_enveloped(
             wrapped=bytes(wrapped_data_key),
-            wrapped_aad=b"healthledger/data-key|" + aad,
+            wrapped_aad=_DATA_KEY + aad,
             sealed=bytes(ciphertext),
-            aad=b"healthledger/version|" + aad,
+            aad=_CONTENT + aad,
         )
 
 

@@ -31,7 +31,8 @@ def prepared_cursor(*, binary: bool = False) -> Iterator[CursorWrapper]:
     """A server-binding cursor; `binary`: rows in PostgreSQL's binary format, for statements that return bytea
     (as text each byte would travel as two hex digits, encoded by the server and decoded here)."""
     # One lookup of this thread's connection: each `django.db.connection.x` is a context-local lookup.
-    db = connections[DEFAULT_DB_ALIAS]
+    # Any: django-stubs do not declare the wrapper's health-check attributes (health_check_enabled, _done).
+    db: Any = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
         with db.cursor() as cursor:
             yield cursor
@@ -74,7 +75,7 @@ class _CheckingCursor:
     for the rest of the request once the first statement has an answer.
     """
 
-    def __init__(self, db: BaseDatabaseWrapper, cursor: CursorWrapper, binary: bool) -> None:
+    def __init__(self, db: Any, cursor: CursorWrapper, binary: bool) -> None:
         self._db, self._cursor, self._binary = db, cursor, binary
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:

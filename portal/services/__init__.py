@@ -30,7 +30,6 @@ from portal.services.sign_in import (
 )
 from portal.services.signup import (
     patient_record_ensure,
-    patient_signup,
     patient_signup_confirm,
     patient_signup_request,
 )
@@ -51,7 +50,6 @@ __all__ = [
     "login_is_throttled",
     "ndjson_as_batch",
     "patient_record_ensure",
-    "patient_signup",
     "patient_signup_confirm",
     "patient_signup_request",
     "preference_time_zone_set",

@@ -17,21 +17,6 @@ from records.selectors import patient_for_user
 from records.services import patient_create
 
 
-def patient_signup(*, username: str, password: str, first_name: str = "", last_name: str = "", email: str = "") -> User:
-    """A new patient account with its (empty, keyed) record, both or neither."""
-    with transaction.atomic():
-        user = user_create(
-            username=username,
-            password=password,
-            role=Role.PATIENT,
-            email=email,
-            first_name=first_name,
-            last_name=last_name,
-        )
-        patient_create(user=user)
-    return user
-
-
 def patient_signup_request(
     *, username: str, password: str, email: str, site_url: str, first_name: str = "", last_name: str = ""
 ) -> User | None:
