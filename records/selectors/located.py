@@ -110,7 +110,11 @@ _PATIENT_LOCATE_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
 def patient_locate_by_fhir_id(
     *, fhir_id: str, extras: Sequence[RowExtra] = ()
 ) -> tuple[Patient, tuple[object, ...]] | None:
-    """The record whose Patient has this server id, with `extras` (about it, as `p`) from the same statement."""
+    """The record whose Patient has this server id, with `extras` (about it, as `p`) from the same statement.
+
+    The Patient comes with its wrapped key (None once erased), read in the same snapshot as the extras:
+    a search's page is then read without joining the record's row again (stored_page_of_type).
+    """
     key = (connection.vendor, tuple(extra.sql for extra in extras))
     sql = _PATIENT_LOCATE_SQL.get(key)
     if sql is None:
@@ -118,7 +122,8 @@ def patient_locate_by_fhir_id(
         more = "".join(f", {extra.sql}" for extra in extras)
         # The `<> ''` lets a prepared (generic) plan use the partial unique index on fhir_id.
         sql = _PATIENT_LOCATE_SQL[key] = (
-            f"SELECT p.id, p.user_id{more} FROM {table} p WHERE p.fhir_id = %s AND p.fhir_id <> ''"  # noqa: S608
+            f"SELECT p.id, p.user_id, p.wrapped_key, p.master_key_id{more}"  # noqa: S608
+            f" FROM {table} p WHERE p.fhir_id = %s AND p.fhir_id <> ''"
         )
     with prepared_cursor() as cursor:
         params: list[Any] = [param for extra in extras for param in extra.params]
@@ -127,4 +132,10 @@ def patient_locate_by_fhir_id(
     if row is None:
         return None
     pk = row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(str(row[0]))
-    return Patient.from_db(connection.alias, ["id", "user_id"], [pk, row[1]]), tuple(row[2:])
+    wrapped = bytes(row[2]) if row[2] is not None else None
+    patient = Patient.from_db(connection.alias, _LOCATED_FIELDS, [pk, row[1], fhir_id, wrapped, row[3]])
+    return patient, tuple(row[4:])
+
+
+# What a located Patient carries: enough for a search to read and open a page without asking for the record again.
+_LOCATED_FIELDS = ["id", "user_id", "fhir_id", "wrapped_key", "master_key_id"]

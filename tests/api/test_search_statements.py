@@ -59,6 +59,8 @@ def test_a_permitted_search_is_three_statements_token_record_and_grants_then_pag
     assert "consent_grant" in locate
     assert "records_patient" in locate
     assert "records_resourceversion" in page
+    # The record's wrapped key came with the first statement: the page's rows carry only their own columns.
+    assert "records_patient" not in page
     assert log_insert.lstrip().upper().startswith("INSERT INTO")
     assert "audit_accesslogentry" in log_insert
 
