@@ -1,8 +1,11 @@
 """The AES-256-GCM seam: the only module that calls the cipher.
 
 A sealed blob is nonce (12 bytes) || ciphertext || tag (16 bytes). Every nonce is
-fresh from the OS random source; with one data key per resource version, a key
-never sees more than a handful of nonces, far below GCM's 2**32 random-nonce limit.
+96 bits fresh from the OS random source, so a key keeps GCM's guarantees while it
+seals fewer than 2**32 blobs. The busiest keys are a patient's: their content subkey
+seals one blob per version stored in their record (records.envelope, format 2), and
+their key itself sealed one wrapped data key per format-1 version, besides their
+wallet. A record would need four billion versions to come near the bound.
 Any authentication failure (flipped byte, wrong key, wrong associated data) raises
 IntegrityFailure: there is no way to get unauthenticated plaintext out of here.
 """
@@ -45,15 +48,25 @@ def aead_open(*, key: bytes, sealed: bytes, aad: bytes) -> bytes:
 
 
 class AeadKey:
-    """Envelopes opened under one key: the cipher's key schedule is set up once."""
+    """Blobs and envelopes opened under one key: the cipher's key schedule is set up once."""
 
     def __init__(self, key: bytes) -> None:
         self._cipher = AESGCM(key)
 
+    def open(self, *, sealed: bytes, aad: bytes) -> bytes:
+        """aead_open under this key, without a key schedule per blob: a search page opens a hundred."""
+        if len(sealed) < NONCE_BYTES + TAG_BYTES:
+            raise IntegrityFailure("ciphertext is truncated")
+        try:
+            return self._cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+        except InvalidTag as exc:
+            raise IntegrityFailure("ciphertext failed authentication (tampered, moved, or the wrong key)") from exc
+
     def open_enveloped(self, *, wrapped: bytes, wrapped_aad: bytes, sealed: bytes, aad: bytes) -> bytes:
         """Open a data key wrapped under this key, then the blob sealed under that data key: one envelope.
 
-        aead_open under this key, then under the data key it gave, in one call: a search page opens a hundred.
+        aead_open under this key, then under the data key it gave, in one call: the older envelope of
+        records.envelope, still opened a hundred to a search page where a record has kept it.
         """
         if len(wrapped) < NONCE_BYTES + TAG_BYTES or len(sealed) < NONCE_BYTES + TAG_BYTES:
             raise IntegrityFailure("ciphertext is truncated")

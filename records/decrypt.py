@@ -65,24 +65,27 @@ def stored_versions_decrypt_each(stored: Sequence[StoredVersion]) -> list[bytes 
     """
     openers: dict[tuple[bytes, uuid.UUID, str], VersionOpener] = {}
     opened: list[bytes | None] = []
+    # Bound once: a search page runs this loop a hundred times per request.
+    append, compare_digest = opened.append, hmac.compare_digest
     for item in stored:
-        if item.wrapped_patient_key is None:
+        wrapped_patient_key = item.wrapped_patient_key
+        if wrapped_patient_key is None:
             raise KeyDestroyed("this patient's record was erased; its data can never be decrypted again")
-        key = (item.wrapped_patient_key, item.patient_id, item.master_key_id)
+        key = (wrapped_patient_key, item.patient_id, item.master_key_id)
         opener = openers.get(key)
         if opener is None:
             patient_key = keys.patient_key_unwrap(
-                patient_id=item.patient_id, wrapped=item.wrapped_patient_key, master_key_id=item.master_key_id
+                patient_id=item.patient_id, wrapped=wrapped_patient_key, master_key_id=item.master_key_id
             )
             opener = openers[key] = VersionOpener(patient_key, item.patient_id)
         aad = opener.aad(resource_type=item.resource_type, fhir_id=item.fhir_id, version=item.version)
-        if item.version == item.current_version and not hmac.compare_digest(item.head_mac, opener.head_mac(aad)):
-            opened.append(None)  # rolled back: the row's newest version is not the one its MAC names
+        if item.version == item.current_version and not compare_digest(item.head_mac, opener.head_mac(aad)):
+            append(None)  # rolled back: the row's newest version is not the one its MAC names
             continue
         try:
-            opened.append(opener.open(aad=aad, ciphertext=item.ciphertext, wrapped_data_key=item.wrapped_data_key))
+            append(opener.open(aad=aad, ciphertext=item.ciphertext, wrapped_data_key=item.wrapped_data_key))
         except IntegrityFailure:
-            opened.append(None)
+            append(None)
     return opened
 
 

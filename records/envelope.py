@@ -1,8 +1,20 @@
 """Sealing and opening one resource version: the envelope both ingest and reads agree on.
 
-The associated data names the row (patient, type, id, version), for both the data
-key and the content, so a ciphertext or a wrapped data key copied to any other
-row, patient or version fails authentication instead of decrypting.
+Two formats, told apart by the row's wrapped data key, and both opened for as long as rows
+of either exist (rows keep the format they were written in):
+
+- format 2 (every write): no wrapped data key (b""); the content sealed under the patient's
+  content subkey, derived from their key for that one purpose, so erasure shreds it with the key.
+  Opening a page costs one decrypt per version under a cipher set up once (VersionOpener).
+- format 1 (rows written before format 2): a fresh data key per version, sealed under the
+  patient's key, and the content sealed under the data key: an unwrap and a key schedule
+  per version on top of the decrypt.
+
+The associated data names the row (patient, type, id, version), for the content and for a
+wrapped data key, under a label per format and use, so a ciphertext or a wrapped data key
+copied to any other row, patient or version fails authentication instead of decrypting, and
+so does a format-1 row whose wrapped key is blanked (another key, another label): no format
+change turns a row into plaintext without the patient's key.
 """
 
 from __future__ import annotations
@@ -13,7 +25,9 @@ from records import crypto
 
 # What each key and MAC is for, prefixed to a version's associated data: one label per use.
 _DATA_KEY = b"healthledger/data-key|"
-_CONTENT = b"healthledger/version|"
+_CONTENT = b"healthledger/version|"  # format 1: content under a per-version data key
+_CONTENT_KEY = b"healthledger/content-key"
+_CONTENT_2 = b"healthledger/version-2|"  # format 2: content under the patient's content subkey
 _HEAD_KEY = b"healthledger/head"
 _HEAD = b"healthledger/head|"
 
@@ -27,18 +41,24 @@ def _aad(patient: str, resource_type: str, fhir_id: str, version: int) -> bytes:
     return f"{patient}{resource_type}|{fhir_id}|{version}".encode("ascii")
 
 
+def _content_key(patient_key: bytes) -> bytes:
+    return crypto.subkey_derive(key=patient_key, purpose=_CONTENT_KEY)
+
+
 def version_seal(*, patient_key: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
-    """Encrypt one version under a fresh data key; returns (ciphertext, wrapped data key)."""
-    data_key = crypto.key_generate()
-    wrapped = crypto.aead_seal(key=patient_key, plaintext=data_key, aad=_DATA_KEY + aad)
-    ciphertext = crypto.aead_seal(key=data_key, plaintext=plaintext, aad=_CONTENT + aad)
-    return ciphertext, wrapped
+    """Encrypt one version under the patient's content subkey; returns (ciphertext, wrapped data key).
+
+    Format 2: the wrapped data key is empty, which is what marks the format (there is no data key).
+    """
+    return crypto.aead_seal(key=_content_key(patient_key), plaintext=plaintext, aad=_CONTENT_2 + aad), b""
 
 
 def version_open(*, patient_key: bytes, aad: bytes, ciphertext: bytes, wrapped_data_key: bytes) -> bytes:
-    """Authenticate and decrypt one version; IntegrityFailure on any mismatch."""
-    data_key = crypto.aead_open(key=patient_key, sealed=bytes(wrapped_data_key), aad=_DATA_KEY + aad)
-    return crypto.aead_open(key=data_key, sealed=bytes(ciphertext), aad=_CONTENT + aad)
+    """Authenticate and decrypt one version of either format; IntegrityFailure on any mismatch."""
+    if not wrapped_data_key:
+        return crypto.aead_open(key=_content_key(patient_key), sealed=ciphertext, aad=_CONTENT_2 + aad)
+    data_key = crypto.aead_open(key=patient_key, sealed=wrapped_data_key, aad=_DATA_KEY + aad)
+    return crypto.aead_open(key=data_key, sealed=ciphertext, aad=_CONTENT + aad)
 
 
 def head_mac(*, patient_key: bytes, aad: bytes) -> bytes:
@@ -56,11 +76,12 @@ class VersionOpener:
     """version_open and head_mac for many versions of one patient: the key's derived state is made once.
 
     A search page opens a hundred versions under one patient key; this saves each of them the
-    key schedule, the head MAC's subkey derivation and the patient id's text form, and checks
-    exactly what the single read does.
+    key schedules, the subkey derivations and the patient id's text form, and checks exactly
+    what the single read does: a format-2 version then costs one decrypt.
     """
 
     def __init__(self, patient_key: bytes, patient_id: uuid.UUID) -> None:
+        self._content = crypto.AeadKey(_content_key(patient_key))
         self._wrapping = crypto.AeadKey(patient_key)
         self._head = crypto.KeyedDigester(crypto.subkey_derive(key=patient_key, purpose=_HEAD_KEY))
         self._patient = f"{patient_id}|"
@@ -73,11 +94,10 @@ class VersionOpener:
         return self._head(_HEAD + aad)
 
     def open(self, *, aad: bytes, ciphertext: bytes, wrapped_data_key: bytes) -> bytes:
+        if not wrapped_data_key:
+            return self._content.open(sealed=ciphertext, aad=_CONTENT_2 + aad)
         return self._wrapping.open_enveloped(
-            wrapped=bytes(wrapped_data_key),
-            wrapped_aad=_DATA_KEY + aad,
-            sealed=bytes(ciphertext),
-            aad=_CONTENT + aad,
+            wrapped=wrapped_data_key, wrapped_aad=_DATA_KEY + aad, sealed=ciphertext, aad=_CONTENT + aad
         )
 
 

@@ -89,9 +89,10 @@ class ResourceVersion(models.Model):
     # No index of its own: records_version_unique leads with it.
     resource = models.ForeignKey(Resource, on_delete=models.PROTECT, related_name="versions", db_index=False)
     version = models.PositiveIntegerField()
-    # nonce || AES-256-GCM(canonical JSON) under the data key; AAD binds patient, type, id, version.
+    # nonce || AES-256-GCM(canonical JSON); AAD binds patient, type, id, version (records.envelope).
     ciphertext = models.BinaryField(editable=False)
-    # The version's data key sealed under the patient's key, with the same binding.
+    # Empty for every version written now (sealed under the patient's content subkey); older rows:
+    # the version's own data key sealed under the patient's key, with the same binding.
     wrapped_data_key = models.BinaryField(editable=False)
     content_hash = models.BinaryField(max_length=32, editable=False)
     created_at = models.DateTimeField()

@@ -40,14 +40,17 @@ def test_the_opener_opens_and_checks_what_the_single_read_does() -> None:
     assert opened == version_open(patient_key=patient_key, aad=aad, ciphertext=ciphertext, wrapped_data_key=wrapped)
 
 
-@pytest.mark.parametrize("damage", ["ciphertext", "wrapped", "aad", "key", "truncated"])
+@pytest.mark.parametrize("damage", ["ciphertext", "wrapped key added", "aad", "key", "truncated"])
 def test_the_opener_refuses_anything_tampered_with(damage: str) -> None:
     patient_key, patient_id, aad, ciphertext, wrapped = _sealed()
     flip = lambda blob: blob[:-1] + bytes([blob[-1] ^ 1])  # noqa: E731
     if damage == "ciphertext":
         ciphertext = flip(ciphertext)
-    elif damage == "wrapped":
-        wrapped = flip(wrapped)
+    elif damage == "wrapped key added":
+        # Read as the envelope's format 1, under a data key that did not seal it (format 1: test_envelope_formats).
+        wrapped = crypto.aead_seal(
+            key=patient_key, plaintext=crypto.key_generate(), aad=b"healthledger/data-key|" + aad
+        )
     elif damage == "aad":
         aad = version_aad(patient_id=patient_id, resource_type="Observation", fhir_id="o-1", version=2)
     elif damage == "key":
