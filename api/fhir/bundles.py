@@ -39,16 +39,18 @@ def _link_maker(
     request: HttpRequest, count: int, ignored: Sequence[str], url: SearchUrl | None
 ) -> Callable[[int], str]:
     """The page links' URL for an offset: the query encoded once, only `_offset` differing between links."""
-    query = (url.query if url is not None else request.GET).copy()
+    asked = url.query if url is not None else request.GET
+    # The query's lists in order, as QueryDict.copy() then pop/setlist would leave them, without its deep copy.
+    lists = dict(asked.lists())
     for name in ignored:  # the self link says what the search did: without what it ignored
-        query.pop(name, None)
-    if query.get("_summary") == "count":
-        query.pop("_summary")  # said by _count=0
-    query.setlist("_offset", ["0"])
-    query.setlist("_count", [str(count)])
+        lists.pop(name, None)
+    if lists.get("_summary", [None])[-1] == "count":
+        lists.pop("_summary")  # said by _count=0
+    lists["_offset"] = ["0"]
+    lists["_count"] = [str(count)]
     # QueryDict.urlencode(safe=...) pair by pair, split around the one _offset pair that differs per link.
     pairs = [
-        (key, f"{quote(key, _SAFE)}={quote(str(value), _SAFE)}") for key, values in query.lists() for value in values
+        (key, f"{quote(key, _SAFE)}={quote(str(value), _SAFE)}") for key, values in lists.items() for value in values
     ]
     at = [key for key, _ in pairs].index("_offset")
     head = request.build_absolute_uri(url.path if url is not None else request.path) + "?"

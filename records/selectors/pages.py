@@ -83,16 +83,17 @@ def stored_page_of_type(
     if not rows:
         count = Resource.objects.filter(patient_id=patient.pk, resource_type=resource_type).count() if offset else 0
         return [], count
-    record = (patient.pk, resource_type)
-    keys = (bytes(patient.wrapped_key) if patient.wrapped_key is not None else None, patient.master_key_id)
+    pid, key_id = patient.pk, patient.master_key_id
+    record_key = bytes(patient.wrapped_key) if patient.wrapped_key is not None else None
     if type(rows[0][3]) is bytes:  # psycopg's binary rows: taken as they are
-        make = StoredVersion
+        # tuple.__new__ with the fields in order: what StoredVersion(...) does, less its Python-level __new__.
+        new, shape = tuple.__new__, StoredVersion
         stored = [
-            make(*record, fhir_id, number, sealed, wrapped, *keys, current, head)
+            new(shape, (pid, resource_type, fhir_id, number, sealed, wrapped, record_key, key_id, current, head))
             for _, fhir_id, number, sealed, wrapped, current, head in rows
         ]
     else:  # SQLite hands memoryviews and the like: _stored converts
-        stored = [_stored((*record, *row[1:5], *keys, *row[5:])) for row in rows]
+        stored = [_stored((pid, resource_type, *row[1:5], record_key, key_id, *row[5:])) for row in rows]
     return stored, int(rows[0][0])
 
 
