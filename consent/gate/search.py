@@ -28,7 +28,8 @@ from records.selectors import (
     RowExtra,
     SearchCriteria,
     StoredVersion,
-    patient_locate_by_fhir_id,
+    TypePage,
+    patient_locate_with_type_page,
     resource_ids_by_column,
     resource_ids_sorted,
     resource_matching,
@@ -106,15 +107,22 @@ class SearchTarget:
     purpose: str
     at: datetime
     grants: tuple[GrantRow, ...]
+    # The page of a whole type read with the record (search_target's `page`), for resource_search_counted
+    # to serve if that is the page the search asks for once decided; otherwise it is dropped unopened.
+    page: TypePage | None = None
 
 
-def search_target(*, caller: Caller | DeferredCaller, fhir_id: str) -> SearchTarget | None:
+def search_target(
+    *, caller: Caller | DeferredCaller, fhir_id: str, page: tuple[str, int, int] | None = None
+) -> SearchTarget | None:
     """The record a search names, and (for resource_search_counted to decide on) the caller's grants on it.
 
     One statement does the work of two: the search's patient lookup and its decision's grant lookup; for
     a DeferredCaller (the API's bearer token) that of a third, the token check, resolved before this
     returns, whether or not the record exists, as a read's is. None when no record's Patient has this id
-    (the API then answers as for a patient the caller may not see).
+    (the API then answers as for a patient the caller may not see). `page` (resource type, limit, offset):
+    the page of that whole type the search will read if its criteria stay empty, read in the same
+    statement, and only when the caller holds a live grant on the record (patient_locate_with_type_page).
     """
     now = timezone.now()
     identity: tuple[RowExtra, ...]
@@ -122,17 +130,19 @@ def search_target(*, caller: Caller | DeferredCaller, fhir_id: str) -> SearchTar
         identity, grantee = (caller.identity,), caller.actor_id
     else:
         identity, grantee = (), grantee_id_expression(caller.actor.pk if caller.actor is not None else None)
-    found = patient_locate_by_fhir_id(
-        fhir_id=fhir_id, extras=(*identity, live_grants_expression(grantee=grantee, at=now))
+    extras = (*identity, live_grants_expression(grantee=grantee, at=now))
+    resource_type, limit, offset = page or ("", 0, 0)
+    found = patient_locate_with_type_page(
+        fhir_id=fhir_id, extras=extras, resource_type=resource_type, limit=limit, offset=offset
     )
     if isinstance(caller, DeferredCaller):
         caller = caller.resolve(found[1][0] if found is not None else None)
     if found is None:
         return None
-    patient, extras = found
+    patient, values, read = found
     actor_id = caller.actor.pk if caller.actor is not None else None
-    grants = grants_from_expression(extras[-1], purpose=caller.purpose)
-    return SearchTarget(patient, actor_id, caller.purpose, now, tuple(grants))
+    grants = grants_from_expression(values[-1], purpose=caller.purpose)
+    return SearchTarget(patient, actor_id, caller.purpose, now, tuple(grants), read)
 
 
 def _page(
@@ -142,11 +152,17 @@ def _page(
     categories: Sequence[str],
     sort: str,
     page: tuple[int, int],
+    read: TypePage | None = None,
 ) -> tuple[list[StoredVersion], int]:
-    """The sealed versions of one page (offset, limit) of a search, and how many match in all."""
+    """The sealed versions of one page (offset, limit) of a search, and how many match in all.
+
+    `read`: a page of a whole type already read with the record (search_target), served if it is this one.
+    """
     offset, limit = page
     if limit and not sort and criteria == SearchCriteria() and not categories:
         # No filter at all (the commonest search): one fixed, prepared statement, nothing compiled.
+        if read is not None and (read.resource_type, read.limit, read.offset) == (resource_type, limit, offset):
+            return read.stored, read.total
         return stored_page_of_type(patient=patient, resource_type=resource_type, limit=limit, offset=offset)
     matching = resource_matching(
         patient=patient, resource_type=resource_type, criteria=criteria, categories_any=categories
@@ -212,7 +228,8 @@ def resource_search_counted(
     if decision.output_grants:
         criteria = _outputs_only(decision, patient, resource_type, criteria)
     narrowing = categories_for(decision.categories, resource_type)
-    stored, total = _page(patient, resource_type, criteria, narrowing, sort, (offset, limit))
+    read = target.page if target is not None and fetched else None
+    stored, total = _page(patient, resource_type, criteria, narrowing, sort, (offset, limit), read)
     # Decrypted before the entry is written: the entry names exactly what is served.
     opened, bodies, failed = _open_each(stored, patient)
     if failed and not partial:

@@ -10,6 +10,7 @@ One module per concern:
 - `search`: blind-index search criteria and matching;
 - `sorting`: ordering matches (columns, clinical date);
 - `pages`: one page of a search as sealed versions, with the count;
+- `target_page`: a search's record and its page of a whole type, in one statement;
 - `cohort`: several records at once (research chunks).
 
 Callers import from `records.selectors`; every public name is re-exported here.
@@ -36,6 +37,7 @@ from records.selectors.sorting import (
     resource_ids_sorted,
 )
 from records.selectors.stored import StoredVersion, stored_version_get, stored_versions_by_ids, stored_versions_current
+from records.selectors.target_page import TypePage, patient_locate_with_type_page
 
 __all__ = [
     "COLUMN_SORTS",
@@ -45,8 +47,10 @@ __all__ = [
     "RowExtra",
     "SearchCriteria",
     "StoredVersion",
+    "TypePage",
     "patient_for_user",
     "patient_locate_by_fhir_id",
+    "patient_locate_with_type_page",
     "resource_get",
     "resource_ids_by_column",
     "resource_ids_by_date",

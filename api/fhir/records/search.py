@@ -133,6 +133,8 @@ def _term_query(parameter: SearchParameter, raw: str, modifier: str) -> TermQuer
 
 
 def _used(asked: QueryDict, ignored: tuple[str, ...]) -> QueryDict:
+    if not ignored:
+        return asked  # nothing to leave out: read as asked (QueryDict.copy is a deep copy)
     query = asked.copy()
     for name in ignored:
         query.pop(name, None)
@@ -284,8 +286,27 @@ def _search_by_token(request: HttpRequest, resource_type: str) -> HttpResponse:
 
     identity, actor_id = token_identity(token)
     caller = gate.DeferredCaller(identity=identity, actor_id=actor_id, resolve=resolve)
-    target = gate.search_target(caller=caller, fhir_id=named)
+    target = gate.search_target(caller=caller, fhir_id=named, page=_whole_type_page(request.GET, resource_type))
     return _search(request, resolved[0], resource_type, request.GET, located=Located(named, target))
+
+
+# A query of these alone searches a whole type of the record it names (no criteria, storage order).
+_WHOLE_TYPE = frozenset({"patient", "_count", "_offset"})
+
+
+def _whole_type_page(query: QueryDict, resource_type: str) -> tuple[str, int, int] | None:
+    """The page (type, limit, offset) a search of a whole type will read, for gate.search_target to read with
+    the record; None for any other search, or when the paging is bad (_search says so, after authentication).
+    The limit and offset are bounded as gate.resource_search_counted bounds them, so the pages compare equal.
+    """
+    if resource_type == "Patient" or not set(query) <= _WHOLE_TYPE:
+        return None
+    try:
+        paging = params.paging(query, SORTS)
+    except BadRequest:
+        return None
+    limit = min(paging.count, gate.SEARCH_LIMIT_MAX)
+    return (resource_type, limit, max(0, paging.offset)) if limit > 0 else None
 
 
 @fhir_endpoint("GET", "HEAD", authenticated=False)
