@@ -27,9 +27,11 @@ from django.db.backends.utils import CursorWrapper
 
 
 @contextmanager
-def prepared_cursor(*, binary: bool = False) -> Iterator[CursorWrapper]:
+def prepared_cursor(*, binary: bool = False, reads: bool = False) -> Iterator[CursorWrapper]:
     """A server-binding cursor; `binary`: rows in PostgreSQL's binary format, for statements that return bytea
-    (as text each byte would travel as two hex digits, encoded by the server and decoded here)."""
+    (as text each byte would travel as two hex digits, encoded by the server and decoded here). `reads`: the
+    statement only reads though it does not begin with SELECT (a WITH query of SELECTs), so it may stand in
+    for the health check as a SELECT does."""
     # One lookup of this thread's connection: each `django.db.connection.x` is a context-local lookup.
     # Any: django-stubs do not declare the wrapper's health-check attributes (health_check_enabled, _done).
     db: Any = connections[DEFAULT_DB_ALIAS]
@@ -49,7 +51,7 @@ def prepared_cursor(*, binary: bool = False) -> Iterator[CursorWrapper]:
         with cursor:
             yield cursor
         return
-    checking = _CheckingCursor(db, cursor, binary)
+    checking = _CheckingCursor(db, cursor, binary, reads)
     try:
         yield checking  # type: ignore[misc]
     finally:
@@ -75,13 +77,13 @@ class _CheckingCursor:
     for the rest of the request once the first statement has an answer.
     """
 
-    def __init__(self, db: Any, cursor: CursorWrapper, binary: bool) -> None:
-        self._db, self._cursor, self._binary = db, cursor, binary
+    def __init__(self, db: Any, cursor: CursorWrapper, binary: bool, reads: bool = False) -> None:
+        self._db, self._cursor, self._binary, self._reads = db, cursor, binary, reads
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         if self._db.health_check_done:
             return self._cursor.execute(sql, params)
-        if sql.lstrip()[:6].upper() != "SELECT":
+        if not self._reads and sql.lstrip()[:6].upper() != "SELECT":
             self._replace_if(not self._db.is_usable())
             self._db.health_check_done = True
             return self._cursor.execute(sql, params)

@@ -37,6 +37,7 @@ class TypePage:
 
 
 _SQL: dict[tuple[str, ...], str] = {}
+_ID = 7  # where the record's own columns begin in each row (the page's seven come first)
 
 
 def _sql(extras: tuple[str, ...]) -> str:
@@ -47,19 +48,18 @@ def _sql(extras: tuple[str, ...]) -> str:
         named = "".join(f", {extra} AS e{k}" for k, extra in enumerate(extras))
         values = "".join(f", t.e{k}" for k in range(len(extras)))
         guard = f"t.e{len(extras) - 1}"
-        # Two row shapes in one answer: the record's row (its id set) and the page's rows (their own columns).
+        # Two row shapes in one answer: the page's rows (their own columns first) and the record's row (its id set).
         sql = _SQL[extras] = (
             f"WITH t AS (SELECT p.id, p.user_id, p.wrapped_key, p.master_key_id{named} FROM {record} p"  # noqa: S608
             " WHERE p.fhir_id = %s AND p.fhir_id <> '')"
-            f" SELECT NULL::bigint, t.id, t.user_id, t.wrapped_key, t.master_key_id{values},"
-            f" CASE WHEN {guard} IS NOT NULL THEN"
-            f" (SELECT COUNT(*) FROM {resource} c WHERE c.patient_id = t.id AND c.resource_type = %s) END,"
-            " NULL, NULL, NULL, NULL, NULL, NULL FROM t"
-            f" UNION ALL SELECT r.id, NULL, NULL, NULL, NULL{', NULL' * len(extras)}, NULL,"
-            " r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key, r.current_version, r.head_mac"
+            " SELECT r.id, r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key, r.current_version, r.head_mac,"
+            f" NULL::uuid, NULL, NULL, NULL{', NULL' * len(extras)}, NULL::bigint"
             " FROM t CROSS JOIN LATERAL (SELECT id, fhir_id, current_version, head_mac"
             f" FROM {resource} WHERE patient_id = t.id AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r"
             f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version WHERE {guard} IS NOT NULL"
+            " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+            f" t.id, t.user_id, t.wrapped_key, t.master_key_id{values}, CASE WHEN {guard} IS NOT NULL THEN"
+            f" (SELECT COUNT(*) FROM {resource} c WHERE c.patient_id = t.id AND c.resource_type = %s) END FROM t"
         )
     return sql
 
@@ -76,27 +76,24 @@ def patient_locate_with_type_page(
         found = patient_locate_by_fhir_id(fhir_id=fhir_id, extras=extras)
         return None if found is None else (*found, None)
     params: list[Any] = [param for extra in extras for param in extra.params]
-    params += [fhir_id, resource_type, resource_type, limit, offset]
-    with prepared_cursor(binary=True) as cursor:
+    params += [fhir_id, resource_type, limit, offset, resource_type]
+    with prepared_cursor(binary=True, reads=True) as cursor:  # a WITH query that only reads
         cursor.execute(_sql(tuple(extra.sql for extra in extras)), params)
         rows = cursor.fetchall()
-    target = next((row for row in rows if row[1] is not None), None)
+    target = next((row for row in rows if row[_ID] is not None), None)
     if target is None:
         return None
-    pk = target[1] if isinstance(target[1], uuid.UUID) else uuid.UUID(str(target[1]))
-    wrapped = bytes(target[3]) if target[3] is not None else None
-    patient = Patient.from_db(connection.alias, _LOCATED_FIELDS, [pk, target[2], fhir_id, wrapped, target[4]])
-    count_at = 5 + len(extras)
-    values, count = tuple(target[5:count_at]), target[count_at]
+    pk = target[_ID] if isinstance(target[_ID], uuid.UUID) else uuid.UUID(str(target[_ID]))
+    user_id, wrapped, key_id = target[_ID + 1], target[_ID + 2], target[_ID + 3]
+    wrapped = bytes(wrapped) if wrapped is not None else None
+    patient = Patient.from_db(connection.alias, _LOCATED_FIELDS, [pk, user_id, fhir_id, wrapped, key_id])
+    values, count = tuple(target[_ID + 4 : -1]), target[-1]
     if count is None:  # no live grant: no page was read
         return patient, values, None
-    # In resource order (a UNION ALL promises none), each row only what is its own (stored_page_of_type's rows).
-    own = itemgetter(*range(count_at + 1, count_at + 7))
-    new, shape, key_id = tuple.__new__, StoredVersion, target[4]
+    # Each page row's own columns, in resource order (a UNION ALL promises none), as stored_page_of_type's.
+    page = sorted((row for row in rows if row[_ID] is None), key=itemgetter(0))
+    new, shape = tuple.__new__, StoredVersion
     stored = [
-        new(shape, (pk, resource_type, fhir_id_, number, sealed, wrapped_data_key, wrapped, key_id, current, head))
-        for fhir_id_, number, sealed, wrapped_data_key, current, head in (
-            own(row) for row in sorted((row for row in rows if row[1] is None), key=itemgetter(0))
-        )
+        new(shape, (pk, resource_type, row[1], row[2], row[3], row[4], wrapped, key_id, row[5], row[6])) for row in page
     ]
     return patient, values, TypePage(resource_type, limit, offset, stored, int(count))

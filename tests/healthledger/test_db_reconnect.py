@@ -114,3 +114,20 @@ def test_a_failing_read_on_a_live_connection_is_not_sent_again(kept):  # type: i
     assert pings == []
     close_old_connections()
     assert _backend_pid() == pid  # the same connection: nothing was replaced for a statement's own error
+
+
+def test_a_with_query_declared_a_read_is_the_health_check_and_an_undeclared_one_waits_for_the_ping(kept):  # type: ignore[no-untyped-def]
+    first_pid, pings = kept
+    _terminate(first_pid)
+    with prepared_cursor(reads=True) as cursor:  # a search's record-and-page statement: sent again on a new connection
+        cursor.execute("WITH t AS (SELECT pg_backend_pid() AS pid) SELECT pid FROM t")
+        second_pid = int(cursor.fetchone()[0])
+    assert second_pid != first_pid
+    assert pings == []
+    close_old_connections()
+
+    with prepared_cursor() as cursor:  # not said to read: a WITH may write, so Django's ping goes first
+        cursor.execute("WITH t AS (SELECT pg_backend_pid() AS pid) SELECT pid FROM t")
+        assert int(cursor.fetchone()[0]) == second_pid
+    assert pings == [1]
+    close_old_connections()
