@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -61,6 +62,20 @@ class AeadKey:
             return self._cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
         except InvalidTag as exc:
             raise IntegrityFailure("ciphertext failed authentication (tampered, moved, or the wrong key)") from exc
+
+    def open_each(self, blobs: Iterable[tuple[bytes, bytes]]) -> list[bytes | None]:
+        """open of many (sealed, aad) pairs in one loop; None for each that fails (it fails alone)."""
+        decrypt = self._cipher.decrypt
+        opened: list[bytes | None] = []
+        for sealed, aad in blobs:
+            if len(sealed) < NONCE_BYTES + TAG_BYTES:
+                opened.append(None)
+                continue
+            try:
+                opened.append(decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad))
+            except InvalidTag:
+                opened.append(None)
+        return opened
 
     def open_enveloped(self, *, wrapped: bytes, wrapped_aad: bytes, sealed: bytes, aad: bytes) -> bytes:
         """Open a data key wrapped under this key, then the blob sealed under that data key: one envelope.

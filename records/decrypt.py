@@ -12,6 +12,7 @@ import binascii
 import hmac
 import uuid
 from collections.abc import Iterable, Sequence
+from itertools import groupby
 
 from healthledger.errors import IntegrityFailure, KeyDestroyed
 from records import crypto, keys
@@ -60,33 +61,25 @@ def stored_versions_decrypt(stored: Iterable[StoredVersion]) -> list[bytes]:
 def stored_versions_decrypt_each(stored: Sequence[StoredVersion]) -> list[bytes | None]:
     """Plaintext of several versions, in order, None for each that fails its integrity check (it fails alone).
 
-    The same checks as stored_version_decrypt, with each patient key's cipher state set up once
-    for the batch (a search page opens many versions of one record). KeyDestroyed once erased.
+    The same checks as stored_version_decrypt, with each patient key's cipher state set up once and
+    each run of one record's versions (a search page is one run) opened in one call
+    (VersionOpener.open_each). KeyDestroyed once erased.
     """
     openers: dict[tuple[bytes, uuid.UUID, str], VersionOpener] = {}
     opened: list[bytes | None] = []
-    # Bound once: a search page runs this loop a hundred times per request.
-    append, compare_digest = opened.append, hmac.compare_digest
-    for item in stored:
-        wrapped_patient_key = item.wrapped_patient_key
-        if wrapped_patient_key is None:
+    for (wrapped, patient_id, key_id), run in groupby(stored, key=_record_key):
+        if wrapped is None:
             raise KeyDestroyed("this patient's record was erased; its data can never be decrypted again")
-        key = (wrapped_patient_key, item.patient_id, item.master_key_id)
-        opener = openers.get(key)
+        opener = openers.get((wrapped, patient_id, key_id))
         if opener is None:
-            patient_key = keys.patient_key_unwrap(
-                patient_id=item.patient_id, wrapped=wrapped_patient_key, master_key_id=item.master_key_id
-            )
-            opener = openers[key] = VersionOpener(patient_key, item.patient_id)
-        aad = opener.aad(resource_type=item.resource_type, fhir_id=item.fhir_id, version=item.version)
-        if item.version == item.current_version and not compare_digest(item.head_mac, opener.head_mac(aad)):
-            append(None)  # rolled back: the row's newest version is not the one its MAC names
-            continue
-        try:
-            append(opener.open(aad=aad, ciphertext=item.ciphertext, wrapped_data_key=item.wrapped_data_key))
-        except IntegrityFailure:
-            append(None)
+            patient_key = keys.patient_key_unwrap(patient_id=patient_id, wrapped=wrapped, master_key_id=key_id)
+            opener = openers[(wrapped, patient_id, key_id)] = VersionOpener(patient_key, patient_id)
+        opened += opener.open_each(run)
     return opened
+
+
+def _record_key(item: StoredVersion) -> tuple[bytes | None, uuid.UUID, str]:
+    return item.wrapped_patient_key, item.patient_id, item.master_key_id
 
 
 def stored_versions_keys_prefetch(stored: Sequence[StoredVersion]) -> None:

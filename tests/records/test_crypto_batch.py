@@ -12,6 +12,7 @@ import pytest
 from healthledger.errors import IntegrityFailure
 from records import crypto
 from records.envelope import VersionOpener, head_mac, version_aad, version_open, version_seal
+from records.selectors import StoredVersion
 
 
 @pytest.mark.parametrize("key_size", [16, 32, 64, 65, 100])
@@ -59,3 +60,46 @@ def test_the_opener_refuses_anything_tampered_with(damage: str) -> None:
         ciphertext = ciphertext[:20]
     with pytest.raises(IntegrityFailure):
         VersionOpener(patient_key, patient_id).open(aad=aad, ciphertext=ciphertext, wrapped_data_key=wrapped)
+
+
+def test_open_each_checks_each_version_as_head_mac_and_open_do_one_at_a_time() -> None:
+    patient_key, patient_id = crypto.key_generate(), uuid.uuid4()
+    opener = VersionOpener(patient_key, patient_id)
+    rows, expected = [], []
+    cases = ["current", "older", "rolled back", "flipped", "truncated", "format 1", "format 1 flipped", "moved"]
+    for n, case in enumerate(cases):
+        fhir_id, version = f"o-{n}", 2
+        aad = version_aad(patient_id=patient_id, resource_type="Observation", fhir_id=fhir_id, version=version)
+        plaintext = f'{{"resourceType":"Observation","id":"{fhir_id}"}}'.encode()
+        ciphertext, wrapped = version_seal(patient_key=patient_key, aad=aad, plaintext=plaintext)
+        if case.startswith("format 1"):
+            data_key = crypto.key_generate()
+            wrapped = crypto.aead_seal(key=patient_key, plaintext=data_key, aad=b"healthledger/data-key|" + aad)
+            ciphertext = crypto.aead_seal(key=data_key, plaintext=plaintext, aad=b"healthledger/version|" + aad)
+        current, head = version, head_mac(patient_key=patient_key, aad=aad)
+        if case == "older":
+            current = 3  # an older version is served without the head check, as a vread is
+        if case == "rolled back":
+            head = head_mac(patient_key=patient_key, aad=aad[:-1] + b"3")  # the MAC names version 3
+        if case in ("flipped", "format 1 flipped"):
+            ciphertext = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
+        if case == "truncated":
+            ciphertext = ciphertext[:20]
+        if case == "moved":
+            fhir_id = "o-elsewhere"  # another row's ciphertext: its associated data no longer matches
+        rows.append(
+            StoredVersion(patient_id, "Observation", fhir_id, version, ciphertext, wrapped, b"", "m", current, head)
+        )
+        one_at_a_time: bytes | None
+        row_aad = opener.aad(resource_type="Observation", fhir_id=fhir_id, version=version)
+        if version == current and not hmac.compare_digest(head, opener.head_mac(row_aad)):
+            one_at_a_time = None
+        else:
+            try:
+                one_at_a_time = opener.open(aad=row_aad, ciphertext=ciphertext, wrapped_data_key=wrapped)
+            except IntegrityFailure:
+                one_at_a_time = None
+        expected.append(one_at_a_time)
+
+    assert opener.open_each(rows) == expected
+    assert [body is not None for body in expected] == [True, True, False, False, False, True, False, False]
