@@ -120,7 +120,7 @@ class VersionOpener:
         format_2: list[tuple[bytes, bytes]] = []  # (sealed, associated data), opened together below
         places: list[int] = []
         for _, resource_type, fhir_id, version, ciphertext, wrapped_data_key, _, _, current, stored_mac in items:
-            aad = f"{patient}{resource_type}|{fhir_id}|{version}".encode("ascii")  # as _aad
+            aad = _aad(patient, resource_type, fhir_id, version)
             if version == current and not compare(stored_mac, head(_HEAD + aad)):
                 opened.append(None)  # rolled back: the row's newest version is not the one its MAC names
             elif wrapped_data_key:

@@ -30,10 +30,9 @@ from consent.gate.reads import ReadResult, resource_read, resource_read_by_id
 from consent.gate.search import SearchPage, SearchTarget, resource_search, resource_search_counted, search_target
 from consent.gate.text import access_log_text
 from consent.gate.whole_record import record_export, record_index_rebuild
-from records.selectors import SEARCH_LIMIT_MAX, SearchCriteria
+from records.selectors import SearchCriteria
 
 __all__ = [
-    "SEARCH_LIMIT_MAX",
     "Caller",
     "CohortQuery",
     "CohortRecord",

@@ -120,8 +120,8 @@ def search_target(
     One statement does the work of two: the search's patient lookup and its decision's grant lookup; for
     a DeferredCaller (the API's bearer token) that of a third, the token check, resolved before this
     returns, whether or not the record exists, as a read's is. None when no record's Patient has this id
-    (the API then answers as for a patient the caller may not see). `page` (resource type, limit, offset):
-    the page of that whole type the search will read if its criteria stay empty, read in the same
+    (the API then answers as for a patient the caller may not see). `page` (resource type, limit, offset, as
+    asked): the page of that whole type the search will read if its criteria stay empty, read in the same
     statement, and only when the caller holds a live grant on the record (patient_locate_with_type_page).
     """
     now = timezone.now()
@@ -132,6 +132,7 @@ def search_target(
         identity, grantee = (), grantee_id_expression(caller.actor.pk if caller.actor is not None else None)
     extras = (*identity, live_grants_expression(grantee=grantee, at=now))
     resource_type, limit, offset = page or ("", 0, 0)
+    offset, limit = _bounded(offset, limit)  # as resource_search_counted bounds its page, so the two compare equal
     found = patient_locate_with_type_page(
         fhir_id=fhir_id, extras=extras, resource_type=resource_type, limit=limit, offset=offset
     )
@@ -143,6 +144,11 @@ def search_target(
     actor_id = caller.actor.pk if caller.actor is not None else None
     grants = grants_from_expression(values[-1], purpose=caller.purpose)
     return SearchTarget(patient, actor_id, caller.purpose, now, tuple(grants), read)
+
+
+def _bounded(offset: int, limit: int) -> tuple[int, int]:
+    """A search page's (offset, limit) as it is read: at most SEARCH_LIMIT_MAX, neither below 0."""
+    return max(0, offset), max(0, min(limit, SEARCH_LIMIT_MAX))
 
 
 def _page(
@@ -223,8 +229,7 @@ def resource_search_counted(
         decision = _decide(caller, patient, action, [resource_type])
     if not decision.permit:
         raise _deny(caller, patient, "records.search", decision, query=query)
-    limit = max(0, min(limit, SEARCH_LIMIT_MAX))
-    offset = max(0, offset)
+    offset, limit = _bounded(offset, limit)
     if decision.output_grants:
         criteria = _outputs_only(decision, patient, resource_type, criteria)
     narrowing = categories_for(decision.categories, resource_type)

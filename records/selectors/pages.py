@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 from django.db import connection
 from django.db.models import QuerySet
@@ -48,6 +50,38 @@ def _page_sql(matches: str) -> str:
 
 _TYPE_PAGE_SQL: dict[str, str] = {}
 _RECORD_KEY_FIELDS = ("wrapped_key", "master_key_id")
+# A type page's rows, each only what differs between rows (its resource row's id first, for their order):
+# what stored_page_of_type and a search's first statement (records.selectors.target_page) both read.
+TYPE_PAGE_COLUMNS = "r.id, r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key, r.current_version, r.head_mac"
+
+
+def type_page_from(patient: str, *, lateral_to: str = "") -> str:
+    """The FROM of a type page of the record `patient` names (an SQL expression); its parameters are the type, the
+    limit and the offset. `lateral_to`: a FROM item `patient` refers to, which the page is joined to laterally."""
+    quote = connection.ops.quote_name
+    version, resource = (quote(m._meta.db_table) for m in (ResourceVersion, Resource))
+    # The page's resource rows are chosen and carried in one pass (not chosen by id and looked up again).
+    joined = f"{lateral_to} CROSS JOIN LATERAL " if lateral_to else ""
+    return (
+        f" FROM {joined}(SELECT id, fhir_id, current_version, head_mac FROM {resource}"  # noqa: S608
+        f" WHERE patient_id = {patient} AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r"
+        f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version"
+    )
+
+
+def type_page_stored(
+    rows: Sequence[Sequence[Any]], *, patient_id: uuid.UUID, resource_type: str, wrapped_key: bytes | None, key_id: str
+) -> list[StoredVersion]:
+    """StoredVersions of a type page's rows (TYPE_PAGE_COLUMNS first in each), with the record's key given once."""
+    if rows and type(rows[0][3]) is bytes:  # psycopg's binary rows: taken as they are
+        # tuple.__new__ with the fields in order: what StoredVersion(...) does, less its Python-level __new__.
+        new, shape = tuple.__new__, StoredVersion
+        return [
+            new(shape, (patient_id, resource_type, row[1], row[2], row[3], row[4], wrapped_key, key_id, row[5], row[6]))
+            for row in rows
+        ]
+    # SQLite hands memoryviews and the like: _stored converts
+    return [_stored((patient_id, resource_type, *row[1:5], wrapped_key, key_id, *row[5:7])) for row in rows]
 
 
 def stored_page_of_type(
@@ -56,25 +90,21 @@ def stored_page_of_type(
     """stored_page of every resource of one type in the record (a search with no filter: the commonest).
 
     One fixed, prepared statement, the same plan for every such search whatever the patient. Shaped
-    for the one record it reads: the page's resource rows are chosen and carried in one pass (not
-    chosen by id and looked up again), and each row carries only what differs between rows: the
-    record's wrapped key comes with `patient` (patient_locate_by_fhir_id, a search's first statement,
-    reads it; an instance loaded without it is completed first). Carrying the patient's id, type and
-    key on every row cost PostgreSQL a third of the statement. Only a page past the end costs a second
-    query, for the count alone.
+    for the one record it reads: each row carries only what differs between rows (type_page_from);
+    the record's wrapped key comes with `patient` (patient_locate_by_fhir_id, a search's first
+    statement, reads it; an instance loaded without it is completed first). Carrying the patient's id,
+    type and key on every row cost PostgreSQL a third of the statement. Only a page past the end costs
+    a second query, for the count alone.
     """
     if any(name not in patient.__dict__ for name in _RECORD_KEY_FIELDS):
         patient.refresh_from_db(fields=_RECORD_KEY_FIELDS)
     sql = _TYPE_PAGE_SQL.get(connection.vendor)
     if sql is None:
-        quote = connection.ops.quote_name
-        version, resource = (quote(m._meta.db_table) for m in (ResourceVersion, Resource))
+        resource = connection.ops.quote_name(Resource._meta.db_table)
         sql = _TYPE_PAGE_SQL[connection.vendor] = (
-            f"SELECT (SELECT COUNT(*) FROM {resource} WHERE patient_id = %s AND resource_type = %s),"  # noqa: S608
-            " r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key, r.current_version, r.head_mac"
-            f" FROM (SELECT id, fhir_id, current_version, head_mac FROM {resource}"
-            " WHERE patient_id = %s AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r"
-            f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version ORDER BY r.id"
+            f"SELECT {TYPE_PAGE_COLUMNS},"  # noqa: S608
+            f" (SELECT COUNT(*) FROM {resource} WHERE patient_id = %s AND resource_type = %s)"
+            f"{type_page_from('%s')} ORDER BY r.id"
         )
     key = _PATIENT_PK.get_db_prep_value(patient.pk, connection)
     with prepared_cursor(binary=True) as cursor:
@@ -83,18 +113,11 @@ def stored_page_of_type(
     if not rows:
         count = Resource.objects.filter(patient_id=patient.pk, resource_type=resource_type).count() if offset else 0
         return [], count
-    pid, key_id = patient.pk, patient.master_key_id
-    record_key = bytes(patient.wrapped_key) if patient.wrapped_key is not None else None
-    if type(rows[0][3]) is bytes:  # psycopg's binary rows: taken as they are
-        # tuple.__new__ with the fields in order: what StoredVersion(...) does, less its Python-level __new__.
-        new, shape = tuple.__new__, StoredVersion
-        stored = [
-            new(shape, (pid, resource_type, fhir_id, number, sealed, wrapped, record_key, key_id, current, head))
-            for _, fhir_id, number, sealed, wrapped, current, head in rows
-        ]
-    else:  # SQLite hands memoryviews and the like: _stored converts
-        stored = [_stored((pid, resource_type, *row[1:5], record_key, key_id, *row[5:])) for row in rows]
-    return stored, int(rows[0][0])
+    wrapped = bytes(patient.wrapped_key) if patient.wrapped_key is not None else None
+    stored = type_page_stored(
+        rows, patient_id=patient.pk, resource_type=resource_type, wrapped_key=wrapped, key_id=patient.master_key_id
+    )
+    return stored, int(rows[0][7])
 
 
 def resource_search_stored(

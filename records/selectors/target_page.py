@@ -20,8 +20,9 @@ from typing import Any
 from django.db import connection
 
 from healthledger.lib.db import prepared_cursor
-from records.models import Patient, Resource, ResourceVersion
+from records.models import Patient, Resource
 from records.selectors.located import _LOCATED_FIELDS, RowExtra, patient_locate_by_fhir_id
+from records.selectors.pages import TYPE_PAGE_COLUMNS, type_page_from, type_page_stored
 from records.selectors.stored import StoredVersion
 
 
@@ -44,19 +45,16 @@ def _sql(extras: tuple[str, ...]) -> str:
     sql = _SQL.get(extras)
     if sql is None:
         quote = connection.ops.quote_name
-        record, resource, version = (quote(m._meta.db_table) for m in (Patient, Resource, ResourceVersion))
+        record, resource = (quote(m._meta.db_table) for m in (Patient, Resource))
         named = "".join(f", {extra} AS e{k}" for k, extra in enumerate(extras))
         values = "".join(f", t.e{k}" for k in range(len(extras)))
         guard = f"t.e{len(extras) - 1}"
-        # Two row shapes in one answer: the page's rows (their own columns first) and the record's row (its id set).
+        # Two row shapes in one answer: the page's rows (stored_page_of_type's, first) and the record's row.
         sql = _SQL[extras] = (
             f"WITH t AS (SELECT p.id, p.user_id, p.wrapped_key, p.master_key_id{named} FROM {record} p"  # noqa: S608
             " WHERE p.fhir_id = %s AND p.fhir_id <> '')"
-            " SELECT r.id, r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key, r.current_version, r.head_mac,"
-            f" NULL::uuid, NULL, NULL, NULL{', NULL' * len(extras)}, NULL::bigint"
-            " FROM t CROSS JOIN LATERAL (SELECT id, fhir_id, current_version, head_mac"
-            f" FROM {resource} WHERE patient_id = t.id AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r"
-            f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version WHERE {guard} IS NOT NULL"
+            f" SELECT {TYPE_PAGE_COLUMNS}, NULL::uuid, NULL, NULL, NULL{', NULL' * len(extras)}, NULL::bigint"
+            f"{type_page_from('t.id', lateral_to='t')} WHERE {guard} IS NOT NULL"
             " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
             f" t.id, t.user_id, t.wrapped_key, t.master_key_id{values}, CASE WHEN {guard} IS NOT NULL THEN"
             f" (SELECT COUNT(*) FROM {resource} c WHERE c.patient_id = t.id AND c.resource_type = %s) END FROM t"
@@ -90,10 +88,7 @@ def patient_locate_with_type_page(
     values, count = tuple(target[_ID + 4 : -1]), target[-1]
     if count is None:  # no live grant: no page was read
         return patient, values, None
-    # Each page row's own columns, in resource order (a UNION ALL promises none), as stored_page_of_type's.
+    # In resource order (a UNION ALL promises none), as stored_page_of_type's.
     page = sorted((row for row in rows if row[_ID] is None), key=itemgetter(0))
-    new, shape = tuple.__new__, StoredVersion
-    stored = [
-        new(shape, (pk, resource_type, row[1], row[2], row[3], row[4], wrapped, key_id, row[5], row[6])) for row in page
-    ]
+    stored = type_page_stored(page, patient_id=pk, resource_type=resource_type, wrapped_key=wrapped, key_id=key_id)
     return patient, values, TypePage(resource_type, limit, offset, stored, int(count))

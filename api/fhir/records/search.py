@@ -295,9 +295,8 @@ _WHOLE_TYPE = frozenset({"patient", "_count", "_offset"})
 
 
 def _whole_type_page(query: QueryDict, resource_type: str) -> tuple[str, int, int] | None:
-    """The page (type, limit, offset) a search of a whole type will read, for gate.search_target to read with
+    """The page (type, limit, offset) a search of a whole type asks for, for gate.search_target to read with
     the record; None for any other search, or when the paging is bad (_search says so, after authentication).
-    The limit and offset are bounded as gate.resource_search_counted bounds them, so the pages compare equal.
     """
     if resource_type == "Patient" or not set(query) <= _WHOLE_TYPE:
         return None
@@ -305,8 +304,7 @@ def _whole_type_page(query: QueryDict, resource_type: str) -> tuple[str, int, in
         paging = params.paging(query, SORTS)
     except BadRequest:
         return None
-    limit = min(paging.count, gate.SEARCH_LIMIT_MAX)
-    return (resource_type, limit, max(0, paging.offset)) if limit > 0 else None
+    return resource_type, paging.count, paging.offset
 
 
 @fhir_endpoint("GET", "HEAD", authenticated=False)
