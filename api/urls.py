@@ -1,8 +1,10 @@
 """The API's URLs: FHIR under /fhir, OAuth2 under /oauth, the JSON API and its OpenAPI docs under /api.
 
 To add FHIR endpoints from another module (operations such as Patient/{id}/$diagnose, or
-types served elsewhere such as Task), add one line to FHIR_EXTENSIONS: they are matched
-before the generic <type> and <type>/<id> routes, which would otherwise take them.
+types served elsewhere such as Task), add its url patterns to FHIR_EXTENSIONS: they are matched
+before the generic <type> and <type>/<id> routes, which would otherwise take them. They are
+spliced in as patterns, not included: an include() that does not match raises and records what
+it tried, and every record read and search under /fhir passed four of them on its way.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from oauth2_provider.views import UserInfoView
 
+from api import fhir_diagnostics, research_fhir, smart_urls
 from api.access import fhir_endpoint
-from api.fhir import audit_events, capability, consents, operations, patch, records
+from api.fhir import audit_events, bulk, capability, consents, operations, patch, records
 from api.oauth import OwnTokensIntrospectView, SmartRevokeTokenView, SmartTokenView
 from api.outcomes import NotSupported
 from api.registration import dynamic_registration
@@ -29,10 +32,10 @@ DEFINITION_ID = r"(?P<definition_id>[A-Za-z0-9\-.]{1,64})"
 
 # Other modules' FHIR routes, e.g. path("", include("api.fhir_diagnostics")).
 FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [
-    path("", include("api.fhir_diagnostics")),
-    path("", include("api.fhir.bulk")),  # $export, its status and files, Group, Patient/{id}/$everything
-    path("", include("api.smart_urls")),  # Practitioner/user-<pk>: what a clinician's fhirUser names
-    path("", include("api.research_fhir")),  # ResearchStudy, ResearchSubject
+    *fhir_diagnostics.urlpatterns,  # Patient/{id}/$diagnose, Task
+    *bulk.urlpatterns,  # $export, its status and files, Group, Patient/{id}/$everything
+    *smart_urls.urlpatterns,  # Practitioner/user-<pk>: what a clinician's fhirUser names
+    *research_fhir.urlpatterns,  # ResearchStudy, ResearchSubject
 ]
 
 

@@ -9,9 +9,10 @@ from api.registration import page_patterns as app_registration_pages
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
-    path("admin/", admin.site.urls),
-    # The FHIR API (/fhir), OAuth2 (/oauth) and the JSON API with its OpenAPI docs (/api).
+    # The FHIR API (/fhir), OAuth2 (/oauth) and the JSON API with its OpenAPI docs (/api); before admin/, whose
+    # resolver would otherwise raise (no match) on every API request first.
     path("", include("api.urls")),
+    path("admin/", admin.site.urls),
     # A clinician registers SMART apps and makes RFC 7591 initial access tokens (api/registration.py).
     path("clinician/apps/", include((app_registration_pages, "smart_apps"))),
     # A clinician opens an app from a patient's page: a SMART EHR launch (api/ehr_launch.py).

@@ -13,6 +13,7 @@ import hmac
 import uuid
 from collections.abc import Iterable, Sequence
 from itertools import groupby
+from operator import itemgetter
 
 from healthledger.errors import IntegrityFailure, KeyDestroyed
 from records import crypto, keys
@@ -78,8 +79,8 @@ def stored_versions_decrypt_each(stored: Sequence[StoredVersion]) -> list[bytes 
     return opened
 
 
-def _record_key(item: StoredVersion) -> tuple[bytes | None, uuid.UUID, str]:
-    return item.wrapped_patient_key, item.patient_id, item.master_key_id
+# A version's record: (wrapped patient key, patient id, master key id), by field place (no Python call per version).
+_record_key = itemgetter(6, 0, 7)
 
 
 def stored_versions_keys_prefetch(stored: Sequence[StoredVersion]) -> None:

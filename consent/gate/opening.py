@@ -51,10 +51,13 @@ def _open_each(stored: Sequence[StoredVersion], patient: Patient) -> tuple[list[
     Returns the versions opened, their bodies, and the references that failed; the caller logs those
     (`_integrity_entry`) where the entry cannot be rolled back with a failing request.
     """
+    each = decrypt.stored_versions_decrypt_each(stored)
+    if None not in each:  # every one opened (the rule): nothing to sort out
+        return list(stored), each, []  # type: ignore[return-value]
     opened: list[StoredVersion] = []
     bodies: list[bytes] = []
     failed: list[str] = []
-    for item, body in zip(stored, decrypt.stored_versions_decrypt_each(stored), strict=True):
+    for item, body in zip(stored, each, strict=True):
         if body is None:
             failed.append(item.reference)
             continue

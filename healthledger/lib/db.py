@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
@@ -59,14 +60,22 @@ def prepared_cursor(*, binary: bool = False, reads: bool = False) -> Iterator[Cu
 
 
 def _server_binding_cursor(db: BaseDatabaseWrapper, binary: bool) -> CursorWrapper:
+    cursor_class, binary_format = _server_binding()
+    with db.wrap_database_errors:
+        server_binding = cursor_class(db.connection)
+        if binary:
+            server_binding.format = binary_format
+        return db._prepare_cursor(server_binding)  # type: ignore[attr-defined,no-any-return]
+
+
+@cache
+def _server_binding() -> tuple[Any, Any]:
+    """The PostgreSQL backend's server-binding cursor class and psycopg's binary format: imported on first use
+    (a SQLite deployment loads neither), then kept, not imported again for every statement."""
     from django.db.backends.postgresql.base import ServerBindingCursor
     from psycopg.pq import Format
 
-    with db.wrap_database_errors:
-        server_binding = ServerBindingCursor(db.connection)  # type: ignore[call-arg]
-        if binary:
-            server_binding.format = Format.BINARY  # type: ignore[attr-defined]
-        return db._prepare_cursor(server_binding)  # type: ignore[attr-defined,no-any-return]
+    return ServerBindingCursor, Format.BINARY
 
 
 class _CheckingCursor:

@@ -78,7 +78,12 @@ def patient_locate_with_type_page(
     with prepared_cursor(binary=True, reads=True) as cursor:  # a WITH query that only reads
         cursor.execute(_sql(tuple(extra.sql for extra in extras)), params)
         rows = cursor.fetchall()
-    target = next((row for row in rows if row[_ID] is not None), None)
+    # The record's row is the last as PostgreSQL appends the UNION ALL's branches; looked for anywhere otherwise.
+    if rows and rows[-1][_ID] is not None:
+        target, page = rows[-1], rows[:-1]
+    else:
+        target = next((row for row in rows if row[_ID] is not None), None)
+        page = [row for row in rows if row[_ID] is None]
     if target is None:
         return None
     pk = target[_ID] if isinstance(target[_ID], uuid.UUID) else uuid.UUID(str(target[_ID]))
@@ -88,7 +93,6 @@ def patient_locate_with_type_page(
     values, count = tuple(target[_ID + 4 : -1]), target[-1]
     if count is None:  # no live grant: no page was read
         return patient, values, None
-    # In resource order (a UNION ALL promises none), as stored_page_of_type's.
-    page = sorted((row for row in rows if row[_ID] is None), key=itemgetter(0))
+    page.sort(key=itemgetter(0))  # in resource order (nothing in the statement promises one), as stored_page_of_type's
     stored = type_page_stored(page, patient_id=pk, resource_type=resource_type, wrapped_key=wrapped, key_id=key_id)
     return patient, values, TypePage(resource_type, limit, offset, stored, int(count))

@@ -103,3 +103,20 @@ def test_open_each_checks_each_version_as_head_mac_and_open_do_one_at_a_time() -
 
     assert opener.open_each(rows) == expected
     assert [body is not None for body in expected] == [True, True, False, False, False, True, False, False]
+
+
+def test_open_each_checked_opens_only_what_its_mac_vouches_for() -> None:
+    key, head = crypto.key_generate(), crypto.KeyedDigester(crypto.key_generate())
+    aead = crypto.AeadKey(key)
+    sealed = crypto.aead_seal(key=key, plaintext=b"body", aad=b"a")
+    items = [
+        (sealed, b"a", b"head|a", head(b"head|a")),  # vouched for: opened
+        (sealed, b"a", None, b""),  # nothing to check (an older version): opened
+        (sealed, b"a", b"head|a", head(b"head|b")),  # the MAC names another message
+        (sealed, b"a", b"head|a", head(b"head|a")[:-1] + b"\0"),  # a MAC one byte off
+        (sealed, b"b", b"head|a", head(b"head|a")),  # vouched for, but sealed with other associated data
+        (sealed[:-1] + bytes([sealed[-1] ^ 1]), b"a", None, b""),  # flipped
+        (sealed[:27], b"a", None, b""),  # shorter than a nonce and a tag
+        (None, b"a", b"head|a", head(b"head|a")),  # left to the caller
+    ]
+    assert aead.open_each_checked(head, items) == [b"body", b"body", None, None, None, None, None, None]

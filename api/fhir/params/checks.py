@@ -35,7 +35,8 @@ def unknown_check(params: QueryDict, supported: frozenset[str], *, strict: bool 
     for name, values in params.lists():
         if _CONTROL.search(name) or any(_CONTROL.search(value) for value in values):
             raise bad(_CONTROL.sub("?", name)[:64], "a control character is not allowed in a search")
-    unknown = tuple(sorted({name for name in params if name not in supported | IGNORED | PAGING}))
+    known = supported | IGNORED | PAGING
+    unknown = tuple(sorted({name for name in params if name not in known}))
     if unknown and strict:
         raise BadRequest(
             f"unsupported search parameter(s): {', '.join(unknown)}; supported: {', '.join(sorted(supported | PAGING))}"

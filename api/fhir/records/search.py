@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.timezone import now
@@ -45,6 +46,7 @@ class Located:
     target: gate.SearchTarget | None
 
 
+@cache  # the registry is fixed for the process (search_parameters is cached too)
 def supported_parameters(resource_type: str) -> frozenset[str]:
     """What a search of this type takes: its declared parameters (records.fhir.search_parameters), their
     modifiers (code:text), and _sort."""
@@ -99,8 +101,8 @@ def _criteria(query: QueryDict, resource_type: str) -> tuple[gate.SearchCriteria
         _term_query(p, raw, modifier)
         for p in declared.values()
         for modifier in ("", *p.modifiers)
-        for raw in query.getlist(f"{p.code}:{modifier}" if modifier else p.code)
-        if p.index == "term" or modifier
+        if (p.index == "term" or modifier) and (name := f"{p.code}:{modifier}" if modifier else p.code) in query
+        for raw in query.getlist(name)
     ]
     date_name = by_index.get("date", "")
     days = params.day_range(date_name, query.getlist(date_name)) if date_name else params.DayRange()
