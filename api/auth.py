@@ -126,15 +126,16 @@ def token_identity(token: str) -> tuple[RowExtra, RowExtra]:
     """
     if len(token) > MAX_TOKEN:
         raise ValueError("bearer token too long to look up")
-    identity = _IDENTITY_SQL.get(connection.vendor)
+    vendor = connection.vendor  # once: each `connection.x` is a lookup of this thread's connection
+    identity = _IDENTITY_SQL.get(vendor)
     if identity is None:
-        array = "json_build_array" if connection.vendor == "postgresql" else "json_array"
-        cast = "::text" if connection.vendor == "postgresql" else ""
-        identity = _IDENTITY_SQL[connection.vendor] = f"(SELECT {array}({_COLUMNS}){cast}{_from_clause()})"
-    actor = _ACTOR_SQL.get(connection.vendor)
+        array = "json_build_array" if vendor == "postgresql" else "json_array"
+        cast = "::text" if vendor == "postgresql" else ""
+        identity = _IDENTITY_SQL[vendor] = f"(SELECT {array}({_COLUMNS}){cast}{_from_clause()})"
+    actor = _ACTOR_SQL.get(vendor)
     if actor is None:
         token_table, app, _, _ = _tables()
-        actor = _ACTOR_SQL[connection.vendor] = (
+        actor = _ACTOR_SQL[vendor] = (
             f"(SELECT COALESCE(t.user_id, a.user_id) FROM {token_table} t"  # noqa: S608 (model tables)
             f" LEFT JOIN {app} a ON a.id = t.application_id WHERE t.token_checksum = %s)"
         )

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -203,7 +203,8 @@ def live_grants_expression(*, grantee: RowExtra, at: datetime) -> RowExtra:
     id (`%s`), or the API's bearer token's user, when the caller is known only once that same
     statement has run; so each grant carries its purpose and grants_from_expression picks.
     """
-    key = (connection.vendor, grantee.sql)
+    db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a lookup of this thread's connection
+    key = (db.vendor, grantee.sql)
     sql = _LIVE_EXPRESSION.get(key)
     if sql is None:
         where = (
@@ -211,7 +212,7 @@ def live_grants_expression(*, grantee: RowExtra, at: datetime) -> RowExtra:
             " AND g.not_before <= %s AND g.not_after > %s"
         )
         sql = _LIVE_EXPRESSION[key] = _grants_json(where)
-    when = connection.ops.adapt_datetimefield_value(at)
+    when = db.ops.adapt_datetimefield_value(at)
     return RowExtra(sql=sql, params=(*grantee.params, GrantStatus.RECORDED.value, when, when))
 
 

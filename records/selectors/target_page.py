@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from healthledger.lib.db import prepared_cursor
 from records.models import Patient, Resource
@@ -70,7 +70,8 @@ def patient_locate_with_type_page(
     The page (None without it) is read only when the last of `extras` is not NULL. PostgreSQL; elsewhere
     the record alone, and the page is left to stored_page_of_type.
     """
-    if connection.vendor != "postgresql" or not extras or limit <= 0:
+    db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a lookup of this thread's connection
+    if db.vendor != "postgresql" or not extras or limit <= 0:
         found = patient_locate_by_fhir_id(fhir_id=fhir_id, extras=extras)
         return None if found is None else (*found, None)
     params: list[Any] = [param for extra in extras for param in extra.params]
@@ -89,7 +90,7 @@ def patient_locate_with_type_page(
     pk = target[_ID] if isinstance(target[_ID], uuid.UUID) else uuid.UUID(str(target[_ID]))
     user_id, wrapped, key_id = target[_ID + 1], target[_ID + 2], target[_ID + 3]
     wrapped = bytes(wrapped) if wrapped is not None else None
-    patient = Patient.from_db(connection.alias, _LOCATED_FIELDS, [pk, user_id, fhir_id, wrapped, key_id])
+    patient = Patient.from_db(db.alias, _LOCATED_FIELDS, [pk, user_id, fhir_id, wrapped, key_id])
     values, count = tuple(target[_ID + 4 : -1]), target[-1]
     if count is None:  # no live grant: no page was read
         return patient, values, None
