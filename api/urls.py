@@ -9,8 +9,10 @@ it tried, and every record read and search under /fhir passed four of them on it
 
 from __future__ import annotations
 
+import re
+
 from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path, register_converter
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from oauth2_provider.views import UserInfoView
@@ -18,6 +20,7 @@ from oauth2_provider.views import UserInfoView
 from api import fhir_diagnostics, research_fhir, smart_urls
 from api.access import fhir_endpoint
 from api.fhir import audit_events, bulk, capability, consents, operations, patch, records
+from api.fhir.records.base import RECORD_TYPES
 from api.oauth import OwnTokensIntrospectView, SmartRevokeTokenView, SmartTokenView
 from api.outcomes import NotSupported
 from api.registration import dynamic_registration
@@ -25,8 +28,9 @@ from api.rest import TokenIntrospectView
 from api.smart import SmartLaunchAuthorizationView, jwks
 from healthledger.errors import ResourceNotFound
 
-TYPE = r"(?P<resource_type>[A-Z][A-Za-z]{1,63})"
-ID = r"(?P<resource_id>[A-Za-z0-9\-.]{1,64})"
+TYPE_NAME, FHIR_ID = r"[A-Z][A-Za-z]{1,63}", r"[A-Za-z0-9\-.]{1,64}"
+TYPE = rf"(?P<resource_type>{TYPE_NAME})"
+ID = rf"(?P<resource_id>{FHIR_ID})"
 PATIENT_ID = r"(?P<patient_id>[A-Za-z0-9\-.]{1,64})"
 DEFINITION_ID = r"(?P<definition_id>[A-Za-z0-9\-.]{1,64})"
 
@@ -69,7 +73,44 @@ def fhir_not_found(request: HttpRequest, context: None, **kwargs: object) -> Htt
     raise ResourceNotFound("resource not found")
 
 
-fhir_patterns: list[URLPattern | URLResolver] = [
+class _UnclaimedType:
+    """A record type no route before the generic ones names (see _claimed): its search and read may skip them."""
+
+    regex = TYPE_NAME
+
+    def to_python(self, value: str) -> str:
+        if value not in _UNCLAIMED:
+            raise ValueError(value)  # not this route's: resolution goes on to the routes in order
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+class _Id:
+    regex = FHIR_ID
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(_UnclaimedType, "unclaimed_type")
+register_converter(_Id, "fhir_id")
+
+_UNCLAIMED: frozenset[str] = frozenset()  # set below, once the routes it depends on are listed
+
+
+def _claimed(patterns: list[URLPattern | URLResolver]) -> frozenset[str]:
+    """The names that routes' paths begin with (Group, Task, Patient, Consent...): a type named by one may have a
+    route of its own before the generic ones, so none of its paths take the shortcut."""
+    leading = (re.match(r"\^?([A-Za-z]+)", str(pattern.pattern)) for pattern in patterns)
+    return frozenset(found.group(1) for found in leading if found)
+
+
+_routes: list[URLPattern | URLResolver] = [
     path("", records.transaction, name="fhir-base-slash"),
     path("metadata", capability.metadata, name="fhir-metadata"),
     path(".well-known/smart-configuration", capability.smart_configuration, name="fhir-smart-configuration"),
@@ -80,6 +121,17 @@ fhir_patterns: list[URLPattern | URLResolver] = [
     path("AuditEvent", audit_events.audit_event_search, name="fhir-auditevent-search"),
     re_path(rf"^AuditEvent/{ID}$", audit_events.audit_event_read, name="fhir-auditevent-read"),
     *FHIR_EXTENSIONS,
+]
+_UNCLAIMED = RECORD_TYPES - _claimed(_routes)
+# The record routes of a type no other route names, first: a search or read (most of what /fhir serves) then
+# matches at once, not after every route above; any other path goes on to them, in order, as before.
+SHORTCUTS: list[URLPattern | URLResolver] = [
+    path("<unclaimed_type:resource_type>", resource_type_endpoint),
+    path("<unclaimed_type:resource_type>/<fhir_id:resource_id>", resource_instance_endpoint),
+]
+fhir_patterns: list[URLPattern | URLResolver] = [
+    *SHORTCUTS,
+    *_routes,
     re_path(rf"^{TYPE}$", resource_type_endpoint, name="fhir-type"),
     re_path(rf"^{TYPE}/_search$", records.resource_search_post, name="fhir-type-search"),
     re_path(rf"^Patient/{PATIENT_ID}/{TYPE}$", records.compartment_search, name="fhir-compartment-search"),
