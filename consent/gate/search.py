@@ -88,7 +88,7 @@ def resource_search(
             offset=offset,
         )
         opened, bodies, failed = _open_each(stored, patient)
-        references = [item.reference for item in opened]
+        references = StoredVersion.references(opened)
         if not failed:
             access_log_insert(
                 event=_event(caller, patient, "records.search", decision, resource_ids=references, query=query)
@@ -241,7 +241,7 @@ def resource_search_counted(
         raise _integrity_raise(caller, patient, failed)
     if failed:  # the finding first: should its entry fail, nothing is served and no read is logged
         _integrity_entry(caller, patient, failed)
-    references = [item.reference for item in opened]
+    references = StoredVersion.references(opened)
     # As a single read does: decrypted in memory, the entry committed, then returned. No BEGIN and COMMIT
     # around the page: reading takes no lock and writes nothing, its statements see what READ COMMITTED
     # shows them inside a transaction too, and the entry is one autocommitted INSERT (durable when it

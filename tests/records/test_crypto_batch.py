@@ -120,3 +120,19 @@ def test_open_each_checked_opens_only_what_its_mac_vouches_for() -> None:
         (None, b"a", b"head|a", head(b"head|a")),  # left to the caller
     ]
     assert aead.open_each_checked(head, items) == [b"body", b"body", None, None, None, None, None, None]
+
+
+def test_references_of_a_page_are_each_versions_reference() -> None:
+    rows = [
+        StoredVersion(uuid.uuid4(), kind, f"id-{n}", n + 1, b"", b"", None, "m", n + 1, b"")
+        for n, kind in enumerate(("Observation", "Encounter", "Patient"))
+    ]
+    assert (
+        StoredVersion.references(rows)
+        == [row.reference for row in rows]
+        == [
+            "Observation/id-0/_history/1",
+            "Encounter/id-1/_history/2",
+            "Patient/id-2/_history/3",
+        ]
+    )

@@ -151,8 +151,10 @@ def _search(
     url: SearchUrl | None = None,
     compartment: str | None = None,
     located: Located | None = None,
+    caller: gate.Caller | None = None,
 ) -> HttpResponse:
-    """One search of a type, however it was asked (GET, POST _search, a Patient compartment)."""
+    """One search of a type, however it was asked (GET, POST _search, a Patient compartment); `caller`: the gate's
+    Caller for this request and `context`, when already made."""
     _record_type(resource_type)
     scope_require(context, resource_type, "s")
     ignored = params.unknown_check(asked, supported_parameters(resource_type), strict=params.strict(request))
@@ -161,7 +163,7 @@ def _search(
     kept = params.elements(query, resource_type)  # checked before the search runs: a bad one is a 400, not a read
     includes = _includes(query, resource_type)
     criteria, satisfiable = _criteria(query, resource_type)
-    caller = gate_caller(request, context)
+    caller = gate_caller(request, context) if caller is None else caller
     if _patient_list_asked(query, context, resource_type, compartment, base_url(request)):
         return _patient_list(request, caller, query, paging, criteria if satisfiable else None, ignored, url)
     patient, target = search_patient(query, context, resource_type, compartment, base_url(request), caller, located)
@@ -276,20 +278,21 @@ def _search_by_token(request: HttpRequest, resource_type: str) -> HttpResponse:
             named = None  # said after authentication, by _search
     if token is None or named is None:
         return _search(request, bearer_authenticate(request), resource_type, request.GET)
-    resolved: list[TokenContext] = []
+    resolved: list[tuple[TokenContext, gate.Caller]] = []
 
     def resolve(identity: object) -> gate.Caller:
         # None: the record was not found, and the token not looked at yet.
         context = token_context_from_identity(identity) if identity is not None else bearer_authenticate(request)
         if context is None:
             raise NotAuthenticated("the access token is unknown, expired or revoked", token_given=True)
-        resolved.append(context)
-        return gate_caller(request, context)
+        resolved.append((context, gate_caller(request, context)))
+        return resolved[0][1]
 
     identity, actor_id = token_identity(token)
     caller = gate.DeferredCaller(identity=identity, actor_id=actor_id, resolve=resolve)
     target = gate.search_target(caller=caller, fhir_id=named, page=_whole_type_page(request.GET, resource_type))
-    return _search(request, resolved[0], resource_type, request.GET, located=Located(named, target))
+    context, caller = resolved[0]
+    return _search(request, context, resource_type, request.GET, located=Located(named, target), caller=caller)
 
 
 # A query of these alone searches a whole type of the record it names (no criteria, storage order).
