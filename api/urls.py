@@ -34,7 +34,7 @@ ID = rf"(?P<resource_id>{FHIR_ID})"
 PATIENT_ID = r"(?P<patient_id>[A-Za-z0-9\-.]{1,64})"
 DEFINITION_ID = r"(?P<definition_id>[A-Za-z0-9\-.]{1,64})"
 
-# Other modules' FHIR routes, e.g. path("", include("api.fhir_diagnostics")).
+# Other modules' FHIR routes: each module's urlpatterns, spliced in (not include()d, see above).
 FHIR_EXTENSIONS: list[URLPattern | URLResolver] = [
     *fhir_diagnostics.urlpatterns,  # Patient/{id}/$diagnose, Task
     *bulk.urlpatterns,  # $export, its status and files, Group, Patient/{id}/$everything

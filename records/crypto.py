@@ -66,7 +66,7 @@ class AeadKey:
     def open_each_checked(
         self, head: KeyedDigester, items: Iterable[tuple[bytes | None, bytes, bytes | None, bytes]]
     ) -> list[bytes | None]:
-        """open_each of (sealed, aad, head message, head MAC) items, each opened only if its MAC checks first.
+        """open of many (sealed, aad, head message, head MAC) items, each opened only if its MAC checks first.
 
         An item's head message (None: nothing to check) must have `head`'s digest equal to its head MAC,
         compared in constant time; an item that fails that, or whose blob fails to open, gives None (it
@@ -79,7 +79,7 @@ class AeadKey:
         opened: list[bytes | None] = []
         append = opened.append
         for sealed, aad, message, mac in items:
-            if message is not None:
+            if message is not None:  # head(message), KeyedDigester.__call__'s HMAC inline
                 state = inner()
                 state.update(message)
                 keyed = outer()
