@@ -104,14 +104,14 @@ _INSERT_SQL: dict[str, str] = {}
 _PATIENT_REF = AccessLogEntry._meta.get_field("patient_ref")
 
 
-def _insert_sql(db: BaseDatabaseWrapper | None = None) -> str:
-    sql = _INSERT_SQL.get((db or connection).vendor)
+def _insert_sql(db: BaseDatabaseWrapper) -> str:
+    sql = _INSERT_SQL.get(db.vendor)
     if sql is None:
-        quote = connection.ops.quote_name
+        quote = db.ops.quote_name
         values = ", ".join(
-            "%s::jsonb" if c == "resource_ids" and connection.vendor == "postgresql" else "%s" for c in _INSERT_COLUMNS
+            "%s::jsonb" if c == "resource_ids" and db.vendor == "postgresql" else "%s" for c in _INSERT_COLUMNS
         )
-        sql = _INSERT_SQL[connection.vendor] = (
+        sql = _INSERT_SQL[db.vendor] = (
             f"INSERT INTO {quote(AccessLogEntry._meta.db_table)} ({', '.join(quote(c) for c in _INSERT_COLUMNS)})"  # noqa: S608
             f" VALUES ({values}) RETURNING id"
         )
@@ -140,11 +140,11 @@ def access_log_commit(*, event: LogEvent) -> int:
     return _insert(event, None)
 
 
-def _resource_ids_text(resource_ids: Sequence[str], db: BaseDatabaseWrapper | None = None) -> str:
+def _resource_ids_text(resource_ids: Sequence[str], db: BaseDatabaseWrapper) -> str:
     """The entry's resource list as the INSERT sends it. PostgreSQL parses it into jsonb, which prints the
     canonical form (audit.leaves) whatever the spacing: orjson's compact text, five times quicker for a
     searched page of a hundred. SQLite stores the text as sent, so it gets json.dumps's, the canonical form."""
-    if (db or connection).vendor == "postgresql":
+    if db.vendor == "postgresql":
         return orjson.dumps(list(resource_ids)).decode()
     return json.dumps(list(resource_ids))
 

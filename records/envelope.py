@@ -120,8 +120,7 @@ class VersionOpener:
         work: list[tuple[bytes | None, bytes, bytes | None, bytes]] = []
         format_1: list[tuple[int, bytes, bytes, bytes, bool, bytes]] = []
         for _, resource_type, fhir_id, version, ciphertext, wrapped_data_key, _, _, current, stored_mac in items:
-            # _aad's text, inline (a call per version cost the loop a twentieth); test_crypto_batch holds them equal
-            aad = f"{patient}{resource_type}|{fhir_id}|{version}".encode("ascii")
+            aad = _aad(patient, resource_type, fhir_id, version)
             if wrapped_data_key:  # format 1: its place held (None), checked and opened after the loop
                 format_1.append((len(work), aad, ciphertext, wrapped_data_key, version == current, stored_mac))
                 work.append((None, b"", None, b""))
