@@ -71,6 +71,12 @@ class Resource(models.Model):
     # MAC (under a key derived from the patient's key) naming the current version as the newest
     # (records.envelope.head_mac): a rolled-back current_version fails it on read.
     head_mac = models.BinaryField(max_length=32, editable=False, default=b"")
+    # The current version row's ciphertext and wrapped data key, written with it by ingest (its only writer),
+    # so a page of current versions (records.selectors.pages) reads no join to its versions: a third of a
+    # search's statement. Sealed under the same binding, so it cannot say anything the version row does not.
+    # NULL (a row written before the copy existed): read from the version row instead.
+    current_ciphertext = models.BinaryField(null=True, editable=False)
+    current_wrapped_data_key = models.BinaryField(null=True, editable=False)
     updated_at = models.DateTimeField()
 
     class Meta:

@@ -192,15 +192,19 @@ def document_write(
         (writes[owner.id].created if stored is None else writes[owner.id].updated).append(f"{name}/_history/{version}")
 
     updated = [
-        Resource(pk=row.pk, current_version=row.version, current_hash=row.digest, head_mac=row.head, updated_at=now)
+        Resource(
+            pk=row.pk, current_version=row.version, current_hash=row.digest, head_mac=row.head,
+            current_ciphertext=row.ciphertext, current_wrapped_data_key=row.wrapped_data_key, updated_at=now,
+        )
         for row in rows
         if row.pk is not None
-    ]
+    ]  # fmt: skip
     at = connection.ops.adapt_datetimefield_value(now)
     _resources_insert([row for row in rows if row.pk is None], at=at)
     if updated:
+        copied = ["current_ciphertext", "current_wrapped_data_key"]  # the copy moves on with the version
         Resource.objects.bulk_update(
-            updated, ["current_version", "current_hash", "head_mac", "updated_at"], batch_size=500
+            updated, ["current_version", "current_hash", "head_mac", *copied, "updated_at"], batch_size=500
         )
         for part in chunks([r.pk for r in updated]):
             IndexToken.objects.filter(resource_id__in=part).delete()

@@ -45,8 +45,15 @@ def _resources_insert(rows: list[_Row], *, at: Any) -> None:
     uuid_field = Patient._meta.pk
     assert uuid_field is not None
     patient_ids = {row.patient_id: uuid_field.get_db_prep_value(row.patient_id, connection) for row in rows}
-    values = [(patient_ids[r.patient_id], r.resource_type, r.fhir_id, r.version, r.digest, r.head, at) for r in rows]
-    fields = ("patient", "resource_type", "fhir_id", "current_version", "current_hash", "head_mac", "updated_at")
+    values = [
+        (patient_ids[r.patient_id], r.resource_type, r.fhir_id, r.version, r.digest, r.head, r.ciphertext,
+         r.wrapped_data_key, at)
+        for r in rows
+    ]  # fmt: skip
+    fields = (
+        "patient", "resource_type", "fhir_id", "current_version", "current_hash", "head_mac", "current_ciphertext",
+        "current_wrapped_data_key", "updated_at",
+    )  # fmt: skip
     by_identity = {(row.fhir_id, row.resource_type): row for row in rows}
     if _few(values):
         for pk, fhir_id, resource_type in _unnest_insert(

@@ -37,14 +37,25 @@ def _page_sql(matches: str) -> str:
     quote = connection.ops.quote_name
     version, resource, patient = (quote(m._meta.db_table) for m in (ResourceVersion, Resource, Patient))
     # The page's ids are chosen first (`matches` names each resource once, as `pk`), and only those rows are
-    # joined to their versions: joining every match and then sorting the wide rows read each match's ciphertext.
+    # read whole: reading every match and then sorting the wide rows read each match's ciphertext.
     return (
         f"SELECT (SELECT COUNT(*) FROM ({matches}) m), r.patient_id, r.resource_type, r.fhir_id,"  # noqa: S608
-        " v.version, v.ciphertext, v.wrapped_data_key, p.wrapped_key, p.master_key_id, r.current_version, r.head_mac"
+        f" r.current_version, {current_sealed(version)}, p.wrapped_key, p.master_key_id, r.current_version, r.head_mac"
         f" FROM (SELECT m.pk FROM ({matches}) m ORDER BY m.pk LIMIT %s OFFSET %s) page"
         f" JOIN {resource} r ON r.id = page.pk"
-        f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version"
         f" JOIN {patient} p ON p.id = r.patient_id ORDER BY r.id"
+    )
+
+
+def current_sealed(version: str) -> str:
+    """The current version's ciphertext and wrapped data key of resource row `r`, as two columns: the copy the
+    row carries (records.models.Resource.current_ciphertext), or, for a row written before it had one, its
+    version row's (`version`: that table's quoted name), looked up only then."""
+    row = f"FROM {version} v WHERE v.resource_id = r.id AND v.version = r.current_version"
+    return (
+        f"COALESCE(r.current_ciphertext, (SELECT v.ciphertext {row})),"
+        f" CASE WHEN r.current_ciphertext IS NULL THEN (SELECT v.wrapped_data_key {row})"
+        " ELSE r.current_wrapped_data_key END"
     )
 
 
@@ -52,7 +63,7 @@ _TYPE_PAGE_SQL: dict[str, str] = {}
 _RECORD_KEY_FIELDS = ("wrapped_key", "master_key_id")
 # A type page's rows, each only what differs between rows (its resource row's id first, for their order):
 # what stored_page_of_type and a search's first statement (records.selectors.target_page) both read.
-TYPE_PAGE_COLUMNS = "r.id, r.fhir_id, v.version, v.ciphertext, v.wrapped_data_key, r.current_version, r.head_mac"
+TYPE_PAGE_COLUMNS = "r.id, r.fhir_id, r.current_version, r.sealed, r.wrapped, r.current_version, r.head_mac"
 
 
 def type_page_from(patient: str, *, lateral_to: str = "") -> str:
@@ -60,12 +71,13 @@ def type_page_from(patient: str, *, lateral_to: str = "") -> str:
     limit and the offset. `lateral_to`: a FROM item `patient` refers to, which the page is joined to laterally."""
     quote = connection.ops.quote_name
     version, resource = (quote(m._meta.db_table) for m in (ResourceVersion, Resource))
-    # The page's resource rows are chosen and carried in one pass (not chosen by id and looked up again).
+    # The page's resource rows are chosen and carried in one pass (not chosen by id and looked up again), each
+    # with its current version's ciphertext: no join to the versions (current_sealed).
     joined = f"{lateral_to} CROSS JOIN LATERAL " if lateral_to else ""
     return (
-        f" FROM {joined}(SELECT id, fhir_id, current_version, head_mac FROM {resource}"  # noqa: S608
-        f" WHERE patient_id = {patient} AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r"
-        f" JOIN {version} v ON v.resource_id = r.id AND v.version = r.current_version"
+        f" FROM {joined}(SELECT id, fhir_id, current_version, head_mac, {current_sealed(version)} FROM {resource} r"  # noqa: S608
+        f" WHERE patient_id = {patient} AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r (id, fhir_id,"
+        " current_version, head_mac, sealed, wrapped)"
     )
 
 

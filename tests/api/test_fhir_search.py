@@ -231,16 +231,17 @@ def test_storage_order_pages_cover_every_match_once_and_a_page_past_the_end_keep
 def test_a_corrupted_resource_fails_only_itself_the_page_carries_the_rest_with_a_warning(
     api, patient_user, token_for, alice_record
 ):
-    from records.models import ResourceVersion
+    from records.models import Resource
 
     token = token_for(patient_user)
     _, before = _search(api, token, "_count=100")
     ids = _ids(before)
     broken = ids[1]
-    row = ResourceVersion.objects.get(resource__fhir_id=broken, resource__patient=alice_record)
-    raw = bytearray(bytes(row.ciphertext))
+    # A page reads each current version from the copy its resource row carries (Resource.current_ciphertext).
+    row = Resource.objects.get(fhir_id=broken, patient=alice_record)
+    raw = bytearray(bytes(row.current_ciphertext))
     raw[20] ^= 0x01
-    row.ciphertext = bytes(raw)
+    row.current_ciphertext = bytes(raw)
     row.save()
 
     response, after = _search(api, token, "_count=100")

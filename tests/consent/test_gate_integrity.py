@@ -10,15 +10,19 @@ import pytest
 from audit.models import AccessLogEntry
 from consent.gate import Caller, SearchCriteria, record_export, resource_read, resource_search_counted
 from healthledger.errors import IntegrityFailure
+from records.models import Resource
 from tests.records.test_store_tamper import _flip, _import, _version
 
 pytestmark = pytest.mark.django_db
 
 
 def _corrupt(resource_id: str) -> None:
+    """One flipped byte in the current version, where reads find it (its version row) and where a search's page
+    does (the copy its resource row carries)."""
     row = _version(resource_id)
     row.ciphertext = _flip(bytes(row.ciphertext), 20)
     row.save()
+    Resource.objects.filter(pk=row.resource_id).update(current_ciphertext=row.ciphertext)
 
 
 def test_a_tampered_read_writes_an_integrity_entry_and_no_read(patient, patient_user):

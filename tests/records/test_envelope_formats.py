@@ -15,8 +15,9 @@ from consent.gate import Caller, resource_read
 from healthledger.errors import IntegrityFailure
 from records import crypto, decrypt, keys
 from records.envelope import VersionOpener, version_aad, version_open, version_seal
-from records.models import Patient, ResourceVersion
+from records.models import Patient, Resource, ResourceVersion
 from records.selectors import StoredVersion, stored_version_get, stored_versions_current
+from records.selectors.pages import stored_page_of_type
 from records.services import fhir_ingest
 
 PLAINTEXT = b'{"resourceType":"Observation","status":"final"}'
@@ -151,6 +152,14 @@ def _reseal_as_format_1(stored: StoredVersion, plaintext: bytes) -> None:
         resource__patient_id=patient.pk, resource__fhir_id=stored.fhir_id, version=stored.version
     )
     assert rows.update(ciphertext=ciphertext, wrapped_data_key=wrapped) == 1
+    # ... and so does the copy its resource row carries, as the backfill of records migration 0006 made it.
+    copies = Resource.objects.filter(
+        patient_id=patient.pk,
+        resource_type=stored.resource_type,
+        fhir_id=stored.fhir_id,
+        current_version=stored.version,
+    )
+    assert copies.update(current_ciphertext=ciphertext, current_wrapped_data_key=wrapped) == 1
 
 
 @pytest.mark.django_db
@@ -182,6 +191,11 @@ def test_a_format_1_row_opens_to_the_same_plaintext_by_the_single_read_the_batch
         caller=Caller(actor=patient_user), patient=patient, resource_type="Observation", resource_id=stored.fhir_id
     )
     assert read == plaintext
+    # A search's page reads the resource row's copy: format 1 there too.
+    page, total = stored_page_of_type(patient=patient, resource_type="Observation", limit=10, offset=0)
+    assert total == 1
+    assert [len(item.wrapped_data_key) for item in page] == [len(older.wrapped_data_key)]
+    assert decrypt.stored_versions_decrypt_each(page) == [plaintext]
 
 
 @pytest.mark.django_db
