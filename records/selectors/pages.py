@@ -48,14 +48,14 @@ def _page_sql(matches: str) -> str:
 
 
 def current_sealed(version: str) -> str:
-    """The current version's ciphertext and wrapped data key of resource row `r`, as two columns: the copy the
-    row carries (records.models.Resource.current_ciphertext), or, for a row written before it had one, its
-    version row's (`version`: that table's quoted name), looked up only then."""
+    """The current version's ciphertext and wrapped data key of resource row `r`, as two columns (`sealed`,
+    `wrapped`): the copy the row carries (records.models.Resource.current_ciphertext), or, for a row written
+    before it had one, its version row's (`version`: that table's quoted name), looked up only then."""
     row = f"FROM {version} v WHERE v.resource_id = r.id AND v.version = r.current_version"
     return (
-        f"COALESCE(r.current_ciphertext, (SELECT v.ciphertext {row})),"
+        f"COALESCE(r.current_ciphertext, (SELECT v.ciphertext {row})) AS sealed,"
         f" CASE WHEN r.current_ciphertext IS NULL THEN (SELECT v.wrapped_data_key {row})"
-        " ELSE r.current_wrapped_data_key END"
+        " ELSE r.current_wrapped_data_key END AS wrapped"
     )
 
 
@@ -76,8 +76,7 @@ def type_page_from(patient: str, *, lateral_to: str = "") -> str:
     joined = f"{lateral_to} CROSS JOIN LATERAL " if lateral_to else ""
     return (
         f" FROM {joined}(SELECT id, fhir_id, current_version, head_mac, {current_sealed(version)} FROM {resource} r"  # noqa: S608
-        f" WHERE patient_id = {patient} AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r (id, fhir_id,"
-        " current_version, head_mac, sealed, wrapped)"
+        f" WHERE patient_id = {patient} AND resource_type = %s ORDER BY id LIMIT %s OFFSET %s) r"
     )
 
 
